@@ -1,0 +1,341 @@
+//! Subcommands: `run`, `check`, `explain`, `demo`.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, UnixTime};
+
+use crate::config::CONFIG_ENV;
+use crate::identity::ClientIdentity;
+use crate::policy::{RequestParts, Verdict};
+use crate::snapshot::{Snapshot, fmt_time, unix_now};
+use crate::telemetry::{LogFormat, init_logging};
+use crate::tls::HandshakeResult;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "certgate",
+    version,
+    about = "mTLS-enforcing reverse proxy gateway"
+)]
+struct Cli {
+    /// Log format for `run` and `demo`.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve with the given config.
+    Run {
+        #[arg(long, env = CONFIG_ENV)]
+        config: PathBuf,
+    },
+    /// Load and validate everything the config references; print a summary.
+    Check {
+        #[arg(long, env = CONFIG_ENV)]
+        config: PathBuf,
+    },
+    /// Show which route a request matches and whether a certificate is allowed, and why.
+    Explain {
+        #[arg(long, env = CONFIG_ENV)]
+        config: PathBuf,
+        /// Client certificate (PEM, leaf first, optionally followed by intermediates).
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long)]
+        path: String,
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Run a throwaway PKI, an echo upstream and the gateway on localhost.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        bind: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin_bind: SocketAddr,
+        /// Keep the generated files in this directory instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Exit codes: 0 ok/allowed, 1 error, 3 `explain` says the request is refused.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            init_logging(cli.log_format);
+            run(&config)
+        }
+        Command::Check { config } => check(&config),
+        Command::Explain {
+            config,
+            cert,
+            method,
+            path,
+            host,
+        } => explain(&config, cert.as_deref(), &method, &path, host.as_deref()),
+        Command::Demo {
+            bind,
+            admin_bind,
+            dir,
+        } => {
+            init_logging(cli.log_format);
+            report(runtime().and_then(|rt| rt.block_on(crate::demo::run(bind, admin_bind, dir))))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: &Path) -> ExitCode {
+    let snapshot = match Snapshot::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    report(runtime().and_then(|rt| {
+        rt.block_on(async {
+            let bound = crate::server::Bound::bind(snapshot).await?;
+            bound.serve(crate::server::shutdown_signal()).await
+        })
+    }))
+}
+
+fn check(config: &Path) -> ExitCode {
+    match Snapshot::load(config) {
+        Ok(s) => {
+            print!("{}", summary(&s));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The one-screen summary `check` prints.
+pub fn summary(s: &Snapshot) -> String {
+    let mut o = String::new();
+    let now = unix_now();
+    let _ = writeln!(o, "config OK: {}", s.config_path.display());
+    let _ = writeln!(o, "listener   {} (TLS 1.2/1.3, ALPN h2, http/1.1)", s.bind);
+    let _ = writeln!(
+        o,
+        "server     {} (expires {}, {} days)",
+        s.server_cert.subject,
+        fmt_time(s.server_cert.not_after),
+        (s.server_cert.not_after - now) / 86400
+    );
+    let _ = writeln!(o, "client_auth mode = {:?}", s.client_auth_mode);
+    for c in &s.trust_anchors {
+        let _ = writeln!(
+            o,
+            "  trust    {} (expires {})",
+            c.subject,
+            fmt_time(c.not_after)
+        );
+    }
+    for c in &s.intermediates {
+        let _ = writeln!(
+            o,
+            "  inter    {} (expires {})",
+            c.subject,
+            fmt_time(c.not_after)
+        );
+    }
+    for c in &s.crls {
+        let _ = writeln!(
+            o,
+            "  crl      {} issuer {} revoked {} next update {}",
+            c.file.display(),
+            c.crl.issuer,
+            c.crl.revoked_count,
+            c.crl.next_update.map_or_else(|| "none".into(), fmt_time)
+        );
+    }
+    let _ = writeln!(o, "admin      {}", s.admin_bind);
+    for u in &s.upstreams {
+        let _ = writeln!(
+            o,
+            "upstream   {} -> {}://{} (timeout {:?})",
+            u.name, u.scheme, u.authority, u.timeout
+        );
+    }
+    for r in s.routes.routes() {
+        let methods = r.methods().map_or_else(
+            || "*".to_string(),
+            |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
+        );
+        let _ = writeln!(
+            o,
+            "route      {:<20} {} {}{} -> {} (allow {}, deny {}{})",
+            r.name,
+            methods,
+            r.host().unwrap_or(""),
+            r.path_prefix(),
+            s.upstreams.get(r.upstream).map_or("?", |u| u.name.as_str()),
+            r.allow.len(),
+            r.deny.len(),
+            if r.allow_unauthenticated {
+                ", unauthenticated allowed"
+            } else {
+                ""
+            }
+        );
+    }
+    for w in &s.warnings {
+        let _ = writeln!(o, "warning: {w}");
+    }
+    o
+}
+
+fn explain(
+    config: &Path,
+    cert: Option<&Path>,
+    method: &str,
+    path: &str,
+    host: Option<&str>,
+) -> ExitCode {
+    let snapshot = match Snapshot::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let method = match http::Method::from_bytes(method.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => {
+            eprintln!("error: --method {method:?} is not an HTTP method");
+            return ExitCode::FAILURE;
+        }
+    };
+    let normalized = match crate::path::normalize(path) {
+        Ok(p) => p.into_owned(),
+        Err(e) => {
+            println!("path      {path}\nresult    400 bad request: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let mut verified = true;
+    let identity = match cert {
+        None => None,
+        Some(p) => {
+            let chain: Vec<CertificateDer<'static>> = match CertificateDer::pem_file_iter(p)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            {
+                Ok(c) if !c.is_empty() => c,
+                Ok(_) => {
+                    eprintln!("error: {}: no certificate found", p.display());
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", p.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            let id = match ClientIdentity::from_der(chain[0].as_ref()) {
+                Ok(id) => id,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", p.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!("identity  {}", id.subject);
+            println!("  sha256  {}", id.sha256_hex);
+            for u in &id.uris {
+                println!("  uri     {u}");
+            }
+            for d in &id.dns_names {
+                println!("  dns     {d}");
+            }
+            println!("  issuer  {}", id.issuer);
+            let result = snapshot.client_verifier.verify_client_cert(
+                &chain[0],
+                &chain[1..],
+                UnixTime::now(),
+            );
+            match result {
+                Ok(_) => println!("tls       certificate verifies against the trust store"),
+                Err(e) => {
+                    verified = false;
+                    println!(
+                        "tls       handshake would be refused: {} ({e})",
+                        HandshakeResult::classify(&e).label()
+                    );
+                }
+            }
+            Some(id)
+        }
+    };
+    println!("request   {method} {}{normalized}", host.unwrap_or(""));
+    let parts = RequestParts {
+        method: &method,
+        host,
+        path: &normalized,
+    };
+    let d = snapshot.routes.decide(&parts, identity.as_ref());
+    match d.route {
+        None => println!("route     none matches -> 404"),
+        Some(r) => {
+            println!(
+                "route     routes[{}] {:?} (prefix {})",
+                r.index,
+                r.name,
+                r.path_prefix()
+            );
+            let rule_text = match d.decided_by {
+                crate::policy::DecidedBy::Allow(i) => r.allow.get(i).map(|x| x.text.as_str()),
+                crate::policy::DecidedBy::Deny(i) => r.deny.get(i).map(|x| x.text.as_str()),
+                _ => None,
+            };
+            let status = match d.verdict {
+                Verdict::Allow => "allowed",
+                Verdict::Deny => "denied -> 403",
+                Verdict::Unauthenticated => "no certificate -> 401",
+                Verdict::NoRoute => "-> 404",
+            };
+            println!(
+                "decision  {status} by {}{}",
+                d.decided_by,
+                rule_text.map(|t| format!(" {t}")).unwrap_or_default()
+            );
+        }
+    }
+    if !verified {
+        println!("note      the policy result above only applies once the certificate verifies");
+    }
+    if d.verdict == Verdict::Allow && verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
+}

@@ -1,0 +1,278 @@
+//! The TOML configuration as operators write it (see `config/certgate.toml` for every key).
+//!
+//! These structs are the *raw* form: they mirror the file one to one, reject unknown keys, and
+//! carry no meaning beyond types. [`crate::snapshot::Snapshot::build`] compiles them into runtime
+//! values that cannot represent an invalid state.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Environment variable consulted when `--config` is not given.
+pub const CONFIG_ENV: &str = "CERTGATE_CONFIG";
+
+/// A configuration problem, always naming the file, and for invalid values the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("{file}: {key}: {problem}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        problem: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listener: RawListener,
+    pub client_auth: RawClientAuth,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub bind: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// A TLS handshake that takes longer than this is abandoned.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Time allowed for in-flight requests to finish after SIGTERM/SIGINT.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Time allowed for a client to send a complete HTTP/1 request head.
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMode {
+    Require,
+    Optional,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationScope {
+    #[default]
+    Chain,
+    EndEntity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownRevocation {
+    #[default]
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleCrl {
+    #[default]
+    Deny,
+    Warn,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    pub mode: ClientAuthMode,
+    pub trust_store: Vec<PathBuf>,
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    #[serde(default)]
+    pub intermediates: Vec<PathBuf>,
+    #[serde(default)]
+    pub revocation_scope: RevocationScope,
+    #[serde(default)]
+    pub unknown_revocation: UnknownRevocation,
+    #[serde(default)]
+    pub stale_crl: StaleCrl,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    #[serde(default = "default_admin_bind")]
+    pub bind: SocketAddr,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            bind: default_admin_bind(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: String,
+    /// Time allowed for the upstream to start answering (response head).
+    #[serde(default = "default_upstream_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    pub path_prefix: String,
+    pub methods: Option<Vec<String>>,
+    pub host: Option<String>,
+    pub upstream: String,
+    #[serde(default)]
+    pub allow: Vec<RawMatcher>,
+    #[serde(default)]
+    pub deny: Vec<RawMatcher>,
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    /// Overrides the upstream's `timeout` for this route.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+/// One allow/deny entry: every key present must match (AND).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatcher {
+    pub uri: Option<String>,
+    pub dns: Option<String>,
+    pub email: Option<String>,
+    pub cn: Option<String>,
+    pub o: Option<String>,
+    pub ou: Option<String>,
+    pub issuer_cn: Option<String>,
+    pub sha256: Option<String>,
+    pub any: Option<bool>,
+}
+
+fn default_admin_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9901))
+}
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_upstream_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// A parsed config file together with where it came from.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub raw: RawConfig,
+}
+
+impl ConfigFile {
+    /// Reads and parses `path`. Errors name the file and, for TOML errors, line and column.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw = toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Parse {
+            file: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            raw,
+        })
+    }
+
+    /// Resolves a path from the file relative to the config file's own directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            return p.to_path_buf();
+        }
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+
+    /// An [`ConfigError::Invalid`] for this file.
+    pub fn invalid(&self, key: impl Into<String>, problem: impl std::fmt::Display) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.path.clone(),
+            key: key.into(),
+            problem: problem.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[listener]
+bind = "127.0.0.1:8443"
+cert = "server.pem"
+key = "server-key.pem"
+
+[client_auth]
+mode = "require"
+trust_store = ["ca.pem"]
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let f = ConfigFile::parse(Path::new("/etc/certgate/certgate.toml"), MINIMAL).unwrap();
+        assert_eq!(f.raw.admin.bind, default_admin_bind());
+        assert_eq!(f.raw.listener.drain_timeout, Duration::from_secs(30));
+        assert_eq!(f.raw.client_auth.stale_crl, StaleCrl::Deny);
+        assert_eq!(
+            f.resolve(Path::new("server.pem")),
+            PathBuf::from("/etc/certgate/server.pem")
+        );
+        assert_eq!(f.resolve(Path::new("/abs.pem")), PathBuf::from("/abs.pem"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_line() {
+        let text = format!("{MINIMAL}\n[admin]\nbindd = \"127.0.0.1:1\"\n");
+        let err = ConfigFile::parse(Path::new("c.toml"), &text).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("c.toml: "), "{msg}");
+        assert!(msg.contains("bindd"), "{msg}");
+        assert!(msg.contains("line 12"), "{msg}");
+    }
+}

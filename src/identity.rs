@@ -1,0 +1,266 @@
+//! [`ClientIdentity`]: what certgate knows about a verified client, extracted once per connection.
+
+use std::fmt::Write as _;
+
+use http::HeaderValue;
+use x509_parser::der_parser::oid::Oid;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
+
+/// The identity carried by a verified client leaf certificate. Shared by policy, headers and logs.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    /// Subject as an RFC 4514 string (most specific RDN first), e.g. `CN=app,O=Example`.
+    pub subject: String,
+    pub common_names: Vec<String>,
+    pub organizations: Vec<String>,
+    pub organizational_units: Vec<String>,
+    /// Issuer as an RFC 4514 string.
+    pub issuer: String,
+    pub issuer_common_names: Vec<String>,
+    pub uris: Vec<String>,
+    pub dns_names: Vec<String>,
+    pub emails: Vec<String>,
+    /// Serial number, lower-case hex without separators.
+    pub serial: String,
+    /// Validity, seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// SHA-256 of the certificate DER.
+    pub sha256: [u8; 32],
+    pub sha256_hex: String,
+    /// The `x-forwarded-client-cert` value, built once (Envoy XFCC syntax).
+    pub xfcc: HeaderValue,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("certificate cannot be parsed: {0}")]
+pub struct IdentityError(String);
+
+impl ClientIdentity {
+    /// Extracts the identity from a DER certificate. Does not verify anything: call it only on a
+    /// certificate the TLS verifier accepted (or, in `explain`, to describe one).
+    pub fn from_der(der: &[u8]) -> Result<Self, IdentityError> {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| IdentityError(e.to_string()))?;
+        let subject_name = cert.subject();
+        let mut uris = Vec::new();
+        let mut dns_names = Vec::new();
+        let mut emails = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::URI(u) => uris.push((*u).to_string()),
+                    GeneralName::DNSName(d) => dns_names.push((*d).to_string()),
+                    GeneralName::RFC822Name(e) => emails.push((*e).to_string()),
+                    _ => {}
+                }
+            }
+        }
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(digest.as_ref());
+        let sha256_hex = hex::encode(sha256);
+        let subject = rfc4514(subject_name);
+        let xfcc = build_xfcc(&sha256_hex, &subject, &uris, &dns_names);
+        Ok(Self {
+            common_names: strings(subject_name.iter_common_name()),
+            organizations: strings(subject_name.iter_organization()),
+            organizational_units: strings(subject_name.iter_organizational_unit()),
+            issuer: rfc4514(cert.issuer()),
+            issuer_common_names: strings(cert.issuer().iter_common_name()),
+            subject,
+            uris,
+            dns_names,
+            emails,
+            serial: hex::encode(cert.raw_serial()),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            sha256,
+            sha256_hex,
+            xfcc,
+        })
+    }
+}
+
+fn strings<'a, 'b: 'a>(
+    it: impl Iterator<Item = &'a x509_parser::x509::AttributeTypeAndValue<'b>>,
+) -> Vec<String> {
+    it.filter_map(|a| a.as_str().ok().map(str::to_string))
+        .collect()
+}
+
+fn attr_short_name(oid: &Oid<'_>) -> Option<&'static str> {
+    Some(match oid.to_id_string().as_str() {
+        "2.5.4.3" => "CN",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.9" => "STREET",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "2.5.4.5" => "serialNumber",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        "1.2.840.113549.1.9.1" => "emailAddress",
+        _ => return None,
+    })
+}
+
+/// RFC 4514 string form of a distinguished name: RDNs in reverse order, `+` inside a
+/// multi-valued RDN, special characters escaped, unknown or non-string values as `OID=#hex`.
+pub fn rfc4514(name: &X509Name<'_>) -> String {
+    let mut out = String::new();
+    for (i, rdn) in name
+        .iter()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .enumerate()
+    {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, atv) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            let oid = atv.attr_type();
+            let short = attr_short_name(oid);
+            match short {
+                Some(s) => out.push_str(s),
+                None => out.push_str(&oid.to_id_string()),
+            }
+            out.push('=');
+            match (short, atv.as_str()) {
+                (Some(_), Ok(v)) => escape_rfc4514_value(&mut out, v),
+                _ => {
+                    out.push('#');
+                    out.push_str(&hex::encode(atv.attr_value().data));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn escape_rfc4514_value(out: &mut String, v: &str) {
+    let last = v.chars().count().saturating_sub(1);
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\\')
+            || (i == 0 && (c == ' ' || c == '#'))
+            || (i == last && c == ' ');
+        if c == '\0' {
+            out.push_str("\\00");
+        } else {
+            if special {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+}
+
+/// `Hash=<hex>;Subject="<dn>";URI=<uri>;DNS=<dns>` with one `URI=`/`DNS=` pair per SAN, as Envoy
+/// does. Characters that cannot appear in a header value are written as `\xHH`.
+fn build_xfcc(hash: &str, subject: &str, uris: &[String], dns: &[String]) -> HeaderValue {
+    let mut v = String::with_capacity(96 + subject.len());
+    let _ = write!(v, "Hash={hash};Subject=\"");
+    for c in subject.chars() {
+        if c == '"' || c == '\\' {
+            v.push('\\');
+        }
+        v.push(c);
+    }
+    v.push('"');
+    for u in uris {
+        push_xfcc_value(&mut v, "URI", u);
+    }
+    for d in dns {
+        push_xfcc_value(&mut v, "DNS", d);
+    }
+    header_value_lossless(&v)
+}
+
+fn push_xfcc_value(v: &mut String, key: &str, value: &str) {
+    v.push(';');
+    v.push_str(key);
+    v.push('=');
+    if value.contains([',', ';', '=', '"']) {
+        v.push('"');
+        for c in value.chars() {
+            if c == '"' || c == '\\' {
+                v.push('\\');
+            }
+            v.push(c);
+        }
+        v.push('"');
+    } else {
+        v.push_str(value);
+    }
+}
+
+fn header_value_lossless(s: &str) -> HeaderValue {
+    if let Ok(v) = HeaderValue::from_str(s) {
+        return v;
+    }
+    let mut clean = String::with_capacity(s.len() + 16);
+    for b in s.bytes() {
+        if (0x20..0x7f).contains(&b) {
+            clean.push(char::from(b));
+        } else {
+            let _ = write!(clean, "\\x{b:02X}");
+        }
+    }
+    // Only printable ASCII remains, which is always a valid header value.
+    HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Ca, LeafSpec};
+
+    #[test]
+    fn extracts_fields_and_builds_xfcc() {
+        let ca = Ca::root("Test Root").unwrap();
+        let leaf = ca
+            .issue(&LeafSpec {
+                cn: "billing, reader".into(),
+                o: Some("Example".into()),
+                ou: Some("finance".into()),
+                uris: vec!["spiffe://example.org/ns/billing/sa/reader".into()],
+                dns: vec!["reader.example.org".into()],
+                emails: vec!["ops@example.org".into()],
+                ..LeafSpec::client("x")
+            })
+            .unwrap();
+        let id = ClientIdentity::from_der(&leaf.der).unwrap();
+        assert_eq!(id.common_names, ["billing, reader"]);
+        assert_eq!(id.organizations, ["Example"]);
+        assert_eq!(id.organizational_units, ["finance"]);
+        assert_eq!(id.issuer_common_names, ["Test Root"]);
+        assert_eq!(id.subject, r"CN=billing\, reader,OU=finance,O=Example");
+        assert_eq!(id.uris, ["spiffe://example.org/ns/billing/sa/reader"]);
+        assert_eq!(id.dns_names, ["reader.example.org"]);
+        assert_eq!(id.emails, ["ops@example.org"]);
+        assert_eq!(id.serial, leaf.serial_hex);
+        let expect_hash = hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            &leaf.der,
+        ));
+        assert_eq!(id.sha256_hex, expect_hash);
+        assert_eq!(
+            id.xfcc.to_str().unwrap(),
+            format!(
+                "Hash={expect_hash};Subject=\"CN=billing\\\\, reader,OU=finance,O=Example\";\
+                 URI=spiffe://example.org/ns/billing/sa/reader;DNS=reader.example.org"
+            )
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(ClientIdentity::from_der(b"not a certificate").is_err());
+        assert!(ClientIdentity::from_der(&[]).is_err());
+    }
+}

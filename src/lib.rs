@@ -1,0 +1,23 @@
+//! certgate: an mTLS-enforcing reverse proxy gateway.
+//!
+//! The path of one request: TLS handshake ([`tls`]) → [`identity::ClientIdentity`] once per
+//! connection → per request [`path`] normalisation, routing and [`policy`] → [`proxy`] forwarding
+//! to an [`upstream`] → access log and metrics ([`telemetry`]). Reloadable state lives in one
+//! [`snapshot::Snapshot`].
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod identity;
+pub mod path;
+pub mod pki;
+pub mod policy;
+pub mod proxy;
+pub mod server;
+pub mod snapshot;
+pub mod telemetry;
+pub mod tls;
+pub mod upstream;

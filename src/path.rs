@@ -1,0 +1,221 @@
+//! Request path normalisation: the single place that decides what path a request is for.
+//!
+//! Routing, policy and the upstream all see the path returned here, so what was authorised is
+//! exactly what is served. Rules:
+//! - percent-encoded *unreserved* characters (`A-Z a-z 0-9 - . _ ~`) are decoded; other escapes are
+//!   kept with upper-case hex;
+//! - an encoded `/` or `\`, a raw `\`, NUL (raw or encoded), or a malformed escape is rejected:
+//!   such paths mean different things to different servers;
+//! - `.` and `..` segments are removed; a `..` that would climb above `/` is rejected;
+//! - empty segments (`//`) are merged.
+
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("path must start with '/'")]
+    NotAbsolute,
+    #[error("malformed percent-encoding")]
+    BadEscape,
+    #[error("encoded '/' or '\\', raw '\\' or NUL in path")]
+    Ambiguous,
+    #[error("dot segments escape the root")]
+    EscapesRoot,
+}
+
+/// Normalises an origin-form path (no query). Clean paths are returned borrowed, without allocating.
+pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    if !raw.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if is_clean(raw) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let decoded = decode_unreserved(raw)?;
+    remove_dot_segments(&decoded).map(Cow::Owned)
+}
+
+fn is_clean(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    if b.iter().any(|&c| c == b'%' || c == b'\\' || c == 0) {
+        return false;
+    }
+    // `raw` starts with '/', so the first split item is empty and skipped.
+    let mut segments = raw[1..].split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if seg == "." || seg == ".." || (seg.is_empty() && !last) {
+            return false;
+        }
+    }
+    true
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
+}
+
+fn decode_unreserved(raw: &str) -> Result<String, PathError> {
+    let b = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let (Some(hi), Some(lo)) = (
+                    b.get(i + 1).copied().and_then(hex_val),
+                    b.get(i + 2).copied().and_then(hex_val),
+                ) else {
+                    return Err(PathError::BadEscape);
+                };
+                let v = hi << 4 | lo;
+                if v == b'/' || v == b'\\' || v == 0 {
+                    return Err(PathError::Ambiguous);
+                }
+                if is_unreserved(v) {
+                    out.push(v as char);
+                } else {
+                    out.push('%');
+                    out.push(char::from(b"0123456789ABCDEF"[usize::from(hi)]));
+                    out.push(char::from(b"0123456789ABCDEF"[usize::from(lo)]));
+                }
+                i += 3;
+            }
+            b'\\' | 0 => return Err(PathError::Ambiguous),
+            _ => {
+                // Copy the run up to the next '%' (keeps multi-byte UTF-8 intact).
+                let end = b[i..]
+                    .iter()
+                    .position(|&c| c == b'%' || c == b'\\' || c == 0)
+                    .map_or(b.len(), |p| i + p);
+                out.push_str(&raw[i..end]);
+                i = end;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn remove_dot_segments(path: &str) -> Result<String, PathError> {
+    let mut stack: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    let mut segments = path[1..].split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        match seg {
+            "" | "." => trailing_slash = last,
+            ".." => {
+                if stack.pop().is_none() {
+                    return Err(PathError::EscapesRoot);
+                }
+                trailing_slash = last;
+            }
+            s => {
+                stack.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &stack {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing_slash || stack.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+/// Segment-aware prefix match: `/a` matches `/a` and `/a/b`, never `/ab`. `/` matches everything.
+/// `prefix` must itself be normalised and carry no trailing slash (except `/`).
+pub fn has_prefix(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(p: &str) -> Result<String, PathError> {
+        normalize(p).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn clean_paths_are_borrowed() {
+        assert!(matches!(normalize("/a/b/c"), Ok(Cow::Borrowed("/a/b/c"))));
+        assert!(matches!(normalize("/a/b/"), Ok(Cow::Borrowed("/a/b/"))));
+        assert!(matches!(normalize("/"), Ok(Cow::Borrowed("/"))));
+        assert!(matches!(normalize("/a..b/.c"), Ok(Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn dot_segments_and_double_slashes() {
+        assert_eq!(n("/public/../admin").unwrap(), "/admin");
+        assert_eq!(n("/a/./b").unwrap(), "/a/b");
+        assert_eq!(n("//admin").unwrap(), "/admin");
+        assert_eq!(n("/a//b///c").unwrap(), "/a/b/c");
+        assert_eq!(n("/a/b/..").unwrap(), "/a/");
+        assert_eq!(n("/a/.").unwrap(), "/a/");
+        assert_eq!(n("/a/..").unwrap(), "/");
+        assert_eq!(n("/..").unwrap_err(), PathError::EscapesRoot);
+        assert_eq!(n("/a/../../b").unwrap_err(), PathError::EscapesRoot);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(n("/public/%2e%2e/admin").unwrap(), "/admin");
+        assert_eq!(n("/public/%2E%2E/admin").unwrap(), "/admin");
+        assert_eq!(n("/%61dmin").unwrap(), "/admin");
+        assert_eq!(n("/a%20b").unwrap(), "/a%20b");
+        assert_eq!(n("/a%3fb").unwrap(), "/a%3Fb");
+        assert_eq!(n("/caf\u{e9}/%7e").unwrap(), "/caf\u{e9}/~");
+        assert_eq!(n("/public/..%2fadmin").unwrap_err(), PathError::Ambiguous);
+        assert_eq!(n("/public%2fadmin").unwrap_err(), PathError::Ambiguous);
+        assert_eq!(n("/public%2Fadmin").unwrap_err(), PathError::Ambiguous);
+        assert_eq!(n("/a%5cb").unwrap_err(), PathError::Ambiguous);
+        assert_eq!(n("/a\\b").unwrap_err(), PathError::Ambiguous);
+        assert_eq!(n("/a%00").unwrap_err(), PathError::Ambiguous);
+        assert_eq!(n("/a%zz").unwrap_err(), PathError::BadEscape);
+        assert_eq!(n("/a%2").unwrap_err(), PathError::BadEscape);
+        assert_eq!(n("a/b").unwrap_err(), PathError::NotAbsolute);
+        assert_eq!(n("*").unwrap_err(), PathError::NotAbsolute);
+    }
+
+    #[test]
+    fn normalised_output_is_a_fixed_point() {
+        for p in [
+            "/public/%2e%2e/admin",
+            "/a//b/./c/",
+            "/x/%7e/../y",
+            "/a%20b",
+        ] {
+            let once = n(p).unwrap();
+            assert_eq!(n(&once).unwrap(), once, "{p}");
+        }
+    }
+
+    #[test]
+    fn prefix_is_segment_aware() {
+        assert!(has_prefix("/payments", "/payments"));
+        assert!(has_prefix("/payments/1", "/payments"));
+        assert!(!has_prefix("/paymentsX", "/payments"));
+        assert!(!has_prefix("/pay", "/payments"));
+        assert!(has_prefix("/anything", "/"));
+    }
+}

@@ -1,0 +1,225 @@
+use super::*;
+use crate::config::RawRoute;
+use http::HeaderValue;
+
+fn identity() -> ClientIdentity {
+    ClientIdentity {
+        subject: "CN=reporting-batch,OU=finance,O=Example".into(),
+        common_names: vec!["reporting-batch".into()],
+        organizations: vec!["Example".into()],
+        organizational_units: vec!["finance".into()],
+        issuer: "CN=Issuing CA".into(),
+        issuer_common_names: vec!["Issuing CA".into()],
+        uris: vec!["spiffe://example.org/ns/billing/sa/reader".into()],
+        dns_names: vec!["reader.billing.example.org".into()],
+        emails: vec!["Ops@Example.org".into()],
+        serial: "01".into(),
+        not_before: 0,
+        not_after: i64::MAX,
+        sha256: [0xab; 32],
+        sha256_hex: "ab".repeat(32),
+        xfcc: HeaderValue::from_static("x"),
+    }
+}
+
+fn route_toml(toml_body: &str) -> Result<Route, RouteError> {
+    let raw: RawRoute = toml::from_str(&format!(
+        "name = \"r\"\nupstream = \"up\"\npath_prefix = \"/p\"\n{toml_body}"
+    ))
+    .expect("test route parses");
+    Route::compile(0, &raw, |n| (n == "up").then_some(0))
+}
+
+fn matcher(entry: &str) -> Result<Rule, String> {
+    #[derive(serde::Deserialize)]
+    struct W {
+        m: RawMatcher,
+    }
+    let w: W = toml::from_str(&format!("m = {entry}")).expect("test matcher parses");
+    Rule::compile(&w.m)
+}
+
+#[test]
+fn each_matcher_key_matches_and_mismatches() {
+    let id = identity();
+    let yes = [
+        r#"{ uri = "spiffe://example.org/ns/billing/sa/reader" }"#,
+        r#"{ uri = "spiffe://example.org/ns/billing/*" }"#,
+        r#"{ dns = "reader.billing.example.org" }"#,
+        r#"{ dns = "READER.billing.example.org" }"#,
+        r#"{ dns = "*.billing.example.org" }"#,
+        r#"{ email = "Ops@example.ORG" }"#,
+        r#"{ cn = "reporting-batch", ou = "finance" }"#,
+        r#"{ o = "Example" }"#,
+        r#"{ issuer_cn = "Issuing CA" }"#,
+        r#"{ any = true }"#,
+    ];
+    for e in yes {
+        assert!(matcher(e).unwrap().matches(&id), "{e} should match");
+    }
+    let sha = format!("{{ sha256 = \"{}\" }}", "AB:".repeat(31) + "AB");
+    assert!(matcher(&sha).unwrap().matches(&id));
+    let no = [
+        r#"{ uri = "spiffe://example.org/ns/billing" }"#,
+        r#"{ uri = "spiffe://example.org/ns/bill/*" }"#,
+        r#"{ uri = "SPIFFE://example.org/ns/billing/sa/reader" }"#,
+        r#"{ dns = "*.example.org" }"#,
+        r#"{ email = "ops@example.org" }"#,
+        r#"{ cn = "reporting-batch", ou = "sales" }"#,
+        r#"{ cn = "Reporting-batch" }"#,
+        r#"{ issuer_cn = "Other CA" }"#,
+    ];
+    for e in no {
+        assert!(!matcher(e).unwrap().matches(&id), "{e} should not match");
+    }
+    let other_sha = format!("{{ sha256 = \"{}\" }}", "cd".repeat(32));
+    assert!(!matcher(&other_sha).unwrap().matches(&id));
+}
+
+#[test]
+fn invalid_matchers_are_refused() {
+    for (e, want) in [
+        ("{}", "empty entry"),
+        ("{ any = false }", "any"),
+        (r#"{ uri = "spiffe://x/*/y" }"#, "uri"),
+        (r#"{ uri = "spiffe://x*" }"#, "uri"),
+        (r#"{ dns = "a.*.example.org" }"#, "dns"),
+        (r#"{ dns = "*example.org" }"#, "dns"),
+        (r#"{ sha256 = "zz" }"#, "sha256"),
+        (r#"{ sha256 = "abcd" }"#, "sha256"),
+        (r#"{ cn = "" }"#, "cn"),
+    ] {
+        let err = matcher(e).unwrap_err();
+        assert!(err.contains(want), "{e}: {err}");
+    }
+}
+
+#[test]
+fn deny_beats_allow_and_no_allow_denies() {
+    let id = identity();
+    let r =
+        route_toml("allow = [{ any = true }]\ndeny = [{ cn = \"nobody\" }, { ou = \"finance\" }]")
+            .unwrap();
+    assert_eq!(r.authorize(Some(&id)), (Verdict::Deny, DecidedBy::Deny(1)));
+    let r = route_toml("").unwrap();
+    assert_eq!(
+        r.authorize(Some(&id)),
+        (Verdict::Deny, DecidedBy::NoAllowMatched)
+    );
+    let r = route_toml("allow = [{ cn = \"x\" }, { o = \"Example\" }]").unwrap();
+    assert_eq!(
+        r.authorize(Some(&id)),
+        (Verdict::Allow, DecidedBy::Allow(1))
+    );
+}
+
+#[test]
+fn unauthenticated_clients() {
+    let r = route_toml("allow = [{ any = true }]").unwrap();
+    assert_eq!(
+        r.authorize(None),
+        (Verdict::Unauthenticated, DecidedBy::NoCertificate)
+    );
+    let r = route_toml("allow_unauthenticated = true\ndeny = [{ o = \"Example\" }]").unwrap();
+    assert_eq!(
+        r.authorize(None),
+        (Verdict::Allow, DecidedBy::AllowUnauthenticated)
+    );
+    assert_eq!(
+        r.authorize(Some(&identity())),
+        (Verdict::Deny, DecidedBy::Deny(0))
+    );
+}
+
+#[test]
+fn route_validation_names_the_key() {
+    for (body, key) in [
+        ("methods = []", "methods"),
+        ("methods = [\"get\"]", "methods"),
+        ("allow = [{}]", "allow[0]"),
+        ("deny = [{ any = true }, { dns = \"x*\" }]", "deny[1]"),
+        ("host = \"a/b\"", "host"),
+    ] {
+        let e = route_toml(body).unwrap_err();
+        assert_eq!(e.key, key, "{body}: {}", e.problem);
+    }
+    let raw: RawRoute =
+        toml::from_str("name = \"r\"\nupstream = \"nope\"\npath_prefix = \"/p\"").unwrap();
+    let e = Route::compile(0, &raw, |_| None).unwrap_err();
+    assert_eq!(e.key, "upstream");
+    for prefix in ["p", "/a/../b", "/a/", "/a%2fb"] {
+        let raw: RawRoute = toml::from_str(&format!(
+            "name = \"r\"\nupstream = \"up\"\npath_prefix = \"{prefix}\""
+        ))
+        .unwrap();
+        let e = Route::compile(0, &raw, |_| Some(0)).unwrap_err();
+        assert_eq!(e.key, "path_prefix", "{prefix}");
+    }
+}
+
+fn table(routes: &[&str]) -> RouteTable {
+    RouteTable::new(
+        routes
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let raw: RawRoute =
+                    toml::from_str(&format!("name = \"r{i}\"\nupstream = \"up\"\n{body}")).unwrap();
+                Route::compile(i, &raw, |_| Some(0)).unwrap()
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn first_match_in_file_order_on_host_path_method() {
+    let t = table(&[
+        "path_prefix = \"/payments\"\nmethods = [\"GET\", \"HEAD\"]\nhost = \"api.example.com\"",
+        "path_prefix = \"/payments\"",
+        "path_prefix = \"/\"",
+    ]);
+    let get = Method::GET;
+    let post = Method::POST;
+    let find = |m: &Method, h: Option<&str>, p: &str| {
+        t.find(&RequestParts {
+            method: m,
+            host: h,
+            path: p,
+        })
+        .map(|r| r.name.as_str())
+    };
+    assert_eq!(
+        find(&get, Some("API.example.com"), "/payments/1"),
+        Some("r0")
+    );
+    assert_eq!(
+        find(&post, Some("api.example.com"), "/payments/1"),
+        Some("r1")
+    );
+    assert_eq!(find(&get, Some("other"), "/payments"), Some("r1"));
+    assert_eq!(find(&get, None, "/paymentsX"), Some("r2"));
+    let t2 = table(&["path_prefix = \"/payments\""]);
+    let d = t2.decide(
+        &RequestParts {
+            method: &get,
+            host: None,
+            path: "/paymentsX",
+        },
+        None,
+    );
+    assert_eq!(d.verdict, Verdict::NoRoute);
+    assert!(d.route.is_none());
+}
+
+#[test]
+fn shadowing_is_detected() {
+    let t = table(&[
+        "path_prefix = \"/api\"",
+        "path_prefix = \"/api/v1\"\nmethods = [\"GET\"]",
+        "path_prefix = \"/apix\"",
+    ]);
+    let r = t.routes();
+    assert!(r[1].is_shadowed_by(&r[0]));
+    assert!(!r[2].is_shadowed_by(&r[0]));
+    assert!(!r[0].is_shadowed_by(&r[1]));
+}

@@ -1,0 +1,272 @@
+//! [`Snapshot`]: everything a request needs that a reload may change, compiled from one config
+//! file, immutable once built. Connections load it once and keep it to the end.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use rustls::server::danger::ClientCertVerifier;
+
+use crate::config::{ClientAuthMode, ConfigError, ConfigFile, StaleCrl};
+use crate::identity::ClientIdentity;
+use crate::policy::{Route, RouteTable};
+use crate::tls::{self, ClientAuthSettings, LoadedCrl};
+use crate::upstream::Upstream;
+
+/// A trust anchor or intermediate as `check` reports it.
+#[derive(Debug, Clone)]
+pub struct CertSummary {
+    pub file: PathBuf,
+    pub subject: String,
+    pub not_after: i64,
+}
+
+/// A CRL as `check` reports it.
+#[derive(Debug, Clone)]
+pub struct CrlSummary {
+    pub file: PathBuf,
+    pub crl: LoadedCrl,
+}
+
+pub struct Snapshot {
+    pub config_path: PathBuf,
+    pub bind: SocketAddr,
+    pub admin_bind: SocketAddr,
+    pub handshake_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub client_auth_mode: ClientAuthMode,
+    pub tls: Arc<rustls::ServerConfig>,
+    /// The same verifier the TLS config uses, for `explain`.
+    pub client_verifier: Arc<dyn ClientCertVerifier>,
+    pub routes: RouteTable,
+    pub upstreams: Vec<Upstream>,
+    pub server_cert: ClientIdentity,
+    pub trust_anchors: Vec<CertSummary>,
+    pub intermediates: Vec<CertSummary>,
+    pub crls: Vec<CrlSummary>,
+    /// Non-fatal findings for `check` and the startup log.
+    pub warnings: Vec<String>,
+}
+
+impl Snapshot {
+    /// Loads the file and everything it references, validating all of it.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        Self::build(&ConfigFile::load(path)?)
+    }
+
+    pub fn build(file: &ConfigFile) -> Result<Self, ConfigError> {
+        let raw = &file.raw;
+        let mut warnings = Vec::new();
+
+        // Server certificate and key.
+        let cert_path = file.resolve(&raw.listener.cert);
+        let chain = tls::load_certs(&cert_path).map_err(|e| file.invalid("listener.cert", e))?;
+        let key = tls::load_key(&file.resolve(&raw.listener.key))
+            .map_err(|e| file.invalid("listener.key", e))?;
+        let server_cert = ClientIdentity::from_der(chain[0].as_ref())
+            .map_err(|e| file.invalid("listener.cert", e))?;
+
+        // Trust store, intermediates, CRLs.
+        let ca = &raw.client_auth;
+        if ca.trust_store.is_empty() {
+            return Err(file.invalid(
+                "client_auth.trust_store",
+                "at least one PEM bundle is required",
+            ));
+        }
+        let mut roots = RootCertStore::empty();
+        let mut trust_anchors = Vec::new();
+        for (i, p) in ca.trust_store.iter().enumerate() {
+            let key = format!("client_auth.trust_store[{i}]");
+            let path = file.resolve(p);
+            for cert in tls::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
+                trust_anchors.push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
+                roots.add(cert).map_err(|e| {
+                    file.invalid(
+                        &key,
+                        format!("{}: not a usable trust anchor: {e}", path.display()),
+                    )
+                })?;
+            }
+        }
+        let mut intermediates = Vec::new();
+        let mut intermediate_summaries = Vec::new();
+        for (i, p) in ca.intermediates.iter().enumerate() {
+            let key = format!("client_auth.intermediates[{i}]");
+            let path = file.resolve(p);
+            for cert in tls::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
+                intermediate_summaries
+                    .push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
+                intermediates.push(cert);
+            }
+        }
+        let mut crls = Vec::new();
+        let now = unix_now();
+        for (i, p) in ca.crls.iter().enumerate() {
+            let key = format!("client_auth.crls[{i}]");
+            let path = file.resolve(p);
+            for crl in tls::load_crls(&path).map_err(|e| file.invalid(&key, e))? {
+                if crl.next_update.is_some_and(|t| t < now) {
+                    let msg = format!(
+                        "{}: CRL of {} is past its nextUpdate{}",
+                        path.display(),
+                        crl.issuer,
+                        match ca.stale_crl {
+                            StaleCrl::Deny =>
+                                "; with stale_crl = \"deny\" every client of that CA is refused",
+                            StaleCrl::Warn => "",
+                        }
+                    );
+                    warnings.push(msg);
+                }
+                crls.push(CrlSummary {
+                    file: path.clone(),
+                    crl,
+                });
+            }
+        }
+        if !crls.is_empty() {
+            for c in trust_anchors.iter().chain(&intermediate_summaries) {
+                if !crls.iter().any(|crl| crl.crl.issuer == c.subject) {
+                    warnings.push(format!(
+                        "no CRL loaded for CA {} ({}); with unknown_revocation = \"{}\" its certificates are {}",
+                        c.subject,
+                        c.file.display(),
+                        if ca.unknown_revocation == crate::config::UnknownRevocation::Deny { "deny" } else { "allow" },
+                        if ca.unknown_revocation == crate::config::UnknownRevocation::Deny { "refused" } else { "not revocation-checked" },
+                    ));
+                }
+            }
+        }
+        let client_verifier = tls::client_verifier(ClientAuthSettings {
+            mode: ca.mode,
+            roots,
+            crls: crls.iter().map(|c| c.crl.der.clone()).collect(),
+            intermediates,
+            revocation_scope: ca.revocation_scope,
+            unknown_revocation: ca.unknown_revocation,
+            stale_crl: ca.stale_crl,
+        })
+        .map_err(|e| file.invalid("client_auth", e))?;
+        let tls_config = tls::server_config(chain, key, client_verifier.clone()).map_err(|e| {
+            file.invalid("listener.key", format!("does not fit listener.cert: {e}"))
+        })?;
+
+        // Upstreams and routes.
+        let mut upstreams = Vec::new();
+        let mut upstream_ix = HashMap::new();
+        for (name, u) in &raw.upstreams {
+            let up = Upstream::compile(name, u)
+                .map_err(|(k, p)| file.invalid(format!("upstreams.{name}.{k}"), p))?;
+            upstream_ix.insert(name.clone(), upstreams.len());
+            upstreams.push(up);
+        }
+        let mut routes: Vec<Route> = Vec::new();
+        for (i, r) in raw.routes.iter().enumerate() {
+            if let Some(prev) = routes.iter().find(|p| p.name == r.name) {
+                return Err(file.invalid(
+                    format!("routes[{i}].name"),
+                    format!(
+                        "duplicate route name {:?} (also routes[{}])",
+                        r.name, prev.index
+                    ),
+                ));
+            }
+            let route = Route::compile(i, r, |n| upstream_ix.get(n).copied())
+                .map_err(|e| file.invalid(format!("routes[{i}].{}", e.key), e.problem))?;
+            if let Some(earlier) = routes.iter().find(|e| route.is_shadowed_by(e)) {
+                warnings.push(format!(
+                    "routes[{i}] ({:?}) is never reached: routes[{}] ({:?}) matches all of its requests first",
+                    route.name, earlier.index, earlier.name
+                ));
+            }
+            if route.allow.is_empty() && !route.allow_unauthenticated {
+                warnings.push(format!(
+                    "routes[{i}] ({:?}) has no allow entry and denies everyone",
+                    route.name
+                ));
+            }
+            if route.allow_unauthenticated && ca.mode == ClientAuthMode::Require {
+                warnings.push(format!(
+                    "routes[{i}] ({:?}) sets allow_unauthenticated, which has no effect with client_auth.mode = \"require\"",
+                    route.name
+                ));
+            }
+            routes.push(route);
+        }
+        if routes.is_empty() {
+            warnings.push("no routes: every request will get 404".to_string());
+        }
+        if !raw.admin.bind.ip().is_loopback() {
+            warnings.push(format!(
+                "admin.bind = {} is not a loopback address: /metrics and health endpoints are reachable from the network without authentication",
+                raw.admin.bind
+            ));
+        }
+        if server_cert.not_after < now {
+            warnings.push(format!(
+                "listener.cert: the server certificate expired ({})",
+                fmt_time(server_cert.not_after)
+            ));
+        }
+
+        Ok(Self {
+            config_path: file.path.clone(),
+            bind: raw.listener.bind,
+            admin_bind: raw.admin.bind,
+            handshake_timeout: raw.listener.handshake_timeout,
+            drain_timeout: raw.listener.drain_timeout,
+            header_read_timeout: raw.listener.header_read_timeout,
+            client_auth_mode: ca.mode,
+            tls: Arc::new(tls_config),
+            client_verifier,
+            routes: RouteTable::new(routes),
+            upstreams,
+            server_cert,
+            trust_anchors,
+            intermediates: intermediate_summaries,
+            crls,
+            warnings,
+        })
+    }
+}
+
+fn summarize(
+    path: &std::path::Path,
+    cert: &rustls::pki_types::CertificateDer<'_>,
+) -> Result<CertSummary, String> {
+    let id =
+        ClientIdentity::from_der(cert.as_ref()).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(CertSummary {
+        file: path.to_path_buf(),
+        subject: id.subject,
+        not_after: id.not_after,
+    })
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// RFC 3339 UTC, for humans.
+pub fn fmt_time(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        })
+        .unwrap_or_else(|_| unix.to_string())
+}

@@ -1,0 +1,300 @@
+//! TLS: loading certificates, keys and CRLs, the client-certificate verifier, the rustls server
+//! config, and classifying handshake failures.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
+
+use crate::config::{ClientAuthMode, RevocationScope, StaleCrl, UnknownRevocation};
+
+/// The one crypto provider certgate uses (aws-lc-rs).
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .clone()
+}
+
+/// Reads every certificate from a PEM file; at least one is required.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not a valid PEM certificate file: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{}: no CERTIFICATE block found (expected PEM)",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1). The error never contains key material.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let bytes = read(path)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
+        format!(
+            "{}: no usable private key (PKCS#8, PKCS#1 or SEC1 PEM expected): {e}",
+            path.display()
+        )
+    })
+}
+
+/// A loaded CRL plus what `check` and metrics want to know about it.
+#[derive(Debug, Clone)]
+pub struct LoadedCrl {
+    pub der: CertificateRevocationListDer<'static>,
+    pub issuer: String,
+    /// Seconds since the epoch; `None` when the CRL has no nextUpdate.
+    pub next_update: Option<i64>,
+    pub revoked_count: usize,
+}
+
+/// Reads CRLs from a file holding PEM `X509 CRL` blocks or one DER CRL.
+pub fn load_crls(path: &Path) -> Result<Vec<LoadedCrl>, String> {
+    let bytes = read(path)?;
+    let pem: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: invalid PEM: {e}", path.display()))?;
+    let ders = if pem.is_empty() {
+        vec![CertificateRevocationListDer::from(bytes)]
+    } else {
+        pem
+    };
+    ders.into_iter()
+        .map(|der| {
+            let (_, crl) = x509_parser::parse_x509_crl(der.as_ref())
+                .map_err(|e| format!("{}: not a CRL (PEM or DER expected): {e}", path.display()))?;
+            Ok(LoadedCrl {
+                issuer: crate::identity::rfc4514(crl.issuer()),
+                next_update: crl.next_update().map(|t| t.timestamp()),
+                revoked_count: crl.iter_revoked_certificates().count(),
+                der: der.clone(),
+            })
+        })
+        .collect()
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Everything that shapes client-certificate verification.
+pub struct ClientAuthSettings {
+    pub mode: ClientAuthMode,
+    pub roots: RootCertStore,
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+    pub intermediates: Vec<CertificateDer<'static>>,
+    pub revocation_scope: RevocationScope,
+    pub unknown_revocation: UnknownRevocation,
+    pub stale_crl: StaleCrl,
+}
+
+/// Builds the WebPKI client verifier (chain, validity, EKU clientAuth, CRLs).
+pub fn client_verifier(s: ClientAuthSettings) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let has_crls = !s.crls.is_empty();
+    let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(s.roots), provider())
+        .with_crls(s.crls);
+    if s.mode == ClientAuthMode::Optional {
+        b = b.allow_unauthenticated();
+    }
+    if has_crls {
+        if s.revocation_scope == RevocationScope::EndEntity {
+            b = b.only_check_end_entity_revocation();
+        }
+        if s.unknown_revocation == UnknownRevocation::Allow {
+            b = b.allow_unknown_revocation_status();
+        }
+        if s.stale_crl == StaleCrl::Deny {
+            b = b.enforce_revocation_expiration();
+        }
+    }
+    let inner = b.build().map_err(|e| e.to_string())?;
+    if s.intermediates.is_empty() {
+        Ok(inner)
+    } else {
+        Ok(Arc::new(WithIntermediates {
+            inner,
+            extra: s.intermediates,
+        }))
+    }
+}
+
+/// Adds configured intermediates to the ones a client sent, for clients that send only their leaf.
+#[derive(Debug)]
+struct WithIntermediates {
+    inner: Arc<dyn ClientCertVerifier>,
+    extra: Vec<CertificateDer<'static>>,
+}
+
+impl ClientCertVerifier for WithIntermediates {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let mut all: Vec<CertificateDer<'_>> =
+            Vec::with_capacity(intermediates.len() + self.extra.len());
+        all.extend(
+            intermediates
+                .iter()
+                .map(|c| CertificateDer::from(c.as_ref())),
+        );
+        all.extend(self.extra.iter().map(|c| CertificateDer::from(c.as_ref())));
+        self.inner.verify_client_cert(end_entity, &all, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The rustls server config: TLS 1.2 and 1.3 only, ALPN h2 and http/1.1.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<ServerConfig, rustls::Error> {
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Why a handshake failed, as the bounded `result` label of `certgate_tls_handshakes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeResult {
+    Ok,
+    NoCertificate,
+    UnknownCa,
+    Expired,
+    NotYetValid,
+    Revoked,
+    BadCertificate,
+    Other,
+}
+
+impl HandshakeResult {
+    pub const ALL: [HandshakeResult; 8] = [
+        Self::Ok,
+        Self::NoCertificate,
+        Self::UnknownCa,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::Revoked,
+        Self::BadCertificate,
+        Self::Other,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::NoCertificate => "no_certificate",
+            Self::UnknownCa => "unknown_ca",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::Revoked => "revoked",
+            Self::BadCertificate => "bad_certificate",
+            Self::Other => "other",
+        }
+    }
+
+    /// Maps a rustls error (as raised by the verifier or the handshake) to a result.
+    pub fn classify(err: &rustls::Error) -> Self {
+        use CertificateError as C;
+        match err {
+            rustls::Error::NoCertificatesPresented => Self::NoCertificate,
+            rustls::Error::InvalidCertificate(c) => match c {
+                C::UnknownIssuer => Self::UnknownCa,
+                C::Expired | C::ExpiredContext { .. } => Self::Expired,
+                C::NotValidYet | C::NotValidYetContext { .. } => Self::NotYetValid,
+                C::Revoked => Self::Revoked,
+                _ => Self::BadCertificate,
+            },
+            _ => Self::Other,
+        }
+    }
+
+    /// Classifies the I/O error tokio-rustls returns from `accept`.
+    pub fn classify_io(err: &std::io::Error) -> Self {
+        err.get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+            .map_or(Self::Other, Self::classify)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_covers_the_contract_labels() {
+        use rustls::Error as E;
+        let c = |e: CertificateError| HandshakeResult::classify(&E::InvalidCertificate(e));
+        assert_eq!(
+            HandshakeResult::classify(&E::NoCertificatesPresented),
+            HandshakeResult::NoCertificate
+        );
+        assert_eq!(
+            c(CertificateError::UnknownIssuer),
+            HandshakeResult::UnknownCa
+        );
+        assert_eq!(c(CertificateError::Expired), HandshakeResult::Expired);
+        assert_eq!(
+            c(CertificateError::NotValidYet),
+            HandshakeResult::NotYetValid
+        );
+        assert_eq!(c(CertificateError::Revoked), HandshakeResult::Revoked);
+        assert_eq!(
+            c(CertificateError::InvalidPurpose),
+            HandshakeResult::BadCertificate
+        );
+        assert_eq!(
+            HandshakeResult::classify(&E::HandshakeNotComplete),
+            HandshakeResult::Other
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, E::NoCertificatesPresented);
+        assert_eq!(
+            HandshakeResult::classify_io(&io),
+            HandshakeResult::NoCertificate
+        );
+    }
+}
