@@ -1,0 +1,588 @@
+//! Test harness: a PKI made by the test, the real `certgate` binary on 127.0.0.1, a recording
+//! upstream, and a rustls + hyper client.
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use certgate::pki::{Ca, Issued, LeafSpec};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_certgate");
+
+/// The standard test PKI: root CA, an intermediate, a server cert, files in a temp dir.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub root: Ca,
+    pub server: Issued,
+}
+
+impl Pki {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = Ca::root("Test Root CA").expect("root");
+        let server = root
+            .issue(&LeafSpec::localhost_server())
+            .expect("server cert");
+        let pki = Self { dir, root, server };
+        pki.write("ca.pem", &pki.root.cert_pem);
+        pki.write("server.pem", &pki.server.cert_pem);
+        pki.write("server-key.pem", &pki.server.key_pem);
+        pki
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, content).expect("write test file");
+        p
+    }
+
+    /// Issues a client certificate from `ca` and writes `<name>.pem` / `<name>-key.pem`.
+    pub fn client(&self, ca: &Ca, name: &str, spec: LeafSpec) -> Issued {
+        let c = ca.issue(&spec).expect("issue client");
+        self.write(&format!("{name}.pem"), &c.cert_pem);
+        self.write(&format!("{name}-key.pem"), &c.key_pem);
+        c
+    }
+}
+
+pub fn spiffe(sa: &str) -> String {
+    format!("spiffe://example.org/ns/test/sa/{sa}")
+}
+
+/// A client spec with a SPIFFE URI SAN.
+pub fn workload(sa: &str) -> LeafSpec {
+    LeafSpec {
+        uris: vec![spiffe(sa)],
+        o: Some("Example".into()),
+        ..LeafSpec::client(sa)
+    }
+}
+
+pub fn free_addr() -> SocketAddr {
+    let l = StdListener::bind("127.0.0.1:0").expect("bind ephemeral");
+    l.local_addr().expect("local addr")
+}
+
+/// The real binary, running `certgate run --config <dir>/certgate.toml`.
+pub struct Gateway {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Gateway {
+    /// Writes a config (listener and admin sections are added here) and starts the gateway.
+    pub async fn start(pki: &Pki, body: &str) -> Self {
+        Self::start_with_listener(pki, "", body).await
+    }
+
+    /// As [`Gateway::start`], with extra `[listener]` keys.
+    pub async fn start_with_listener(pki: &Pki, listener_extra: &str, body: &str) -> Self {
+        let addr = free_addr();
+        let admin = free_addr();
+        let config = format!(
+            "[listener]\nbind = \"{addr}\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n{listener_extra}\n\
+             [admin]\nbind = \"{admin}\"\n\n{body}"
+        );
+        let config_path = pki.write("certgate.toml", &config);
+        let log = pki.path(&format!("gateway-{}.log", addr.port()));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(BIN)
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info,certgate=debug")
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn certgate");
+        let mut gw = Self {
+            child,
+            addr,
+            admin,
+            log,
+        };
+        gw.wait_ready().await;
+        gw
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("certgate exited early ({status}):\n{}", self.logs());
+            }
+            if let Ok((StatusCode::OK, _)) = admin_get(self.admin, "/readyz").await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("certgate not ready in time:\n{}", self.logs());
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit; returns its exit status.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "certgate did not exit in {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The value of one metric line, e.g. `certgate_tls_handshakes_total{result="ok"}`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, body) = admin_get(self.admin, "/metrics").await.expect("metrics");
+        metric_value(&body, series).unwrap_or_else(|| panic!("no series {series} in:\n{body}"))
+    }
+
+    /// Current peak RSS (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn metric_value(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Plain HTTP/1.1 GET to the admin listener.
+pub async fn admin_get(addr: SocketAddr, path: &str) -> Result<(StatusCode, String), String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+// === client ===
+
+#[derive(Clone)]
+pub struct TlsClient {
+    config: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub version: http::Version,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub enum Proto {
+    H1,
+    H2,
+}
+
+impl TlsClient {
+    /// `cert`: the client certificate (and key) files in the PKI dir, by name; `None` for no cert.
+    pub fn new(pki: &Pki, addr: SocketAddr, cert: Option<&str>) -> Self {
+        Self::with_versions(
+            pki,
+            addr,
+            cert,
+            &[&rustls::version::TLS13, &rustls::version::TLS12],
+        )
+    }
+
+    pub fn with_versions(
+        pki: &Pki,
+        addr: SocketAddr,
+        cert: Option<&str>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(pki.root.der.clone()))
+            .expect("root");
+        let b = rustls::ClientConfig::builder_with_provider(certgate::tls::provider())
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .with_root_certificates(roots);
+        let mut config = match cert {
+            None => b.with_no_client_auth(),
+            Some(name) => {
+                let chain: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_file_iter(pki.path(&format!("{name}.pem")))
+                        .expect("client pem")
+                        .collect::<Result<_, _>>()
+                        .expect("client pem");
+                let key = PrivateKeyDer::from_pem_file(pki.path(&format!("{name}-key.pem")))
+                    .expect("client key");
+                b.with_client_auth_cert(chain, key).expect("client auth")
+            }
+        };
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self {
+            config: Arc::new(config),
+            addr,
+        }
+    }
+
+    fn with_alpn(&self, proto: &Proto) -> Arc<rustls::ClientConfig> {
+        let mut c = (*self.config).clone();
+        c.alpn_protocols = match proto {
+            Proto::H1 => vec![b"http/1.1".to_vec()],
+            Proto::H2 => vec![b"h2".to_vec()],
+        };
+        Arc::new(c)
+    }
+
+    async fn tls(
+        &self,
+        proto: &Proto,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let connector = tokio_rustls::TlsConnector::from(self.with_alpn(proto));
+        let name = ServerName::try_from("localhost").expect("name");
+        connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))
+    }
+
+    /// A keep-alive HTTP/1.1 connection.
+    pub async fn h1(&self) -> Result<hyper::client::conn::http1::SendRequest<TestBody>, String> {
+        let tls = self.tls(&Proto::H1).await?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(send)
+    }
+
+    /// An HTTP/2 connection.
+    pub async fn h2(&self) -> Result<hyper::client::conn::http2::SendRequest<TestBody>, String> {
+        let tls = self.tls(&Proto::H2).await?;
+        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err("server did not negotiate h2".into());
+        }
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(send)
+    }
+
+    /// GET on a fresh HTTP/1.1 connection.
+    pub async fn get(&self, path: &str) -> Result<Reply, String> {
+        self.send(
+            Request::get(path)
+                .header("host", "localhost")
+                .body(TestBody::empty())
+                .expect("req"),
+        )
+        .await
+    }
+
+    /// Sends one request on a fresh HTTP/1.1 connection and reads the whole answer.
+    pub async fn send(&self, req: Request<TestBody>) -> Result<Reply, String> {
+        let mut send = self.h1().await?;
+        read_reply(send.send_request(req).await.map_err(|e| e.to_string())?).await
+    }
+}
+
+pub async fn read_reply(resp: Response<Incoming>) -> Result<Reply, String> {
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+        version: parts.version,
+    })
+}
+
+// === bodies ===
+
+/// 64 KiB of fixed pseudo-random bytes, the unit of streamed test bodies.
+pub static CHUNK: LazyLock<Bytes> = LazyLock::new(|| {
+    let mut x: u32 = 0x1234_5678;
+    Bytes::from(
+        (0..65536)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x >> 24) as u8
+            })
+            .collect::<Vec<u8>>(),
+    )
+});
+
+/// SHA-256 of `n` chunks of [`CHUNK`].
+pub fn pattern_sha256(chunks: usize) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for _ in 0..chunks {
+        ctx.update(&CHUNK);
+    }
+    hex::encode(ctx.finish())
+}
+
+/// Request/response body for tests: empty, fixed bytes, or `n` streamed chunks.
+pub enum TestBody {
+    Full(Full<Bytes>),
+    Pattern { remaining: usize },
+}
+
+impl TestBody {
+    pub fn empty() -> Self {
+        Self::Full(Full::new(Bytes::new()))
+    }
+    pub fn bytes(b: impl Into<Bytes>) -> Self {
+        Self::Full(Full::new(b.into()))
+    }
+    pub fn pattern(chunks: usize) -> Self {
+        Self::Pattern { remaining: chunks }
+    }
+}
+
+impl Body for TestBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            TestBody::Full(f) => Pin::new(f).poll_frame(cx),
+            TestBody::Pattern { remaining } => {
+                if *remaining == 0 {
+                    return Poll::Ready(None);
+                }
+                *remaining -= 1;
+                Poll::Ready(Some(Ok(Frame::data(CHUNK.clone()))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            TestBody::Full(f) => f.is_end_stream(),
+            TestBody::Pattern { remaining } => *remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            TestBody::Full(f) => f.size_hint(),
+            TestBody::Pattern { remaining } => {
+                SizeHint::with_exact((*remaining * CHUNK.len()) as u64)
+            }
+        }
+    }
+}
+
+// === upstream ===
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+}
+
+/// A recording upstream on 127.0.0.1. Behaviour by path:
+/// `/slow…` sleeps 10 s; `/download/N` streams N chunks; `/upload…` answers the body's SHA-256;
+/// anything else answers 200 `upstream saw <path>`, with a `connection`/`keep-alive` pair of
+/// hop-by-hop headers that must not reach the client.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let rec = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let rec = rec.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let rec = rec.clone();
+                        async move { Ok::<_, Infallible>(upstream_answer(rec, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        Self { addr, seen, task }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn upstream_answer(rec: Arc<Mutex<Vec<Seen>>>, req: Request<Incoming>) -> Response<TestBody> {
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    rec.lock().expect("lock").push(Seen {
+        method: req.method().to_string(),
+        path_and_query: path_and_query.clone(),
+        headers: req.headers().clone(),
+    });
+    let path = req.uri().path().to_string();
+    if path.starts_with("/slow") {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    if let Some(n) = path.strip_prefix("/download/") {
+        let n: usize = n.parse().unwrap_or(0);
+        return Response::new(TestBody::pattern(n));
+    }
+    if path.starts_with("/upload") {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut body = req.into_body();
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => {
+                    if let Some(d) = f.data_ref() {
+                        ctx.update(d);
+                    }
+                }
+                Err(_) => return status_response(StatusCode::BAD_REQUEST),
+            }
+        }
+        return Response::new(TestBody::bytes(hex::encode(ctx.finish())));
+    }
+    let mut r = Response::new(TestBody::bytes(format!("upstream saw {path_and_query}")));
+    r.headers_mut().insert(
+        "connection",
+        "keep-alive, x-upstream-hop".parse().expect("hv"),
+    );
+    r.headers_mut()
+        .insert("x-upstream-hop", "secret".parse().expect("hv"));
+    r
+}
+
+fn status_response(s: StatusCode) -> Response<TestBody> {
+    let mut r = Response::new(TestBody::empty());
+    *r.status_mut() = s;
+    r
+}
+
+/// Runs the binary with arguments and returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run certgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `[client_auth]` in require mode trusting the PKI root, plus `extra` lines.
+pub fn client_auth(mode: &str, extra: &str) -> String {
+    format!("[client_auth]\nmode = \"{mode}\"\ntrust_store = [\"ca.pem\"]\n{extra}\n")
+}
+
+pub fn upstream_section(name: &str, url: &str, extra: &str) -> String {
+    format!("[upstreams.{name}]\nurl = \"{url}\"\n{extra}\n")
+}

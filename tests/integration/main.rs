@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `certgate` binary on 127.0.0.1, real TLS, a PKI made by the tests.
+
+mod cli;
+mod common;
+mod curl;
+mod forwarding;
+mod paths;
+mod policy;
+mod tls_auth;
