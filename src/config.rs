@@ -275,4 +275,14 @@ trust_store = ["ca.pem"]
         assert!(msg.contains("bindd"), "{msg}");
         assert!(msg.contains("line 12"), "{msg}");
     }
+
+    /// The documented reference must stay loadable: every key in it is one the code knows.
+    #[test]
+    fn reference_config_parses() {
+        let text = include_str!("../config/certgate.toml");
+        let f = ConfigFile::parse(Path::new("config/certgate.toml"), text).unwrap();
+        assert_eq!(f.raw.routes.len(), 2);
+        assert!(f.raw.routes[0].timeout.is_some());
+        assert_eq!(f.raw.client_auth.revocation_scope, RevocationScope::Chain);
+    }
 }

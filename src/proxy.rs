@@ -182,9 +182,11 @@ pub async fn handle(
     let snapshot = &ctx.snapshot;
 
     // Phase 1: normalise the path. What is authorised is what is forwarded.
-    let raw_path = req.uri().path();
+    // The Uri clone is reference-counted; it lets the path borrow outlive `req`.
+    let uri = req.uri().clone();
+    let raw_path = uri.path();
     let normalized = match path::normalize(raw_path) {
-        Ok(p) => p.into_owned(),
+        Ok(p) => p,
         Err(e) => {
             let outcome = Outcome {
                 route: None,
@@ -242,7 +244,7 @@ pub async fn handle(
         &ctx,
         req,
         upstream,
-        path_changed.then_some(normalized.as_str()),
+        path_changed.then_some(&*normalized),
         &request_id,
     ) {
         Ok(r) => r,
