@@ -201,6 +201,11 @@ impl Ca {
         })
     }
 
+    /// This CA's private key (PEM), for tests that sign with other tools.
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
     /// This CA's serial number, to revoke it from its parent's CRL.
     pub fn serial(&self) -> SerialNumber {
         self.serial.clone()

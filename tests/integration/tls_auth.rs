@@ -367,3 +367,122 @@ async fn garbage_instead_of_tls_does_not_hurt_other_clients() {
     assert_eq!(ok.status, 200);
     assert_eq!(handshakes(&gw, "other").await, 3.0);
 }
+
+#[tokio::test]
+async fn crl_in_der_form_is_honoured() {
+    use rustls::pki_types::CertificateRevocationListDer;
+    use rustls::pki_types::pem::PemObject;
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let bad = pki.client(&pki.root, "revoked", workload("revoked"));
+    pki.client(&pki.root, "good", workload("good"));
+    let pem = pki
+        .root
+        .crl(&[bad.serial()], Duration::from_secs(86400))
+        .unwrap();
+    let der = CertificateRevocationListDer::from_pem_slice(pem.as_bytes()).unwrap();
+    std::fs::write(pki.path("ca.crl.der"), der.as_ref()).unwrap();
+    let gw = gateway(&pki, "crls = [\"ca.crl.der\"]", &up).await;
+    assert_refused(
+        &gw,
+        &TlsClient::new(&pki, gw.addr, Some("revoked")),
+        "revoked",
+    )
+    .await;
+    assert_eq!(
+        TlsClient::new(&pki, gw.addr, Some("good"))
+            .get("/x")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+/// Server keys in the traditional PKCS#1 (RSA) and SEC1 (EC) encodings, converted by openssl.
+#[tokio::test]
+async fn server_keys_in_pkcs1_and_sec1() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    pki.client(&pki.root, "reader", workload("reader"));
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(pki.dir.path())
+            .output()
+            .expect("openssl must be installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // SEC1: the rcgen EC key rewritten in the traditional form.
+    openssl(&[
+        "pkey",
+        "-in",
+        "server-key.pem",
+        "-traditional",
+        "-out",
+        "server-key.sec1.pem",
+    ]);
+    let sec1 = std::fs::read_to_string(pki.path("server-key.sec1.pem")).unwrap();
+    assert!(sec1.contains("BEGIN EC PRIVATE KEY"), "{sec1}");
+    std::fs::rename(pki.path("server-key.sec1.pem"), pki.path("server-key.pem")).unwrap();
+    let gw = gateway(&pki, "", &up).await;
+    assert_eq!(
+        TlsClient::new(&pki, gw.addr, Some("reader"))
+            .get("/x")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    drop(gw);
+
+    // PKCS#1: an RSA server key and certificate signed by the test root.
+    std::fs::write(pki.path("root-key.pem"), pki.root.key_pem()).unwrap();
+    openssl(&["genrsa", "-traditional", "-out", "server-key.pem", "2048"]);
+    let pkcs1 = std::fs::read_to_string(pki.path("server-key.pem")).unwrap();
+    assert!(pkcs1.contains("BEGIN RSA PRIVATE KEY"), "{pkcs1}");
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        "server-key.pem",
+        "-subj",
+        "/CN=localhost",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        pki.path("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "root-key.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    let gw = gateway(&pki, "", &up).await;
+    assert_eq!(
+        TlsClient::new(&pki, gw.addr, Some("reader"))
+            .get("/x")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+}
