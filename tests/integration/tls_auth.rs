@@ -30,8 +30,10 @@ async fn handshakes(gw: &Gateway, result: &str) -> f64 {
     .await
 }
 
-/// The request fails (at the handshake or on first read) and the gateway counts the reason.
-async fn assert_refused(gw: &Gateway, client: &TlsClient, result: &str) {
+/// A client presenting `cert` (by name; `None` for none) is refused at the TLS layer (at the
+/// handshake or on first read) and the gateway counts the reason.
+async fn assert_refused(pki: &Pki, gw: &Gateway, cert: Option<&str>, result: &str) {
+    let client = TlsClient::new(pki, gw.addr, cert);
     let before = handshakes(gw, result).await;
     let r = client.get("/x").await;
     assert!(r.is_err(), "expected refusal ({result}), got {r:?}");
@@ -92,7 +94,7 @@ async fn no_certificate_is_refused_in_require_mode() {
     let pki = Pki::new();
     let up = Upstream::start().await;
     let gw = gateway(&pki, "", &up).await;
-    assert_refused(&gw, &TlsClient::new(&pki, gw.addr, None), "no_certificate").await;
+    assert_refused(&pki, &gw, None, "no_certificate").await;
     assert!(up.seen().is_empty());
     assert!(
         gw.logs().contains("tls handshake refused"),
@@ -107,12 +109,7 @@ async fn untrusted_ca_is_refused() {
     let other = Ca::root("Some Other CA").unwrap();
     pki.client(&other, "stranger", workload("stranger"));
     let gw = gateway(&pki, "", &up).await;
-    assert_refused(
-        &gw,
-        &TlsClient::new(&pki, gw.addr, Some("stranger")),
-        "unknown_ca",
-    )
-    .await;
+    assert_refused(&pki, &gw, Some("stranger"), "unknown_ca").await;
     assert!(up.seen().is_empty());
 }
 
@@ -139,18 +136,8 @@ async fn expired_and_not_yet_valid_are_refused() {
         },
     );
     let gw = gateway(&pki, "", &up).await;
-    assert_refused(
-        &gw,
-        &TlsClient::new(&pki, gw.addr, Some("expired")),
-        "expired",
-    )
-    .await;
-    assert_refused(
-        &gw,
-        &TlsClient::new(&pki, gw.addr, Some("future")),
-        "not_yet_valid",
-    )
-    .await;
+    assert_refused(&pki, &gw, Some("expired"), "expired").await;
+    assert_refused(&pki, &gw, Some("future"), "not_yet_valid").await;
     assert!(up.seen().is_empty());
 }
 
@@ -168,12 +155,7 @@ async fn wrong_key_usage_is_refused() {
         },
     );
     let gw = gateway(&pki, "", &up).await;
-    assert_refused(
-        &gw,
-        &TlsClient::new(&pki, gw.addr, Some("serveronly")),
-        "bad_certificate",
-    )
-    .await;
+    assert_refused(&pki, &gw, Some("serveronly"), "bad_certificate").await;
 }
 
 #[tokio::test]
@@ -189,12 +171,7 @@ async fn revoked_by_crl_is_refused_others_pass() {
             .unwrap(),
     );
     let gw = gateway(&pki, "crls = [\"ca.crl\"]", &up).await;
-    assert_refused(
-        &gw,
-        &TlsClient::new(&pki, gw.addr, Some("revoked")),
-        "revoked",
-    )
-    .await;
+    assert_refused(&pki, &gw, Some("revoked"), "revoked").await;
     let ok = TlsClient::new(&pki, gw.addr, Some("good"))
         .get("/x")
         .await
@@ -209,12 +186,7 @@ async fn stale_crl_denies_by_default_and_warn_allows() {
     pki.client(&pki.root, "good", workload("good"));
     pki.write("ca.crl", &pki.root.stale_crl(&[]).unwrap());
     let gw = gateway(&pki, "crls = [\"ca.crl\"]", &up).await;
-    assert_refused(
-        &gw,
-        &TlsClient::new(&pki, gw.addr, Some("good")),
-        "bad_certificate",
-    )
-    .await;
+    assert_refused(&pki, &gw, Some("good"), "bad_certificate").await;
     drop(gw);
     let gw = gateway(&pki, "crls = [\"ca.crl\"]\nstale_crl = \"warn\"", &up).await;
     let ok = TlsClient::new(&pki, gw.addr, Some("good"))
@@ -251,12 +223,7 @@ async fn intermediate_chains_and_intermediate_revocation() {
     let chained = TlsClient::new(&pki, gw.addr, Some("chained"));
     assert_eq!(chained.get("/x").await.expect("chained client").status, 200);
     // A client that sends only its leaf cannot be chained without configured intermediates.
-    assert_refused(
-        &gw,
-        &TlsClient::new(&pki, gw.addr, Some("leaf-only")),
-        "unknown_ca",
-    )
-    .await;
+    assert_refused(&pki, &gw, Some("leaf-only"), "unknown_ca").await;
     drop(gw);
 
     let gw = gateway(
@@ -277,23 +244,13 @@ async fn intermediate_chains_and_intermediate_revocation() {
     // The root revokes the intermediate: everything it issued is refused.
     pki.write("root.crl", &root_crl(vec![issuing.serial()]));
     let gw = gateway(&pki, crls, &up).await;
-    assert_refused(
-        &gw,
-        &TlsClient::new(&pki, gw.addr, Some("chained")),
-        "revoked",
-    )
-    .await;
+    assert_refused(&pki, &gw, Some("chained"), "revoked").await;
     drop(gw);
 
     // No CRL for the intermediate: unknown revocation status is refused by default...
     pki.write("root.crl", &root_crl(vec![]));
     let gw = gateway(&pki, "crls = [\"root.crl\"]", &up).await;
-    assert_refused(
-        &gw,
-        &TlsClient::new(&pki, gw.addr, Some("chained")),
-        "bad_certificate",
-    )
-    .await;
+    assert_refused(&pki, &gw, Some("chained"), "bad_certificate").await;
     drop(gw);
     // ...and allowed when the operator says so.
     let gw = gateway(
@@ -383,12 +340,7 @@ async fn crl_in_der_form_is_honoured() {
     let der = CertificateRevocationListDer::from_pem_slice(pem.as_bytes()).unwrap();
     std::fs::write(pki.path("ca.crl.der"), der.as_ref()).unwrap();
     let gw = gateway(&pki, "crls = [\"ca.crl.der\"]", &up).await;
-    assert_refused(
-        &gw,
-        &TlsClient::new(&pki, gw.addr, Some("revoked")),
-        "revoked",
-    )
-    .await;
+    assert_refused(&pki, &gw, Some("revoked"), "revoked").await;
     assert_eq!(
         TlsClient::new(&pki, gw.addr, Some("good"))
             .get("/x")
