@@ -154,7 +154,7 @@ pub fn summary(s: &Snapshot) -> String {
         fmt_time(s.server_cert.not_after),
         (s.server_cert.not_after - now) / 86400
     );
-    let _ = writeln!(o, "client_auth mode = {:?}", s.client_auth_mode);
+    let _ = writeln!(o, "client_auth mode = {:?}", s.client_auth_mode.as_str());
     for c in &s.trust_anchors {
         let _ = writeln!(
             o,

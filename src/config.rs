@@ -69,6 +69,16 @@ pub enum ClientAuthMode {
     Optional,
 }
 
+impl ClientAuthMode {
+    /// The value as written in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Require => "require",
+            Self::Optional => "optional",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RevocationScope {

@@ -80,7 +80,7 @@ impl Bound {
             admin = %admin.local_addr()?,
             routes = snap.routes.routes().len(),
             upstreams = snap.upstreams.len(),
-            client_auth = ?snap.client_auth_mode,
+            client_auth = snap.client_auth_mode.as_str(),
             config = %snap.config_path.display(),
             "certgate serving"
         );

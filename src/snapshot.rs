@@ -129,7 +129,12 @@ impl Snapshot {
                 });
             }
         }
-        if !crls.is_empty() {
+        if crls.is_empty() {
+            warnings.push(
+                "client_auth.crls is empty: revoked client certificates will be accepted until they expire"
+                    .to_string(),
+            );
+        } else {
             for c in trust_anchors.iter().chain(&intermediate_summaries) {
                 if !crls.iter().any(|crl| crl.crl.issuer == c.subject) {
                     warnings.push(format!(

@@ -85,6 +85,16 @@ fn check_warns_about_shadowed_routes_and_public_admin() {
 }
 
 #[test]
+fn check_warns_when_revocation_is_not_checked() {
+    let pki = pki_with_crl();
+    let (code, out, _) = check(&pki, &GOOD.replace("crls = [\"ca.crl\"]\n", ""));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("warning: client_auth.crls is empty"), "{out}");
+    let (_, out, _) = check(&pki, GOOD);
+    assert!(!out.contains("crls is empty"), "{out}");
+}
+
+#[test]
 fn check_reports_file_key_and_problem() {
     let pki = pki_with_crl();
     let other = Ca::root("Other").unwrap();
