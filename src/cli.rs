@@ -73,7 +73,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => {
-            init_logging(cli.log_format);
+            let _log = init_logging(cli.log_format);
             run(&config)
         }
         Command::Check { config } => check(&config),
@@ -89,7 +89,7 @@ pub fn main() -> ExitCode {
             admin_bind,
             dir,
         } => {
-            init_logging(cli.log_format);
+            let _log = init_logging(cli.log_format);
             report(runtime().and_then(|rt| rt.block_on(crate::demo::run(bind, admin_bind, dir))))
         }
     }

@@ -115,7 +115,11 @@ pub enum LogFormat {
 }
 
 /// Installs the global tracing subscriber. Level from `RUST_LOG` (default `info`).
-pub fn init_logging(format: LogFormat) {
+///
+/// Log lines are written by a background thread so the request path never blocks on stdout;
+/// when 128k lines are queued, writers wait rather than drop (the access log is an audit trail).
+/// Keep the returned guard alive until exit: dropping it flushes what is queued.
+pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -124,9 +128,12 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     let _ = if json {
         builder
             .json()
@@ -134,6 +141,9 @@ pub fn init_logging(format: LogFormat) {
             .with_current_span(false)
             .try_init()
     } else {
-        builder.try_init()
+        builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init()
     };
+    guard
 }
