@@ -1,4 +1,5 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`. Plain HTTP, loopback by default.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/inventory`. Plain HTTP, loopback by
+//! default.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,7 +14,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
+use crate::inventory::{Filter, RecordView};
 use crate::server::Gateway;
+use crate::snapshot::unix_now;
 
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     loop {
@@ -56,15 +59,58 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             }
         }
         "/metrics" => {
-            let mut r = Response::new(Full::new(Bytes::from(gateway.metrics.render())));
+            let telemetry = &gateway.telemetry;
+            telemetry.refresh_inventory_gauges(unix_now());
+            let mut r = Response::new(Full::new(Bytes::from(telemetry.metrics.render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("text/plain; version=0.0.4"),
             );
             r
         }
+        "/inventory" => inventory(gateway, req.uri().query()),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// `GET /inventory[?expiring_within=7d][&route=NAME]`: known client certificates as JSON.
+fn inventory(gateway: &Gateway, query: Option<&str>) -> Response<Full<Bytes>> {
+    let filter = match Filter::from_query(query) {
+        Ok(f) => f,
+        Err(e) => {
+            let body = serde_json::json!({ "error": e }).to_string();
+            return json(StatusCode::BAD_REQUEST, body.into_bytes());
+        }
+    };
+    let now = unix_now();
+    let records = gateway.telemetry.inventory.records();
+    let views: Vec<RecordView<'_>> = records
+        .iter()
+        .filter(|r| filter.keeps(r, now))
+        .map(|r| RecordView::new(r, now))
+        .collect();
+    let body = serde_json::json!({
+        "generated_at": crate::snapshot::fmt_time(now),
+        "count": views.len(),
+        "identities": views,
+    });
+    match serde_json::to_vec_pretty(&body) {
+        Ok(b) => json(StatusCode::OK, b),
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode inventory\n",
+        ),
+    }
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -9,11 +9,13 @@ use clap::{Parser, Subcommand};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, UnixTime};
 
-use crate::config::CONFIG_ENV;
+use std::sync::Arc;
+
+use crate::config::{CONFIG_ENV, LogFormat};
 use crate::identity::ClientIdentity;
 use crate::policy::{RequestParts, Verdict};
 use crate::snapshot::{Snapshot, fmt_time, unix_now};
-use crate::telemetry::{LogFormat, init_logging};
+use crate::telemetry::{Telemetry, init_logging};
 use crate::tls::HandshakeResult;
 
 #[derive(Parser, Debug)]
@@ -23,9 +25,9 @@ use crate::tls::HandshakeResult;
     about = "mTLS-enforcing reverse proxy gateway"
 )]
 struct Cli {
-    /// Log format for `run` and `demo`.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
-    log_format: LogFormat,
+    /// Log format for `run` and `demo` (overrides `[log].format`).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -72,10 +74,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => {
-            let _log = init_logging(cli.log_format);
-            run(&config)
-        }
+        Command::Run { config } => run(&config, cli.log_format),
         Command::Check { config } => check(&config),
         Command::Explain {
             config,
@@ -89,7 +88,7 @@ pub fn main() -> ExitCode {
             admin_bind,
             dir,
         } => {
-            let _log = init_logging(cli.log_format);
+            let _log = init_logging("info", cli.log_format.unwrap_or_default());
             report(runtime().and_then(|rt| rt.block_on(crate::demo::run(bind, admin_bind, dir))))
         }
     }
@@ -111,25 +110,41 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn run(config: &Path) -> ExitCode {
-    let snapshot = match Snapshot::load(config) {
-        Ok(s) => s,
+fn run(config: &Path, log_format: Option<LogFormat>) -> ExitCode {
+    let file = match crate::config::ConfigFile::load(config) {
+        Ok(f) => f,
         Err(e) => {
-            tracing::error!(error = %e, "invalid configuration");
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let telemetry = Arc::new(Telemetry::new(file.raw.inventory.max_entries));
+    let snapshot = match Snapshot::build(&file, &telemetry) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _log = init_logging(
+        &snapshot.log.level,
+        log_format.unwrap_or(snapshot.log.format),
+    );
     report(runtime().and_then(|rt| {
         rt.block_on(async {
-            let bound = crate::server::Bound::bind(snapshot).await?;
+            let bound = crate::server::Bound::bind(snapshot, telemetry).await?;
             bound.serve(crate::server::shutdown_signal()).await
         })
     }))
 }
 
+/// Loads a config for the read-only commands, with throwaway telemetry.
+fn load_for_inspection(config: &Path) -> Result<Snapshot, crate::config::ConfigError> {
+    Snapshot::load(config, &Telemetry::new(1))
+}
+
 fn check(config: &Path) -> ExitCode {
-    match Snapshot::load(config) {
+    match load_for_inspection(config) {
         Ok(s) => {
             print!("{}", summary(&s));
             ExitCode::SUCCESS
@@ -224,7 +239,7 @@ fn explain(
     path: &str,
     host: Option<&str>,
 ) -> ExitCode {
-    let snapshot = match Snapshot::load(config) {
+    let snapshot = match load_for_inspection(config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -40,6 +40,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub admin: RawAdmin,
     #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub inventory: RawInventory,
+    #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
@@ -135,6 +139,58 @@ impl Default for RawAdmin {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// JSON lines, unless stdout is a terminal.
+    #[default]
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// A `tracing` filter such as `"info"` or `"info,certgate::access=warn"`. `RUST_LOG` wins.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// `--log-format` wins.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            level: default_log_level(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInventory {
+    /// Distinct client certificates remembered; the least recently seen are evicted beyond it.
+    #[serde(default = "default_inventory_max")]
+    pub max_entries: usize,
+    /// Where the inventory is saved (atomically) and loaded from at start; absent = memory only.
+    pub path: Option<PathBuf>,
+    #[serde(default = "default_inventory_flush", with = "humantime_serde")]
+    pub flush_interval: Duration,
+}
+
+impl Default for RawInventory {
+    fn default() -> Self {
+        Self {
+            max_entries: default_inventory_max(),
+            path: None,
+            flush_interval: default_inventory_flush(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
@@ -180,6 +236,15 @@ pub struct RawMatcher {
     pub any: Option<bool>,
 }
 
+fn default_log_level() -> String {
+    "info".to_string()
+}
+fn default_inventory_max() -> usize {
+    10_000
+}
+fn default_inventory_flush() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_admin_bind() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9901))
 }

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use crate::pki::{Ca, LeafSpec};
 use crate::server::{Bound, shutdown_signal};
 use crate::snapshot::Snapshot;
+use crate::telemetry::Telemetry;
 
 /// The SPIFFE ID the demo's allowed client carries.
 pub const READER_URI: &str = "spiffe://demo.certgate.local/ns/default/sa/reader";
@@ -46,8 +47,9 @@ pub async fn run(
     let config_path = dir.join("certgate.toml");
     std::fs::write(&config_path, demo_config(bind, admin_bind, upstream_addr))?;
 
-    let snapshot = Snapshot::load(&config_path)?;
-    let bound = Bound::bind(snapshot).await?;
+    let telemetry = std::sync::Arc::new(Telemetry::new(1000));
+    let snapshot = Snapshot::load(&config_path, &telemetry)?;
+    let bound = Bound::bind(snapshot, telemetry).await?;
     let addr = bound.local_addr()?;
     let admin = bound.admin_addr()?;
     println!("{}", instructions(&dir, addr, admin));

@@ -12,6 +12,8 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod identity;
+pub mod inventory;
+pub mod metrics;
 pub mod path;
 pub mod pki;
 pub mod policy;

@@ -1,60 +1,84 @@
-//! The request path: normalise → route → authorise → prepare the upstream request → forward →
-//! record. Each phase is a function of its own.
+//! The request path: normalise → route and authorise → prepare the upstream request → forward →
+//! record. Each phase is a function of its own; [`Exchange`] carries what the final record needs
+//! and is recorded exactly once, when the response body ends or is dropped.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::identity::ClientIdentity;
+use crate::inventory;
+use crate::metrics::UpstreamOutcome;
 use crate::path;
-use crate::policy::{DecidedBy, RequestParts, Verdict};
-use crate::snapshot::Snapshot;
-use crate::telemetry::{self, Metrics};
-use crate::upstream::Upstream;
+use crate::policy::{DecidedBy, RequestParts, Route, Verdict};
+use crate::snapshot::{Snapshot, unix_now};
+use crate::telemetry::Telemetry;
+use crate::upstream::{CountingBody, Upstream};
 
 /// Per-connection state shared by every request on the connection.
 pub struct ConnContext {
     pub snapshot: Arc<Snapshot>,
-    pub metrics: Arc<Metrics>,
+    pub telemetry: Arc<Telemetry>,
     /// `None` when the client presented no certificate (optional mode).
     pub identity: Option<Arc<ClientIdentity>>,
+    /// The identity's inventory entry.
+    pub inventory: Option<Arc<inventory::Entry>>,
     pub peer: SocketAddr,
     /// The peer IP, preformatted for `x-forwarded-for`.
-    pub peer_ip: HeaderValue,
+    peer_ip: HeaderValue,
+    /// SAN lists joined once for the access log.
+    log_uris: String,
+    log_dns: String,
 }
 
 impl ConnContext {
     pub fn new(
         snapshot: Arc<Snapshot>,
-        metrics: Arc<Metrics>,
+        telemetry: Arc<Telemetry>,
         identity: Option<Arc<ClientIdentity>>,
+        inventory: Option<Arc<inventory::Entry>>,
         peer: SocketAddr,
     ) -> Self {
         let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let (log_uris, log_dns) = identity
+            .as_deref()
+            .map(|i| (i.uris.join(","), i.dns_names.join(",")))
+            .unwrap_or_default();
         Self {
             snapshot,
-            metrics,
+            telemetry,
             identity,
+            inventory,
             peer,
             peer_ip,
+            log_uris,
+            log_dns,
         }
     }
 }
 
-/// Response body: streamed from the upstream, or a small local answer.
-pub enum ProxyBody {
+/// Response body: streamed from the upstream or a small local answer. Counts the bytes it
+/// yields and records the exchange when it is dropped (after the last frame, or when the client
+/// goes away).
+pub struct ProxyBody {
+    inner: Inner,
+    exchange: Option<Exchange>,
+}
+
+enum Inner {
     Upstream(Incoming),
     Local(Full<Bytes>),
 }
@@ -67,25 +91,40 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            ProxyBody::Upstream(b) => Pin::new(b).poll_frame(cx),
-            ProxyBody::Local(b) => Pin::new(b)
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
+            Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Inner::Local(b) => Pin::new(b)
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(|never: Infallible| match never {}))),
+        };
+        if let (Poll::Ready(Some(Ok(frame))), Some(x)) = (&polled, this.exchange.as_mut())
+            && let Some(data) = frame.data_ref()
+        {
+            x.bytes_out += data.len() as u64;
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            ProxyBody::Upstream(b) => b.is_end_stream(),
-            ProxyBody::Local(b) => b.is_end_stream(),
+        match &self.inner {
+            Inner::Upstream(b) => b.is_end_stream(),
+            Inner::Local(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Upstream(b) => b.size_hint(),
-            ProxyBody::Local(b) => b.size_hint(),
+        match &self.inner {
+            Inner::Upstream(b) => b.size_hint(),
+            Inner::Local(b) => b.size_hint(),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if let Some(x) = self.exchange.take() {
+            x.finish();
         }
     }
 }
@@ -132,14 +171,11 @@ fn is_spoofable_identity_header(name: &HeaderName) -> bool {
         || SPOOFABLE_IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
 }
 
-/// Why forwarding failed; decides the status and the log wording.
+/// Why forwarding failed; decides the status, the metric outcome and the log wording.
 #[derive(Debug, thiserror::Error)]
 enum ForwardError {
     #[error("upstream {upstream} did not answer within {timeout:?}")]
-    Timeout {
-        upstream: String,
-        timeout: std::time::Duration,
-    },
+    Timeout { upstream: String, timeout: Duration },
     #[error("upstream {upstream} unreachable: {source}")]
     Unreachable {
         upstream: String,
@@ -159,16 +195,114 @@ impl ForwardError {
             Self::Unreachable { .. } | Self::Failed { .. } => StatusCode::BAD_GATEWAY,
         }
     }
+
+    fn outcome(&self) -> UpstreamOutcome {
+        match self {
+            Self::Timeout { .. } => UpstreamOutcome::Timeout,
+            Self::Unreachable { .. } => UpstreamOutcome::ConnectError,
+            Self::Failed { .. } => UpstreamOutcome::Error,
+        }
+    }
 }
 
-/// What one request came to, for `record`.
-struct Outcome<'a> {
-    route: Option<&'a str>,
+/// One request/response exchange as it will be recorded: metrics, inventory, access log.
+pub struct Exchange {
+    ctx: Arc<ConnContext>,
+    start: Instant,
+    request_id: HeaderValue,
+    method: Method,
+    uri: Uri,
+    /// The normalised path when it differs from `uri.path()`.
+    normalized: Option<String>,
+    route: Option<usize>,
     verdict: Option<Verdict>,
     decided_by: Option<DecidedBy>,
-    upstream: Option<&'a str>,
+    upstream: Option<usize>,
+    upstream_latency: Option<Duration>,
     status: StatusCode,
     error: Option<String>,
+    bytes_in: Option<Arc<AtomicU64>>,
+    bytes_out: u64,
+}
+
+impl Exchange {
+    fn new(ctx: &Arc<ConnContext>, req: &Request<Incoming>) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            start: Instant::now(),
+            request_id: request_id(req.headers()),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            normalized: None,
+            route: None,
+            verdict: None,
+            decided_by: None,
+            upstream: None,
+            upstream_latency: None,
+            status: StatusCode::OK,
+            error: None,
+            bytes_in: None,
+            bytes_out: 0,
+        }
+    }
+
+    fn path(&self) -> &str {
+        self.normalized.as_deref().unwrap_or(self.uri.path())
+    }
+
+    /// Metrics, inventory and one access-log event. Runs once per request.
+    fn finish(self) {
+        let snapshot = &self.ctx.snapshot;
+        let telemetry = &self.ctx.telemetry;
+        let route_obs = self.route.and_then(|i| snapshot.route_obs.get(i));
+        let metrics = route_obs.map_or(&telemetry.metrics.unrouted, |r| &r.metrics);
+        let elapsed = self.start.elapsed();
+        let bytes_in = self
+            .bytes_in
+            .as_ref()
+            .map_or(0, |c| c.load(Ordering::Relaxed));
+        if let Some(v) = self.verdict {
+            metrics.decision(v);
+            if let Some(entry) = &self.ctx.inventory {
+                entry.record(route_obs.map(|r| r.inventory_id), v, unix_now());
+            }
+        }
+        metrics.finished(&self.method, self.status, elapsed, bytes_in, self.bytes_out);
+
+        let route = self
+            .route
+            .and_then(|i| snapshot.routes.routes().get(i))
+            .map(|r| r.name.as_str());
+        let upstream = self
+            .upstream
+            .and_then(|i| snapshot.upstreams.get(i))
+            .map(|u| u.name.as_str());
+        let id = self.ctx.identity.as_deref();
+        tracing::info!(
+            target: "certgate::access",
+            request_id = self.request_id.to_str().unwrap_or(""),
+            client = %self.ctx.peer,
+            client_sha256 = id.map(|i| i.sha256_hex.as_str()),
+            client_subject = id.map(|i| i.subject.as_str()),
+            client_uri = id.map(|_| self.ctx.log_uris.as_str()),
+            client_dns = id.map(|_| self.ctx.log_dns.as_str()),
+            client_issuer = id.map(|i| i.issuer.as_str()),
+            client_serial = id.map(|i| i.serial.as_str()),
+            method = self.method.as_str(),
+            path = self.path(),
+            route,
+            decision = self.verdict.map(Verdict::label),
+            rule = self.decided_by.map(tracing::field::display),
+            status = self.status.as_u16(),
+            upstream,
+            upstream_latency_us = self.upstream_latency.map(|d| d.as_micros() as u64),
+            duration_us = elapsed.as_micros() as u64,
+            bytes_in,
+            bytes_out = self.bytes_out,
+            error = self.error.as_deref(),
+            "request"
+        );
+    }
 }
 
 /// Serves one request. Never fails: every problem becomes an HTTP answer.
@@ -176,101 +310,82 @@ pub async fn handle(
     ctx: Arc<ConnContext>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let start = Instant::now();
-    let request_id = request_id(req.headers());
-    let method = req.method().clone();
-    let snapshot = &ctx.snapshot;
+    let mut x = Exchange::new(&ctx, &req);
+    let resp = match proxy(&ctx, req, &mut x).await {
+        Ok(resp) => resp.map(Inner::Upstream),
+        Err(status) => local_response(status, &x.request_id),
+    };
+    x.status = resp.status();
+    Ok(resp.map(|inner| ProxyBody {
+        inner,
+        exchange: Some(x),
+    }))
+}
 
-    // Phase 1: normalise the path. What is authorised is what is forwarded.
-    // The Uri clone is reference-counted; it lets the path borrow outlive `req`.
+async fn proxy(
+    ctx: &ConnContext,
+    req: Request<Incoming>,
+    x: &mut Exchange,
+) -> Result<Response<Incoming>, StatusCode> {
     let uri = req.uri().clone();
-    let raw_path = uri.path();
-    let normalized = match path::normalize(raw_path) {
-        Ok(p) => p,
-        Err(e) => {
-            let outcome = Outcome {
-                route: None,
-                verdict: None,
-                decided_by: None,
-                upstream: None,
-                status: StatusCode::BAD_REQUEST,
-                error: Some(format!("rejected path: {e}")),
-            };
-            record(&ctx, &method, raw_path, &request_id, &outcome, start);
-            return Ok(local_response(StatusCode::BAD_REQUEST, &request_id));
-        }
-    };
-    let path_changed = normalized != raw_path;
-
-    // Phase 2: route and authorise.
-    let host = request_host(&req);
-    let parts = RequestParts {
-        method: &method,
-        host,
-        path: &normalized,
-    };
-    let decision = snapshot.routes.decide(&parts, ctx.identity.as_deref());
-    let route = decision.route;
-    let mut outcome = Outcome {
-        route: route.map(|r| r.name.as_str()),
-        verdict: Some(decision.verdict),
-        decided_by: Some(decision.decided_by),
-        upstream: None,
-        status: StatusCode::OK,
-        error: None,
-    };
-    let route = match (decision.verdict, route) {
-        (Verdict::Allow, Some(r)) => r,
-        (verdict, _) => {
-            let status = match verdict {
-                Verdict::Unauthenticated => StatusCode::UNAUTHORIZED,
-                Verdict::Deny => StatusCode::FORBIDDEN,
-                Verdict::Allow | Verdict::NoRoute => StatusCode::NOT_FOUND,
-            };
-            outcome.status = status;
-            record(&ctx, &method, &normalized, &request_id, &outcome, start);
-            return Ok(local_response(status, &request_id));
-        }
-    };
-    let Some(upstream) = snapshot.upstreams.get(route.upstream) else {
-        outcome.status = StatusCode::INTERNAL_SERVER_ERROR;
-        record(&ctx, &method, &normalized, &request_id, &outcome, start);
-        return Ok(local_response(outcome.status, &request_id));
-    };
-    outcome.upstream = Some(upstream.name.as_str());
-
-    // Phase 3: build the upstream request.
-    let upstream_req = match prepare_upstream_request(
-        &ctx,
-        req,
-        upstream,
-        path_changed.then_some(&*normalized),
-        &request_id,
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            outcome.status = StatusCode::BAD_REQUEST;
-            outcome.error = Some(e);
-            record(&ctx, &method, &normalized, &request_id, &outcome, start);
-            return Ok(local_response(StatusCode::BAD_REQUEST, &request_id));
-        }
-    };
-
-    // Phase 4: forward.
+    let path = normalize(&uri, x)?;
+    let route = authorize(ctx, &req, &path, x)?;
+    let upstream = ctx
+        .snapshot
+        .upstreams
+        .get(route.upstream)
+        .ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
+    x.upstream = Some(route.upstream);
+    let new_path = matches!(path, Cow::Owned(_)).then_some(&*path);
+    let (upstream_req, bytes_in) =
+        prepare_upstream_request(ctx, req, upstream, new_path, &x.request_id).map_err(|e| {
+            x.error = Some(e);
+            StatusCode::BAD_REQUEST
+        })?;
+    x.bytes_in = Some(bytes_in);
     let timeout = route.timeout.unwrap_or(upstream.timeout);
-    match forward(upstream, upstream_req, timeout).await {
-        Ok(mut resp) => {
-            strip_hop_by_hop(resp.headers_mut());
-            outcome.status = resp.status();
-            record(&ctx, &method, &normalized, &request_id, &outcome, start);
-            Ok(resp.map(ProxyBody::Upstream))
+    let mut resp = forward(upstream, upstream_req, timeout, x).await?;
+    strip_hop_by_hop(resp.headers_mut());
+    Ok(resp)
+}
+
+/// Phase 1: the normalised path. What is authorised is what is forwarded.
+fn normalize<'u>(uri: &'u Uri, x: &mut Exchange) -> Result<Cow<'u, str>, StatusCode> {
+    match path::normalize(uri.path()) {
+        Ok(p) => {
+            if let Cow::Owned(n) = &p {
+                x.normalized = Some(n.clone());
+            }
+            Ok(p)
         }
         Err(e) => {
-            outcome.status = e.status();
-            outcome.error = Some(e.to_string());
-            record(&ctx, &method, &normalized, &request_id, &outcome, start);
-            Ok(local_response(outcome.status, &request_id))
+            x.error = Some(format!("rejected path: {e}"));
+            Err(StatusCode::BAD_REQUEST)
         }
+    }
+}
+
+/// Phase 2: routing and policy.
+fn authorize<'s>(
+    ctx: &'s ConnContext,
+    req: &Request<Incoming>,
+    path: &str,
+    x: &mut Exchange,
+) -> Result<&'s Route, StatusCode> {
+    let parts = RequestParts {
+        method: req.method(),
+        host: request_host(req),
+        path,
+    };
+    let decision = ctx.snapshot.routes.decide(&parts, ctx.identity.as_deref());
+    x.route = decision.route.map(|r| r.index);
+    x.verdict = Some(decision.verdict);
+    x.decided_by = Some(decision.decided_by);
+    match (decision.verdict, decision.route) {
+        (Verdict::Allow, Some(r)) => Ok(r),
+        (Verdict::Unauthenticated, _) => Err(StatusCode::UNAUTHORIZED),
+        (Verdict::Deny, _) => Err(StatusCode::FORBIDDEN),
+        (Verdict::Allow | Verdict::NoRoute, _) => Err(StatusCode::NOT_FOUND),
     }
 }
 
@@ -286,15 +401,15 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
     Some(h.rsplit_once(':').map_or(h, |(host, _)| host))
 }
 
-/// Strips hop-by-hop and spoofable identity headers, adds identity and forwarding headers, and
-/// points the request at the upstream with the normalised path.
+/// Phase 3: strips hop-by-hop and spoofable identity headers, adds identity and forwarding
+/// headers, and points the request at the upstream with the normalised path.
 fn prepare_upstream_request(
     ctx: &ConnContext,
     req: Request<Incoming>,
     upstream: &Upstream,
     new_path: Option<&str>,
     request_id: &HeaderValue,
-) -> Result<Request<Incoming>, String> {
+) -> Result<(Request<CountingBody>, Arc<AtomicU64>), String> {
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
     // HTTP/2 carries the host in :authority; HTTP/1 upstreams need it as Host.
@@ -352,7 +467,8 @@ fn prepare_upstream_request(
         .build()
         .map_err(|e| format!("cannot build upstream URI: {e}"))?;
     parts.version = Version::HTTP_11;
-    Ok(Request::from_parts(parts, body))
+    let (body, bytes_in) = CountingBody::new(body);
+    Ok((Request::from_parts(parts, body), bytes_in))
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -372,12 +488,15 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Phase 4: forwards and waits for the response head, within `timeout`.
 async fn forward(
     upstream: &Upstream,
-    req: Request<Incoming>,
-    timeout: std::time::Duration,
-) -> Result<Response<Incoming>, ForwardError> {
-    match tokio::time::timeout(timeout, upstream.client.request(req)).await {
+    req: Request<CountingBody>,
+    timeout: Duration,
+    x: &mut Exchange,
+) -> Result<Response<Incoming>, StatusCode> {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(timeout, upstream.client.request(req)).await {
         Err(_) => Err(ForwardError::Timeout {
             upstream: upstream.name.clone(),
             timeout,
@@ -391,50 +510,20 @@ async fn forward(
             source,
         }),
         Ok(Ok(resp)) => Ok(resp),
+    };
+    let elapsed = started.elapsed();
+    x.upstream_latency = Some(elapsed);
+    match result {
+        Ok(resp) => {
+            upstream.metrics.record(UpstreamOutcome::Response, elapsed);
+            Ok(resp)
+        }
+        Err(e) => {
+            upstream.metrics.record(e.outcome(), elapsed);
+            x.error = Some(e.to_string());
+            Err(e.status())
+        }
     }
-}
-
-/// One access-log event and the request metrics.
-fn record(
-    ctx: &ConnContext,
-    method: &http::Method,
-    path: &str,
-    request_id: &HeaderValue,
-    o: &Outcome<'_>,
-    start: Instant,
-) {
-    let route_label = o.route.unwrap_or(telemetry::NO_ROUTE);
-    let m = &ctx.metrics;
-    m.requests_total
-        .with_label_values(&[
-            route_label,
-            telemetry::method_label(method),
-            o.status.as_str(),
-        ])
-        .inc();
-    if let Some(v) = o.verdict {
-        m.authz_decisions_total
-            .with_label_values(&[route_label, v.label()])
-            .inc();
-    }
-    let id = ctx.identity.as_deref();
-    tracing::info!(
-        target: "certgate::access",
-        request_id = request_id.to_str().unwrap_or(""),
-        client = %ctx.peer,
-        method = %method,
-        path,
-        route = o.route,
-        decision = o.verdict.map(Verdict::label),
-        rule = o.decided_by.map(|d| d.to_string()),
-        status = o.status.as_u16(),
-        upstream = o.upstream,
-        error = o.error.as_deref(),
-        duration_us = start.elapsed().as_micros() as u64,
-        client_sha256 = id.map(|i| i.sha256_hex.as_str()),
-        client_subject = id.map(|i| i.subject.as_str()),
-        "request"
-    );
 }
 
 fn request_id(headers: &HeaderMap) -> HeaderValue {
@@ -458,7 +547,7 @@ fn generate_request_id() -> HeaderValue {
     let prefix = *PREFIX.get_or_init(|| {
         let mut b = [0u8; 8];
         let _ = aws_lc_rs::rand::fill(&mut b);
-        u64::from_le_bytes(b) ^ crate::snapshot::unix_now() as u64
+        u64::from_le_bytes(b) ^ unix_now() as u64
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     HeaderValue::from_str(&format!("{prefix:016x}{n:016x}"))
@@ -478,13 +567,13 @@ fn error_code(status: StatusCode) -> &'static str {
 }
 
 /// A small JSON error that reveals no route name or policy.
-pub fn local_response(status: StatusCode, request_id: &HeaderValue) -> Response<ProxyBody> {
+fn local_response(status: StatusCode, request_id: &HeaderValue) -> Response<Inner> {
     let body = format!(
         "{{\"error\":\"{}\",\"request_id\":\"{}\"}}\n",
         error_code(status),
         request_id.to_str().unwrap_or("")
     );
-    let mut resp = Response::new(ProxyBody::Local(Full::new(Bytes::from(body))));
+    let mut resp = Response::new(Inner::Local(Full::new(Bytes::from(body))));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(

@@ -16,15 +16,16 @@ use tracing::{debug, info, warn};
 
 use crate::admin;
 use crate::identity::ClientIdentity;
+use crate::inventory::LoadOutcome;
 use crate::proxy::{self, ConnContext};
-use crate::snapshot::Snapshot;
-use crate::telemetry::Metrics;
-use crate::tls::HandshakeResult;
+use crate::snapshot::{Snapshot, fmt_time, unix_now};
+use crate::telemetry::Telemetry;
+use crate::tls::{self, HandshakeResult};
 
 /// State shared by the listeners: the current snapshot, metrics, readiness.
 pub struct Gateway {
     pub current: ArcSwap<Snapshot>,
-    pub metrics: Arc<Metrics>,
+    pub telemetry: Arc<Telemetry>,
     pub ready: AtomicBool,
 }
 
@@ -36,18 +37,39 @@ pub struct Bound {
 }
 
 impl Bound {
-    /// Binds the mTLS and admin listeners named in the snapshot.
-    pub async fn bind(snapshot: Snapshot) -> anyhow::Result<Self> {
+    /// Binds the mTLS and admin listeners named in the snapshot. `telemetry` must be the one
+    /// the snapshot was built with.
+    pub async fn bind(snapshot: Snapshot, telemetry: Arc<Telemetry>) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(snapshot.bind)
             .await
             .map_err(|e| anyhow::anyhow!("listener.bind: cannot bind {}: {e}", snapshot.bind))?;
         let admin = TcpListener::bind(snapshot.admin_bind)
             .await
             .map_err(|e| anyhow::anyhow!("admin.bind: cannot bind {}: {e}", snapshot.admin_bind))?;
+        telemetry
+            .inventory
+            .set_max_entries(snapshot.inventory.max_entries);
+        if let Some(path) = &snapshot.inventory.path {
+            match telemetry.inventory.load(path) {
+                LoadOutcome::NoFile => {
+                    info!(path = %path.display(), "inventory: no saved file yet")
+                }
+                LoadOutcome::Loaded(n) => {
+                    info!(path = %path.display(), identities = n, "inventory loaded")
+                }
+                LoadOutcome::SetAside(aside, why) => warn!(
+                    path = %path.display(),
+                    set_aside = %aside.display(),
+                    error = %why,
+                    "inventory file unreadable; set aside, starting empty"
+                ),
+            }
+        }
+        snapshot.publish(&telemetry.metrics);
         Ok(Self {
             gateway: Arc::new(Gateway {
                 current: ArcSwap::from_pointee(snapshot),
-                metrics: Arc::new(Metrics::new()),
+                telemetry,
                 ready: AtomicBool::new(false),
             }),
             listener,
@@ -85,6 +107,7 @@ impl Bound {
             "certgate serving"
         );
         let admin_task = tokio::spawn(admin::serve(admin, gateway.clone()));
+        let flush_task = tokio::spawn(flush_inventory_periodically(gateway.clone()));
         gateway.ready.store(true, Ordering::SeqCst);
 
         let graceful = GracefulShutdown::new();
@@ -117,7 +140,31 @@ impl Bound {
             () = tokio::time::sleep(drain) => warn!("drain timeout reached; closing remaining connections"),
         }
         admin_task.abort();
+        flush_task.abort();
+        save_inventory(&gateway).await;
         Ok(())
+    }
+}
+
+async fn flush_inventory_periodically(gateway: Arc<Gateway>) {
+    loop {
+        let every = gateway.current.load().inventory.flush_interval;
+        tokio::time::sleep(every).await;
+        save_inventory(&gateway).await;
+    }
+}
+
+/// Saves the inventory when `[inventory].path` is set; file I/O runs off the async workers.
+async fn save_inventory(gateway: &Arc<Gateway>) {
+    let Some(path) = gateway.current.load().inventory.path.clone() else {
+        return;
+    };
+    let telemetry = gateway.telemetry.clone();
+    let shown = path.display().to_string();
+    match tokio::task::spawn_blocking(move || telemetry.inventory.save(&path)).await {
+        Ok(Ok(n)) => debug!(path = %shown, identities = n, "inventory saved"),
+        Ok(Err(e)) => warn!(path = %shown, error = %e, "inventory could not be saved"),
+        Err(e) => warn!(path = %shown, error = %e, "inventory save task failed"),
     }
 }
 
@@ -136,23 +183,26 @@ async fn serve_connection(
     peer: SocketAddr,
     watcher: Watcher,
 ) {
-    let metrics = gateway.metrics.clone();
+    let telemetry = gateway.telemetry.clone();
+    let metrics = &telemetry.metrics;
     metrics.active_connections.inc();
     let _active = ActiveConnection(metrics.active_connections.clone());
     let _ = tcp.set_nodelay(true);
     // One snapshot for the whole connection.
     let snapshot = gateway.current.load_full();
     let acceptor = TlsAcceptor::from(snapshot.tls.clone());
-    let tls = match tokio::time::timeout(snapshot.handshake_timeout, acceptor.accept(tcp)).await {
+    let handshake = tokio::time::timeout(snapshot.handshake_timeout, acceptor.accept(tcp));
+    let (accepted, refused_leaf) = tls::capture_refused_leaf(handshake).await;
+    let tls = match accepted {
         Err(_) => {
             metrics.handshake(HandshakeResult::Other);
-            debug!(client = %peer, "tls handshake timed out");
+            debug!(target: "certgate::tls", client = %peer, "tls handshake timed out");
             return;
         }
         Ok(Err(e)) => {
             let result = HandshakeResult::classify_io(&e);
             metrics.handshake(result);
-            warn!(target: "certgate::tls", client = %peer, result = result.label(), reason = %e, "tls handshake refused");
+            log_refused_handshake(peer, result, &e, refused_leaf.as_deref());
             return;
         }
         Ok(Ok(s)) => s,
@@ -170,6 +220,11 @@ async fn serve_connection(
         },
     };
     metrics.handshake(HandshakeResult::Ok);
+    let entry = identity.as_deref().map(|id| {
+        let (entry, evicted) = telemetry.inventory.observe(id, unix_now());
+        metrics.inventory_evictions.inc_by(evicted);
+        entry
+    });
     debug!(
         target: "certgate::tls",
         client = %peer,
@@ -179,7 +234,13 @@ async fn serve_connection(
     );
 
     let header_read_timeout = snapshot.header_read_timeout;
-    let ctx = Arc::new(ConnContext::new(snapshot, metrics, identity, peer));
+    let ctx = Arc::new(ConnContext::new(
+        snapshot,
+        telemetry.clone(),
+        identity,
+        entry,
+        peer,
+    ));
     let service = service_fn(move |req| proxy::handle(ctx.clone(), req));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -193,6 +254,29 @@ async fn serve_connection(
     if let Err(e) = watcher.watch(conn).await {
         debug!(client = %peer, error = %e, "connection ended with error");
     }
+}
+
+/// One event per refused handshake, with what can be read of the refused certificate.
+fn log_refused_handshake(
+    peer: SocketAddr,
+    result: HandshakeResult,
+    err: &std::io::Error,
+    leaf: Option<&[u8]>,
+) {
+    let presented = leaf.and_then(|der| ClientIdentity::from_der(der).ok());
+    let p = presented.as_ref();
+    warn!(
+        target: "certgate::tls",
+        client = %peer,
+        result = result.label(),
+        reason = %err,
+        client_sha256 = p.map(|i| i.sha256_hex.as_str()),
+        client_subject = p.map(|i| i.subject.as_str()),
+        client_issuer = p.map(|i| i.issuer.as_str()),
+        client_serial = p.map(|i| i.serial.as_str()),
+        client_not_after = p.map(|i| fmt_time(i.not_after)),
+        "tls handshake refused"
+    );
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -12,7 +12,9 @@ use rustls::server::danger::ClientCertVerifier;
 
 use crate::config::{ClientAuthMode, ConfigError, ConfigFile, StaleCrl};
 use crate::identity::ClientIdentity;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy::{Route, RouteTable};
+use crate::telemetry::Telemetry;
 use crate::tls::{self, ClientAuthSettings, LoadedCrl};
 use crate::upstream::Upstream;
 
@@ -31,6 +33,13 @@ pub struct CrlSummary {
     pub crl: LoadedCrl,
 }
 
+/// Observation handles for one route, resolved at load time.
+pub struct RouteObs {
+    pub metrics: RouteMetrics,
+    /// The route's id in the credential inventory.
+    pub inventory_id: u32,
+}
+
 pub struct Snapshot {
     pub config_path: PathBuf,
     pub bind: SocketAddr,
@@ -43,22 +52,28 @@ pub struct Snapshot {
     /// The same verifier the TLS config uses, for `explain`.
     pub client_verifier: Arc<dyn ClientCertVerifier>,
     pub routes: RouteTable,
+    /// Indexed like `routes`.
+    pub route_obs: Vec<RouteObs>,
     pub upstreams: Vec<Upstream>,
     pub server_cert: ClientIdentity,
     pub trust_anchors: Vec<CertSummary>,
     pub intermediates: Vec<CertSummary>,
     pub crls: Vec<CrlSummary>,
+    /// `[inventory]`, with `path` resolved against the config file's directory.
+    pub inventory: crate::config::RawInventory,
+    pub log: crate::config::RawLog,
     /// Non-fatal findings for `check` and the startup log.
     pub warnings: Vec<String>,
 }
 
 impl Snapshot {
     /// Loads the file and everything it references, validating all of it.
-    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
-        Self::build(&ConfigFile::load(path)?)
+    pub fn load(path: &std::path::Path, telemetry: &Telemetry) -> Result<Self, ConfigError> {
+        Self::build(&ConfigFile::load(path)?, telemetry)
     }
 
-    pub fn build(file: &ConfigFile) -> Result<Self, ConfigError> {
+    /// Compiles a parsed config; metric handles and inventory ids come from `telemetry`.
+    pub fn build(file: &ConfigFile, telemetry: &Telemetry) -> Result<Self, ConfigError> {
         let raw = &file.raw;
         let mut warnings = Vec::new();
 
@@ -165,7 +180,7 @@ impl Snapshot {
         let mut upstreams = Vec::new();
         let mut upstream_ix = HashMap::new();
         for (name, u) in &raw.upstreams {
-            let up = Upstream::compile(name, u)
+            let up = Upstream::compile(name, u, &telemetry.metrics)
                 .map_err(|(k, p)| file.invalid(format!("upstreams.{name}.{k}"), p))?;
             upstream_ix.insert(name.clone(), upstreams.len());
             upstreams.push(up);
@@ -206,6 +221,22 @@ impl Snapshot {
         if routes.is_empty() {
             warnings.push("no routes: every request will get 404".to_string());
         }
+        if raw.inventory.max_entries == 0 {
+            return Err(file.invalid("inventory.max_entries", "must be at least 1"));
+        }
+        if raw.inventory.flush_interval.is_zero() {
+            return Err(file.invalid("inventory.flush_interval", "must be greater than zero"));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
+            return Err(file.invalid("log.level", format!("{:?}: {e}", raw.log.level)));
+        }
+        let route_obs = routes
+            .iter()
+            .map(|r| RouteObs {
+                metrics: telemetry.metrics.route(&r.name),
+                inventory_id: telemetry.inventory.route_id(&r.name),
+            })
+            .collect();
         if !raw.admin.bind.ip().is_loopback() {
             warnings.push(format!(
                 "admin.bind = {} is not a loopback address: /metrics and health endpoints are reachable from the network without authentication",
@@ -230,13 +261,32 @@ impl Snapshot {
             tls: Arc::new(tls_config),
             client_verifier,
             routes: RouteTable::new(routes),
+            route_obs,
             upstreams,
             server_cert,
             trust_anchors,
             intermediates: intermediate_summaries,
             crls,
+            inventory: crate::config::RawInventory {
+                path: raw.inventory.path.as_deref().map(|p| file.resolve(p)),
+                ..raw.inventory.clone()
+            },
+            log: raw.log.clone(),
             warnings,
         })
+    }
+}
+
+impl Snapshot {
+    /// Publishes the gauges that describe this snapshot (call when it goes live).
+    pub fn publish(&self, metrics: &Metrics) {
+        metrics.server_cert_expiry.set(self.server_cert.not_after);
+        let files: Vec<(String, Option<i64>)> = self
+            .crls
+            .iter()
+            .map(|c| (c.file.display().to_string(), c.crl.next_update))
+            .collect();
+        metrics.set_crl_next_updates(files.iter().map(|(f, t)| (f.as_str(), *t)));
     }
 }
 

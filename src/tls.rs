@@ -121,24 +121,40 @@ pub fn client_verifier(s: ClientAuthSettings) -> Result<Arc<dyn ClientCertVerifi
         }
     }
     let inner = b.build().map_err(|e| e.to_string())?;
-    if s.intermediates.is_empty() {
-        Ok(inner)
-    } else {
-        Ok(Arc::new(WithIntermediates {
-            inner,
-            extra: s.intermediates,
-        }))
-    }
+    Ok(Arc::new(ClientVerifier {
+        inner,
+        extra: s.intermediates,
+    }))
 }
 
-/// Adds configured intermediates to the ones a client sent, for clients that send only their leaf.
+tokio::task_local! {
+    /// Set around a handshake: the leaf a client presented if verification refused it, so the
+    /// refusal can be logged with whatever of the certificate can be read.
+    pub static REFUSED_LEAF: std::cell::RefCell<Option<Vec<u8>>>;
+}
+
+/// Runs a TLS accept, returning its result and the leaf certificate the verifier refused, if any.
+pub async fn capture_refused_leaf<F: std::future::Future>(
+    accept: F,
+) -> (F::Output, Option<Vec<u8>>) {
+    REFUSED_LEAF
+        .scope(std::cell::RefCell::new(None), async move {
+            let out = accept.await;
+            let leaf = REFUSED_LEAF.with(|c| c.borrow_mut().take());
+            (out, leaf)
+        })
+        .await
+}
+
+/// The WebPKI verifier plus: configured intermediates added to the ones a client sent (for
+/// clients that send only their leaf), and the refused leaf remembered for the log.
 #[derive(Debug)]
-struct WithIntermediates {
+struct ClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     extra: Vec<CertificateDer<'static>>,
 }
 
-impl ClientCertVerifier for WithIntermediates {
+impl ClientCertVerifier for ClientVerifier {
     fn offer_client_auth(&self) -> bool {
         self.inner.offer_client_auth()
     }
@@ -154,15 +170,25 @@ impl ClientCertVerifier for WithIntermediates {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let mut all: Vec<CertificateDer<'_>> =
-            Vec::with_capacity(intermediates.len() + self.extra.len());
-        all.extend(
-            intermediates
-                .iter()
-                .map(|c| CertificateDer::from(c.as_ref())),
-        );
-        all.extend(self.extra.iter().map(|c| CertificateDer::from(c.as_ref())));
-        self.inner.verify_client_cert(end_entity, &all, now)
+        let result = if self.extra.is_empty() {
+            self.inner
+                .verify_client_cert(end_entity, intermediates, now)
+        } else {
+            let mut all: Vec<CertificateDer<'_>> =
+                Vec::with_capacity(intermediates.len() + self.extra.len());
+            all.extend(
+                intermediates
+                    .iter()
+                    .map(|c| CertificateDer::from(c.as_ref())),
+            );
+            all.extend(self.extra.iter().map(|c| CertificateDer::from(c.as_ref())));
+            self.inner.verify_client_cert(end_entity, &all, now)
+        };
+        if result.is_err() {
+            // Outside a capture scope (e.g. `explain`) there is nowhere to put it; that is fine.
+            let _ = REFUSED_LEAF.try_with(|c| *c.borrow_mut() = Some(end_entity.to_vec()));
+        }
+        result
     }
     fn verify_tls12_signature(
         &self,

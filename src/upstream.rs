@@ -1,16 +1,67 @@
 //! Upstreams: where allowed requests go, with a pooled keep-alive HTTP client each.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::uri::{Authority, Scheme};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::RawUpstream;
+use crate::metrics::{Metrics, UpstreamMetrics};
 
-pub type HttpClient = Client<HttpConnector, Incoming>;
+pub type HttpClient = Client<HttpConnector, CountingBody>;
+
+/// A client's request body on its way upstream, streamed, counting the bytes that pass.
+pub struct CountingBody {
+    inner: Incoming,
+    count: Arc<AtomicU64>,
+}
+
+impl CountingBody {
+    pub fn new(inner: Incoming) -> (Self, Arc<AtomicU64>) {
+        let count = Arc::new(AtomicU64::new(0));
+        (
+            Self {
+                inner,
+                count: count.clone(),
+            },
+            count,
+        )
+    }
+}
+
+impl Body for CountingBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// One compiled upstream.
 pub struct Upstream {
@@ -20,6 +71,7 @@ pub struct Upstream {
     /// Time allowed for the upstream to produce response headers.
     pub timeout: Duration,
     pub client: HttpClient,
+    pub metrics: UpstreamMetrics,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -34,7 +86,11 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     /// Compiles `[upstreams.NAME]`. Errors are `(key, problem)`.
-    pub fn compile(name: &str, raw: &RawUpstream) -> Result<Self, (&'static str, String)> {
+    pub fn compile(
+        name: &str,
+        raw: &RawUpstream,
+        metrics: &Metrics,
+    ) -> Result<Self, (&'static str, String)> {
         let uri: http::Uri = raw
             .url
             .parse()
@@ -78,6 +134,7 @@ impl Upstream {
             authority,
             timeout: raw.timeout,
             client,
+            metrics: metrics.upstream(name),
         })
     }
 }

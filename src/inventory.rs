@@ -1,0 +1,552 @@
+//! The credential inventory: every distinct client certificate the gateway has verified, who it
+//! is, when it was seen, what it called and how often it was allowed or denied.
+//!
+//! A connection looks its entry up once, after the handshake; each request then updates the
+//! entry with atomic operations only. The map is bounded (least recently seen evicted) and can be
+//! persisted atomically to a JSON file.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::identity::ClientIdentity;
+use crate::policy::Verdict;
+use crate::snapshot::{fmt_time, unix_now};
+
+/// Route ids below this are tracked in a lock-free bitset; higher ones (only after more than
+/// this many distinct route names) in a small locked set.
+const ROUTE_BITS: usize = 1024;
+
+/// What is known about one certificate. Counters are atomics so requests never lock.
+pub struct Entry {
+    identity: Identity,
+    first_seen: i64,
+    last_seen: AtomicI64,
+    allowed: AtomicU64,
+    denied: AtomicU64,
+    routes: [AtomicU64; ROUTE_BITS / 64],
+    more_routes: Mutex<BTreeSet<u32>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Identity {
+    sha256: String,
+    subject: String,
+    issuer: String,
+    serial: String,
+    #[serde(default)]
+    uris: Vec<String>,
+    #[serde(default)]
+    dns: Vec<String>,
+    #[serde(default)]
+    emails: Vec<String>,
+    not_before: i64,
+    not_after: i64,
+}
+
+impl Entry {
+    fn new(identity: Identity, first_seen: i64, last_seen: i64) -> Self {
+        Self {
+            identity,
+            first_seen,
+            last_seen: AtomicI64::new(last_seen),
+            allowed: AtomicU64::new(0),
+            denied: AtomicU64::new(0),
+            routes: std::array::from_fn(|_| AtomicU64::new(0)),
+            more_routes: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Records one request: a policy verdict and, when a route matched, its inventory id.
+    pub fn record(&self, route_id: Option<u32>, verdict: Verdict, now: i64) {
+        self.last_seen.fetch_max(now, Ordering::Relaxed);
+        match verdict {
+            Verdict::Allow => {
+                self.allowed.fetch_add(1, Ordering::Relaxed);
+            }
+            Verdict::Deny => {
+                self.denied.fetch_add(1, Ordering::Relaxed);
+            }
+            Verdict::Unauthenticated | Verdict::NoRoute => {}
+        }
+        if let Some(id) = route_id {
+            self.add_route(id);
+        }
+    }
+
+    fn add_route(&self, id: u32) {
+        let i = id as usize;
+        match self.routes.get(i / 64) {
+            Some(word) => {
+                let bit = 1u64 << (i % 64);
+                // Load first: after the first request on a route the bit is set and this is a read.
+                if word.load(Ordering::Relaxed) & bit == 0 {
+                    word.fetch_or(bit, Ordering::Relaxed);
+                }
+            }
+            None => {
+                if let Ok(mut more) = self.more_routes.lock() {
+                    more.insert(id);
+                }
+            }
+        }
+    }
+
+    fn route_ids(&self) -> Vec<u32> {
+        let mut ids = Vec::new();
+        for (w, word) in self.routes.iter().enumerate() {
+            let mut bits = word.load(Ordering::Relaxed);
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                ids.push((w * 64) as u32 + b);
+                bits &= bits - 1;
+            }
+        }
+        if let Ok(more) = self.more_routes.lock() {
+            ids.extend(more.iter().copied());
+        }
+        ids
+    }
+}
+
+/// One inventory entry as persisted and as served by `GET /inventory`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    #[serde(flatten)]
+    identity: Identity,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub requests_allowed: u64,
+    pub requests_denied: u64,
+    pub routes: Vec<String>,
+}
+
+impl Record {
+    pub fn sha256(&self) -> &str {
+        &self.identity.sha256
+    }
+    pub fn subject(&self) -> &str {
+        &self.identity.subject
+    }
+    pub fn not_after(&self) -> i64 {
+        self.identity.not_after
+    }
+}
+
+/// A record with human-readable times, for the admin API.
+#[derive(Serialize)]
+pub struct RecordView<'a> {
+    #[serde(flatten)]
+    record: &'a Record,
+    not_before_utc: String,
+    not_after_utc: String,
+    first_seen_utc: String,
+    last_seen_utc: String,
+    expires_in_days: i64,
+}
+
+impl<'a> RecordView<'a> {
+    pub fn new(record: &'a Record, now: i64) -> Self {
+        Self {
+            not_before_utc: fmt_time(record.identity.not_before),
+            not_after_utc: fmt_time(record.identity.not_after),
+            first_seen_utc: fmt_time(record.first_seen),
+            last_seen_utc: fmt_time(record.last_seen),
+            expires_in_days: (record.identity.not_after - now).div_euclid(86400),
+            record,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct InventoryFile {
+    version: u32,
+    identities: Vec<Record>,
+}
+
+/// What loading a saved inventory found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoadOutcome {
+    NoFile,
+    Loaded(usize),
+    /// The file could not be read as an inventory; it was renamed to the given path.
+    SetAside(PathBuf, String),
+}
+
+pub struct Inventory {
+    entries: DashMap<[u8; 32], Arc<Entry>>,
+    max_entries: AtomicUsize,
+    evictions: AtomicU64,
+    route_names: RwLock<RouteNames>,
+}
+
+#[derive(Default)]
+struct RouteNames {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Inventory {
+    pub fn new(max_entries: usize) -> Self {
+        Self {
+            entries: DashMap::new(),
+            max_entries: AtomicUsize::new(max_entries.max(1)),
+            evictions: AtomicU64::new(0),
+            route_names: RwLock::new(RouteNames::default()),
+        }
+    }
+
+    pub fn set_max_entries(&self, max: usize) {
+        self.max_entries.store(max.max(1), Ordering::Relaxed);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Total evictions since start.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+
+    /// A stable id for a route name (call at config load).
+    pub fn route_id(&self, name: &str) -> u32 {
+        let mut names = match self.route_names.write() {
+            Ok(n) => n,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(id) = names.ids.get(name) {
+            return *id;
+        }
+        let id = names.names.len() as u32;
+        names.names.push(name.to_string());
+        names.ids.insert(name.to_string(), id);
+        id
+    }
+
+    /// The entry for a verified certificate, created on first sight (call once per connection).
+    /// Returns the entry and how many entries were evicted to make room.
+    pub fn observe(&self, id: &ClientIdentity, now: i64) -> (Arc<Entry>, u64) {
+        if let Some(e) = self.entries.get(&id.sha256) {
+            e.last_seen.fetch_max(now, Ordering::Relaxed);
+            return (e.clone(), 0);
+        }
+        let entry = self
+            .entries
+            .entry(id.sha256)
+            .or_insert_with(|| Arc::new(Entry::new(identity_of(id), now, now)))
+            .clone();
+        (entry, self.evict_over_cap(&id.sha256))
+    }
+
+    fn evict_over_cap(&self, keep: &[u8; 32]) -> u64 {
+        let max = self.max_entries.load(Ordering::Relaxed);
+        let mut evicted = 0;
+        while self.entries.len() > max {
+            let oldest = self
+                .entries
+                .iter()
+                .filter(|e| e.key() != keep)
+                .min_by_key(|e| e.value().last_seen.load(Ordering::Relaxed))
+                .map(|e| *e.key());
+            match oldest {
+                Some(k) => {
+                    self.entries.remove(&k);
+                    evicted += 1;
+                }
+                None => break,
+            }
+        }
+        self.evictions.fetch_add(evicted, Ordering::Relaxed);
+        evicted
+    }
+
+    /// All entries, sorted by subject then SHA-256.
+    pub fn records(&self) -> Vec<Record> {
+        let names = match self.route_names.read() {
+            Ok(n) => n,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut out: Vec<Record> = self
+            .entries
+            .iter()
+            .map(|e| {
+                let v = e.value();
+                let mut routes: Vec<String> = v
+                    .route_ids()
+                    .into_iter()
+                    .filter_map(|i| names.names.get(i as usize).cloned())
+                    .collect();
+                routes.sort();
+                Record {
+                    identity: v.identity.clone(),
+                    first_seen: v.first_seen,
+                    last_seen: v.last_seen.load(Ordering::Relaxed),
+                    requests_allowed: v.allowed.load(Ordering::Relaxed),
+                    requests_denied: v.denied.load(Ordering::Relaxed),
+                    routes,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (a.identity.subject.as_str(), a.identity.sha256.as_str())
+                .cmp(&(b.identity.subject.as_str(), b.identity.sha256.as_str()))
+        });
+        out
+    }
+
+    /// How many certificates expire before `now + window_secs` (already expired included).
+    pub fn expiring_within(&self, now: i64, window_secs: i64) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.value().identity.not_after < now + window_secs)
+            .count()
+    }
+
+    /// Writes the inventory to `path` atomically (temporary file, fsync, rename).
+    pub fn save(&self, path: &Path) -> std::io::Result<usize> {
+        let records = self.records();
+        let n = records.len();
+        let file = InventoryFile {
+            version: 1,
+            identities: records,
+        };
+        let json = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, &json)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(n)
+    }
+
+    /// Loads a saved inventory. A missing file is fine; an unreadable one is renamed aside and
+    /// reported, never fatal.
+    pub fn load(&self, path: &Path) -> LoadOutcome {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return LoadOutcome::NoFile,
+            Err(e) => return self.set_aside(path, e.to_string()),
+        };
+        let file: InventoryFile = match serde_json::from_slice(&bytes) {
+            Ok(f) => f,
+            Err(e) => return self.set_aside(path, e.to_string()),
+        };
+        if file.version != 1 {
+            return self.set_aside(path, format!("unsupported version {}", file.version));
+        }
+        let n = file.identities.len();
+        for r in file.identities {
+            let Some(key) = hex::decode(&r.identity.sha256)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            else {
+                continue;
+            };
+            let entry = Entry::new(r.identity, r.first_seen, r.last_seen);
+            entry.allowed.store(r.requests_allowed, Ordering::Relaxed);
+            entry.denied.store(r.requests_denied, Ordering::Relaxed);
+            for name in &r.routes {
+                entry.add_route(self.route_id(name));
+            }
+            self.entries.insert(key, Arc::new(entry));
+        }
+        self.evict_over_cap(&[0; 32]);
+        LoadOutcome::Loaded(n)
+    }
+
+    fn set_aside(&self, path: &Path, why: String) -> LoadOutcome {
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(format!(".corrupt-{}", unix_now()));
+        let aside = PathBuf::from(aside);
+        match std::fs::rename(path, &aside) {
+            Ok(()) => LoadOutcome::SetAside(aside, why),
+            Err(e) => LoadOutcome::SetAside(
+                path.to_path_buf(),
+                format!("{why}; could not rename it: {e}"),
+            ),
+        }
+    }
+}
+
+fn identity_of(id: &ClientIdentity) -> Identity {
+    Identity {
+        sha256: id.sha256_hex.clone(),
+        subject: id.subject.clone(),
+        issuer: id.issuer.clone(),
+        serial: id.serial.clone(),
+        uris: id.uris.clone(),
+        dns: id.dns_names.clone(),
+        emails: id.emails.clone(),
+        not_before: id.not_before,
+        not_after: id.not_after,
+    }
+}
+
+/// Filters of `GET /inventory`.
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub expiring_within_secs: Option<i64>,
+    pub route: Option<String>,
+}
+
+impl Filter {
+    /// Parses `expiring_within=7d&route=NAME`. Unknown parameters are errors.
+    pub fn from_query(query: Option<&str>) -> Result<Self, String> {
+        let mut f = Filter::default();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_encoding::percent_decode_str(v)
+                .decode_utf8()
+                .map_err(|_| format!("{k}: not UTF-8"))?;
+            match k {
+                "expiring_within" => {
+                    let d = humantime::parse_duration(&v)
+                        .map_err(|e| format!("expiring_within: {e} (try 7d, 12h)"))?;
+                    f.expiring_within_secs = Some(d.as_secs().min(i64::MAX as u64) as i64);
+                }
+                "route" => f.route = Some(v.into_owned()),
+                other => return Err(format!("unknown parameter {other:?}")),
+            }
+        }
+        Ok(f)
+    }
+
+    pub fn keeps(&self, r: &Record, now: i64) -> bool {
+        if let Some(w) = self.expiring_within_secs
+            && r.identity.not_after >= now.saturating_add(w)
+        {
+            return false;
+        }
+        if let Some(route) = &self.route
+            && !r.routes.iter().any(|x| x == route)
+        {
+            return false;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn id(n: u8, not_after: i64) -> ClientIdentity {
+        ClientIdentity {
+            subject: format!("CN=client-{n}"),
+            common_names: vec![],
+            organizations: vec![],
+            organizational_units: vec![],
+            issuer: "CN=CA".into(),
+            issuer_common_names: vec![],
+            uris: vec![format!("spiffe://t/{n}")],
+            dns_names: vec![],
+            emails: vec![],
+            serial: format!("{n:02x}"),
+            not_before: 0,
+            not_after,
+            sha256: [n; 32],
+            sha256_hex: hex::encode([n; 32]),
+            xfcc: HeaderValue::from_static("x"),
+        }
+    }
+
+    #[test]
+    fn counts_routes_and_sorting() {
+        let inv = Inventory::new(10);
+        let a = inv.route_id("a");
+        let b = inv.route_id("b");
+        assert_eq!(inv.route_id("a"), a);
+        let (e2, _) = inv.observe(&id(2, 100), 10);
+        let (e1, _) = inv.observe(&id(1, 100), 10);
+        e1.record(Some(a), Verdict::Allow, 11);
+        e1.record(Some(b), Verdict::Deny, 12);
+        e1.record(Some(a), Verdict::Allow, 13);
+        e1.record(None, Verdict::NoRoute, 14);
+        e2.record(Some(5000), Verdict::Allow, 11); // beyond the bitset
+        let (again, _) = inv.observe(&id(1, 100), 20);
+        assert!(Arc::ptr_eq(&again, &e1));
+        let r = inv.records();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].subject(), "CN=client-1");
+        assert_eq!((r[0].requests_allowed, r[0].requests_denied), (2, 1));
+        assert_eq!(r[0].routes, ["a", "b"]);
+        assert_eq!((r[0].first_seen, r[0].last_seen), (10, 20));
+        assert_eq!(e2.route_ids(), [5000]);
+    }
+
+    #[test]
+    fn cap_evicts_least_recently_seen() {
+        let inv = Inventory::new(2);
+        inv.observe(&id(1, 0), 100);
+        inv.observe(&id(2, 0), 50);
+        inv.observe(&id(1, 0), 200);
+        let (_, evicted) = inv.observe(&id(3, 0), 300);
+        assert_eq!(evicted, 1);
+        assert_eq!(inv.evictions(), 1);
+        let subjects: Vec<String> = inv
+            .records()
+            .iter()
+            .map(|r| r.subject().to_string())
+            .collect();
+        assert_eq!(subjects, ["CN=client-1", "CN=client-3"]);
+    }
+
+    #[test]
+    fn save_load_and_corrupt_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inv.json");
+        let inv = Inventory::new(10);
+        let r = inv.route_id("payments");
+        inv.observe(&id(7, 1000), 5)
+            .0
+            .record(Some(r), Verdict::Allow, 6);
+        assert_eq!(inv.save(&path).unwrap(), 1);
+
+        let back = Inventory::new(10);
+        back.route_id("other"); // ids differ in the new process; names survive
+        assert_eq!(back.load(&path), LoadOutcome::Loaded(1));
+        let recs = back.records();
+        assert_eq!(recs[0].routes, ["payments"]);
+        assert_eq!(recs[0].requests_allowed, 1);
+        assert_eq!(recs[0].last_seen, 6);
+
+        assert_eq!(
+            Inventory::new(1).load(&dir.path().join("none.json")),
+            LoadOutcome::NoFile
+        );
+        std::fs::write(&path, b"{ not json").unwrap();
+        let fresh = Inventory::new(10);
+        match fresh.load(&path) {
+            LoadOutcome::SetAside(aside, _) => {
+                assert!(aside.to_string_lossy().contains(".corrupt-"));
+                assert!(aside.exists());
+                assert!(!path.exists());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(fresh.is_empty());
+    }
+
+    #[test]
+    fn filters() {
+        let f = Filter::from_query(Some("expiring_within=7d&route=a%20b")).unwrap();
+        assert_eq!(f.expiring_within_secs, Some(7 * 86400));
+        assert_eq!(f.route.as_deref(), Some("a b"));
+        assert!(Filter::from_query(Some("expiring_within=soon")).is_err());
+        assert!(Filter::from_query(Some("colour=red")).is_err());
+        assert!(Filter::from_query(None).unwrap().route.is_none());
+    }
+}

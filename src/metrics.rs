@@ -1,0 +1,498 @@
+//! Prometheus metrics. Every label set is bounded (route and upstream names from config, fixed
+//! enums), and the per-request path uses handles resolved ahead of time: recording a request is a
+//! handful of atomic operations, with no lock and no allocation.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::policy::Verdict;
+use crate::tls::HandshakeResult;
+
+/// Route label for requests that matched no route.
+pub const NO_ROUTE: &str = "_none";
+
+/// Latency buckets for a proxy: 100 µs … 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Bounded `method` label: the standard methods, everything else `OTHER`.
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER",
+];
+
+fn method_index(m: &Method) -> usize {
+    match *m {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::PATCH => 5,
+        Method::OPTIONS => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => 9,
+    }
+}
+
+pub fn method_label(m: &Method) -> &'static str {
+    METHODS[method_index(m)]
+}
+
+/// Status codes whose counters are cached per route and method; others take the slower,
+/// locking lookup (they are rare by nature).
+const CACHED_CODES: [u16; 24] = [
+    200, 201, 202, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409, 413, 429,
+    431, 500, 502, 503, 504,
+];
+
+fn code_index(code: u16) -> Option<usize> {
+    CACHED_CODES.iter().position(|c| *c == code)
+}
+
+/// The `outcome` label of `certgate_upstream_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamOutcome {
+    /// The upstream answered (any status).
+    Response,
+    ConnectError,
+    Timeout,
+    Error,
+}
+
+impl UpstreamOutcome {
+    const ALL: [UpstreamOutcome; 4] = [
+        Self::Response,
+        Self::ConnectError,
+        Self::Timeout,
+        Self::Error,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Response => "response",
+            Self::ConnectError => "connect_error",
+            Self::Timeout => "timeout",
+            Self::Error => "error",
+        }
+    }
+}
+
+const VERDICTS: [Verdict; 4] = [
+    Verdict::Allow,
+    Verdict::Deny,
+    Verdict::Unauthenticated,
+    Verdict::NoRoute,
+];
+
+/// Process-wide metrics; survives config reloads.
+pub struct Metrics {
+    registry: Registry,
+    route_families: RouteFamilies,
+    upstream_requests_total: IntCounterVec,
+    upstream_duration: HistogramVec,
+    handshakes: Vec<IntCounter>,
+    pub active_connections: IntGauge,
+    pub config_reloads_ok: IntCounter,
+    pub config_reloads_error: IntCounter,
+    pub server_cert_expiry: IntGauge,
+    crl_next_update: IntGaugeVec,
+    pub client_certs_expiring: IntGaugeVec,
+    pub inventory_identities: IntGauge,
+    pub inventory_evictions: IntCounter,
+    /// Handles for requests that matched no route.
+    pub unrouted: RouteMetrics,
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
+}
+
+fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("static metric definition")
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let requests_total = counter_vec(
+            "certgate_requests_total",
+            "Requests answered, by route, method and status code.",
+            &["route", "method", "code"],
+        );
+        let request_duration = histogram_vec(
+            "certgate_request_duration_seconds",
+            "Time from request head to the end of the response body, by route.",
+            &["route"],
+        );
+        let authz_decisions_total = counter_vec(
+            "certgate_authz_decisions_total",
+            "Authorisation decisions by route and decision.",
+            &["route", "decision"],
+        );
+        let received_bytes = counter_vec(
+            "certgate_request_body_bytes_total",
+            "Request body bytes received from clients and forwarded, by route.",
+            &["route"],
+        );
+        let sent_bytes = counter_vec(
+            "certgate_response_body_bytes_total",
+            "Response body bytes sent to clients, by route.",
+            &["route"],
+        );
+        let upstream_requests_total = counter_vec(
+            "certgate_upstream_requests_total",
+            "Requests forwarded to upstreams, by upstream and outcome.",
+            &["upstream", "outcome"],
+        );
+        let upstream_duration = histogram_vec(
+            "certgate_upstream_request_duration_seconds",
+            "Time until the upstream's response head, by upstream.",
+            &["upstream"],
+        );
+        let tls = counter_vec(
+            "certgate_tls_handshakes_total",
+            "TLS handshakes by result.",
+            &["result"],
+        );
+        let active_connections =
+            IntGauge::new("certgate_active_connections", "Open client connections.")
+                .expect("static metric definition");
+        let reloads = counter_vec(
+            "certgate_config_reloads_total",
+            "Configuration reloads by result.",
+            &["result"],
+        );
+        let server_cert_expiry = IntGauge::new(
+            "certgate_server_cert_expiry_timestamp_seconds",
+            "notAfter of the server certificate in use (Unix time).",
+        )
+        .expect("static metric definition");
+        let crl_next_update = IntGaugeVec::new(
+            Opts::new(
+                "certgate_crl_next_update_timestamp_seconds",
+                "nextUpdate of each loaded CRL (Unix time), by file.",
+            ),
+            &["file"],
+        )
+        .expect("static metric definition");
+        let client_certs_expiring = IntGaugeVec::new(
+            Opts::new(
+                "certgate_client_certs_expiring",
+                "Client certificates in the inventory that expire within the window (expired ones included).",
+            ),
+            &["within"],
+        )
+        .expect("static metric definition");
+        let inventory_identities = IntGauge::new(
+            "certgate_inventory_identities",
+            "Distinct client certificates in the inventory.",
+        )
+        .expect("static metric definition");
+        let inventory_evictions = IntCounter::new(
+            "certgate_inventory_evictions_total",
+            "Inventory entries evicted (least recently seen) to stay under max_entries.",
+        )
+        .expect("static metric definition");
+
+        let registry = Registry::new();
+        let collectors: [Box<dyn Collector>; 15] = [
+            Box::new(requests_total.clone()),
+            Box::new(request_duration.clone()),
+            Box::new(authz_decisions_total.clone()),
+            Box::new(received_bytes.clone()),
+            Box::new(sent_bytes.clone()),
+            Box::new(upstream_requests_total.clone()),
+            Box::new(upstream_duration.clone()),
+            Box::new(tls.clone()),
+            Box::new(active_connections.clone()),
+            Box::new(reloads.clone()),
+            Box::new(server_cert_expiry.clone()),
+            Box::new(crl_next_update.clone()),
+            Box::new(client_certs_expiring.clone()),
+            Box::new(inventory_identities.clone()),
+            Box::new(inventory_evictions.clone()),
+        ];
+        for c in collectors {
+            registry.register(c).expect("metric names are unique");
+        }
+        // Every handshake result and reload result is visible from the start, at 0.
+        let handshakes = HandshakeResult::ALL
+            .iter()
+            .map(|r| tls.with_label_values(&[r.label()]))
+            .collect();
+        let route_families = RouteFamilies {
+            requests_total,
+            request_duration,
+            authz_decisions_total,
+            received_bytes,
+            sent_bytes,
+        };
+        Self {
+            registry,
+            unrouted: route_families.route(NO_ROUTE),
+            route_families,
+            upstream_requests_total,
+            upstream_duration,
+            handshakes,
+            active_connections,
+            config_reloads_ok: reloads.with_label_values(&["ok"]),
+            config_reloads_error: reloads.with_label_values(&["error"]),
+            server_cert_expiry,
+            crl_next_update,
+            client_certs_expiring,
+            inventory_identities,
+            inventory_evictions,
+        }
+    }
+
+    /// Pre-resolved handles for one route (call at config load).
+    pub fn route(&self, name: &str) -> RouteMetrics {
+        self.route_families.route(name)
+    }
+
+    /// Pre-resolved handles for one upstream (call at config load).
+    pub fn upstream(&self, name: &str) -> UpstreamMetrics {
+        UpstreamMetrics {
+            outcomes: UpstreamOutcome::ALL.map(|o| {
+                self.upstream_requests_total
+                    .with_label_values(&[name, o.label()])
+            }),
+            duration: self.upstream_duration.with_label_values(&[name]),
+        }
+    }
+
+    pub fn handshake(&self, result: HandshakeResult) {
+        let i = HandshakeResult::ALL.iter().position(|r| *r == result);
+        if let Some(c) = i.and_then(|i| self.handshakes.get(i)) {
+            c.inc();
+        }
+    }
+
+    /// Publishes the expiry of the loaded CRLs, replacing what a previous config published.
+    pub fn set_crl_next_updates<'a>(&self, crls: impl Iterator<Item = (&'a str, Option<i64>)>) {
+        self.crl_next_update.reset();
+        for (file, next) in crls {
+            if let Some(t) = next {
+                self.crl_next_update.with_label_values(&[file]).set(t);
+            }
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16384);
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The labelled families behind [`RouteMetrics`].
+struct RouteFamilies {
+    requests_total: IntCounterVec,
+    request_duration: HistogramVec,
+    authz_decisions_total: IntCounterVec,
+    received_bytes: IntCounterVec,
+    sent_bytes: IntCounterVec,
+}
+
+impl RouteFamilies {
+    fn route(&self, name: &str) -> RouteMetrics {
+        RouteMetrics {
+            name: name.to_string(),
+            requests_total: self.requests_total.clone(),
+            requests: (0..METHODS.len() * CACHED_CODES.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+            duration: self.request_duration.with_label_values(&[name]),
+            decisions: VERDICTS.map(|v| {
+                self.authz_decisions_total
+                    .with_label_values(&[name, v.label()])
+            }),
+            bytes_in: self.received_bytes.with_label_values(&[name]),
+            bytes_out: self.sent_bytes.with_label_values(&[name]),
+        }
+    }
+}
+
+/// Per-route handles.
+pub struct RouteMetrics {
+    name: String,
+    requests_total: IntCounterVec,
+    /// `METHODS × CACHED_CODES` counters, created on first use.
+    requests: Box<[OnceLock<IntCounter>]>,
+    duration: Histogram,
+    decisions: [IntCounter; 4],
+    bytes_in: IntCounter,
+    bytes_out: IntCounter,
+}
+
+impl RouteMetrics {
+    pub fn decision(&self, v: Verdict) {
+        let i = VERDICTS.iter().position(|x| *x == v).unwrap_or(0);
+        self.decisions[i].inc();
+    }
+
+    /// Counts a finished request.
+    pub fn finished(
+        &self,
+        method: &Method,
+        status: StatusCode,
+        elapsed: Duration,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        let m = method_index(method);
+        match code_index(status.as_u16()) {
+            Some(c) => self.requests[m * CACHED_CODES.len() + c]
+                .get_or_init(|| {
+                    self.requests_total.with_label_values(&[
+                        &self.name,
+                        METHODS[m],
+                        status.as_str(),
+                    ])
+                })
+                .inc(),
+            None => self
+                .requests_total
+                .with_label_values(&[&self.name, METHODS[m], status.as_str()])
+                .inc(),
+        }
+        self.duration.observe(elapsed.as_secs_f64());
+        if bytes_in > 0 {
+            self.bytes_in.inc_by(bytes_in);
+        }
+        if bytes_out > 0 {
+            self.bytes_out.inc_by(bytes_out);
+        }
+    }
+}
+
+/// Per-upstream handles.
+pub struct UpstreamMetrics {
+    outcomes: [IntCounter; 4],
+    duration: Histogram,
+}
+
+impl UpstreamMetrics {
+    pub fn record(&self, outcome: UpstreamOutcome, elapsed: Duration) {
+        let i = UpstreamOutcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(3);
+        self.outcomes[i].inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(m: &Metrics, series: &str) -> Option<f64> {
+        let text = String::from_utf8(m.render()).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn cached_and_uncached_codes_count_into_the_same_series() {
+        let m = Metrics::new();
+        let r = m.route("api");
+        for _ in 0..3 {
+            r.finished(
+                &Method::GET,
+                StatusCode::OK,
+                Duration::from_micros(300),
+                10,
+                20,
+            );
+        }
+        r.finished(
+            &Method::GET,
+            StatusCode::IM_A_TEAPOT,
+            Duration::from_millis(2),
+            0,
+            0,
+        );
+        r.finished(
+            &Method::from_bytes(b"PURGE").unwrap(),
+            StatusCode::OK,
+            Duration::ZERO,
+            0,
+            0,
+        );
+        // A second handle set for the same route (as after a reload) shares the series.
+        m.route("api")
+            .finished(&Method::GET, StatusCode::OK, Duration::ZERO, 0, 0);
+        let v = |s: &str| value(&m, s);
+        assert_eq!(
+            v(r#"certgate_requests_total{code="200",method="GET",route="api"}"#),
+            Some(4.0)
+        );
+        assert_eq!(
+            v(r#"certgate_requests_total{code="418",method="GET",route="api"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(r#"certgate_requests_total{code="200",method="OTHER",route="api"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(r#"certgate_request_body_bytes_total{route="api"}"#),
+            Some(30.0)
+        );
+        assert_eq!(
+            v(r#"certgate_response_body_bytes_total{route="api"}"#),
+            Some(60.0)
+        );
+        assert_eq!(
+            v(r#"certgate_request_duration_seconds_count{route="api"}"#),
+            Some(6.0)
+        );
+        assert_eq!(
+            v(r#"certgate_request_duration_seconds_bucket{route="api",le="0.0005"}"#),
+            Some(5.0)
+        );
+    }
+
+    #[test]
+    fn fixed_label_sets_exist_from_the_start() {
+        let m = Metrics::new();
+        assert_eq!(
+            value(&m, r#"certgate_tls_handshakes_total{result="revoked"}"#),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(&m, r#"certgate_config_reloads_total{result="error"}"#),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &m,
+                r#"certgate_authz_decisions_total{decision="no_route",route="_none"}"#
+            ),
+            Some(0.0)
+        );
+    }
+}
