@@ -177,6 +177,21 @@ impl Gateway {
         metric_value(&body, series).unwrap_or_else(|| panic!("no series {series} in:\n{body}"))
     }
 
+    /// Asserts that a series reaches `expected`. Requests are recorded when their response body
+    /// ends, which can trail the client's last read by a moment, hence the short wait.
+    pub async fn assert_metric(&self, series: &str, expected: f64) {
+        let mut last = None;
+        for _ in 0..100 {
+            let (_, body) = admin_get(self.admin, "/metrics").await.expect("metrics");
+            last = metric_value(&body, series);
+            if last == Some(expected) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{series}: expected {expected}, got {last:?}");
+    }
+
     /// Current peak RSS (VmHWM) in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let status =

@@ -116,16 +116,16 @@ async fn upstream_down_gives_502_and_hang_gives_504() {
 
     let r = client.get("/fine").await.unwrap();
     assert_eq!(r.status, 200, "the gateway stays healthy");
-    assert_eq!(
-        gw.metric(r#"certgate_requests_total{code="502",method="GET",route="down"}"#)
-            .await,
-        1.0
-    );
-    assert_eq!(
-        gw.metric(r#"certgate_requests_total{code="504",method="GET",route="all"}"#)
-            .await,
-        1.0
-    );
+    gw.assert_metric(
+        r#"certgate_requests_total{code="502",method="GET",route="down"}"#,
+        1.0,
+    )
+    .await;
+    gw.assert_metric(
+        r#"certgate_requests_total{code="504",method="GET",route="all"}"#,
+        1.0,
+    )
+    .await;
     let logs = gw.logs();
     assert!(logs.contains("unreachable"), "502 cause is logged");
     assert!(

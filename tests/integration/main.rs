@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod curl;
 mod forwarding;
+mod observability;
 mod paths;
 mod policy;
 mod tls_auth;

@@ -135,26 +135,26 @@ async fn allowed_denied_and_unrouted() {
         "only allowed requests reach the upstream"
     );
 
-    assert_eq!(
-        gw.metric(r#"certgate_authz_decisions_total{decision="allow",route="payments-read"}"#)
-            .await,
-        2.0
-    );
-    assert_eq!(
-        gw.metric(r#"certgate_authz_decisions_total{decision="deny",route="payments-read"}"#)
-            .await,
-        2.0
-    );
-    assert_eq!(
-        gw.metric(r#"certgate_requests_total{code="403",method="GET",route="payments-read"}"#)
-            .await,
-        2.0
-    );
-    assert_eq!(
-        gw.metric(r#"certgate_requests_total{code="404",method="POST",route="_none"}"#)
-            .await,
-        1.0
-    );
+    gw.assert_metric(
+        r#"certgate_authz_decisions_total{decision="allow",route="payments-read"}"#,
+        2.0,
+    )
+    .await;
+    gw.assert_metric(
+        r#"certgate_authz_decisions_total{decision="deny",route="payments-read"}"#,
+        2.0,
+    )
+    .await;
+    gw.assert_metric(
+        r#"certgate_requests_total{code="403",method="GET",route="payments-read"}"#,
+        2.0,
+    )
+    .await;
+    gw.assert_metric(
+        r#"certgate_requests_total{code="404",method="POST",route="_none"}"#,
+        1.0,
+    )
+    .await;
     let log = gw.logs();
     assert!(
         log.contains("\"rule\":\"deny[0]\""),
@@ -206,9 +206,6 @@ async fn optional_mode_without_certificate() {
             .get("x-forwarded-client-cert")
             .is_none()
     );
-    assert_eq!(
-        gw.metric(r#"certgate_tls_handshakes_total{result="ok"}"#)
-            .await,
-        4.0
-    );
+    gw.assert_metric(r#"certgate_tls_handshakes_total{result="ok"}"#, 4.0)
+        .await;
 }
