@@ -359,5 +359,7 @@ trust_store = ["ca.pem"]
         assert_eq!(f.raw.routes.len(), 2);
         assert!(f.raw.routes[0].timeout.is_some());
         assert_eq!(f.raw.client_auth.revocation_scope, RevocationScope::Chain);
+        assert_eq!(f.raw.log.format, LogFormat::Auto);
+        assert!(f.raw.inventory.path.is_some());
     }
 }
