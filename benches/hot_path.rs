@@ -63,12 +63,24 @@ fn record(c: &mut Criterion) {
         })
     });
     g.bench_function("inventory", |b| {
-        b.iter(|| entry.record(black_box(Some(route_id)), black_box(Verdict::Allow), unix_now()))
+        b.iter(|| {
+            entry.record(
+                black_box(Some(route_id)),
+                black_box(Verdict::Allow),
+                unix_now(),
+            )
+        })
     });
     g.bench_function("metrics_and_inventory", |b| {
         b.iter(|| {
             route.decision(Verdict::Allow);
-            route.finished(&Method::GET, StatusCode::OK, Duration::from_micros(420), 0, 24);
+            route.finished(
+                &Method::GET,
+                StatusCode::OK,
+                Duration::from_micros(420),
+                0,
+                24,
+            );
             entry.record(Some(route_id), Verdict::Allow, unix_now());
         })
     });

@@ -200,8 +200,12 @@ pub fn summary(s: &Snapshot) -> String {
     for u in &s.upstreams {
         let _ = writeln!(
             o,
-            "upstream   {} -> {}://{} (timeout {:?})",
-            u.name, u.scheme, u.authority, u.timeout
+            "upstream   {} -> {} ({:?}, {:?}, timeout {:?})",
+            u.name,
+            u.endpoint_list(),
+            u.protocol,
+            u.lb,
+            u.timeout
         );
     }
     for r in s.routes.routes() {

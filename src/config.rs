@@ -64,6 +64,19 @@ pub struct RawListener {
     /// Time allowed for a client to send a complete HTTP/1 request head.
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Largest request head accepted (HTTP/1 buffer, HTTP/2 header list); larger gets 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_request_header_bytes: bytesize::ByteSize,
+    /// Open client connections; further connections wait in the kernel's accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    #[serde(default = "default_max_streams")]
+    pub max_concurrent_streams: u32,
+    /// Requests served on one connection before it is closed (HTTP/1) or sent GOAWAY
+    /// (HTTP/2); 0 = unlimited.
+    #[serde(default)]
+    pub max_requests_per_connection: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -191,15 +204,79 @@ impl Default for RawInventory {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancing {
+    #[default]
+    RoundRobin,
+    /// Power of two choices on in-flight requests.
+    LeastRequests,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    /// HTTP/2: prior knowledge for `http://`, ALPN for `https://`.
+    H2,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub path: String,
+    #[serde(default = "default_hc_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "default_hc_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive failed checks before an endpoint is taken out.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+    /// Consecutive passed checks before it is put back.
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: u32,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
-    pub url: String,
+    /// One endpoint (`scheme://host:port`); or use `endpoints`.
+    pub url: Option<String>,
+    /// Several endpoints of the same scheme, load-balanced.
+    pub endpoints: Option<Vec<String>>,
+    #[serde(default)]
+    pub lb: LoadBalancing,
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
     /// Time allowed for the upstream to start answering (response head).
     #[serde(default = "default_upstream_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Pooled connections idle longer than this are closed.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Extra attempts for idempotent requests without a body, on connect failure, a broken
+    /// pooled connection, or a status in `retry_on_status`; a different endpoint when there is one.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default)]
+    pub retry_on_status: Vec<u16>,
+    /// Consecutive connect failures or 5xx answers that eject an endpoint.
+    #[serde(default = "default_eject_after")]
+    pub eject_after: u32,
+    /// First ejection time; doubles on each repeated ejection, up to 10 times.
+    #[serde(default = "default_ejection_time", with = "humantime_serde")]
+    pub ejection_time: Duration,
+    pub health_check: Option<RawHealthCheck>,
+    /// PEM CA bundle for `https://` endpoints; absent = the system roots.
+    pub ca: Option<PathBuf>,
+    /// Name to send as SNI and verify the upstream certificate against; default: the host.
+    pub server_name: Option<String>,
+    /// Client certificate (PEM chain) and key the gateway presents to the upstream.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,6 +296,9 @@ pub struct RawRoute {
     /// Overrides the upstream's `timeout` for this route.
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    /// Largest request body forwarded; larger gets 413 (counted while streaming).
+    #[serde(default = "default_max_body")]
+    pub max_request_body: bytesize::ByteSize,
 }
 
 /// One allow/deny entry: every key present must match (AND).
@@ -236,6 +316,42 @@ pub struct RawMatcher {
     pub any: Option<bool>,
 }
 
+fn default_max_header_bytes() -> bytesize::ByteSize {
+    bytesize::ByteSize::kib(64)
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_max_streams() -> u32 {
+    100
+}
+fn default_max_body() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(100)
+}
+fn default_hc_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_hc_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_unhealthy_threshold() -> u32 {
+    2
+}
+fn default_healthy_threshold() -> u32 {
+    1
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(90)
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_eject_after() -> u32 {
+    5
+}
+fn default_ejection_time() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_log_level() -> String {
     "info".to_string()
 }

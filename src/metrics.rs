@@ -67,14 +67,17 @@ pub enum UpstreamOutcome {
     ConnectError,
     Timeout,
     Error,
+    /// Every endpoint ejected or unhealthy.
+    NoEndpoint,
 }
 
 impl UpstreamOutcome {
-    const ALL: [UpstreamOutcome; 4] = [
+    const ALL: [UpstreamOutcome; 5] = [
         Self::Response,
         Self::ConnectError,
         Self::Timeout,
         Self::Error,
+        Self::NoEndpoint,
     ];
 
     pub fn label(self) -> &'static str {
@@ -83,6 +86,7 @@ impl UpstreamOutcome {
             Self::ConnectError => "connect_error",
             Self::Timeout => "timeout",
             Self::Error => "error",
+            Self::NoEndpoint => "no_healthy_endpoint",
         }
     }
 }
@@ -100,6 +104,9 @@ pub struct Metrics {
     route_families: RouteFamilies,
     upstream_requests_total: IntCounterVec,
     upstream_duration: HistogramVec,
+    upstream_retries: IntCounterVec,
+    upstream_ejections: IntCounterVec,
+    limits: [IntCounter; 6],
     handshakes: Vec<IntCounter>,
     pub active_connections: IntGauge,
     pub config_reloads_ok: IntCounter,
@@ -162,6 +169,21 @@ impl Metrics {
             "Time until the upstream's response head, by upstream.",
             &["upstream"],
         );
+        let upstream_retries = counter_vec(
+            "certgate_upstream_retries_total",
+            "Extra attempts sent to another (or the same) endpoint, by upstream.",
+            &["upstream"],
+        );
+        let upstream_ejections = counter_vec(
+            "certgate_upstream_ejections_total",
+            "Endpoints ejected by passive outlier detection, by upstream.",
+            &["upstream"],
+        );
+        let limit_hits = counter_vec(
+            "certgate_limit_hits_total",
+            "Requests or connections stopped by a limit, by limit.",
+            &["limit"],
+        );
         let tls = counter_vec(
             "certgate_tls_handshakes_total",
             "TLS handshakes by result.",
@@ -208,7 +230,10 @@ impl Metrics {
         .expect("static metric definition");
 
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 15] = [
+        let collectors: [Box<dyn Collector>; 18] = [
+            Box::new(upstream_retries.clone()),
+            Box::new(upstream_ejections.clone()),
+            Box::new(limit_hits.clone()),
             Box::new(requests_total.clone()),
             Box::new(request_duration.clone()),
             Box::new(authz_decisions_total.clone()),
@@ -229,6 +254,7 @@ impl Metrics {
             registry.register(c).expect("metric names are unique");
         }
         // Every handshake result and reload result is visible from the start, at 0.
+        let limits = Limit::ALL.map(|l| limit_hits.with_label_values(&[l.label()]));
         let handshakes = HandshakeResult::ALL
             .iter()
             .map(|r| tls.with_label_values(&[r.label()]))
@@ -246,6 +272,9 @@ impl Metrics {
             route_families,
             upstream_requests_total,
             upstream_duration,
+            upstream_retries,
+            upstream_ejections,
+            limits,
             handshakes,
             active_connections,
             config_reloads_ok: reloads.with_label_values(&["ok"]),
@@ -271,7 +300,15 @@ impl Metrics {
                     .with_label_values(&[name, o.label()])
             }),
             duration: self.upstream_duration.with_label_values(&[name]),
+            retries: self.upstream_retries.with_label_values(&[name]),
+            ejections: self.upstream_ejections.with_label_values(&[name]),
         }
+    }
+
+    /// Counts one hit of a limit.
+    pub fn limit_hit(&self, limit: Limit) {
+        let i = Limit::ALL.iter().position(|l| *l == limit).unwrap_or(0);
+        self.limits[i].inc();
     }
 
     pub fn handshake(&self, result: HandshakeResult) {
@@ -389,8 +426,10 @@ impl RouteMetrics {
 
 /// Per-upstream handles.
 pub struct UpstreamMetrics {
-    outcomes: [IntCounter; 4],
+    outcomes: [IntCounter; 5],
     duration: Histogram,
+    retries: IntCounter,
+    ejections: IntCounter,
 }
 
 impl UpstreamMetrics {
@@ -400,7 +439,56 @@ impl UpstreamMetrics {
             .position(|o| *o == outcome)
             .unwrap_or(3);
         self.outcomes[i].inc();
-        self.duration.observe(elapsed.as_secs_f64());
+        if outcome != UpstreamOutcome::NoEndpoint {
+            self.duration.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    pub fn retried(&self) {
+        self.retries.inc();
+    }
+
+    pub fn ejected(&self) {
+        self.ejections.inc();
+    }
+}
+
+/// The `limit` label of `certgate_limit_hits_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Request head larger than `max_request_header_bytes` (431).
+    HeaderBytes,
+    /// Request body larger than the route's `max_request_body` (413).
+    BodyBytes,
+    /// Request head not complete within `header_read_timeout` (connection closed).
+    HeaderTimeout,
+    /// `max_connections` reached: accepting waits.
+    Connections,
+    /// `max_requests_per_connection` reached: connection closed / GOAWAY.
+    RequestsPerConnection,
+    /// TLS handshake not complete within `handshake_timeout`.
+    HandshakeTimeout,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 6] = [
+        Self::HeaderBytes,
+        Self::BodyBytes,
+        Self::HeaderTimeout,
+        Self::Connections,
+        Self::RequestsPerConnection,
+        Self::HandshakeTimeout,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::HeaderBytes => "header_bytes",
+            Self::BodyBytes => "body_bytes",
+            Self::HeaderTimeout => "header_timeout",
+            Self::Connections => "connections",
+            Self::RequestsPerConnection => "requests_per_connection",
+            Self::HandshakeTimeout => "handshake_timeout",
+        }
     }
 }
 

@@ -89,6 +89,8 @@ pub struct Route {
     pub deny: Vec<Rule>,
     pub allow_unauthenticated: bool,
     pub timeout: Option<Duration>,
+    /// Largest request body forwarded, in bytes.
+    pub max_request_body: u64,
 }
 
 /// One allow/deny entry: all matchers must match.
@@ -366,6 +368,7 @@ impl Route {
             deny: compile_list("deny", &raw.deny)?,
             allow_unauthenticated: raw.allow_unauthenticated,
             timeout: raw.timeout,
+            max_request_body: raw.max_request_body.as_u64(),
         })
     }
 

@@ -20,12 +20,12 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::identity::ClientIdentity;
 use crate::inventory;
-use crate::metrics::UpstreamOutcome;
+use crate::metrics::Limit;
 use crate::path;
 use crate::policy::{DecidedBy, RequestParts, Route, Verdict};
 use crate::snapshot::{Snapshot, unix_now};
 use crate::telemetry::Telemetry;
-use crate::upstream::{CountingBody, Upstream};
+use crate::upstream::{BodyMeter, ForwardError, Outbound, UpstreamBody};
 
 /// Per-connection state shared by every request on the connection.
 pub struct ConnContext {
@@ -41,6 +41,10 @@ pub struct ConnContext {
     /// SAN lists joined once for the access log.
     log_uris: String,
     log_dns: String,
+    /// Requests seen on this connection, for `max_requests_per_connection`.
+    requests: AtomicU64,
+    /// Signalled when the connection should close gracefully (request limit reached).
+    pub close: tokio::sync::Notify,
 }
 
 impl ConnContext {
@@ -66,6 +70,20 @@ impl ConnContext {
             peer_ip,
             log_uris,
             log_dns,
+            requests: AtomicU64::new(0),
+            close: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Counts a request; on reaching the per-connection limit, asks the connection to close.
+    fn count_request(&self) {
+        let limit = self.snapshot.max_requests_per_connection;
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if limit > 0 && n == limit {
+            self.telemetry
+                .metrics
+                .limit_hit(Limit::RequestsPerConnection);
+            self.close.notify_one();
         }
     }
 }
@@ -171,40 +189,6 @@ fn is_spoofable_identity_header(name: &HeaderName) -> bool {
         || SPOOFABLE_IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
 }
 
-/// Why forwarding failed; decides the status, the metric outcome and the log wording.
-#[derive(Debug, thiserror::Error)]
-enum ForwardError {
-    #[error("upstream {upstream} did not answer within {timeout:?}")]
-    Timeout { upstream: String, timeout: Duration },
-    #[error("upstream {upstream} unreachable: {source}")]
-    Unreachable {
-        upstream: String,
-        source: hyper_util::client::legacy::Error,
-    },
-    #[error("upstream {upstream} failed: {source}")]
-    Failed {
-        upstream: String,
-        source: hyper_util::client::legacy::Error,
-    },
-}
-
-impl ForwardError {
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unreachable { .. } | Self::Failed { .. } => StatusCode::BAD_GATEWAY,
-        }
-    }
-
-    fn outcome(&self) -> UpstreamOutcome {
-        match self {
-            Self::Timeout { .. } => UpstreamOutcome::Timeout,
-            Self::Unreachable { .. } => UpstreamOutcome::ConnectError,
-            Self::Failed { .. } => UpstreamOutcome::Error,
-        }
-    }
-}
-
 /// One request/response exchange as it will be recorded: metrics, inventory, access log.
 pub struct Exchange {
     ctx: Arc<ConnContext>,
@@ -221,7 +205,7 @@ pub struct Exchange {
     upstream_latency: Option<Duration>,
     status: StatusCode,
     error: Option<String>,
-    bytes_in: Option<Arc<AtomicU64>>,
+    bytes_in: Option<Arc<BodyMeter>>,
     bytes_out: u64,
 }
 
@@ -257,10 +241,7 @@ impl Exchange {
         let route_obs = self.route.and_then(|i| snapshot.route_obs.get(i));
         let metrics = route_obs.map_or(&telemetry.metrics.unrouted, |r| &r.metrics);
         let elapsed = self.start.elapsed();
-        let bytes_in = self
-            .bytes_in
-            .as_ref()
-            .map_or(0, |c| c.load(Ordering::Relaxed));
+        let bytes_in = self.bytes_in.as_ref().map_or(0, |m| m.bytes());
         if let Some(v) = self.verdict {
             metrics.decision(v);
             if let Some(entry) = &self.ctx.inventory {
@@ -310,6 +291,7 @@ pub async fn handle(
     ctx: Arc<ConnContext>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    ctx.count_request();
     let mut x = Exchange::new(&ctx, &req);
     let resp = match proxy(&ctx, req, &mut x).await {
         Ok(resp) => resp.map(Inner::Upstream),
@@ -324,7 +306,7 @@ pub async fn handle(
 
 async fn proxy(
     ctx: &ConnContext,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     x: &mut Exchange,
 ) -> Result<Response<Incoming>, StatusCode> {
     let uri = req.uri().clone();
@@ -336,17 +318,110 @@ async fn proxy(
         .get(route.upstream)
         .ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
     x.upstream = Some(route.upstream);
+    if declared_length(&req).is_some_and(|n| n > route.max_request_body) {
+        return Err(body_too_large(ctx, x, route.max_request_body));
+    }
+    let upgrade = upgrade_protocol(&req).map(|proto| (proto, hyper::upgrade::on(&mut req)));
     let new_path = matches!(path, Cow::Owned(_)).then_some(&*path);
-    let (upstream_req, bytes_in) =
-        prepare_upstream_request(ctx, req, upstream, new_path, &x.request_id).map_err(|e| {
-            x.error = Some(e);
-            StatusCode::BAD_REQUEST
-        })?;
-    x.bytes_in = Some(bytes_in);
+    let meter = BodyMeter::new(route.max_request_body);
+    x.bytes_in = Some(meter.clone());
+    let out = prepare_upstream_request(
+        ctx,
+        req,
+        new_path,
+        &x.request_id,
+        meter,
+        upgrade.as_ref().map(|(p, _)| p),
+    )
+    .map_err(|e| {
+        x.error = Some(e);
+        StatusCode::BAD_REQUEST
+    })?;
     let timeout = route.timeout.unwrap_or(upstream.timeout);
-    let mut resp = forward(upstream, upstream_req, timeout, x).await?;
-    strip_hop_by_hop(resp.headers_mut());
+    let started = Instant::now();
+    let result = upstream.forward(out, timeout).await;
+    x.upstream_latency = Some(started.elapsed());
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(ForwardError::BodyTooLarge(limit)) => return Err(body_too_large(ctx, x, limit)),
+        Err(e) => {
+            x.error = Some(e.to_string());
+            return Err(e.status());
+        }
+    };
+    match upgrade {
+        Some((proto, client_side)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            strip_hop_by_hop(resp.headers_mut());
+            let h = resp.headers_mut();
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(header::UPGRADE, proto);
+            tokio::spawn(tunnel(client_side, upstream_side, x.request_id.clone()));
+        }
+        _ => strip_hop_by_hop(resp.headers_mut()),
+    }
     Ok(resp)
+}
+
+fn body_too_large(ctx: &ConnContext, x: &mut Exchange, limit: u64) -> StatusCode {
+    ctx.telemetry.metrics.limit_hit(Limit::BodyBytes);
+    x.error = Some(format!("request body larger than {limit} bytes"));
+    StatusCode::PAYLOAD_TOO_LARGE
+}
+
+fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The `Upgrade` protocol of an HTTP/1.1 upgrade request (WebSocket and the like).
+fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let wants_upgrade = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !wants_upgrade {
+        return None;
+    }
+    req.headers().get(header::UPGRADE).cloned()
+}
+
+/// Pipes bytes both ways between an upgraded client connection and the upstream's.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    request_id: HeaderValue,
+) {
+    let id = request_id.to_str().unwrap_or("");
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(request_id = id, error = %e, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok((to_upstream, to_client)) => tracing::info!(
+            target: "certgate::access",
+            request_id = id,
+            bytes_to_upstream = to_upstream,
+            bytes_to_client = to_client,
+            "upgraded connection closed"
+        ),
+        Err(e) => tracing::debug!(request_id = id, error = %e, "upgraded connection ended"),
+    }
 }
 
 /// Phase 1: the normalised path. What is authorised is what is forwarded.
@@ -406,10 +481,11 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
 fn prepare_upstream_request(
     ctx: &ConnContext,
     req: Request<Incoming>,
-    upstream: &Upstream,
     new_path: Option<&str>,
     request_id: &HeaderValue,
-) -> Result<(Request<CountingBody>, Arc<AtomicU64>), String> {
+    meter: Arc<BodyMeter>,
+    upgrade: Option<&HeaderValue>,
+) -> Result<Outbound, String> {
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
     // HTTP/2 carries the host in :authority; HTTP/1 upstreams need it as Host.
@@ -446,6 +522,11 @@ fn prepare_upstream_request(
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
 
+    if let Some(proto) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, proto.clone());
+    }
+
     let path_and_query = match new_path {
         None => parts
             .uri
@@ -460,15 +541,25 @@ fn prepare_upstream_request(
             PathAndQuery::try_from(pq).map_err(|e| format!("cannot forward path: {e}"))?
         }
     };
-    parts.uri = Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|e| format!("cannot build upstream URI: {e}"))?;
-    parts.version = Version::HTTP_11;
-    let (body, bytes_in) = CountingBody::new(body);
-    Ok((Request::from_parts(parts, body), bytes_in))
+    let retryable = upgrade.is_none() && is_idempotent(&parts.method) && body.is_end_stream();
+    Ok(Outbound {
+        method: parts.method,
+        path_and_query,
+        headers: parts.headers,
+        body: if body.is_end_stream() {
+            UpstreamBody::Empty
+        } else {
+            UpstreamBody::Stream { inner: body, meter }
+        },
+        retryable,
+    })
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -485,44 +576,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     for n in hop_by_hop() {
         headers.remove(n);
-    }
-}
-
-/// Phase 4: forwards and waits for the response head, within `timeout`.
-async fn forward(
-    upstream: &Upstream,
-    req: Request<CountingBody>,
-    timeout: Duration,
-    x: &mut Exchange,
-) -> Result<Response<Incoming>, StatusCode> {
-    let started = Instant::now();
-    let result = match tokio::time::timeout(timeout, upstream.client.request(req)).await {
-        Err(_) => Err(ForwardError::Timeout {
-            upstream: upstream.name.clone(),
-            timeout,
-        }),
-        Ok(Err(source)) if source.is_connect() => Err(ForwardError::Unreachable {
-            upstream: upstream.name.clone(),
-            source,
-        }),
-        Ok(Err(source)) => Err(ForwardError::Failed {
-            upstream: upstream.name.clone(),
-            source,
-        }),
-        Ok(Ok(resp)) => Ok(resp),
-    };
-    let elapsed = started.elapsed();
-    x.upstream_latency = Some(elapsed);
-    match result {
-        Ok(resp) => {
-            upstream.metrics.record(UpstreamOutcome::Response, elapsed);
-            Ok(resp)
-        }
-        Err(e) => {
-            upstream.metrics.record(e.outcome(), elapsed);
-            x.error = Some(e.to_string());
-            Err(e.status())
-        }
     }
 }
 

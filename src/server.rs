@@ -9,14 +9,17 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::admin;
 use crate::identity::ClientIdentity;
 use crate::inventory::LoadOutcome;
+use crate::metrics::Limit;
 use crate::proxy::{self, ConnContext};
 use crate::snapshot::{Snapshot, fmt_time, unix_now};
 use crate::telemetry::Telemetry;
@@ -108,15 +111,34 @@ impl Bound {
         );
         let admin_task = tokio::spawn(admin::serve(admin, gateway.clone()));
         let flush_task = tokio::spawn(flush_inventory_periodically(gateway.clone()));
+        crate::upstream::spawn_health_checks(&snap.upstreams);
         gateway.ready.store(true, Ordering::SeqCst);
 
-        let graceful = GracefulShutdown::new();
+        let stop = CancellationToken::new();
+        let connections = TaskTracker::new();
+        let slots = Arc::new(Semaphore::new(snap.max_connections));
+        drop(snap);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
+            // At max_connections, stop accepting until a connection ends: new clients wait in
+            // the kernel's accept queue instead of being refused.
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    gateway.telemetry.metrics.limit_hit(Limit::Connections);
+                    tokio::select! {
+                        p = slots.clone().acquire_owned() => match p {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                        () = &mut shutdown => break,
+                    }
+                }
+            };
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
-                        tokio::spawn(serve_connection(gateway.clone(), tcp, peer, graceful.watcher()));
+                        connections.spawn(serve_connection(gateway.clone(), tcp, peer, stop.clone(), permit));
                     }
                     Err(e) => {
                         // Typically EMFILE: back off instead of spinning.
@@ -131,13 +153,15 @@ impl Bound {
         drop(listener);
         let drain = gateway.current.load().drain_timeout;
         info!(
-            connections = graceful.count(),
+            connections = connections.len(),
             ?drain,
             "shutting down: draining in-flight requests"
         );
+        stop.cancel();
+        connections.close();
         tokio::select! {
-            () = graceful.shutdown() => info!("drained; exiting"),
-            () = tokio::time::sleep(drain) => warn!("drain timeout reached; closing remaining connections"),
+            () = connections.wait() => info!("drained; exiting"),
+            () = tokio::time::sleep(drain) => warn!(remaining = connections.len(), "drain timeout reached; closing remaining connections"),
         }
         admin_task.abort();
         flush_task.abort();
@@ -181,7 +205,8 @@ async fn serve_connection(
     gateway: Arc<Gateway>,
     tcp: TcpStream,
     peer: SocketAddr,
-    watcher: Watcher,
+    stop: CancellationToken,
+    _slot: OwnedSemaphorePermit,
 ) {
     let telemetry = gateway.telemetry.clone();
     let metrics = &telemetry.metrics;
@@ -196,6 +221,7 @@ async fn serve_connection(
     let tls = match accepted {
         Err(_) => {
             metrics.handshake(HandshakeResult::Other);
+            metrics.limit_hit(Limit::HandshakeTimeout);
             debug!(target: "certgate::tls", client = %peer, "tls handshake timed out");
             return;
         }
@@ -233,7 +259,17 @@ async fn serve_connection(
         "tls handshake ok"
     );
 
-    let header_read_timeout = snapshot.header_read_timeout;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(snapshot.header_read_timeout)
+        .max_buf_size(snapshot.max_request_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(snapshot.max_request_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(snapshot.max_concurrent_streams);
     let ctx = Arc::new(ConnContext::new(
         snapshot,
         telemetry.clone(),
@@ -241,17 +277,35 @@ async fn serve_connection(
         entry,
         peer,
     ));
-    let service = service_fn(move |req| proxy::handle(ctx.clone(), req));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(tls), service)
-        .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
+    let service = {
+        let ctx = ctx.clone();
+        service_fn(move |req| proxy::handle(ctx.clone(), req))
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+    let mut conn = std::pin::pin!(conn);
+    let mut closing = false;
+    let result = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            // Shutdown or request limit: finish what is in flight, then close (HTTP/2: GOAWAY).
+            () = stop.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = ctx.close.notified(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    if let Err(e) = result {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_parse_too_large() {
+                metrics.limit_hit(Limit::HeaderBytes);
+            } else if h.is_timeout() {
+                metrics.limit_hit(Limit::HeaderTimeout);
+            }
+        }
         debug!(client = %peer, error = %e, "connection ended with error");
     }
 }

@@ -47,6 +47,10 @@ pub struct Snapshot {
     pub handshake_timeout: Duration,
     pub drain_timeout: Duration,
     pub header_read_timeout: Duration,
+    pub max_request_header_bytes: usize,
+    pub max_connections: usize,
+    pub max_concurrent_streams: u32,
+    pub max_requests_per_connection: u64,
     pub client_auth_mode: ClientAuthMode,
     pub tls: Arc<rustls::ServerConfig>,
     /// The same verifier the TLS config uses, for `explain`.
@@ -54,7 +58,7 @@ pub struct Snapshot {
     pub routes: RouteTable,
     /// Indexed like `routes`.
     pub route_obs: Vec<RouteObs>,
-    pub upstreams: Vec<Upstream>,
+    pub upstreams: Vec<Arc<Upstream>>,
     pub server_cert: ClientIdentity,
     pub trust_anchors: Vec<CertSummary>,
     pub intermediates: Vec<CertSummary>,
@@ -180,10 +184,10 @@ impl Snapshot {
         let mut upstreams = Vec::new();
         let mut upstream_ix = HashMap::new();
         for (name, u) in &raw.upstreams {
-            let up = Upstream::compile(name, u, &telemetry.metrics)
+            let up = Upstream::compile(name, u, file, &telemetry.metrics)
                 .map_err(|(k, p)| file.invalid(format!("upstreams.{name}.{k}"), p))?;
             upstream_ix.insert(name.clone(), upstreams.len());
-            upstreams.push(up);
+            upstreams.push(Arc::new(up));
         }
         let mut routes: Vec<Route> = Vec::new();
         for (i, r) in raw.routes.iter().enumerate() {
@@ -221,6 +225,19 @@ impl Snapshot {
         if routes.is_empty() {
             warnings.push("no routes: every request will get 404".to_string());
         }
+        let l = &raw.listener;
+        if l.max_request_header_bytes.as_u64() < 1024 {
+            return Err(file.invalid(
+                "listener.max_request_header_bytes",
+                "must be at least 1 KiB",
+            ));
+        }
+        if l.max_connections == 0 {
+            return Err(file.invalid("listener.max_connections", "must be at least 1"));
+        }
+        if l.max_concurrent_streams == 0 {
+            return Err(file.invalid("listener.max_concurrent_streams", "must be at least 1"));
+        }
         if raw.inventory.max_entries == 0 {
             return Err(file.invalid("inventory.max_entries", "must be at least 1"));
         }
@@ -257,6 +274,11 @@ impl Snapshot {
             handshake_timeout: raw.listener.handshake_timeout,
             drain_timeout: raw.listener.drain_timeout,
             header_read_timeout: raw.listener.header_read_timeout,
+            max_request_header_bytes: usize::try_from(l.max_request_header_bytes.as_u64())
+                .unwrap_or(usize::MAX),
+            max_connections: l.max_connections,
+            max_concurrent_streams: l.max_concurrent_streams,
+            max_requests_per_connection: l.max_requests_per_connection,
             client_auth_mode: ca.mode,
             tls: Arc::new(tls_config),
             client_verifier,
