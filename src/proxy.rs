@@ -614,6 +614,8 @@ fn error_code(status: StatusCode) -> &'static str {
         StatusCode::FORBIDDEN => "forbidden",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::BAD_GATEWAY => "bad_gateway",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
         _ => "internal_error",
     }

@@ -432,6 +432,10 @@ impl Upstream {
         let mut last_err = None;
         for attempt in 0..attempts {
             let Some(i) = self.pick(&tried) else {
+                // Everything this request tried got ejected: report what actually happened.
+                if let Some(e) = last_err {
+                    return Err(e);
+                }
                 self.metrics
                     .record(UpstreamOutcome::NoEndpoint, Duration::ZERO);
                 return Err(ForwardError::NoEndpoint {

@@ -481,41 +481,88 @@ pub struct Seen {
     pub method: String,
     pub path_and_query: String,
     pub headers: HeaderMap,
+    pub version: http::Version,
+}
+
+/// How a test upstream speaks.
+#[derive(Clone)]
+pub struct UpstreamOptions {
+    pub h2: bool,
+    /// Serve TLS with this config (https:// upstream).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Bind this address (to restart a stopped upstream on its old port).
+    pub addr: Option<SocketAddr>,
+}
+
+impl Default for UpstreamOptions {
+    fn default() -> Self {
+        Self {
+            h2: false,
+            tls: None,
+            addr: None,
+        }
+    }
 }
 
 /// A recording upstream on 127.0.0.1. Behaviour by path:
-/// `/slow…` sleeps 10 s; `/download/N` streams N chunks; `/upload…` answers the body's SHA-256;
-/// anything else answers 200 `upstream saw <path>`, with a `connection`/`keep-alive` pair of
-/// hop-by-hop headers that must not reach the client.
+/// `/slow…` sleeps 10 s, `/wait…` 500 ms; `/download/N` streams N chunks; `/upload…` answers the
+/// body's SHA-256; `/healthz` answers 200 or 503 as set by [`Upstream::set_healthy`]; `/ws`
+/// accepts a WebSocket-style upgrade and echoes bytes; anything else answers 200
+/// `upstream saw <path>`, with a `connection`/`keep-alive` pair of hop-by-hop headers that must
+/// not reach the client.
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
-    task: tokio::task::JoinHandle<()>,
+    healthy: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Upstream {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
+        Self::start_with(UpstreamOptions::default()).await
+    }
+
+    pub async fn start_with(opts: UpstreamOptions) -> Self {
+        let listener = TcpListener::bind(
+            opts.addr
+                .unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr")),
+        )
+        .await
+        .expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let rec = seen.clone();
-        let task = tokio::spawn(async move {
+        let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (rec, health, conns) = (seen.clone(), healthy.clone(), tasks.clone());
+        let accept = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                let rec = rec.clone();
-                tokio::spawn(async move {
+                let (rec, health, opts) = (rec.clone(), health.clone(), opts.clone());
+                let conn = tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        let rec = rec.clone();
-                        async move { Ok::<_, Infallible>(upstream_answer(rec, req).await) }
+                        let (rec, health) = (rec.clone(), health.clone());
+                        async move { Ok::<_, Infallible>(upstream_answer(rec, health, req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
+                    match opts.tls {
+                        Some(cfg) => {
+                            let Ok(tls) = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await
+                            else {
+                                return;
+                            };
+                            serve_io(TokioIo::new(tls), svc, opts.h2).await;
+                        }
+                        None => serve_io(TokioIo::new(tcp), svc, opts.h2).await,
+                    }
                 });
+                conns.lock().expect("lock").push(conn.abort_handle());
             }
         });
-        Self { addr, seen, task }
+        tasks.lock().expect("lock").push(accept.abort_handle());
+        Self {
+            addr,
+            seen,
+            healthy,
+            tasks,
+        }
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -525,28 +572,95 @@ impl Upstream {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy
+            .store(healthy, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Stops listening and drops every open connection, as a crashed process would.
+    pub fn stop(&self) {
+        for t in self.tasks.lock().expect("lock").drain(..) {
+            t.abort();
+        }
+    }
+}
+
+async fn serve_io<I, S>(io: TokioIo<I>, svc: S, h2: bool)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<TestBody>,
+            Error = Infallible,
+        > + Send
+        + Clone
+        + 'static,
+    S::Future: Send + 'static,
+{
+    if h2 {
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(io, svc)
+            .await;
+    } else {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, svc)
+            .with_upgrades()
+            .await;
+    }
 }
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 
-async fn upstream_answer(rec: Arc<Mutex<Vec<Seen>>>, req: Request<Incoming>) -> Response<TestBody> {
+async fn upstream_answer(
+    rec: Arc<Mutex<Vec<Seen>>>,
+    healthy: Arc<std::sync::atomic::AtomicBool>,
+    mut req: Request<Incoming>,
+) -> Response<TestBody> {
     let path_and_query = req
         .uri()
         .path_and_query()
         .map(|p| p.to_string())
         .unwrap_or_default();
+    let path = req.uri().path().to_string();
+    if path == "/healthz" {
+        let ok = healthy.load(std::sync::atomic::Ordering::SeqCst);
+        return status_response(if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        });
+    }
     rec.lock().expect("lock").push(Seen {
         method: req.method().to_string(),
         path_and_query: path_and_query.clone(),
         headers: req.headers().clone(),
+        version: req.version(),
     });
-    let path = req.uri().path().to_string();
     if path.starts_with("/slow") {
         tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    if path.starts_with("/wait") {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if path == "/ws" {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        let mut r = status_response(StatusCode::SWITCHING_PROTOCOLS);
+        r.headers_mut()
+            .insert("connection", "upgrade".parse().expect("hv"));
+        r.headers_mut()
+            .insert("upgrade", "echo".parse().expect("hv"));
+        return r;
     }
     if let Some(n) = path.strip_prefix("/download/") {
         let n: usize = n.parse().unwrap_or(0);

@@ -7,4 +7,5 @@ mod forwarding;
 mod observability;
 mod paths;
 mod policy;
+mod pools;
 mod tls_auth;

@@ -1,0 +1,166 @@
+//! Upstream pools: load balancing, retries, outlier ejection, health checks.
+
+use std::time::Duration;
+
+use crate::common::*;
+
+fn pool_config(endpoints: &[String], extra: &str) -> String {
+    let list = endpoints
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{}[upstreams.pool]\nendpoints = [{list}]\n{extra}\n\n[[routes]]\nname = \"all\"\npath_prefix = \"/\"\nupstream = \"pool\"\nallow = [{{ any = true }}]\n",
+        client_auth("require", "")
+    )
+}
+
+async fn get_ok(client: &TlsClient, n: usize) {
+    for i in 0..n {
+        let r = client.get(&format!("/item/{i}")).await.expect("request");
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+    }
+}
+
+#[tokio::test]
+async fn round_robin_spreads_and_retries_around_a_dead_endpoint() {
+    let pki = Pki::new();
+    pki.client(&pki.root, "reader", workload("reader"));
+    let ups = [
+        Upstream::start().await,
+        Upstream::start().await,
+        Upstream::start().await,
+    ];
+    let urls: Vec<String> = ups.iter().map(Upstream::url).collect();
+    let gw = Gateway::start(
+        &pki,
+        &pool_config(&urls, "eject_after = 2\nejection_time = \"1s\""),
+    )
+    .await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+
+    get_ok(&client, 30).await;
+    let counts: Vec<usize> = ups.iter().map(|u| u.seen().len()).collect();
+    assert_eq!(counts, [10, 10, 10], "round robin spreads evenly");
+
+    // One endpoint dies mid-test: idempotent requests are retried elsewhere, none fails.
+    ups[1].stop();
+    get_ok(&client, 30).await;
+    assert_eq!(
+        ups[1].seen().len(),
+        10,
+        "the dead endpoint served nothing more"
+    );
+    gw.assert_metric(r#"certgate_upstream_ejections_total{upstream="pool"}"#, 1.0)
+        .await;
+    let (_, m) = admin_get(gw.admin, "/metrics").await.unwrap();
+    let retries = metric_value(&m, r#"certgate_upstream_retries_total{upstream="pool"}"#).unwrap();
+    assert!(retries >= 2.0, "retries: {retries}");
+
+    // It comes back on the same port and, after its ejection time, gets traffic again.
+    let revived = Upstream::start_with(UpstreamOptions {
+        addr: Some(ups[1].addr),
+        ..Default::default()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    get_ok(&client, 30).await;
+    assert!(
+        revived.seen().len() >= 8,
+        "revived endpoint got {}",
+        revived.seen().len()
+    );
+}
+
+#[tokio::test]
+async fn all_endpoints_down_gives_503() {
+    let pki = Pki::new();
+    pki.client(&pki.root, "reader", workload("reader"));
+    let dead = [
+        format!("http://{}", free_addr()),
+        format!("http://{}", free_addr()),
+    ];
+    let gw = Gateway::start(
+        &pki,
+        &pool_config(&dead, "eject_after = 1\nejection_time = \"60s\""),
+    )
+    .await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let r = client.get("/x").await.unwrap();
+    assert_eq!(r.status, 502, "both unreachable: {}", r.text());
+    let r = client.get("/x").await.unwrap();
+    assert_eq!(r.status, 503, "both ejected: {}", r.text());
+    gw.assert_metric(
+        r#"certgate_upstream_requests_total{outcome="no_healthy_endpoint",upstream="pool"}"#,
+        1.0,
+    )
+    .await;
+    // Non-idempotent requests are never retried.
+    let post = http::Request::post("/x")
+        .header("host", "localhost")
+        .body(TestBody::bytes("x"))
+        .unwrap();
+    assert_eq!(client.send(post).await.unwrap().status, 503);
+}
+
+#[tokio::test]
+async fn health_checks_take_an_endpoint_out_and_bring_it_back() {
+    let pki = Pki::new();
+    pki.client(&pki.root, "reader", workload("reader"));
+    let a = Upstream::start().await;
+    let b = Upstream::start().await;
+    let extra =
+        "health_check = { path = \"/healthz\", interval = \"100ms\", unhealthy_threshold = 1 }";
+    let gw = Gateway::start(&pki, &pool_config(&[a.url(), b.url()], extra)).await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    b.set_healthy(false);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let before = b.seen().len();
+    get_ok(&client, 10).await;
+    assert_eq!(
+        b.seen().len(),
+        before,
+        "an unhealthy endpoint gets no traffic"
+    );
+    b.set_healthy(true);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    get_ok(&client, 10).await;
+    assert_eq!(b.seen().len(), before + 5, "back in rotation");
+}
+
+#[tokio::test]
+async fn least_requests_prefers_the_idle_endpoint() {
+    let pki = Pki::new();
+    pki.client(&pki.root, "reader", workload("reader"));
+    let a = Upstream::start().await;
+    let b = Upstream::start().await;
+    let gw = Gateway::start(
+        &pki,
+        &pool_config(&[a.url(), b.url()], "lb = \"least_requests\""),
+    )
+    .await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    // Four slow requests occupy endpoints; the policy balances them two and two...
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.get("/wait").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let wait_counts = |u: &Upstream| {
+        u.seen()
+            .iter()
+            .filter(|s| s.path_and_query == "/wait")
+            .count()
+    };
+    assert_eq!(
+        (wait_counts(&a), wait_counts(&b)),
+        (2, 2),
+        "in-flight requests are balanced"
+    );
+    for s in slow {
+        assert_eq!(s.await.unwrap().unwrap().status, 200);
+    }
+}
