@@ -293,11 +293,18 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     ctx.count_request();
     let mut x = Exchange::new(&ctx, &req);
+    let grpc = is_grpc(&req);
     let resp = match proxy(&ctx, req, &mut x).await {
-        Ok(resp) => resp.map(Inner::Upstream),
-        Err(status) => local_response(status, &x.request_id),
+        Ok(resp) => {
+            x.status = resp.status();
+            resp.map(Inner::Upstream)
+        }
+        Err(status) => {
+            // Metrics and logs keep the HTTP meaning even when gRPC gets it as a grpc-status.
+            x.status = status;
+            local_response(status, &x.request_id, grpc)
+        }
     };
-    x.status = resp.status();
     Ok(resp.map(|inner| ProxyBody {
         inner,
         exchange: Some(x),
@@ -622,7 +629,10 @@ fn error_code(status: StatusCode) -> &'static str {
 }
 
 /// A small JSON error that reveals no route name or policy.
-fn local_response(status: StatusCode, request_id: &HeaderValue) -> Response<Inner> {
+fn local_response(status: StatusCode, request_id: &HeaderValue, grpc: bool) -> Response<Inner> {
+    if grpc {
+        return grpc_local_response(status, request_id);
+    }
     let body = format!(
         "{{\"error\":\"{}\",\"request_id\":\"{}\"}}\n",
         error_code(status),
@@ -643,6 +653,38 @@ fn local_response(status: StatusCode, request_id: &HeaderValue) -> Response<Inne
             HeaderValue::from_static("MutualTLS realm=\"certgate\""),
         );
     }
+    resp
+}
+
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// gRPC clients read errors from `grpc-status`, not the HTTP status: answer "trailers-only"
+/// (HTTP 200, status in the headers) with the code the gRPC spec maps the HTTP status to.
+fn grpc_local_response(status: StatusCode, request_id: &HeaderValue) -> Response<Inner> {
+    let code = match status {
+        StatusCode::UNAUTHORIZED => "16",     // UNAUTHENTICATED
+        StatusCode::FORBIDDEN => "7",         // PERMISSION_DENIED
+        StatusCode::NOT_FOUND => "12",        // UNIMPLEMENTED
+        StatusCode::PAYLOAD_TOO_LARGE => "8", // RESOURCE_EXHAUSTED
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+            "14"
+        } // UNAVAILABLE
+        StatusCode::BAD_REQUEST => "13",      // INTERNAL
+        _ => "2",                             // UNKNOWN
+    };
+    let mut resp = Response::new(Inner::Local(Full::new(Bytes::new())));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", HeaderValue::from_static(code));
+    h.insert("grpc-message", HeaderValue::from_static(error_code(status)));
+    h.insert(X_REQUEST_ID.clone(), request_id.clone());
     resp
 }
 

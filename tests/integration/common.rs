@@ -485,23 +485,13 @@ pub struct Seen {
 }
 
 /// How a test upstream speaks.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct UpstreamOptions {
     pub h2: bool,
     /// Serve TLS with this config (https:// upstream).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Bind this address (to restart a stopped upstream on its old port).
     pub addr: Option<SocketAddr>,
-}
-
-impl Default for UpstreamOptions {
-    fn default() -> Self {
-        Self {
-            h2: false,
-            tls: None,
-            addr: None,
-        }
-    }
 }
 
 /// A recording upstream on 127.0.0.1. Behaviour by path:

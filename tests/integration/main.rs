@@ -8,4 +8,5 @@ mod observability;
 mod paths;
 mod policy;
 mod pools;
+mod protocols;
 mod tls_auth;
