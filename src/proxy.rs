@@ -25,7 +25,7 @@ use crate::path;
 use crate::policy::{DecidedBy, RequestParts, Route, Verdict};
 use crate::snapshot::{Snapshot, unix_now};
 use crate::telemetry::Telemetry;
-use crate::upstream::{BodyMeter, ForwardError, Outbound, UpstreamBody};
+use crate::upstream::{BodyMeter, Outbound, UpstreamBody};
 
 /// Per-connection state shared by every request on the connection.
 pub struct ConnContext {
@@ -332,6 +332,7 @@ async fn proxy(
     let new_path = matches!(path, Cow::Owned(_)).then_some(&*path);
     let meter = BodyMeter::new(route.max_request_body);
     x.bytes_in = Some(meter.clone());
+    let body_meter = meter.clone();
     let out = prepare_upstream_request(
         ctx,
         req,
@@ -350,7 +351,10 @@ async fn proxy(
     x.upstream_latency = Some(started.elapsed());
     let mut resp = match result {
         Ok(r) => r,
-        Err(ForwardError::BodyTooLarge(limit)) => return Err(body_too_large(ctx, x, limit)),
+        // The body was cut off at the limit, which is what made the upstream request fail.
+        Err(_) if body_meter.exceeded() => {
+            return Err(body_too_large(ctx, x, route.max_request_body));
+        }
         Err(e) => {
             x.error = Some(e.to_string());
             return Err(e.status());

@@ -180,8 +180,6 @@ pub enum ForwardError {
     },
     #[error("upstream {upstream}: no healthy endpoint")]
     NoEndpoint { upstream: String },
-    #[error("request body larger than the route allows ({0} bytes)")]
-    BodyTooLarge(u64),
 }
 
 impl ForwardError {
@@ -190,7 +188,6 @@ impl ForwardError {
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Unreachable { .. } | Self::Failed { .. } => StatusCode::BAD_GATEWAY,
             Self::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 }
@@ -476,11 +473,6 @@ impl Upstream {
                 }
                 Ok(Err(e)) => e,
             };
-            if let UpstreamBody::Stream { meter, .. } = &out.body
-                && meter.exceeded()
-            {
-                return Err(ForwardError::BodyTooLarge(meter.limit));
-            }
             let detail = error_chain(&err);
             let endpoint_name = endpoint.authority.to_string();
             if err.is_connect() {

@@ -324,7 +324,7 @@ impl TlsClient {
         Arc::new(c)
     }
 
-    async fn tls(
+    pub async fn tls(
         &self,
         proto: &Proto,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
@@ -421,7 +421,13 @@ pub fn pattern_sha256(chunks: usize) -> String {
 /// Request/response body for tests: empty, fixed bytes, or `n` streamed chunks.
 pub enum TestBody {
     Full(Full<Bytes>),
-    Pattern { remaining: usize },
+    Pattern {
+        remaining: usize,
+    },
+    /// Like `Pattern` but with no declared length (sent chunked).
+    Unsized {
+        remaining: usize,
+    },
 }
 
 impl TestBody {
@@ -433,6 +439,9 @@ impl TestBody {
     }
     pub fn pattern(chunks: usize) -> Self {
         Self::Pattern { remaining: chunks }
+    }
+    pub fn unsized_pattern(chunks: usize) -> Self {
+        Self::Unsized { remaining: chunks }
     }
 }
 
@@ -446,7 +455,7 @@ impl Body for TestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             TestBody::Full(f) => Pin::new(f).poll_frame(cx),
-            TestBody::Pattern { remaining } => {
+            TestBody::Pattern { remaining } | TestBody::Unsized { remaining } => {
                 if *remaining == 0 {
                     return Poll::Ready(None);
                 }
@@ -459,7 +468,7 @@ impl Body for TestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             TestBody::Full(f) => f.is_end_stream(),
-            TestBody::Pattern { remaining } => *remaining == 0,
+            TestBody::Pattern { remaining } | TestBody::Unsized { remaining } => *remaining == 0,
         }
     }
 
@@ -469,6 +478,7 @@ impl Body for TestBody {
             TestBody::Pattern { remaining } => {
                 SizeHint::with_exact((*remaining * CHUNK.len()) as u64)
             }
+            TestBody::Unsized { .. } => SizeHint::default(),
         }
     }
 }

@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod curl;
 mod forwarding;
+mod limits;
 mod observability;
 mod paths;
 mod policy;

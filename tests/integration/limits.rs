@@ -1,0 +1,282 @@
+//! Limits against abuse: each fires with its own answer and metric, and a flood of slow clients
+//! does not stop good clients from being served.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::*;
+
+fn config(up: &Upstream) -> String {
+    format!(
+        "{}{}\n[[routes]]\nname = \"small\"\npath_prefix = \"/small\"\nupstream = \"up\"\nmax_request_body = \"1KiB\"\nallow = [{{ any = true }}]\n\n[[routes]]\nname = \"all\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+        client_auth("require", ""),
+        upstream_section("up", &up.url(), "")
+    )
+}
+
+async fn setup(listener: &str) -> (Pki, Upstream, Gateway) {
+    let pki = Pki::new();
+    pki.client(&pki.root, "reader", workload("reader"));
+    let up = Upstream::start().await;
+    let gw = Gateway::start_with_listener(&pki, listener, &config(&up)).await;
+    (pki, up, gw)
+}
+
+fn limit(name: &str) -> String {
+    format!("certgate_limit_hits_total{{limit=\"{name}\"}}")
+}
+
+fn get(path: &str) -> http::Request<TestBody> {
+    http::Request::get(path)
+        .header("host", "localhost")
+        .body(TestBody::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn oversized_request_head_gets_431() {
+    let (pki, up, gw) = setup("max_request_header_bytes = \"16KiB\"").await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let req = http::Request::get("/x")
+        .header("host", "localhost")
+        .header("x-big", "a".repeat(40 * 1024))
+        .body(TestBody::empty())
+        .unwrap();
+    let r = client.send(req).await.expect("an answer, not a reset");
+    assert_eq!(r.status, 431);
+    assert!(up.seen().is_empty());
+    gw.assert_metric(&limit("header_bytes"), 1.0).await;
+    let ok = http::Request::get("/x")
+        .header("host", "localhost")
+        .header("x-ok", "a".repeat(8 * 1024));
+    assert_eq!(
+        client
+            .send(ok.body(TestBody::empty()).unwrap())
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn oversized_body_gets_413_declared_or_streamed() {
+    let (pki, _up, gw) = setup("").await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let post = |body: TestBody| {
+        http::Request::post("/small/upload")
+            .header("host", "localhost")
+            .body(body)
+            .unwrap()
+    };
+    assert_eq!(
+        client
+            .send(post(TestBody::bytes(vec![b'x'; 1024])))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let declared = client
+        .send(post(TestBody::bytes(vec![b'x'; 2048])))
+        .await
+        .unwrap();
+    assert_eq!(declared.status, 413);
+    let body: serde_json::Value = serde_json::from_slice(&declared.body).unwrap();
+    assert_eq!(body["error"], "payload_too_large");
+    // No Content-Length: counted while streaming, cut off past the limit.
+    let streamed = client
+        .send(post(TestBody::unsized_pattern(4)))
+        .await
+        .unwrap();
+    assert_eq!(streamed.status, 413);
+    gw.assert_metric(&limit("body_bytes"), 2.0).await;
+    gw.assert_metric(
+        r#"certgate_requests_total{code="413",method="POST",route="small"}"#,
+        2.0,
+    )
+    .await;
+    // Other routes keep the (larger) default.
+    let big = http::Request::post("/upload")
+        .header("host", "localhost")
+        .body(TestBody::pattern(4))
+        .unwrap();
+    assert_eq!(client.send(big).await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn slow_request_head_is_cut_off() {
+    let (pki, _up, gw) = setup("header_read_timeout = \"500ms\"").await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let mut tls = client.tls(&Proto::H1).await.unwrap();
+    tls.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut buf)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed after the header timeout"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    gw.assert_metric(&limit("header_timeout"), 1.0).await;
+}
+
+#[tokio::test]
+async fn connection_limit_makes_new_clients_wait() {
+    let (pki, _up, gw) = setup("max_connections = 2").await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let mut first = client.h1().await.unwrap();
+    let _second = client.h1().await.unwrap();
+    let third = tokio::time::timeout(Duration::from_millis(700), client.h1()).await;
+    assert!(
+        third.is_err(),
+        "a third connection is not served while two are open"
+    );
+    gw.assert_metric(&limit("connections"), 1.0).await;
+    // The first still works; when it closes, a new client gets in.
+    assert_eq!(first.send_request(get("/x")).await.unwrap().status(), 200);
+    drop(first);
+    let r = tokio::time::timeout(Duration::from_secs(5), client.get("/x")).await;
+    assert_eq!(r.expect("served once a slot frees").unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn requests_per_connection_limit_closes_the_connection() {
+    let (pki, _up, gw) = setup("max_requests_per_connection = 3").await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let mut conn = client.h1().await.unwrap();
+    for i in 0..3 {
+        let r = read_reply(conn.send_request(get(&format!("/r/{i}"))).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        conn.send_request(get("/r/4")).await.is_err(),
+        "closed after 3 requests"
+    );
+    gw.assert_metric(&limit("requests_per_connection"), 1.0)
+        .await;
+
+    // HTTP/2: GOAWAY after the limit.
+    let mut h2 = client.h2().await.unwrap();
+    for i in 0..3 {
+        let req = http::Request::get(format!("https://localhost/h2/{i}"))
+            .body(TestBody::empty())
+            .unwrap();
+        assert_eq!(h2.send_request(req).await.unwrap().status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let req = http::Request::get("https://localhost/h2/4")
+        .body(TestBody::empty())
+        .unwrap();
+    assert!(h2.send_request(req).await.is_err(), "GOAWAY received");
+    gw.assert_metric(&limit("requests_per_connection"), 2.0)
+        .await;
+}
+
+#[tokio::test]
+async fn http2_stream_limit_queues_excess_streams() {
+    let (pki, up, gw) = setup("max_concurrent_streams = 2").await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let mut h2 = client.h2().await.unwrap();
+    // One round trip first, so the client has the server's SETTINGS (and its stream limit):
+    // streams opened before that may be refused with REFUSED_STREAM instead of queued.
+    let warm = http::Request::get("https://localhost/warm")
+        .body(TestBody::empty())
+        .unwrap();
+    assert_eq!(h2.send_request(warm).await.unwrap().status(), 200);
+    let started = Instant::now();
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let mut h2 = h2.clone();
+            tokio::spawn(async move {
+                let req = http::Request::get(format!("https://localhost/wait/{i}"))
+                    .body(TestBody::empty())
+                    .unwrap();
+                h2.send_request(req).await.map(|r| r.status())
+            })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap().unwrap(), 200);
+    }
+    // Each takes 500 ms upstream; with two streams at a time, four take two rounds.
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(up.seen().len(), 5);
+}
+
+/// 100 clients stall inside the TLS handshake and 100 inside the HTTP request head, each
+/// sending one byte a second (bounded: at most 6 bytes each, loopback only), while a good client
+/// keeps getting answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_does_not_starve_good_clients() {
+    let (pki, _up, gw) = setup("handshake_timeout = \"2s\"\nheader_read_timeout = \"2s\"").await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let mut slow = Vec::new();
+    for i in 0..200 {
+        let addr = gw.addr;
+        let client = client.clone();
+        slow.push(tokio::spawn(async move {
+            let hello: &[u8] = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+            let head: &[u8] = b"GET /slow HTTP/1.1\r\nHost: x\r\n";
+            if i % 2 == 0 {
+                let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
+                    return;
+                };
+                for b in hello.iter().take(6) {
+                    if tcp.write_all(&[*b]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            } else {
+                let Ok(mut tls) = client.tls(&Proto::H1).await else {
+                    return;
+                };
+                for b in head.iter().take(6) {
+                    if tls.write_all(&[*b]).await.is_err() || tls.flush().await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut served = 0;
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let r = client
+            .get("/good")
+            .await
+            .expect("good client served during the flood");
+        assert_eq!(r.status, 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "slow answer: {:?}",
+            started.elapsed()
+        );
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served >= 10, "served {served}");
+    for s in slow {
+        let _ = s.await;
+    }
+    let (_, m) = admin_get(gw.admin, "/metrics").await.unwrap();
+    let handshake = metric_value(&m, &limit("handshake_timeout")).unwrap();
+    let header = metric_value(&m, &limit("header_timeout")).unwrap();
+    assert!(handshake >= 90.0, "stalled handshakes cut off: {handshake}");
+    assert!(header >= 90.0, "stalled request heads cut off: {header}");
+}
