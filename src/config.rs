@@ -477,5 +477,8 @@ trust_store = ["ca.pem"]
         assert_eq!(f.raw.client_auth.revocation_scope, RevocationScope::Chain);
         assert_eq!(f.raw.log.format, LogFormat::Auto);
         assert!(f.raw.inventory.path.is_some());
+        assert_eq!(f.raw.upstreams["ledger"].endpoints.as_ref().map(Vec::len), Some(2));
+        assert!(f.raw.upstreams["ledger"].health_check.is_some());
+        assert_eq!(f.raw.routes[0].max_request_body.as_u64(), 100 * 1024 * 1024);
     }
 }
