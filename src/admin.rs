@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use crate::inventory::{Filter, RecordView};
+use crate::reload::{ReloadRequest, Trigger};
 use crate::server::Gateway;
 use crate::snapshot::unix_now;
 
@@ -32,7 +33,12 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(respond(&gateway, &req)) }
+                async move {
+                    if req.uri().path() == "/reload" {
+                        return Ok::<_, Infallible>(reload(&gateway, req.method()).await);
+                    }
+                    Ok::<_, Infallible>(respond(&gateway, &req))
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -52,11 +58,19 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            if gateway.ready.load(Ordering::SeqCst) {
-                text(StatusCode::OK, "ready\n")
+            let ready = gateway.ready.load(Ordering::SeqCst);
+            let snapshot = gateway.current.load();
+            let body = serde_json::json!({
+                "status": if ready { "ready" } else { "not_ready" },
+                "config_generation": snapshot.generation,
+                "warnings": snapshot.expiry_warnings(unix_now()),
+            });
+            let status = if ready {
+                StatusCode::OK
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-            }
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json(status, body.to_string().into_bytes())
         }
         "/metrics" => {
             let telemetry = &gateway.telemetry;
@@ -71,6 +85,39 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         "/inventory" => inventory(gateway, req.uri().query()),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// `POST /reload`: reload the config now; answers with the outcome.
+async fn reload(gateway: &Gateway, method: &Method) -> Response<Full<Bytes>> {
+    if method != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use POST /reload\n");
+    }
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let request = ReloadRequest {
+        trigger: Trigger::Admin,
+        reply: Some(reply),
+    };
+    if gateway.reloads.send(request).await.is_err() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "reloading is not running\n",
+        );
+    }
+    let body = match answer.await {
+        Ok(Ok(generation)) => (
+            StatusCode::OK,
+            serde_json::json!({ "result": "ok", "config_generation": generation }),
+        ),
+        Ok(Err(e)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({ "result": "error", "error": e }),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "result": "error", "error": "reload task stopped" }),
+        ),
+    };
+    json(body.0, body.1.to_string().into_bytes())
 }
 
 /// `GET /inventory[?expiring_within=7d][&route=NAME]`: known client certificates as JSON.

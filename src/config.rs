@@ -44,6 +44,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub inventory: RawInventory,
     #[serde(default)]
+    pub reload: RawReload,
+    #[serde(default)]
+    pub expiry: RawExpiry,
+    #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
@@ -61,6 +65,10 @@ pub struct RawListener {
     /// Time allowed for in-flight requests to finish after SIGTERM/SIGINT.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// After SIGTERM, keep accepting this long (with /readyz already 503) so load balancers
+    /// can take the instance out before it stops listening.
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Duration,
     /// Time allowed for a client to send a complete HTTP/1 request head.
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     pub header_read_timeout: Duration,
@@ -178,6 +186,44 @@ impl Default for RawLog {
         Self {
             level: default_log_level(),
             format: LogFormat::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReload {
+    /// Reload automatically when the config or any file it references changes.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// How often referenced files are also checked for changes (a fallback for file systems
+    /// where change notifications do not arrive).
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for RawReload {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            poll_interval: default_poll_interval(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpiry {
+    /// Warn (log, /readyz detail) when the server certificate expires or a CRL's nextUpdate
+    /// falls within this window.
+    #[serde(default = "default_expiry_window", with = "humantime_serde")]
+    pub warning_window: Duration,
+}
+
+impl Default for RawExpiry {
+    fn default() -> Self {
+        Self {
+            warning_window: default_expiry_window(),
         }
     }
 }
@@ -316,6 +362,15 @@ pub struct RawMatcher {
     pub any: Option<bool>,
 }
 
+fn default_true() -> bool {
+    true
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_expiry_window() -> Duration {
+    Duration::from_secs(7 * 86400)
+}
 fn default_max_header_bytes() -> bytesize::ByteSize {
     bytesize::ByteSize::kib(64)
 }
@@ -477,7 +532,10 @@ trust_store = ["ca.pem"]
         assert_eq!(f.raw.client_auth.revocation_scope, RevocationScope::Chain);
         assert_eq!(f.raw.log.format, LogFormat::Auto);
         assert!(f.raw.inventory.path.is_some());
-        assert_eq!(f.raw.upstreams["ledger"].endpoints.as_ref().map(Vec::len), Some(2));
+        assert_eq!(
+            f.raw.upstreams["ledger"].endpoints.as_ref().map(Vec::len),
+            Some(2)
+        );
         assert!(f.raw.upstreams["ledger"].health_check.is_some());
         assert_eq!(f.raw.routes[0].max_request_body.as_u64(), 100 * 1024 * 1024);
     }

@@ -18,6 +18,7 @@ pub mod path;
 pub mod pki;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;

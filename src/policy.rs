@@ -30,6 +30,9 @@ pub enum DecidedBy {
     AllowUnauthenticated,
     NoAllowMatched,
     NoCertificate,
+    /// The connection's certificate stopped verifying (revoked, untrusted or expired since the
+    /// handshake).
+    CertificateNoLongerValid,
 }
 
 impl fmt::Display for DecidedBy {
@@ -41,6 +44,7 @@ impl fmt::Display for DecidedBy {
             Self::AllowUnauthenticated => f.write_str("allow_unauthenticated"),
             Self::NoAllowMatched => f.write_str("no allow entry matched"),
             Self::NoCertificate => f.write_str("no client certificate"),
+            Self::CertificateNoLongerValid => f.write_str("certificate no longer valid"),
         }
     }
 }

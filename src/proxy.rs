@@ -23,13 +23,17 @@ use crate::inventory;
 use crate::metrics::Limit;
 use crate::path;
 use crate::policy::{DecidedBy, RequestParts, Route, Verdict};
+use crate::server::Gateway;
 use crate::snapshot::{Snapshot, unix_now};
 use crate::telemetry::Telemetry;
+use crate::tls::HandshakeResult;
 use crate::upstream::{BodyMeter, Outbound, UpstreamBody};
+use rustls::pki_types::{CertificateDer, UnixTime};
 
 /// Per-connection state shared by every request on the connection.
 pub struct ConnContext {
-    pub snapshot: Arc<Snapshot>,
+    /// Each request reads the gateway's current snapshot once and uses it to the end.
+    pub gateway: Arc<Gateway>,
     pub telemetry: Arc<Telemetry>,
     /// `None` when the client presented no certificate (optional mode).
     pub identity: Option<Arc<ClientIdentity>>,
@@ -43,18 +47,27 @@ pub struct ConnContext {
     log_dns: String,
     /// Requests seen on this connection, for `max_requests_per_connection`.
     requests: AtomicU64,
+    max_requests: u64,
+    /// The client's chain as presented, to re-verify it after a reload.
+    chain: Vec<CertificateDer<'static>>,
+    /// The snapshot generation the chain was last verified against.
+    verified_generation: AtomicU64,
     /// Signalled when the connection should close gracefully (request limit reached).
     pub close: tokio::sync::Notify,
 }
 
 impl ConnContext {
     pub fn new(
-        snapshot: Arc<Snapshot>,
-        telemetry: Arc<Telemetry>,
-        identity: Option<Arc<ClientIdentity>>,
+        gateway: Arc<Gateway>,
+        snapshot: &Snapshot,
+        verified: Option<(Arc<ClientIdentity>, Vec<CertificateDer<'static>>)>,
         inventory: Option<Arc<inventory::Entry>>,
         peer: SocketAddr,
     ) -> Self {
+        let (identity, chain) = match verified {
+            Some((id, chain)) => (Some(id), chain),
+            None => (None, Vec::new()),
+        };
         let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         let (log_uris, log_dns) = identity
@@ -62,8 +75,8 @@ impl ConnContext {
             .map(|i| (i.uris.join(","), i.dns_names.join(",")))
             .unwrap_or_default();
         Self {
-            snapshot,
-            telemetry,
+            telemetry: gateway.telemetry.clone(),
+            gateway,
             identity,
             inventory,
             peer,
@@ -71,13 +84,48 @@ impl ConnContext {
             log_uris,
             log_dns,
             requests: AtomicU64::new(0),
+            max_requests: snapshot.max_requests_per_connection,
+            chain,
+            verified_generation: AtomicU64::new(snapshot.generation),
             close: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Re-checks the connection's certificate against `snapshot`: expiry on every request, and
+    /// chain, trust and revocation once per snapshot generation (so a CRL or trust-store reload
+    /// reaches connections that stay open, resumed or not).
+    fn revalidate(&self, snapshot: &Snapshot) -> Result<(), String> {
+        let Some(id) = &self.identity else {
+            return Ok(());
+        };
+        if unix_now() > id.not_after {
+            return Err("client certificate expired while the connection was open".into());
+        }
+        if self.verified_generation.load(Ordering::Relaxed) == snapshot.generation {
+            return Ok(());
+        }
+        let Some((leaf, intermediates)) = self.chain.split_first() else {
+            return Err("no certificate chain recorded".into());
+        };
+        match snapshot
+            .client_verifier
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+        {
+            Ok(_) => {
+                self.verified_generation
+                    .store(snapshot.generation, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "client certificate no longer accepted after reload: {} ({e})",
+                HandshakeResult::classify(&e).label()
+            )),
         }
     }
 
     /// Counts a request; on reaching the per-connection limit, asks the connection to close.
     fn count_request(&self) {
-        let limit = self.snapshot.max_requests_per_connection;
+        let limit = self.max_requests;
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         if limit > 0 && n == limit {
             self.telemetry
@@ -192,6 +240,7 @@ fn is_spoofable_identity_header(name: &HeaderName) -> bool {
 /// One request/response exchange as it will be recorded: metrics, inventory, access log.
 pub struct Exchange {
     ctx: Arc<ConnContext>,
+    snapshot: Arc<Snapshot>,
     start: Instant,
     request_id: HeaderValue,
     method: Method,
@@ -210,9 +259,10 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    fn new(ctx: &Arc<ConnContext>, req: &Request<Incoming>) -> Self {
+    fn new(ctx: &Arc<ConnContext>, snapshot: Arc<Snapshot>, req: &Request<Incoming>) -> Self {
         Self {
             ctx: ctx.clone(),
+            snapshot,
             start: Instant::now(),
             request_id: request_id(req.headers()),
             method: req.method().clone(),
@@ -236,7 +286,7 @@ impl Exchange {
 
     /// Metrics, inventory and one access-log event. Runs once per request.
     fn finish(self) {
-        let snapshot = &self.ctx.snapshot;
+        let snapshot = &self.snapshot;
         let telemetry = &self.ctx.telemetry;
         let route_obs = self.route.and_then(|i| snapshot.route_obs.get(i));
         let metrics = route_obs.map_or(&telemetry.metrics.unrouted, |r| &r.metrics);
@@ -292,9 +342,20 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     ctx.count_request();
-    let mut x = Exchange::new(&ctx, &req);
+    let snapshot = ctx.gateway.current.load_full();
+    let mut x = Exchange::new(&ctx, snapshot.clone(), &req);
     let grpc = is_grpc(&req);
-    let resp = match proxy(&ctx, req, &mut x).await {
+    let result = match ctx.revalidate(&snapshot) {
+        Ok(()) => proxy(&ctx, &snapshot, req, &mut x).await,
+        Err(why) => {
+            x.verdict = Some(Verdict::Deny);
+            x.decided_by = Some(DecidedBy::CertificateNoLongerValid);
+            x.error = Some(why);
+            ctx.close.notify_one();
+            Err(StatusCode::FORBIDDEN)
+        }
+    };
+    let resp = match result {
         Ok(resp) => {
             x.status = resp.status();
             resp.map(Inner::Upstream)
@@ -313,14 +374,14 @@ pub async fn handle(
 
 async fn proxy(
     ctx: &ConnContext,
+    snapshot: &Snapshot,
     mut req: Request<Incoming>,
     x: &mut Exchange,
 ) -> Result<Response<Incoming>, StatusCode> {
     let uri = req.uri().clone();
     let path = normalize(&uri, x)?;
-    let route = authorize(ctx, &req, &path, x)?;
-    let upstream = ctx
-        .snapshot
+    let route = authorize(ctx, snapshot, &req, &path, x)?;
+    let upstream = snapshot
         .upstreams
         .get(route.upstream)
         .ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
@@ -453,7 +514,8 @@ fn normalize<'u>(uri: &'u Uri, x: &mut Exchange) -> Result<Cow<'u, str>, StatusC
 
 /// Phase 2: routing and policy.
 fn authorize<'s>(
-    ctx: &'s ConnContext,
+    ctx: &ConnContext,
+    snapshot: &'s Snapshot,
     req: &Request<Incoming>,
     path: &str,
     x: &mut Exchange,
@@ -463,7 +525,7 @@ fn authorize<'s>(
         host: request_host(req),
         path,
     };
-    let decision = ctx.snapshot.routes.decide(&parts, ctx.identity.as_deref());
+    let decision = snapshot.routes.decide(&parts, ctx.identity.as_deref());
     x.route = decision.route.map(|r| r.index);
     x.verdict = Some(decision.verdict);
     x.decided_by = Some(decision.decided_by);

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -21,6 +22,7 @@ use crate::identity::ClientIdentity;
 use crate::inventory::LoadOutcome;
 use crate::metrics::Limit;
 use crate::proxy::{self, ConnContext};
+use crate::reload::{self, ReloadRequest};
 use crate::snapshot::{Snapshot, fmt_time, unix_now};
 use crate::telemetry::Telemetry;
 use crate::tls::{self, HandshakeResult};
@@ -30,11 +32,14 @@ pub struct Gateway {
     pub current: ArcSwap<Snapshot>,
     pub telemetry: Arc<Telemetry>,
     pub ready: AtomicBool,
+    /// Where reload requests go (SIGHUP, `POST /reload`, file changes).
+    pub reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
 }
 
 /// A gateway whose sockets are bound but which is not serving yet.
 pub struct Bound {
     gateway: Arc<Gateway>,
+    reload_requests: tokio::sync::mpsc::Receiver<ReloadRequest>,
     listener: TcpListener,
     admin: TcpListener,
 }
@@ -69,12 +74,15 @@ impl Bound {
             }
         }
         snapshot.publish(&telemetry.metrics);
+        let (reloads, reload_requests) = reload::channel();
         Ok(Self {
             gateway: Arc::new(Gateway {
                 current: ArcSwap::from_pointee(snapshot),
                 telemetry,
                 ready: AtomicBool::new(false),
+                reloads,
             }),
+            reload_requests,
             listener,
             admin,
         })
@@ -93,12 +101,16 @@ impl Bound {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Bound {
             gateway,
+            reload_requests,
             listener,
             admin,
         } = self;
         let snap = gateway.current.load_full();
         for w in &snap.warnings {
             warn!(warning = %w, "config");
+        }
+        for w in snap.expiry_warnings(unix_now()) {
+            warn!(warning = %w, "expiry");
         }
         info!(
             listen = %listener.local_addr()?,
@@ -112,14 +124,28 @@ impl Bound {
         let admin_task = tokio::spawn(admin::serve(admin, gateway.clone()));
         let flush_task = tokio::spawn(flush_inventory_periodically(gateway.clone()));
         crate::upstream::spawn_health_checks(&snap.upstreams);
+        let reload_task = tokio::spawn(reload::run(gateway.clone(), reload_requests));
+        reload::spawn_sighup(gateway.reloads.clone());
+        if snap.reload.watch {
+            reload::spawn_watcher(gateway.clone(), gateway.reloads.clone());
+        }
+        let expiry_task = tokio::spawn(warn_about_expiry_hourly(gateway.clone()));
         gateway.ready.store(true, Ordering::SeqCst);
 
         let stop = CancellationToken::new();
         let connections = TaskTracker::new();
-        let slots = Arc::new(Semaphore::new(snap.max_connections));
+        let mut max_connections = snap.max_connections;
+        let slots = Arc::new(Semaphore::new(max_connections));
         drop(snap);
         let mut shutdown = std::pin::pin!(shutdown);
+        // Set once SIGTERM arrives: keep accepting (not ready) until then.
+        let mut stop_accepting_at: Option<tokio::time::Instant> = None;
         loop {
+            resize(
+                &slots,
+                &mut max_connections,
+                gateway.current.load().max_connections,
+            );
             // At max_connections, stop accepting until a connection ends: new clients wait in
             // the kernel's accept queue instead of being refused.
             let permit = match slots.clone().try_acquire_owned() {
@@ -131,7 +157,11 @@ impl Bound {
                             Ok(p) => p,
                             Err(_) => break,
                         },
-                        () = &mut shutdown => break,
+                        () = &mut shutdown, if stop_accepting_at.is_none() => {
+                            stop_accepting_at = Some(begin_shutdown(&gateway));
+                            continue;
+                        }
+                        () = sleep_until(stop_accepting_at), if stop_accepting_at.is_some() => break,
                     }
                 }
             };
@@ -146,7 +176,10 @@ impl Bound {
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     }
                 },
-                () = &mut shutdown => break,
+                () = &mut shutdown, if stop_accepting_at.is_none() => {
+                    stop_accepting_at = Some(begin_shutdown(&gateway));
+                }
+                () = sleep_until(stop_accepting_at), if stop_accepting_at.is_some() => break,
             }
         }
         gateway.ready.store(false, Ordering::SeqCst);
@@ -165,8 +198,51 @@ impl Bound {
         }
         admin_task.abort();
         flush_task.abort();
+        reload_task.abort();
+        expiry_task.abort();
         save_inventory(&gateway).await;
         Ok(())
+    }
+}
+
+/// SIGTERM: readiness off at once; the listener stays open for `shutdown_grace` so load
+/// balancers stop sending traffic before connections are refused.
+fn begin_shutdown(gateway: &Gateway) -> tokio::time::Instant {
+    gateway.ready.store(false, Ordering::SeqCst);
+    let grace = gateway.current.load().shutdown_grace;
+    info!(
+        ?grace,
+        "shutdown requested: not ready; still accepting during the grace period"
+    );
+    tokio::time::Instant::now() + grace
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies a reloaded `max_connections` to the accept semaphore.
+fn resize(slots: &Semaphore, current: &mut usize, wanted: usize) {
+    if wanted > *current {
+        slots.add_permits(wanted - *current);
+        *current = wanted;
+    } else if wanted < *current {
+        // Permits held by open connections are taken back as those connections end.
+        let forgotten = slots.forget_permits(*current - wanted);
+        *current -= forgotten;
+    }
+}
+
+/// Repeats the expiry warnings every hour (they are also logged at start and on reload).
+async fn warn_about_expiry_hourly(gateway: Arc<Gateway>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        for w in gateway.current.load().expiry_warnings(unix_now()) {
+            warn!(warning = %w, "expiry");
+        }
     }
 }
 
@@ -213,7 +289,8 @@ async fn serve_connection(
     metrics.active_connections.inc();
     let _active = ActiveConnection(metrics.active_connections.clone());
     let _ = tcp.set_nodelay(true);
-    // One snapshot for the whole connection.
+    // The connection's TLS settings and limits come from the snapshot current at accept;
+    // each request then reads the snapshot current at its start.
     let snapshot = gateway.current.load_full();
     let acceptor = TlsAcceptor::from(snapshot.tls.clone());
     let handshake = tokio::time::timeout(snapshot.handshake_timeout, acceptor.accept(tcp));
@@ -233,7 +310,30 @@ async fn serve_connection(
         }
         Ok(Ok(s)) => s,
     };
-    let identity = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+    let chain: Vec<CertificateDer<'static>> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
+    if let Some((leaf, intermediates)) = chain.split_first()
+        && tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    {
+        // rustls restores a resumed session's client chain without verifying it again: verify
+        // it here, so a certificate revoked or expired since the first handshake cannot resume.
+        if let Err(e) =
+            snapshot
+                .client_verifier
+                .verify_client_cert(leaf, intermediates, UnixTime::now())
+        {
+            let result = HandshakeResult::classify(&e);
+            metrics.handshake(result);
+            let err = std::io::Error::other(e);
+            log_refused_handshake(peer, result, &err, Some(leaf.as_ref()));
+            return;
+        }
+    }
+    let identity = match chain.first() {
         None => None,
         Some(leaf) => match ClientIdentity::from_der(leaf.as_ref()) {
             Ok(id) => Some(Arc::new(id)),
@@ -270,13 +370,15 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(snapshot.max_request_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(snapshot.max_concurrent_streams);
+    let verified = identity.map(|id| (id, chain));
     let ctx = Arc::new(ConnContext::new(
-        snapshot,
-        telemetry.clone(),
-        identity,
+        gateway.clone(),
+        &snapshot,
+        verified,
         entry,
         peer,
     ));
+    drop(snapshot);
     let service = {
         let ctx = ctx.clone();
         service_fn(move |req| proxy::handle(ctx.clone(), req))

@@ -41,11 +41,17 @@ pub struct RouteObs {
 }
 
 pub struct Snapshot {
+    /// Increases with every snapshot built in this process; connections compare it to know
+    /// whether their client certificate was verified against the current trust state.
+    pub generation: u64,
     pub config_path: PathBuf,
+    /// Every file this snapshot was built from (config first), for change detection.
+    pub inputs: Vec<PathBuf>,
     pub bind: SocketAddr,
     pub admin_bind: SocketAddr,
     pub handshake_timeout: Duration,
     pub drain_timeout: Duration,
+    pub shutdown_grace: Duration,
     pub header_read_timeout: Duration,
     pub max_request_header_bytes: usize,
     pub max_connections: usize,
@@ -66,6 +72,8 @@ pub struct Snapshot {
     /// `[inventory]`, with `path` resolved against the config file's directory.
     pub inventory: crate::config::RawInventory,
     pub log: crate::config::RawLog,
+    pub reload: crate::config::RawReload,
+    pub expiry_window: Duration,
     /// Non-fatal findings for `check` and the startup log.
     pub warnings: Vec<String>,
 }
@@ -80,7 +88,6 @@ impl Snapshot {
     pub fn build(file: &ConfigFile, telemetry: &Telemetry) -> Result<Self, ConfigError> {
         let raw = &file.raw;
         let mut warnings = Vec::new();
-
         // Server certificate and key.
         let cert_path = file.resolve(&raw.listener.cert);
         let chain = tls::load_certs(&cert_path).map_err(|e| file.invalid("listener.cert", e))?;
@@ -268,11 +275,14 @@ impl Snapshot {
         }
 
         Ok(Self {
+            generation: next_generation(),
             config_path: file.path.clone(),
+            inputs: inputs_of(file),
             bind: raw.listener.bind,
             admin_bind: raw.admin.bind,
             handshake_timeout: raw.listener.handshake_timeout,
             drain_timeout: raw.listener.drain_timeout,
+            shutdown_grace: raw.listener.shutdown_grace,
             header_read_timeout: raw.listener.header_read_timeout,
             max_request_header_bytes: usize::try_from(l.max_request_header_bytes.as_u64())
                 .unwrap_or(usize::MAX),
@@ -294,12 +304,51 @@ impl Snapshot {
                 ..raw.inventory.clone()
             },
             log: raw.log.clone(),
+            reload: raw.reload.clone(),
+            expiry_window: raw.expiry.warning_window,
             warnings,
         })
     }
 }
 
 impl Snapshot {
+    /// Certificates and CRLs that expire (or are stale) within the warning window.
+    pub fn expiry_warnings(&self, now: i64) -> Vec<String> {
+        let window = self.expiry_window.as_secs() as i64;
+        let mut out = Vec::new();
+        let days = |t: i64| (t - now) as f64 / 86400.0;
+        let cert = self.server_cert.not_after;
+        if cert <= now {
+            out.push(format!("server certificate expired at {}", fmt_time(cert)));
+        } else if cert - now <= window {
+            out.push(format!(
+                "server certificate expires at {} (in {:.1} days)",
+                fmt_time(cert),
+                days(cert)
+            ));
+        }
+        for c in &self.crls {
+            let Some(next) = c.crl.next_update else {
+                continue;
+            };
+            if next <= now {
+                out.push(format!(
+                    "CRL {} is past its nextUpdate ({})",
+                    c.file.display(),
+                    fmt_time(next)
+                ));
+            } else if next - now <= window {
+                out.push(format!(
+                    "CRL {} reaches its nextUpdate at {} (in {:.1} days): republish it",
+                    c.file.display(),
+                    fmt_time(next),
+                    days(next)
+                ));
+            }
+        }
+        out
+    }
+
     /// Publishes the gauges that describe this snapshot (call when it goes live).
     pub fn publish(&self, metrics: &Metrics) {
         metrics.server_cert_expiry.set(self.server_cert.not_after);
@@ -310,6 +359,39 @@ impl Snapshot {
             .collect();
         metrics.set_crl_next_updates(files.iter().map(|(f, t)| (f.as_str(), *t)));
     }
+}
+
+/// The config file and every file it references, resolved.
+fn inputs_of(file: &ConfigFile) -> Vec<PathBuf> {
+    let raw = &file.raw;
+    let ca = &raw.client_auth;
+    let mut paths = vec![
+        file.path.clone(),
+        raw.listener.cert.clone(),
+        raw.listener.key.clone(),
+    ];
+    paths.extend(
+        ca.trust_store
+            .iter()
+            .chain(&ca.intermediates)
+            .chain(&ca.crls)
+            .cloned(),
+    );
+    for u in raw.upstreams.values() {
+        paths.extend(
+            [&u.ca, &u.client_cert, &u.client_key]
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+    }
+    paths.iter().map(|p| file.resolve(p)).collect()
+}
+
+/// Monotonic snapshot numbering within this process.
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn summarize(

@@ -31,18 +31,26 @@ impl Telemetry {
     }
 }
 
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
+
 /// Installs the global tracing subscriber.
 ///
-/// Level: `RUST_LOG` if set, else `level` (from `[log].level`). Format: `format`, where `auto`
-/// means JSON lines unless stdout is a terminal. Log lines are written by a background thread so
-/// the request path never blocks on stdout; when 128k lines are queued, writers wait rather than
-/// drop (the access log is an audit trail). Keep the returned guard alive until exit: dropping it
-/// flushes what is queued.
+/// Level: `RUST_LOG` if set, else `level` (from `[log].level`, changeable by reload). Format:
+/// `format`, where `auto` means JSON lines unless stdout is a terminal. Log lines are written by a
+/// background thread so the request path never blocks on stdout; when 128k lines are queued,
+/// writers wait rather than drop (the access log is an audit trail). Keep the returned guard
+/// alive until exit: dropping it flushes what is queued.
 pub fn init_logging(level: &str, format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let tty = std::io::stdout().is_terminal();
     let json = match format {
         LogFormat::Json => true,
@@ -52,17 +60,39 @@ pub fn init_logging(level: &str, format: LogFormat) -> tracing_appender::non_blo
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let _ = if json {
-        builder
+    let json_layer = json.then(|| {
+        tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .try_init()
-    } else {
-        builder.with_ansi(tty).try_init()
-    };
+            .with_span_list(false)
+            .with_writer(writer.clone())
+    });
+    let text_layer = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(tty)
+            .with_writer(writer)
+    });
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(json_layer)
+        .with(text_layer)
+        .try_init()
+        .is_ok()
+    {
+        let _ = LOG_FILTER.set(handle);
+    }
     guard
+}
+
+/// Applies `[log].level` from a reloaded config. `RUST_LOG`, when set, keeps precedence.
+pub fn set_log_level(level: &str) -> Result<(), String> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return Ok(());
+    }
+    let Some(handle) = LOG_FILTER.get() else {
+        return Ok(());
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+    handle.reload(filter).map_err(|e| e.to_string())
 }

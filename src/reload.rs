@@ -1,0 +1,216 @@
+//! Hot reload: SIGHUP, `POST /reload`, and changes to the config or any file it references
+//! (watched with notify, plus a polling fallback). A reload builds and validates a complete new
+//! [`Snapshot`] and swaps it in atomically; a broken one is refused and the old one keeps
+//! serving. Reloads run one at a time, in one task.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use crate::server::Gateway;
+use crate::snapshot::{Snapshot, unix_now};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Signal,
+    Admin,
+    FileChange,
+}
+
+impl Trigger {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Signal => "SIGHUP",
+            Self::Admin => "POST /reload",
+            Self::FileChange => "file change",
+        }
+    }
+}
+
+/// A request for a reload; `reply` gets the new generation or why the config was refused.
+pub struct ReloadRequest {
+    pub trigger: Trigger,
+    pub reply: Option<oneshot::Sender<Result<u64, String>>>,
+}
+
+pub fn channel() -> (mpsc::Sender<ReloadRequest>, mpsc::Receiver<ReloadRequest>) {
+    mpsc::channel(16)
+}
+
+/// Serves reload requests until the gateway goes away. File-change requests only reload when
+/// the content of an input actually changed.
+pub async fn run(gateway: Arc<Gateway>, mut requests: mpsc::Receiver<ReloadRequest>) {
+    let mut last = fingerprint(gateway.current.load().inputs.clone()).await;
+    while let Some(req) = requests.recv().await {
+        if req.trigger == Trigger::FileChange {
+            let now = fingerprint(gateway.current.load().inputs.clone()).await;
+            if now == last {
+                continue;
+            }
+            // Remembered even if the reload fails: a broken file is reported once, not on
+            // every poll, and retried when it changes again.
+            last = now;
+        }
+        let result = reload(&gateway, req.trigger).await;
+        if result.is_ok() {
+            last = fingerprint(gateway.current.load().inputs.clone()).await;
+        }
+        if let Some(reply) = req.reply {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+async fn reload(gateway: &Arc<Gateway>, trigger: Trigger) -> Result<u64, String> {
+    let path = gateway.current.load().config_path.clone();
+    let telemetry = gateway.telemetry.clone();
+    let metrics = &gateway.telemetry.metrics;
+    let built = tokio::task::spawn_blocking(move || Snapshot::load(&path, &telemetry))
+        .await
+        .map_err(|e| format!("reload task failed: {e}"))?;
+    let new = match built {
+        Ok(s) => s,
+        Err(e) => {
+            metrics.config_reloads_error.inc();
+            error!(trigger = trigger.label(), error = %e, "config reload refused; the running config stays in force");
+            return Err(e.to_string());
+        }
+    };
+    let old = gateway.current.load_full();
+    if new.bind != old.bind {
+        warn!(running = %old.bind, configured = %new.bind, "listener.bind changed: restart certgate to move the listener; everything else is applied");
+    }
+    if new.admin_bind != old.admin_bind {
+        warn!(running = %old.admin_bind, configured = %new.admin_bind, "admin.bind changed: restart certgate to move the admin listener");
+    }
+    if let Err(e) = crate::telemetry::set_log_level(&new.log.level) {
+        warn!(error = %e, "log.level not applied");
+    }
+    gateway
+        .telemetry
+        .inventory
+        .set_max_entries(new.inventory.max_entries);
+    for w in &new.warnings {
+        warn!(warning = %w, "config");
+    }
+    for w in new.expiry_warnings(unix_now()) {
+        warn!(warning = %w, "expiry");
+    }
+    new.publish(metrics);
+    let new = Arc::new(new);
+    crate::upstream::spawn_health_checks(&new.upstreams);
+    let generation = new.generation;
+    gateway.current.store(new);
+    metrics.config_reloads_ok.inc();
+    info!(trigger = trigger.label(), generation, "config reloaded");
+    Ok(generation)
+}
+
+/// SHA-256 over every input's path and content (following symlinks, as Kubernetes mounts use).
+async fn fingerprint(inputs: Vec<PathBuf>) -> [u8; 32] {
+    tokio::task::spawn_blocking(move || {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for p in &inputs {
+            ctx.update(p.as_os_str().as_encoded_bytes());
+            match std::fs::read(p) {
+                Ok(bytes) => {
+                    ctx.update(&(bytes.len() as u64).to_le_bytes());
+                    ctx.update(&bytes);
+                }
+                Err(_) => ctx.update(b"\0missing"),
+            }
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    })
+    .await
+    .unwrap_or([0; 32])
+}
+
+/// Turns SIGHUP into reload requests.
+pub fn spawn_sighup(requests: mpsc::Sender<ReloadRequest>) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            warn!("cannot listen for SIGHUP; use POST /reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let req = ReloadRequest {
+                trigger: Trigger::Signal,
+                reply: None,
+            };
+            if requests.send(req).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Watches the directories of every input (a Kubernetes Secret/ConfigMap update swaps a
+/// `..data` symlink there; editors write a temporary file and rename it) and also polls every
+/// `[reload].poll_interval`. Either way the reload task compares content before reloading.
+pub fn spawn_watcher(gateway: Arc<Gateway>, requests: mpsc::Sender<ReloadRequest>) {
+    tokio::spawn(async move {
+        let (events_tx, mut events) = mpsc::channel::<()>(64);
+        let mut watcher =
+            match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if res.is_ok() {
+                    let _ = events_tx.try_send(());
+                }
+            }) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    warn!(error = %e, "file change notifications unavailable; polling only");
+                    None
+                }
+            };
+        let mut watched: HashSet<PathBuf> = HashSet::new();
+        loop {
+            let (dirs, poll) = {
+                let snap = gateway.current.load();
+                let dirs: Vec<PathBuf> = snap
+                    .inputs
+                    .iter()
+                    .filter_map(|p| p.parent().map(|d| d.to_path_buf()))
+                    .collect();
+                (dirs, snap.reload.poll_interval)
+            };
+            if let Some(w) = watcher.as_mut() {
+                use notify::Watcher as _;
+                for dir in dirs {
+                    let dir = if dir.as_os_str().is_empty() {
+                        PathBuf::from(".")
+                    } else {
+                        dir
+                    };
+                    if watched.insert(dir.clone())
+                        && let Err(e) = w.watch(&dir, notify::RecursiveMode::NonRecursive)
+                    {
+                        warn!(dir = %dir.display(), error = %e, "cannot watch directory; polling covers it");
+                    }
+                }
+            }
+            tokio::select! {
+                Some(()) = events.recv() => {
+                    // Let a burst of events (a symlink swap, a rename) settle.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    while events.try_recv().is_ok() {}
+                }
+                () = tokio::time::sleep(poll) => {}
+            }
+            let req = ReloadRequest {
+                trigger: Trigger::FileChange,
+                reply: None,
+            };
+            if requests.send(req).await.is_err() {
+                return;
+            }
+        }
+    });
+}
