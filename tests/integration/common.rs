@@ -104,12 +104,22 @@ impl Gateway {
              [admin]\nbind = \"{admin}\"\n\n{body}"
         );
         let config_path = pki.write("certgate.toml", &config);
-        let log = pki.path(&format!("gateway-{}.log", addr.port()));
+        Self::launch(&config_path, addr, admin).await
+    }
+
+    /// Runs the binary on an existing config file that binds `addr` and `admin`.
+    pub async fn launch(
+        config_path: &std::path::Path,
+        addr: SocketAddr,
+        admin: SocketAddr,
+    ) -> Self {
+        let dir = config_path.parent().expect("config dir");
+        let log = dir.join(format!("gateway-{}.log", addr.port()));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let child = Command::new(BIN)
             .args(["--log-format", "json", "run", "--config"])
-            .arg(&config_path)
+            .arg(config_path)
             .env("RUST_LOG", "info,certgate=debug")
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -220,14 +230,31 @@ pub fn metric_value(body: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Plain HTTP/1.1 POST to the admin listener.
+pub async fn admin_post(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+    admin_request(addr, http::Method::POST, path)
+        .await
+        .expect("admin POST")
+}
+
 /// Plain HTTP/1.1 GET to the admin listener.
 pub async fn admin_get(addr: SocketAddr, path: &str) -> Result<(StatusCode, String), String> {
+    admin_request(addr, http::Method::GET, path).await
+}
+
+async fn admin_request(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+) -> Result<(StatusCode, String), String> {
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let req = Request::get(path)
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
         .header("host", addr.to_string())
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;

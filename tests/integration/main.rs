@@ -4,6 +4,8 @@ mod cli;
 mod common;
 mod curl;
 mod forwarding;
+mod kubernetes;
+mod lifecycle;
 mod limits;
 mod observability;
 mod paths;
