@@ -538,5 +538,7 @@ trust_store = ["ca.pem"]
         );
         assert!(f.raw.upstreams["ledger"].health_check.is_some());
         assert_eq!(f.raw.routes[0].max_request_body.as_u64(), 100 * 1024 * 1024);
+        assert!(f.raw.reload.watch);
+        assert_eq!(f.raw.expiry.warning_window, Duration::from_secs(7 * 86400));
     }
 }
