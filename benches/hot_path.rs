@@ -1,5 +1,9 @@
 //! Micro-benchmarks of the per-request hot path. `cargo bench --bench hot_path` prints figures.
 //!
+//! - `policy/*`: routing plus policy with 1, 100 and 1,000 routes (hit first, hit last, miss).
+//! - `path/*`: path normalisation (clean and tricky paths).
+//! - `identity/from_der`: extracting the identity from a client certificate (once per connection).
+//! - `headers/forwarding`: rewriting a request's headers for the upstream, XFCC included.
 //! - `record/*`: what recording one finished request costs (metrics + credential inventory).
 
 use std::hint::black_box;
@@ -91,5 +95,126 @@ fn record(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, record);
+fn route_table(n: usize) -> certgate::policy::RouteTable {
+    let routes = (0..n)
+        .map(|i| {
+            let raw: certgate::config::RawRoute = toml::from_str(&format!(
+                "name = \"svc{i}\"\npath_prefix = \"/svc{i}\"\nmethods = [\"GET\"]\nupstream = \"up\"\n\
+                 allow = [{{ uri = \"spiffe://example.org/ns/svc{i}/*\" }}, {{ cn = \"batch-{i}\", ou = \"ops\" }}]\n\
+                 deny = [{{ sha256 = \"{}\" }}]",
+                "ab".repeat(32)
+            ))
+            .expect("bench route");
+            certgate::policy::Route::compile(i, &raw, |_| Some(0)).expect("bench route compiles")
+        })
+        .collect();
+    certgate::policy::RouteTable::new(routes)
+}
+
+fn policy(c: &mut Criterion) {
+    let mut id = identity();
+    let mut g = c.benchmark_group("policy");
+    for n in [1usize, 100, 1000] {
+        let table = route_table(n);
+        let last = n - 1;
+        id.uris = vec![format!("spiffe://example.org/ns/svc{last}/sa/reader")];
+        let first_path = "/svc0/items/42".to_string();
+        let last_path = format!("/svc{last}/items/42");
+        for (case, path) in [
+            ("hit_first", first_path.as_str()),
+            ("hit_last", last_path.as_str()),
+            ("miss", "/nowhere/at/all"),
+        ] {
+            g.bench_function(format!("{n}_routes/{case}"), |b| {
+                b.iter(|| {
+                    let parts = certgate::policy::RequestParts {
+                        method: &Method::GET,
+                        host: Some("api.example.com"),
+                        path: black_box(path),
+                    };
+                    black_box(table.decide(&parts, Some(&id)).verdict)
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn path(c: &mut Criterion) {
+    let mut g = c.benchmark_group("path");
+    for (case, p) in [
+        ("clean", "/payments/v1/accounts/12345/transactions"),
+        ("dot_segments", "/payments/v1/../v2/./accounts//12345"),
+        ("percent_encoded", "/payments/%76%31/accounts/%7Ebob/a%20b"),
+    ] {
+        g.bench_function(case, |b| {
+            b.iter(|| black_box(certgate::path::normalize(black_box(p)).map(|c| c.len())))
+        });
+    }
+    g.finish();
+}
+
+fn identity_extraction(c: &mut Criterion) {
+    let ca = certgate::pki::Ca::root("Bench CA").expect("ca");
+    let leaf = ca
+        .issue(&certgate::pki::LeafSpec {
+            uris: vec!["spiffe://example.org/ns/billing/sa/reader".into()],
+            o: Some("Example".into()),
+            ou: Some("billing".into()),
+            dns: vec!["reader.billing.svc".into()],
+            ..certgate::pki::LeafSpec::client("reader")
+        })
+        .expect("leaf");
+    c.bench_function("identity/from_der", |b| {
+        b.iter(|| black_box(ClientIdentity::from_der(black_box(&leaf.der)).map(|i| i.sha256)))
+    });
+}
+
+fn headers(c: &mut Criterion) {
+    let id = identity();
+    let peer_ip = HeaderValue::from_static("10.1.2.3");
+    let request_id = HeaderValue::from_static("5f0c6a2e9b1d4c7e8a3f2b1c0d9e8f7a");
+    let mut template = http::HeaderMap::new();
+    for (k, v) in [
+        ("host", "api.example.com"),
+        ("user-agent", "billing-client/2.3"),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip"),
+        ("authorization", "Bearer abc"),
+        ("connection", "keep-alive"),
+        ("content-type", "application/json"),
+        (
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+    ] {
+        template.insert(
+            http::header::HeaderName::from_static(k),
+            HeaderValue::from_static(v),
+        );
+    }
+    let mut spoofed = template.clone();
+    spoofed.insert(
+        "x-forwarded-client-cert",
+        HeaderValue::from_static("Hash=evil"),
+    );
+    let mut g = c.benchmark_group("headers");
+    g.bench_function("forwarding", |b| {
+        b.iter_batched_ref(
+            || template.clone(),
+            |h| certgate::proxy::forwarding_headers(h, Some(&id), &peer_ip, &request_id, None),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("forwarding_with_spoofed_identity", |b| {
+        b.iter_batched_ref(
+            || spoofed.clone(),
+            |h| certgate::proxy::forwarding_headers(h, Some(&id), &peer_ip, &request_id, None),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, policy, path, identity_extraction, headers, record);
 criterion_main!(benches);

@@ -440,22 +440,72 @@ impl Route {
 }
 
 /// Routes in file order; the first match handles a request.
+///
+/// Lookup does not scan every route: routes are indexed by the first segment of their prefix,
+/// so a request only checks the routes under its own first segment plus the catch-all (`/`)
+/// routes, merged back into file order.
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    /// First prefix segment (e.g. `payments` for `/payments/v1`) → route indices, ascending.
+    by_first_segment: std::collections::HashMap<String, Vec<usize>>,
+    /// Routes whose prefix is `/`, ascending.
+    catch_all: Vec<usize>,
+}
+
+/// `payments` for `/payments/1`, `` for `/`.
+fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or("")
 }
 
 impl RouteTable {
     pub fn new(routes: Vec<Route>) -> Self {
-        Self { routes }
+        let mut by_first_segment: std::collections::HashMap<String, Vec<usize>> =
+            std::collections::HashMap::new();
+        let mut catch_all = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            if r.path_prefix == "/" {
+                catch_all.push(i);
+            } else {
+                by_first_segment
+                    .entry(first_segment(&r.path_prefix).to_string())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        Self {
+            routes,
+            by_first_segment,
+            catch_all,
+        }
     }
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
     }
 
+    /// The first route, in file order, that matches host, path and method.
     pub fn find(&self, req: &RequestParts<'_>) -> Option<&Route> {
-        self.routes.iter().find(|r| r.matches_request(req))
+        let segment = self
+            .by_first_segment
+            .get(first_segment(req.path))
+            .map_or(&[][..], Vec::as_slice);
+        let (mut a, mut b) = (segment.iter().peekable(), self.catch_all.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) if x < y => a.next(),
+                (Some(_), Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => return None,
+            };
+            if let Some(r) = next.and_then(|&i| self.routes.get(i))
+                && r.matches_request(req)
+            {
+                return Some(r);
+            }
+        }
     }
 
     /// Routing plus policy for one request.

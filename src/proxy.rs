@@ -568,37 +568,13 @@ fn prepare_upstream_request(
     {
         headers.insert(header::HOST, v);
     }
-    let keep_te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    strip_hop_by_hop(headers);
-    headers.remove(header::TE);
-    if keep_te_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_spoofable_identity_header(n))
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(&name);
-    }
-    if let Some(id) = &ctx.identity {
-        headers.insert(X_FORWARDED_CLIENT_CERT.clone(), id.xfcc.clone());
-    }
-    headers.insert(X_FORWARDED_FOR.clone(), ctx.peer_ip.clone());
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
-    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-
-    if let Some(proto) = upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, proto.clone());
-    }
+    forwarding_headers(
+        headers,
+        ctx.identity.as_deref(),
+        &ctx.peer_ip,
+        request_id,
+        upgrade,
+    );
 
     let path_and_query = match new_path {
         None => parts
@@ -635,17 +611,76 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
+/// Rewrites a client's request headers for the upstream: hop-by-hop headers and any identity
+/// header the client sent are removed, then the verified identity (XFCC) and the forwarding
+/// headers are set. `TE: trailers` survives (gRPC needs it); an upgrade keeps its `Upgrade`.
+pub fn forwarding_headers(
+    headers: &mut HeaderMap,
+    identity: Option<&ClientIdentity>,
+    peer_ip: &HeaderValue,
+    request_id: &HeaderValue,
+    upgrade: Option<&HeaderValue>,
+) {
+    let keep_te_trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    strip_hop_by_hop(headers);
+    headers.remove(header::TE);
+    if keep_te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    // Collect only when there is something to remove: the common case allocates nothing.
+    if headers.keys().any(is_spoofable_identity_header) {
+        let spoofed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| is_spoofable_identity_header(n))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            headers.remove(&name);
+        }
+    }
+    if let Some(id) = identity {
+        headers.insert(X_FORWARDED_CLIENT_CERT.clone(), id.xfcc.clone());
+    }
+    headers.insert(X_FORWARDED_FOR.clone(), peer_ip.clone());
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    if let Some(proto) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, proto.clone());
+    }
+}
+
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Headers named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
+    // Headers named in Connection are hop-by-hop too ("keep-alive"/"close" name nothing to
+    // remove beyond the fixed list, so the common case allocates nothing).
+    let names_extra = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+        .any(|t| {
+            let t = t.trim();
+            !t.eq_ignore_ascii_case("keep-alive")
+                && !t.eq_ignore_ascii_case("close")
+                && !t.eq_ignore_ascii_case("upgrade")
+        });
+    if names_extra {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
     for n in hop_by_hop() {
         headers.remove(n);

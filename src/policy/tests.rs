@@ -223,3 +223,50 @@ fn shadowing_is_detected() {
     assert!(!r[2].is_shadowed_by(&r[0]));
     assert!(!r[0].is_shadowed_by(&r[1]));
 }
+
+#[test]
+fn indexed_lookup_keeps_file_order() {
+    let t = table(&[
+        "path_prefix = \"/a\"\nmethods = [\"POST\"]",
+        "path_prefix = \"/\"\nmethods = [\"PUT\"]",
+        "path_prefix = \"/a/b\"",
+        "path_prefix = \"/\"",
+        "path_prefix = \"/a\"",
+    ]);
+    let find = |m: Method, p: &str| {
+        t.find(&RequestParts {
+            method: &m,
+            host: None,
+            path: p,
+        })
+        .map(|r| r.name.clone())
+    };
+    assert_eq!(find(Method::POST, "/a/b"), Some("r0".into()));
+    assert_eq!(find(Method::PUT, "/a/b"), Some("r1".into()));
+    assert_eq!(find(Method::GET, "/a/b/c"), Some("r2".into()));
+    assert_eq!(
+        find(Method::GET, "/a"),
+        Some("r3".into()),
+        "catch-all r3 precedes r4"
+    );
+    assert_eq!(find(Method::GET, "/zzz"), Some("r3".into()));
+    assert_eq!(find(Method::GET, "/"), Some("r3".into()));
+    let only = table(&["path_prefix = \"/a\""]);
+    let get = Method::GET;
+    assert!(
+        only.find(&RequestParts {
+            method: &get,
+            host: None,
+            path: "/b"
+        })
+        .is_none()
+    );
+    assert!(
+        only.find(&RequestParts {
+            method: &get,
+            host: None,
+            path: "/"
+        })
+        .is_none()
+    );
+}

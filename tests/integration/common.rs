@@ -149,6 +149,18 @@ impl Gateway {
         panic!("certgate not ready in time:\n{}", self.logs());
     }
 
+    /// Waits (up to 5 s) until the log contains `needle`: log lines are written by a background
+    /// thread, so they can trail the response or metric a test just saw.
+    pub async fn wait_for_log(&self, needle: &str) {
+        for _ in 0..250 {
+            if self.logs().contains(needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("log never contained {needle:?}:\n{}", self.logs());
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -268,7 +268,8 @@ async fn access_log_lines_carry_the_request_and_the_identity() {
         1.0,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await; // the log writer is asynchronous
+    gw.wait_for_log("req-denied").await;
+    gw.wait_for_log("tls handshake refused").await;
 
     let events = log_events(&gw, "certgate::access");
     let find = |id: &str| {
@@ -538,5 +539,6 @@ async fn inventory_survives_restart_and_corrupt_files_are_set_aside() {
         .filter(|n| n.starts_with("inventory.json.corrupt-"))
         .collect();
     assert_eq!(aside.len(), 1, "the corrupt file is set aside");
-    assert!(gw.logs().contains("inventory file unreadable; set aside"));
+    gw.wait_for_log("inventory file unreadable; set aside")
+        .await;
 }
