@@ -132,10 +132,10 @@ async fn idle(
 }
 
 /// Runs futures concurrently on this task and collects their outputs in order.
-async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
-    F: Send + 'static,
 {
     let handles: Vec<_> = futs.map(tokio::spawn).collect();
     let mut out = Vec::with_capacity(handles.len());
