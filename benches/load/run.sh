@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# Load benchmark: certgate, nginx and haproxy side by side, on this machine, with one PKI, one
+# upstream and one load generator (oha). Prints a table and writes it to BENCHMARKS.md.
+#
+#   bash benches/load/run.sh            # full run (several minutes)
+#   bash benches/load/run.sh --quick    # smoke mode (what CI runs), a few seconds per scenario
+#   bash benches/load/run.sh --rsa      # RSA-2048 certificates instead of ECDSA P-256
+#   bash benches/load/run.sh --out FILE # write the report elsewhere
+#
+# Fairness: every proxy requires and verifies the client certificate against the same CA and
+# CRL, speaks TLS 1.2/1.3, keeps connections to the upstream alive, adds an identity header, and
+# writes no access log. Each proxy is pinned to CPU 0 (one worker), the load generator and the
+# upstream to CPU 1. Scenarios alternate between proxies, round after round, so drift hits all.
+# All traffic stays on 127.0.0.1; every load run is bounded in time.
+set -euo pipefail
+
+QUICK=0
+KEY=ec
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT="$ROOT/BENCHMARKS.md"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --rsa) KEY=rsa ;;
+    --out) OUT=$2; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [ "$QUICK" = 1 ]; then
+  DURATION=2s ROUNDS=1 IDLE=300 RATE=1000
+else
+  DURATION=10s ROUNDS=2 IDLE=10000 RATE=5000
+fi
+if [ "$(nproc)" -ge 2 ]; then PROXY_CPU=0 LOAD_CPU=1; else PROXY_CPU=0 LOAD_CPU=0; fi
+
+# --- tools -------------------------------------------------------------------------------
+need=()
+for t in nginx haproxy openssl curl python3 taskset; do
+  command -v "$t" >/dev/null 2>&1 || need+=("$t")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  pkgs=()
+  for t in "${need[@]}"; do
+    case "$t" in
+      nginx) pkgs+=(nginx-light) ;;
+      taskset) pkgs+=(util-linux) ;;
+      *) pkgs+=("$t") ;;
+    esac
+  done
+  echo "installing ${pkgs[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v oha >/dev/null 2>&1 || cargo install oha --locked
+cd "$ROOT"
+cargo build --release --locked --bin certgate --bin certgate-bench 2>&1 | tail -n 1 >&2
+CERTGATE="$ROOT/target/release/certgate"
+HELPER="$ROOT/target/release/certgate-bench"
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# Every proxy must hold IDLE client connections (haproxy reserves two descriptors per connection).
+FDLIM=$(ulimit -n)
+if [ "$IDLE" -gt $(( (FDLIM - 1000) / 2 )) ]; then IDLE=$(( (FDLIM - 1000) / 2 )); fi
+MAXCONN=$(( IDLE + 200 ))
+
+# --- PKI (openssl) ------------------------------------------------------------------------
+cd "$WORK"
+newkey() { # $1 = output key file
+  if [ "$KEY" = rsa ]; then openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1" 2>/dev/null
+  else openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; fi
+}
+newkey ca-key.pem
+openssl req -x509 -new -key ca-key.pem -days 30 -subj "/CN=Bench CA" -out ca.pem \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+issue() { # $1 = name, $2 = subject, $3 = extensions
+  newkey "$1-key.pem"
+  openssl req -new -key "$1-key.pem" -subj "$2" -out "$1.csr" 2>/dev/null
+  printf '%b' "$3" > "$1.ext"
+  openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 7 \
+    -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+}
+issue server "/CN=localhost" "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+issue client "/O=Bench/CN=loadgen" "subjectAltName=URI:spiffe://bench/loadgen\nextendedKeyUsage=clientAuth\n"
+cat server.pem server-key.pem > server-combined.pem
+touch index.txt && echo 01 > crlnumber
+printf '[ca]\ndefault_ca=l\n[l]\ndatabase=index.txt\ncrlnumber=crlnumber\ndefault_md=sha256\ndefault_crl_days=7\n' > ca.cnf
+openssl ca -config ca.cnf -cert ca.pem -keyfile ca-key.pem -gencrl -out ca.crl 2>/dev/null
+
+UP=127.0.0.1:19080 CG=127.0.0.1:19443 NG=127.0.0.1:19444 HA=127.0.0.1:19445 ADMIN=127.0.0.1:19901
+
+cat > certgate.toml <<EOF
+[listener]
+bind = "$CG"
+cert = "server.pem"
+key = "server-key.pem"
+max_connections = $MAXCONN
+[client_auth]
+mode = "require"
+trust_store = ["ca.pem"]
+crls = ["ca.crl"]
+[admin]
+bind = "$ADMIN"
+[log]
+level = "warn"
+[reload]
+watch = false
+[upstreams.app]
+url = "http://$UP"
+retries = 0
+[[routes]]
+name = "bench"
+path_prefix = "/"
+upstream = "app"
+allow = [{ uri = "spiffe://bench/loadgen" }]
+EOF
+
+cat > nginx.conf <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log error;
+events { worker_connections $(( MAXCONN + 200 )); }
+http {
+  access_log off;
+  upstream app { server $UP; keepalive 128; }
+  server {
+    listen $NG ssl http2;
+    ssl_certificate $WORK/server.pem;
+    ssl_certificate_key $WORK/server-key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_client_certificate $WORK/ca.pem;
+    ssl_verify_client on;
+    ssl_crl $WORK/ca.crl;
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Client-Cert-Hash \$ssl_client_fingerprint;
+      proxy_set_header X-Client-Subject \$ssl_client_s_dn;
+    }
+  }
+}
+EOF
+
+cat > haproxy.cfg <<EOF
+global
+  nbthread 1
+  maxconn $MAXCONN
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend fe
+  bind $HA ssl crt $WORK/server-combined.pem ca-file $WORK/ca.pem verify required crl-file $WORK/ca.crl alpn h2,http/1.1
+  http-request set-header X-Client-Cert-Hash %[ssl_c_sha1,hex]
+  http-request set-header X-Client-Subject %{+Q}[ssl_c_s_dn]
+  default_backend be
+backend be
+  server up $UP
+EOF
+
+# --- processes ------------------------------------------------------------------------------
+taskset -c "$LOAD_CPU" "$HELPER" upstream --bind "$UP" & PIDS+=($!)
+TOKIO_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$CERTGATE" --log-format json run --config certgate.toml >certgate.log 2>&1 & PIDS+=($!)
+CG_PID=$!
+taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" >/dev/null 2>&1 & PIDS+=($!)
+taskset -c "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg" >haproxy.log 2>&1 & PIDS+=($!)
+HA_PID=$!
+for addr in "$CG" "$NG" "$HA"; do
+  for _ in $(seq 1 100); do
+    if curl -sf --cacert ca.pem --cert client.pem --key client-key.pem "https://localhost:${addr##*:}/ready" >/dev/null; then break; fi
+    sleep 0.1
+  done
+  curl -sf --cacert ca.pem --cert client.pem --key client-key.pem "https://localhost:${addr##*:}/ready" >/dev/null \
+    || { echo "proxy on $addr does not answer" >&2; cat certgate.log nginx-error.log haproxy.log >&2; exit 1; }
+done
+NG_PID=$(pgrep -f "nginx: worker process" | head -n 1)
+NG_MASTER=$(cat "$WORK/nginx.pid")
+
+# --- measuring --------------------------------------------------------------------------------
+declare -A RESULT
+oha_run() { # $1 = url, rest = oha options; prints "rps p50_ms p99_ms"
+  local url=$1; shift
+  taskset -c "$LOAD_CPU" oha -z "$DURATION" --no-tui --output-format json "$@" "$url" 2>/dev/null \
+  | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+s, p = d["summary"], d["latencyPercentiles"]
+codes = d.get("statusCodeDistribution", {})
+ok = codes.get("200", 0); total = sum(codes.values()) or 1
+print("%.0f %.3f %.3f %.4f" % (s["requestsPerSec"], (p.get("p50") or 0) * 1e3, (p.get("p99") or 0) * 1e3, ok / total))'
+}
+tls_opts=(--cacert "$WORK/ca.pem" --cert "$WORK/client.pem" --key "$WORK/client-key.pem")
+record() { # $1 = key, $2 = value; keeps the best rps / lowest latency over rounds
+  local k=$1 v=$2
+  RESULT[$k]="${RESULT[$k]:-} $v"
+}
+rss_kib() { # sum of VmRSS of the given pids
+  local sum=0
+  for p in "$@"; do sum=$((sum + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done
+  echo "$sum"
+}
+
+PEERS=(certgate nginx haproxy)
+declare -A URL=([certgate]="https://localhost:${CG##*:}" [nginx]="https://localhost:${NG##*:}" [haproxy]="https://localhost:${HA##*:}")
+for round in $(seq 1 "$ROUNDS"); do
+  for peer in "${PEERS[@]}"; do
+    u="${URL[$peer]}/bench"
+    read -r rps p50 p99 ok <<<"$(oha_run "$u" -c 64 "${tls_opts[@]}")";           record "$peer.a" "$rps/$p50/$p99/$ok"
+    read -r rps p50 p99 ok <<<"$(oha_run "$u" -c 16 -q "$RATE" "${tls_opts[@]}")"; record "$peer.b" "$rps/$p50/$p99/$ok"
+    read -r rps p50 p99 ok <<<"$(oha_run "$u" -c 8 -p 16 --http2 "${tls_opts[@]}")"; record "$peer.c" "$rps/$p50/$p99/$ok"
+    read -r rps p50 p99 ok <<<"$(oha_run "$u" -c 16 --disable-keepalive "${tls_opts[@]}")"; record "$peer.d" "$rps/$p50/$p99/$ok"
+  done
+  read -r rps p50 p99 ok <<<"$(oha_run "http://$UP/bench" -c 64)"; record "direct.a" "$rps/$p50/$p99/$ok"
+  read -r rps p50 p99 ok <<<"$(oha_run "http://$UP/bench" -c 16 -q "$RATE")"; record "direct.b" "$rps/$p50/$p99/$ok"
+done
+
+# (e) idle keep-alive mTLS connections: RSS growth per connection.
+declare -A PIDSET=([certgate]="$CG_PID" [nginx]="$NG_MASTER $NG_PID" [haproxy]="$HA_PID")
+for peer in "${PEERS[@]}"; do
+  # shellcheck disable=SC2086
+  before=$(rss_kib ${PIDSET[$peer]})
+  port=${URL[$peer]##*:}
+  taskset -c "$LOAD_CPU" "$HELPER" idle --connect "127.0.0.1:$port" --count "$IDLE" \
+    --ca ca.pem --cert client.pem --key client-key.pem --hold 600 >"idle-$peer.out" 2>&1 &
+  idle_pid=$!
+  for _ in $(seq 1 600); do grep -q '^ready' "idle-$peer.out" 2>/dev/null && break; sleep 0.2; done
+  sleep 1
+  # shellcheck disable=SC2086
+  after=$(rss_kib ${PIDSET[$peer]})
+  kill "$idle_pid" 2>/dev/null || true; wait "$idle_pid" 2>/dev/null || true
+  opened=$(sed -n 's/^ready //p' "idle-$peer.out")
+  record "$peer.e" "${before}/${after}/${opened:-0}"
+  sleep 1
+done
+
+# --- report -----------------------------------------------------------------------------------
+VERSIONS="certgate $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v 2>/dev/null | head -n 1 | awk '{print "haproxy " $3}'), $(oha --version), $(rustc --version | awk '{print $1 " " $2}')"
+MACHINE="$(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); $(free -g | awk '/Mem:/ {print $2}') GiB; Linux $(uname -r)"
+{
+  for k in "${!RESULT[@]}"; do echo "$k=${RESULT[$k]}"; done
+} > results.txt
+python3 - "$OUT" "$QUICK" "$KEY" "$DURATION" "$RATE" "$IDLE" "$VERSIONS" "$MACHINE" results.txt <<'PY'
+import sys, datetime
+out, quick, key, duration, rate, idle, versions, machine, path = sys.argv[1:10]
+res = {}
+for line in open(path):
+    k, _, v = line.strip().partition("=")
+    res[k] = [x.split("/") for x in v.split()]
+def best(k, i, fn):  # over rounds
+    vals = [float(r[i]) for r in res.get(k, []) if len(r) > i]
+    return fn(vals) if vals else float("nan")
+peers = ["certgate", "nginx", "haproxy"]
+rows = []
+def ratio(v, base, higher_is_better=True):
+    if base != base or v != v or base == 0: return ""
+    return " (%.2fx)" % (v / base)
+def row(name, unit, get, better_high=True, fmt="%.0f"):
+    vals = {p: get(p) for p in peers}
+    cells = [fmt % vals[p] + unit + ratio(vals[p], vals["nginx"]) for p in peers]
+    rows.append("| %s | %s |" % (name, " | ".join(cells)))
+row("(a) keep-alive HTTP/1.1, max req/s", "", lambda p: best(p + ".a", 0, max))
+row("(a) p50 latency", " ms", lambda p: best(p + ".a", 1, min), fmt="%.3f")
+row("(a) p99 latency", " ms", lambda p: best(p + ".a", 2, min), fmt="%.3f")
+row("(b) p50 at %s req/s" % rate, " ms", lambda p: best(p + ".b", 1, min), fmt="%.3f")
+row("(b) p99 at %s req/s" % rate, " ms", lambda p: best(p + ".b", 2, min), fmt="%.3f")
+row("(c) HTTP/2, 8 conns x 16 streams, req/s", "", lambda p: best(p + ".c", 0, max))
+row("(c) p99 latency", " ms", lambda p: best(p + ".c", 2, min), fmt="%.3f")
+row("(d) new connection per request (full mTLS handshake), req/s", "", lambda p: best(p + ".d", 0, max))
+def idle_stat(p, which):
+    r = res.get(p + ".e", [])
+    if not r: return float("nan")
+    before, after, n = (float(x) for x in r[0])
+    if which == "base": return before / 1024
+    return (after - before) / n if n else float("nan")
+row("(e) RSS before the idle connections", " MiB", lambda p: idle_stat(p, "base"), fmt="%.1f")
+row("(e) RSS per idle keep-alive mTLS connection", " KiB", lambda p: idle_stat(p, "per"), fmt="%.1f")
+ok_rates = {p: min((best(p + s, 3, min) for s in ".a .b .c .d".split()), default=1) for p in peers}
+direct_rps = best("direct.a", 0, max)
+direct_p50 = best("direct.b", 1, min)
+added = {p: (best(p + ".b", 1, min) - direct_p50) * 1000 for p in peers}
+rows.append("| (b) added p50 over direct at %s req/s | %s |" % (rate, " | ".join("%.0f µs" % added[p] for p in peers)))
+rows.append("| share of 200 answers (lowest scenario) | %s |" % " | ".join("%.4f" % ok_rates[p] for p in peers))
+mode = "smoke (--quick): numbers are indicative only" if quick == "1" else "full"
+text = f"""# Benchmarks
+
+Generated by `bash benches/load/run.sh{' --quick' if quick == '1' else ''}{' --rsa' if key == 'rsa' else ''}` on {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} ({mode}).
+
+- Machine: {machine}
+- Versions: {versions}
+- Setup: {('ECDSA P-256' if key == 'ec' else 'RSA-2048')} certificates from one CA with a CRL; every proxy requires
+  and verifies the client certificate (CA + CRL), TLS 1.2/1.3, keep-alive to the upstream, adds an
+  identity header, no access log. Each proxy runs one worker pinned to one CPU; oha and the upstream
+  (`certgate-bench upstream`, a minimal hyper server) share the other CPU, so at high rates the
+  load generator can be the limit. Runs: {duration} per scenario, scenarios alternating between
+  proxies; best of the rounds. Idle connections: {idle}.
+- (f) direct to the upstream, plain HTTP, same load generator: {direct_rps:.0f} req/s (the ceiling
+  of this load generator on its CPU), p50 {direct_p50:.3f} ms at {rate} req/s.
+
+| scenario | certgate | nginx | haproxy |
+|---|---|---|---|
+""" + "\n".join(rows) + "\n\nRatios in parentheses are to nginx in the same run.\n"
+open(out, "w").write(text)
+print(text)
+PY
