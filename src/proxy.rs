@@ -24,7 +24,7 @@ use crate::metrics::Limit;
 use crate::path;
 use crate::policy::{DecidedBy, RequestParts, Route, Verdict};
 use crate::server::Gateway;
-use crate::snapshot::{Snapshot, unix_now};
+use crate::snapshot::{Snapshot, coarse_unix_now, unix_now};
 use crate::telemetry::Telemetry;
 use crate::tls::HandshakeResult;
 use crate::upstream::{BodyMeter, Outbound, UpstreamBody};
@@ -98,7 +98,7 @@ impl ConnContext {
         let Some(id) = &self.identity else {
             return Ok(());
         };
-        if unix_now() > id.not_after {
+        if coarse_unix_now() > id.not_after {
             return Err("client certificate expired while the connection was open".into());
         }
         if self.verified_generation.load(Ordering::Relaxed) == snapshot.generation {
@@ -295,7 +295,7 @@ impl Exchange {
         if let Some(v) = self.verdict {
             metrics.decision(v);
             if let Some(entry) = &self.ctx.inventory {
-                entry.record(route_obs.map(|r| r.inventory_id), v, unix_now());
+                entry.record(route_obs.map(|r| r.inventory_id), v, coarse_unix_now());
             }
         }
         metrics.finished(&self.method, self.status, elapsed, bytes_in, self.bytes_out);
@@ -391,8 +391,9 @@ async fn proxy(
     }
     let upgrade = upgrade_protocol(&req).map(|proto| (proto, hyper::upgrade::on(&mut req)));
     let new_path = matches!(path, Cow::Owned(_)).then_some(&*path);
-    let meter = BodyMeter::new(route.max_request_body);
-    x.bytes_in = Some(meter.clone());
+    // Bodiless requests (most GETs) need no meter.
+    let meter = (!req.body().is_end_stream()).then(|| BodyMeter::new(route.max_request_body));
+    x.bytes_in = meter.clone();
     let body_meter = meter.clone();
     let out = prepare_upstream_request(
         ctx,
@@ -413,7 +414,7 @@ async fn proxy(
     let mut resp = match result {
         Ok(r) => r,
         // The body was cut off at the limit, which is what made the upstream request fail.
-        Err(_) if body_meter.exceeded() => {
+        Err(_) if body_meter.as_ref().is_some_and(|m| m.exceeded()) => {
             return Err(body_too_large(ctx, x, route.max_request_body));
         }
         Err(e) => {
@@ -556,7 +557,7 @@ fn prepare_upstream_request(
     req: Request<Incoming>,
     new_path: Option<&str>,
     request_id: &HeaderValue,
-    meter: Arc<BodyMeter>,
+    meter: Option<Arc<BodyMeter>>,
     upgrade: Option<&HeaderValue>,
 ) -> Result<Outbound, String> {
     let (mut parts, body) = req.into_parts();
@@ -595,10 +596,9 @@ fn prepare_upstream_request(
         method: parts.method,
         path_and_query,
         headers: parts.headers,
-        body: if body.is_end_stream() {
-            UpstreamBody::Empty
-        } else {
-            UpstreamBody::Stream { inner: body, meter }
+        body: match meter {
+            Some(meter) if !body.is_end_stream() => UpstreamBody::Stream { inner: body, meter },
+            _ => UpstreamBody::Empty,
         },
         retryable,
     })

@@ -425,10 +425,12 @@ impl Upstream {
         timeout: Duration,
     ) -> Result<Response<Incoming>, ForwardError> {
         let attempts = if out.retryable { 1 + self.retries } else { 1 };
-        let mut tried: Vec<usize> = Vec::new();
+        // Attempts are few (1 + retries): a fixed array avoids an allocation per request.
+        let mut tried_buf = [usize::MAX; 8];
+        let mut tried_len = 0;
         let mut last_err = None;
         for attempt in 0..attempts {
-            let Some(i) = self.pick(&tried) else {
+            let Some(i) = self.pick(&tried_buf[..tried_len]) else {
                 // Everything this request tried got ejected: report what actually happened.
                 if let Some(e) = last_err {
                     return Err(e);
@@ -439,7 +441,10 @@ impl Upstream {
                     upstream: self.name.clone(),
                 });
             };
-            tried.push(i);
+            if let Some(slot) = tried_buf.get_mut(tried_len) {
+                *slot = i;
+                tried_len += 1;
+            }
             if attempt > 0 {
                 self.metrics.retried();
             }
