@@ -25,7 +25,6 @@ use crate::path;
 use crate::policy::{DecidedBy, RequestParts, Route, Verdict};
 use crate::server::Gateway;
 use crate::snapshot::{Snapshot, coarse_unix_now, unix_now};
-use crate::telemetry::Telemetry;
 use crate::tls::HandshakeResult;
 use crate::upstream::{BodyMeter, Outbound, UpstreamBody};
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -34,7 +33,6 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 pub struct ConnContext {
     /// Each request reads the gateway's current snapshot once and uses it to the end.
     pub gateway: Arc<Gateway>,
-    pub telemetry: Arc<Telemetry>,
     /// `None` when the client presented no certificate (optional mode).
     pub identity: Option<Arc<ClientIdentity>>,
     /// The identity's inventory entry.
@@ -75,7 +73,6 @@ impl ConnContext {
             .map(|i| (i.uris.join(","), i.dns_names.join(",")))
             .unwrap_or_default();
         Self {
-            telemetry: gateway.telemetry.clone(),
             gateway,
             identity,
             inventory,
@@ -128,7 +125,8 @@ impl ConnContext {
         let limit = self.max_requests;
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         if limit > 0 && n == limit {
-            self.telemetry
+            self.gateway
+                .telemetry
                 .metrics
                 .limit_hit(Limit::RequestsPerConnection);
             self.close.notify_one();
@@ -287,7 +285,7 @@ impl Exchange {
     /// Metrics, inventory and one access-log event. Runs once per request.
     fn finish(self) {
         let snapshot = &self.snapshot;
-        let telemetry = &self.ctx.telemetry;
+        let telemetry = &self.ctx.gateway.telemetry;
         let route_obs = self.route.and_then(|i| snapshot.route_obs.get(i));
         let metrics = route_obs.map_or(&telemetry.metrics.unrouted, |r| &r.metrics);
         let elapsed = self.start.elapsed();
@@ -437,7 +435,7 @@ async fn proxy(
 }
 
 fn body_too_large(ctx: &ConnContext, x: &mut Exchange, limit: u64) -> StatusCode {
-    ctx.telemetry.metrics.limit_hit(Limit::BodyBytes);
+    ctx.gateway.telemetry.metrics.limit_hit(Limit::BodyBytes);
     x.error = Some(format!("request body larger than {limit} bytes"));
     StatusCode::PAYLOAD_TOO_LARGE
 }

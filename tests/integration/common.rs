@@ -354,7 +354,8 @@ impl TlsClient {
         }
     }
 
-    fn with_alpn(&self, proto: &Proto) -> Arc<rustls::ClientConfig> {
+    /// The client's TLS config offering only `proto` by ALPN (for clients built on other crates).
+    pub fn with_alpn(&self, proto: &Proto) -> Arc<rustls::ClientConfig> {
         let mut c = (*self.config).clone();
         c.alpn_protocols = match proto {
             Proto::H1 => vec![b"http/1.1".to_vec()],

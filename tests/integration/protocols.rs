@@ -122,24 +122,8 @@ async fn grpc_upstream() -> std::net::SocketAddr {
 
 /// A tonic channel to the gateway over mTLS.
 async fn grpc_channel(pki: &Pki, gw: &Gateway, cert: &str) -> tonic::transport::Channel {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(pki.root.der.clone()))
-        .unwrap();
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(pki.path(&format!("{cert}.pem")))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(pki.path(&format!("{cert}-key.pem"))).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(certgate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let config = TlsClient::new(pki, gw.addr, Some(cert)).with_alpn(&Proto::H2);
+    let connector = tokio_rustls::TlsConnector::from(config);
     let addr = gw.addr;
     tonic::transport::Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_: http::Uri| {
@@ -409,25 +393,9 @@ async fn ws_connect(
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
     tokio_tungstenite::tungstenite::Error,
 > {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(pki.root.der.clone()))
-        .unwrap();
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(pki.path(&format!("{cert}.pem")))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(pki.path(&format!("{cert}-key.pem"))).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(certgate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = TlsClient::new(pki, gw.addr, Some(cert)).with_alpn(&Proto::H1);
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tls = tokio_rustls::TlsConnector::from(config)
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap();
