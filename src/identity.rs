@@ -37,6 +37,38 @@ pub struct ClientIdentity {
 #[error("certificate cannot be parsed: {0}")]
 pub struct IdentityError(String);
 
+/// Identities of certificates that have open connections, shared between those connections:
+/// a client that opens many connections with one certificate is parsed once and held once.
+#[derive(Default)]
+pub struct IdentityCache {
+    live: dashmap::DashMap<[u8; 32], std::sync::Weak<ClientIdentity>>,
+}
+
+impl IdentityCache {
+    /// Entries past which dead ones are swept (at each doubling), bounding the map.
+    const SWEEP_FROM: usize = 4096;
+
+    /// The identity of a verified leaf, parsed only if no open connection already holds it.
+    pub fn get_or_parse(
+        &self,
+        der: &[u8],
+    ) -> Result<std::sync::Arc<ClientIdentity>, IdentityError> {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        if let Some(id) = self.live.get(&key).and_then(|w| w.upgrade()) {
+            return Ok(id);
+        }
+        let id = std::sync::Arc::new(ClientIdentity::from_der(der)?);
+        self.live.insert(key, std::sync::Arc::downgrade(&id));
+        let n = self.live.len();
+        if n >= Self::SWEEP_FROM && n.is_power_of_two() {
+            self.live.retain(|_, w| w.strong_count() > 0);
+        }
+        Ok(id)
+    }
+}
+
 impl ClientIdentity {
     /// Extracts the identity from a DER certificate. Does not verify anything: call it only on a
     /// certificate the TLS verifier accepted (or, in `explain`, to describe one).
@@ -256,6 +288,20 @@ mod tests {
                  URI=spiffe://example.org/ns/billing/sa/reader;DNS=reader.example.org"
             )
         );
+    }
+
+    #[test]
+    fn cache_shares_live_identities_only() {
+        let ca = Ca::root("Test Root").unwrap();
+        let leaf = ca.issue(&LeafSpec::client("shared")).unwrap();
+        let cache = IdentityCache::default();
+        let a = cache.get_or_parse(&leaf.der).unwrap();
+        let b = cache.get_or_parse(&leaf.der).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+        drop((a, b));
+        let c = cache.get_or_parse(&leaf.der).unwrap();
+        assert_eq!(c.common_names, ["shared"]);
+        assert!(cache.get_or_parse(b"junk").is_err());
     }
 
     #[test]

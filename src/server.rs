@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::admin;
-use crate::identity::ClientIdentity;
+use crate::identity::{ClientIdentity, IdentityCache};
 use crate::inventory::LoadOutcome;
 use crate::metrics::Limit;
 use crate::proxy::{self, ConnContext};
@@ -34,6 +34,8 @@ pub struct Gateway {
     pub ready: AtomicBool,
     /// Where reload requests go (SIGHUP, `POST /reload`, file changes).
     pub reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
+    /// Client identities shared by the connections that present the same certificate.
+    pub identities: IdentityCache,
 }
 
 /// A gateway whose sockets are bound but which is not serving yet.
@@ -80,6 +82,7 @@ impl Bound {
                 current: ArcSwap::from_pointee(snapshot),
                 telemetry,
                 ready: AtomicBool::new(false),
+                identities: IdentityCache::default(),
                 reloads,
             }),
             reload_requests,
@@ -335,8 +338,8 @@ async fn serve_connection(
     }
     let identity = match chain.first() {
         None => None,
-        Some(leaf) => match ClientIdentity::from_der(leaf.as_ref()) {
-            Ok(id) => Some(Arc::new(id)),
+        Some(leaf) => match gateway.identities.get_or_parse(leaf.as_ref()) {
+            Ok(id) => Some(id),
             Err(e) => {
                 // The verifier accepted it, so this is unexpected; refuse rather than guess.
                 metrics.handshake(HandshakeResult::BadCertificate);
