@@ -30,6 +30,12 @@ async fn handshakes(gw: &Gateway, result: &str) -> f64 {
     .await
 }
 
+/// A client presenting `cert` gets a 200 on a fresh connection.
+async fn assert_served(pki: &Pki, gw: &Gateway, cert: Option<&str>) {
+    let r = TlsClient::new(pki, gw.addr, cert).get("/x").await;
+    assert_eq!(r.expect("served").status, 200, "{cert:?}");
+}
+
 /// A client presenting `cert` (by name; `None` for none) is refused at the TLS layer (at the
 /// handshake or on first read) and the gateway counts the reason.
 async fn assert_refused(pki: &Pki, gw: &Gateway, cert: Option<&str>, result: &str) {
@@ -169,11 +175,7 @@ async fn revoked_by_crl_is_refused_others_pass() {
     );
     let gw = gateway(&pki, "crls = [\"ca.crl\"]", &up).await;
     assert_refused(&pki, &gw, Some("revoked"), "revoked").await;
-    let ok = TlsClient::new(&pki, gw.addr, Some("good"))
-        .get("/x")
-        .await
-        .expect("good client");
-    assert_eq!(ok.status, 200);
+    assert_served(&pki, &gw, Some("good")).await; // good client
 }
 
 #[tokio::test]
@@ -186,11 +188,7 @@ async fn stale_crl_denies_by_default_and_warn_allows() {
     assert_refused(&pki, &gw, Some("good"), "bad_certificate").await;
     drop(gw);
     let gw = gateway(&pki, "crls = [\"ca.crl\"]\nstale_crl = \"warn\"", &up).await;
-    let ok = TlsClient::new(&pki, gw.addr, Some("good"))
-        .get("/x")
-        .await
-        .expect("warn mode");
-    assert_eq!(ok.status, 200);
+    assert_served(&pki, &gw, Some("good")).await; // warn mode
 }
 
 #[tokio::test]
@@ -256,14 +254,7 @@ async fn intermediate_chains_and_intermediate_revocation() {
         &up,
     )
     .await;
-    assert_eq!(
-        TlsClient::new(&pki, gw.addr, Some("chained"))
-            .get("/x")
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    assert_served(&pki, &gw, Some("chained")).await;
 }
 
 #[tokio::test]
@@ -314,11 +305,7 @@ async fn garbage_instead_of_tls_does_not_hurt_other_clients() {
         let mut buf = [0u8; 64];
         let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
     }
-    let ok = TlsClient::new(&pki, gw.addr, Some("reader"))
-        .get("/x")
-        .await
-        .expect("still serving");
-    assert_eq!(ok.status, 200);
+    assert_served(&pki, &gw, Some("reader")).await; // still serving
     assert_eq!(handshakes(&gw, "other").await, 3.0);
 }
 
@@ -338,14 +325,7 @@ async fn crl_in_der_form_is_honoured() {
     std::fs::write(pki.path("ca.crl.der"), der.as_ref()).unwrap();
     let gw = gateway(&pki, "crls = [\"ca.crl.der\"]", &up).await;
     assert_refused(&pki, &gw, Some("revoked"), "revoked").await;
-    assert_eq!(
-        TlsClient::new(&pki, gw.addr, Some("good"))
-            .get("/x")
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    assert_served(&pki, &gw, Some("good")).await;
 }
 
 /// Server keys in the traditional PKCS#1 (RSA) and SEC1 (EC) encodings, converted by openssl.
@@ -379,14 +359,7 @@ async fn server_keys_in_pkcs1_and_sec1() {
     assert!(sec1.contains("BEGIN EC PRIVATE KEY"), "{sec1}");
     std::fs::rename(pki.path("server-key.sec1.pem"), pki.path("server-key.pem")).unwrap();
     let gw = gateway(&pki, "", &up).await;
-    assert_eq!(
-        TlsClient::new(&pki, gw.addr, Some("reader"))
-            .get("/x")
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    assert_served(&pki, &gw, Some("reader")).await;
     drop(gw);
 
     // PKCS#1: an RSA server key and certificate signed by the test root.
@@ -426,12 +399,5 @@ async fn server_keys_in_pkcs1_and_sec1() {
         "server.pem",
     ]);
     let gw = gateway(&pki, "", &up).await;
-    assert_eq!(
-        TlsClient::new(&pki, gw.addr, Some("reader"))
-            .get("/x")
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    assert_served(&pki, &gw, Some("reader")).await;
 }
