@@ -2,13 +2,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -362,18 +363,8 @@ async fn serve_connection(
         "tls handshake ok"
     );
 
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(snapshot.header_read_timeout)
-        .max_buf_size(snapshot.max_request_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(snapshot.max_request_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(snapshot.max_concurrent_streams);
     let verified = identity.map(|id| (id, chain));
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     let ctx = Arc::new(ConnContext::new(
         gateway.clone(),
         &snapshot,
@@ -381,27 +372,23 @@ async fn serve_connection(
         entry,
         peer,
     ));
-    drop(snapshot);
     let service = {
         let ctx = ctx.clone();
         service_fn(move |req| proxy::handle(ctx.clone(), req))
     };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-    let mut conn = std::pin::pin!(conn);
-    let mut closing = false;
-    let result = loop {
-        tokio::select! {
-            r = conn.as_mut() => break r,
-            // Shutdown or request limit: finish what is in flight, then close (HTTP/2: GOAWAY).
-            () = stop.cancelled(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            () = ctx.close.notified(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-        }
+    let io = TokioIo::new(tls);
+    // ALPN decides the protocol, as RFC 9113 requires over TLS (and as nginx does): "h2" gets
+    // HTTP/2, anything else or no ALPN at all HTTP/1.1.
+    let result = if alpn.as_deref() == Some(b"h2") {
+        let conn = http2_builder(&snapshot).serve_connection(io, service);
+        drop(snapshot);
+        drive(conn, |c| c.graceful_shutdown(), &stop, &ctx).await
+    } else {
+        let conn = http1_builder(&snapshot)
+            .serve_connection(io, service)
+            .with_upgrades();
+        drop(snapshot);
+        drive(conn, |c| c.graceful_shutdown(), &stop, &ctx).await
     };
     if let Err(e) = result {
         if let Some(h) = e.downcast_ref::<hyper::Error>() {
@@ -412,6 +399,51 @@ async fn serve_connection(
             }
         }
         debug!(client = %peer, error = %e, "connection ended with error");
+    }
+}
+
+fn http1_builder(snapshot: &Snapshot) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(snapshot.header_read_timeout)
+        .max_buf_size(snapshot.max_request_header_bytes.max(8192));
+    b
+}
+
+fn http2_builder(snapshot: &Snapshot) -> http2::Builder<TokioExecutor> {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(snapshot.max_request_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(snapshot.max_concurrent_streams);
+    b
+}
+
+/// Runs a connection to its end; shutdown or the request limit closes it gracefully (finish
+/// what is in flight, then close; HTTP/2: GOAWAY).
+async fn drive<C, E>(
+    conn: C,
+    drain: fn(Pin<&mut C>),
+    stop: &CancellationToken,
+    ctx: &ConnContext,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    C: Future<Output = Result<(), E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => return r.map_err(Into::into),
+            () = stop.cancelled(), if !closing => {
+                closing = true;
+                drain(conn.as_mut());
+            }
+            () = ctx.close.notified(), if !closing => {
+                closing = true;
+                drain(conn.as_mut());
+            }
+        }
     }
 }
 

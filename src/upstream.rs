@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -75,7 +76,8 @@ impl Body for UpstreamBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let UpstreamBody::Stream { inner, meter } = self.get_mut() else {
+        let this = self.get_mut();
+        let UpstreamBody::Stream { inner, meter } = this else {
             return Poll::Ready(None);
         };
         match Pin::new(inner).poll_frame(cx) {
@@ -85,7 +87,13 @@ impl Body for UpstreamBody {
                         + data.len() as u64;
                     if total > meter.limit {
                         meter.exceeded.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge(meter.limit)))));
+                        let limit = meter.limit;
+                        if let UpstreamBody::Stream { inner, .. } =
+                            std::mem::replace(this, UpstreamBody::Empty)
+                        {
+                            tokio::spawn(discard_rest(inner));
+                        }
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -109,6 +117,26 @@ impl Body for UpstreamBody {
             UpstreamBody::Empty => SizeHint::with_exact(0),
         }
     }
+}
+
+/// Reads and drops what remains of a request body cut off at its limit, for a bounded time and
+/// amount, so that the client finishes sending and reads the 413 instead of a connection reset
+/// (what nginx calls a lingering close). Past the bounds the body is dropped and the connection
+/// closes.
+async fn discard_rest(mut body: Incoming) {
+    const MAX_BYTES: usize = 8 << 20;
+    const MAX_TIME: Duration = Duration::from_secs(5);
+    let mut left = MAX_BYTES;
+    let _ = tokio::time::timeout(MAX_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, Bytes::len);
+            if n >= left {
+                return;
+            }
+            left -= n;
+        }
+    })
+    .await;
 }
 
 // === endpoints ===
