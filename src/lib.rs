@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod path;
 pub mod pki;
 pub mod policy;
+pub mod pool;
 pub mod proxy;
 pub mod reload;
 pub mod server;

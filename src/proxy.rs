@@ -23,6 +23,7 @@ use crate::inventory;
 use crate::metrics::Limit;
 use crate::path;
 use crate::policy::{DecidedBy, RequestParts, Route, Verdict};
+use crate::pool::ResponseBody;
 use crate::server::Gateway;
 use crate::snapshot::{Snapshot, coarse_unix_now, unix_now};
 use crate::tls::HandshakeResult;
@@ -143,7 +144,7 @@ pub struct ProxyBody {
 }
 
 enum Inner {
-    Upstream(Incoming),
+    Upstream(ResponseBody),
     Local(Full<Bytes>),
 }
 
@@ -379,7 +380,7 @@ async fn proxy(
     snapshot: &Snapshot,
     mut req: Request<Incoming>,
     x: &mut Exchange,
-) -> Result<Response<Incoming>, StatusCode> {
+) -> Result<Response<ResponseBody>, StatusCode> {
     let uri = req.uri().clone();
     let path = normalize(&uri, x)?;
     let route = authorize(ctx, snapshot, &req, &path, x)?;

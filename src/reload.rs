@@ -102,7 +102,7 @@ async fn reload(gateway: &Arc<Gateway>, trigger: Trigger) -> Result<u64, String>
     }
     new.publish(metrics);
     let new = Arc::new(new);
-    crate::upstream::spawn_health_checks(&new.upstreams);
+    crate::upstream::spawn_background(&new.upstreams);
     let generation = new.generation;
     gateway.current.store(new);
     metrics.config_reloads_ok.inc();

@@ -127,7 +127,7 @@ impl Bound {
         );
         let admin_task = tokio::spawn(admin::serve(admin, gateway.clone()));
         let flush_task = tokio::spawn(flush_inventory_periodically(gateway.clone()));
-        crate::upstream::spawn_health_checks(&snap.upstreams);
+        crate::upstream::spawn_background(&snap.upstreams);
         let reload_task = tokio::spawn(reload::run(gateway.clone(), reload_requests));
         reload::spawn_sighup(gateway.reloads.clone());
         if snap.reload.watch {

@@ -14,18 +14,13 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 use tracing::{info, warn};
 
 use crate::config::{ConfigFile, LoadBalancing, RawHealthCheck, RawUpstream, UpstreamProtocol};
 use crate::metrics::{Metrics, UpstreamMetrics, UpstreamOutcome};
+use crate::pool::{Connector, EndpointPool, ResponseBody, SendError};
 use crate::tls;
-
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -149,6 +144,7 @@ fn now_ms() -> u64 {
 /// One endpoint of a pool and what passive and active checks know about it.
 pub struct Endpoint {
     pub authority: Authority,
+    pool: Arc<EndpointPool>,
     consecutive_failures: AtomicU32,
     ejections: AtomicU32,
     ejected_until_ms: AtomicU64,
@@ -161,6 +157,7 @@ pub struct Endpoint {
 impl Endpoint {
     fn new(authority: Authority) -> Self {
         Self {
+            pool: EndpointPool::new(authority.clone()),
             authority,
             consecutive_failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
@@ -244,7 +241,7 @@ pub struct Upstream {
     eject_after: u32,
     ejection_time: Duration,
     health_check: Option<RawHealthCheck>,
-    client: HttpClient,
+    connector: Connector,
     pub metrics: UpstreamMetrics,
     next: AtomicUsize,
 }
@@ -335,34 +332,25 @@ impl Upstream {
         {
             return Err(("retry_on_status", format!("{s} is not an HTTP status")));
         }
-        let tls = client_tls(raw, &scheme, file)?;
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(raw.connect_timeout));
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        http.enforce_http(false);
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        let builder = match &raw.server_name {
-            Some(n) => {
-                let name = rustls::pki_types::ServerName::try_from(n.clone())
-                    .map_err(|e| ("server_name", format!("{n:?}: {e}")))?;
-                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-            }
-            None => builder,
+        let mut tls = client_tls(raw, &scheme, file)?;
+        tls.alpn_protocols = vec![match raw.protocol {
+            UpstreamProtocol::Http1 => b"http/1.1".to_vec(),
+            UpstreamProtocol::H2 => b"h2".to_vec(),
+        }];
+        let server_name = match &raw.server_name {
+            Some(n) => Some(
+                rustls::pki_types::ServerName::try_from(n.clone())
+                    .map_err(|e| ("server_name", format!("{n:?}: {e}")))?,
+            ),
+            None => None,
         };
-        let connector = match raw.protocol {
-            UpstreamProtocol::Http1 => builder.enable_http1().wrap_connector(http),
-            UpstreamProtocol::H2 => builder.enable_http2().wrap_connector(http),
+        let connector = Connector {
+            protocol: raw.protocol,
+            tls: (scheme == Scheme::HTTPS).then(|| Arc::new(tls)),
+            server_name,
+            connect_timeout: raw.connect_timeout,
+            idle_timeout: raw.idle_timeout,
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(raw.idle_timeout)
-            .pool_max_idle_per_host(256)
-            .timer(TokioTimer::new())
-            .http2_only(raw.protocol == UpstreamProtocol::H2)
-            .build(connector);
         Ok(Self {
             name: name.to_string(),
             scheme,
@@ -375,7 +363,7 @@ impl Upstream {
             eject_after: raw.eject_after,
             ejection_time: raw.ejection_time,
             health_check: raw.health_check.clone(),
-            client,
+            connector,
             metrics: metrics.upstream(name),
             next: AtomicUsize::new(0),
         })
@@ -451,7 +439,7 @@ impl Upstream {
         &self,
         mut out: Outbound,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, ForwardError> {
+    ) -> Result<Response<ResponseBody>, ForwardError> {
         let attempts = if out.retryable { 1 + self.retries } else { 1 };
         // Attempts are few (1 + retries): a fixed array avoids an allocation per request.
         let mut tried_buf = [usize::MAX; 8];
@@ -482,7 +470,8 @@ impl Upstream {
             endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
             let _in_flight = InFlight(endpoint);
             let started = Instant::now();
-            let result = tokio::time::timeout(timeout, self.client.request(req)).await;
+            let result =
+                tokio::time::timeout(timeout, endpoint.pool.send(&self.connector, req)).await;
             let elapsed = started.elapsed();
             let err = match result {
                 Ok(Ok(resp)) => {
@@ -506,9 +495,9 @@ impl Upstream {
                 }
                 Ok(Err(e)) => e,
             };
-            let detail = error_chain(&err);
             let endpoint_name = endpoint.authority.to_string();
-            if err.is_connect() {
+            if let SendError::Connect(err) = err {
+                let detail = error_chain(&*err);
                 self.metrics.record(UpstreamOutcome::ConnectError, elapsed);
                 self.report(i, false);
                 last_err = Some(ForwardError::Unreachable {
@@ -516,7 +505,8 @@ impl Upstream {
                     endpoint: endpoint_name,
                     detail,
                 });
-            } else {
+            } else if let SendError::Request(err) = err {
+                let detail = error_chain(&err);
                 self.metrics.record(UpstreamOutcome::Error, elapsed);
                 last_err = Some(ForwardError::Failed {
                     upstream: self.name.clone(),
@@ -530,14 +520,23 @@ impl Upstream {
         }))
     }
 
+    /// HTTP/1.1 sends the origin form (`/path?query`); HTTP/2 takes `:scheme` and `:authority`
+    /// from an absolute URI.
+    fn request_uri(&self, endpoint: &Endpoint, pq: PathAndQuery) -> Uri {
+        match self.protocol {
+            UpstreamProtocol::Http1 => Uri::from(pq),
+            UpstreamProtocol::H2 => Uri::builder()
+                .scheme(self.scheme.clone())
+                .authority(endpoint.authority.clone())
+                .path_and_query(pq)
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
     /// The request for one attempt. Headers are copied only while another attempt may follow.
     fn build(&self, out: &mut Outbound, endpoint: &Endpoint, last: bool) -> Request<UpstreamBody> {
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(endpoint.authority.clone())
-            .path_and_query(out.path_and_query.clone())
-            .build()
-            .unwrap_or_default();
+        let uri = self.request_uri(endpoint, out.path_and_query.clone());
         let mut req = Request::new(if out.retryable {
             UpstreamBody::Empty
         } else {
@@ -638,12 +637,28 @@ fn client_tls(
 
 // === active health checks ===
 
-/// Starts one health-check task per upstream that has `health_check`. Each task ends when its
-/// upstream is dropped (its snapshot was replaced).
-pub fn spawn_health_checks(upstreams: &[Arc<Upstream>]) {
+/// Starts each upstream's background tasks: the idle-connection sweep and, with
+/// `health_check`, the health checks. Each task ends when its upstream is dropped (its snapshot
+/// was replaced).
+pub fn spawn_background(upstreams: &[Arc<Upstream>]) {
     for u in upstreams {
+        tokio::spawn(sweep_loop(Arc::downgrade(u)));
         if u.health_check.is_some() {
             tokio::spawn(health_check_loop(Arc::downgrade(u)));
+        }
+    }
+}
+
+async fn sweep_loop(upstream: Weak<Upstream>) {
+    let every = match upstream.upgrade() {
+        Some(u) => (u.connector.idle_timeout / 2).max(Duration::from_secs(1)),
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(u) = upstream.upgrade() else { return };
+        for e in &u.endpoints {
+            e.pool.sweep(u.connector.idle_timeout);
         }
     }
 }
@@ -669,19 +684,14 @@ impl Upstream {
         let Ok(pq) = PathAndQuery::try_from(hc.path.as_str()) else {
             return false;
         };
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(e.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .unwrap_or_default();
+        let uri = self.request_uri(e, pq);
         let mut req = Request::new(UpstreamBody::Empty);
         *req.uri_mut() = uri;
         if self.protocol == UpstreamProtocol::H2 {
             *req.version_mut() = Version::HTTP_2;
         }
         matches!(
-            tokio::time::timeout(hc.timeout, self.client.request(req)).await,
+            tokio::time::timeout(hc.timeout, e.pool.send(&self.connector, req)).await,
             Ok(Ok(resp)) if resp.status().is_success()
         )
     }

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -97,14 +98,23 @@ impl Gateway {
 
     /// As [`Gateway::start`], with extra `[listener]` keys.
     pub async fn start_with_listener(pki: &Pki, listener_extra: &str, body: &str) -> Self {
-        let addr = free_addr();
-        let admin = free_addr();
-        let config = format!(
-            "[listener]\nbind = \"{addr}\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n{listener_extra}\n\
-             [admin]\nbind = \"{admin}\"\n\n{body}"
-        );
-        let config_path = pki.write("certgate.toml", &config);
-        Self::launch(&config_path, addr, admin).await
+        // A port found free can be taken (e.g. as the source port of a parallel test's
+        // connection) before the gateway binds it: then try other ports.
+        for _ in 0..5 {
+            let addr = free_addr();
+            let admin = free_addr();
+            let config = format!(
+                "[listener]\nbind = \"{addr}\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n{listener_extra}\n\
+                 [admin]\nbind = \"{admin}\"\n\n{body}"
+            );
+            let config_path = pki.write("certgate.toml", &config);
+            match Self::try_launch(&config_path, addr, admin).await {
+                Ok(gw) => return gw,
+                Err(logs) if logs.contains("in use") => continue,
+                Err(logs) => panic!("{logs}"),
+            }
+        }
+        panic!("no free ports for the gateway after 5 attempts");
     }
 
     /// Runs the binary on an existing config file that binds `addr` and `admin`.
@@ -113,6 +123,16 @@ impl Gateway {
         addr: SocketAddr,
         admin: SocketAddr,
     ) -> Self {
+        Self::try_launch(config_path, addr, admin)
+            .await
+            .unwrap_or_else(|logs| panic!("{logs}"))
+    }
+
+    async fn try_launch(
+        config_path: &std::path::Path,
+        addr: SocketAddr,
+        admin: SocketAddr,
+    ) -> Result<Self, String> {
         let dir = config_path.parent().expect("config dir");
         let log = dir.join(format!("gateway-{}.log", addr.port()));
         let out = std::fs::File::create(&log).expect("log file");
@@ -131,22 +151,25 @@ impl Gateway {
             admin,
             log,
         };
-        gw.wait_ready().await;
-        gw
+        gw.wait_ready().await?;
+        Ok(gw)
     }
 
-    async fn wait_ready(&mut self) {
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("certgate exited early ({status}):\n{}", self.logs());
+                return Err(format!(
+                    "certgate exited early ({status}):\n{}",
+                    self.logs()
+                ));
             }
             if let Ok((StatusCode::OK, _)) = admin_get(self.admin, "/readyz").await {
-                return;
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("certgate not ready in time:\n{}", self.logs());
+        Err(format!("certgate not ready in time:\n{}", self.logs()))
     }
 
     /// Waits (up to 5 s) until the log contains `needle`: log lines are written by a background
@@ -555,6 +578,18 @@ pub struct Upstream {
     seen: Arc<Mutex<Vec<Seen>>>,
     healthy: Arc<std::sync::atomic::AtomicBool>,
     tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    /// Connections accepted so far, and those still open.
+    accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+}
+
+/// Counts a connection as open until dropped.
+struct OpenConn(Arc<AtomicUsize>);
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Upstream {
@@ -574,10 +609,17 @@ impl Upstream {
         let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
         let (rec, health, conns) = (seen.clone(), healthy.clone(), tasks.clone());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (n_accepted, n_open) = (accepted.clone(), open.clone());
         let accept = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                n_accepted.fetch_add(1, Ordering::SeqCst);
+                n_open.fetch_add(1, Ordering::SeqCst);
+                let counted = OpenConn(n_open.clone());
                 let (rec, health, opts) = (rec.clone(), health.clone(), opts.clone());
                 let conn = tokio::spawn(async move {
+                    let _counted = counted;
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let (rec, health) = (rec.clone(), health.clone());
                         async move { Ok::<_, Infallible>(upstream_answer(rec, health, req).await) }
@@ -602,7 +644,19 @@ impl Upstream {
             seen,
             healthy,
             tasks,
+            accepted,
+            open,
         }
+    }
+
+    /// Connections accepted since the start.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections currently open (a client's close is seen when its connection ends).
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -700,6 +754,13 @@ async fn upstream_answer(
             .insert("connection", "upgrade".parse().expect("hv"));
         r.headers_mut()
             .insert("upgrade", "echo".parse().expect("hv"));
+        return r;
+    }
+    if path == "/close" {
+        // Answers, then closes the connection (as an upstream ending keep-alive does).
+        let mut r = Response::new(TestBody::bytes("closing"));
+        r.headers_mut()
+            .insert("connection", "close".parse().expect("hv"));
         return r;
     }
     if let Some(n) = path.strip_prefix("/download/") {

@@ -164,3 +164,41 @@ async fn least_requests_prefers_the_idle_endpoint() {
         assert_eq!(s.await.unwrap().unwrap().status, 200);
     }
 }
+
+#[tokio::test]
+async fn upstream_connections_are_reused_replaced_and_closed_when_idle() {
+    let pki = Pki::new();
+    pki.client(&pki.root, "reader", workload("reader"));
+    let up = Upstream::start().await;
+    let gw = Gateway::start(
+        &pki,
+        &pool_config(&[up.url()], "idle_timeout = \"1s\"\nretries = 0"),
+    )
+    .await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    // Sequential requests, each on a new client connection, share one upstream connection.
+    get_ok(&client, 20).await;
+    assert_eq!(up.accepted(), 1, "one kept-alive upstream connection");
+
+    // The upstream closes after each answer: the next request, even a POST with a body that
+    // cannot be retried, goes out on a new connection without an error.
+    for i in 0..10 {
+        let r = client.get("/close").await.expect("request");
+        assert_eq!(r.status, 200, "close {i}");
+        let post = http::Request::post("/upload")
+            .header("host", "localhost")
+            .body(TestBody::bytes(vec![b'x'; 1000]))
+            .expect("request");
+        let r = client.send(post).await.expect("post");
+        assert_eq!(r.status, 200, "post {i}: {}", r.text());
+    }
+    assert!(up.accepted() >= 11, "closed connections were replaced");
+
+    // Idle longer than idle_timeout: the gateway closes its upstream connections.
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while up.open() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(up.open(), 0, "idle upstream connections closed");
+    get_ok(&client, 1).await;
+}
