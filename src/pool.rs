@@ -152,7 +152,7 @@ impl EndpointPool {
             {
                 return Ok((Conn::H2(tx.clone()), true));
             }
-            let Conn::H2(tx) = self.connect(connector).await? else {
+            let Conn::H2(tx) = Box::pin(self.connect(connector)).await? else {
                 unreachable!("an h2 connector opens h2 connections")
             };
             self.h2.store(Some(Arc::new(tx.clone())));
@@ -167,7 +167,8 @@ impl EndpointPool {
                 return Ok((Conn::H1(tx), true));
             }
         }
-        Ok((self.connect(connector).await?, false))
+        // Boxed: the rare connect path would otherwise size every request's future.
+        Ok((Box::pin(self.connect(connector)).await?, false))
     }
 
     async fn connect(&self, connector: &Connector) -> Result<Conn, SendError> {

@@ -14,6 +14,7 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -292,6 +293,54 @@ async fn serve_connection(
     let metrics = &telemetry.metrics;
     metrics.active_connections.inc();
     let _active = ActiveConnection(metrics.active_connections.clone());
+    // Boxed, like the connection below: a task is as large as the largest state it may be in,
+    // and an idle keep-alive connection should not carry the handshake's.
+    let Some((tls, ctx, snapshot)) = Box::pin(establish(&gateway, tcp, peer)).await else {
+        return;
+    };
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let service = {
+        let ctx = ctx.clone();
+        // Boxed so that hyper's per-connection slot for the request future stays small.
+        service_fn(move |req| Box::pin(proxy::handle(ctx.clone(), req)))
+    };
+    let io = TokioIo::new(tls);
+    // ALPN decides the protocol, as RFC 9113 requires over TLS (and as nginx does): "h2" gets
+    // HTTP/2, anything else or no ALPN at all HTTP/1.1.
+    let result = if alpn.as_deref() == Some(b"h2") {
+        let conn = Box::pin(http2_builder(&snapshot).serve_connection(io, service));
+        drop(snapshot);
+        drive(conn, |c| c.graceful_shutdown(), &stop, &ctx).await
+    } else {
+        let conn = Box::pin(
+            http1_builder(&snapshot)
+                .serve_connection(io, service)
+                .with_upgrades(),
+        );
+        drop(snapshot);
+        drive(conn, |c| c.graceful_shutdown(), &stop, &ctx).await
+    };
+    if let Err(e) = result {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_parse_too_large() {
+                metrics.limit_hit(Limit::HeaderBytes);
+            } else if h.is_timeout() {
+                metrics.limit_hit(Limit::HeaderTimeout);
+            }
+        }
+        debug!(client = %peer, error = %e, "connection ended with error");
+    }
+}
+
+/// The TLS handshake, the client certificate checks and the connection's context; `None` when
+/// the connection was refused (counted and logged here).
+async fn establish(
+    gateway: &Arc<Gateway>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(TlsStream<TcpStream>, Arc<ConnContext>, Arc<Snapshot>)> {
+    let telemetry = &gateway.telemetry;
+    let metrics = &telemetry.metrics;
     let _ = tcp.set_nodelay(true);
     // The connection's TLS settings and limits come from the snapshot current at accept;
     // each request then reads the snapshot current at its start.
@@ -304,13 +353,13 @@ async fn serve_connection(
             metrics.handshake(HandshakeResult::Other);
             metrics.limit_hit(Limit::HandshakeTimeout);
             debug!(target: "certgate::tls", client = %peer, "tls handshake timed out");
-            return;
+            return None;
         }
         Ok(Err(e)) => {
             let result = HandshakeResult::classify_io(&e);
             metrics.handshake(result);
             log_refused_handshake(peer, result, &e, refused_leaf.as_deref());
-            return;
+            return None;
         }
         Ok(Ok(s)) => s,
     };
@@ -334,7 +383,7 @@ async fn serve_connection(
             metrics.handshake(result);
             let err = std::io::Error::other(e);
             log_refused_handshake(peer, result, &err, Some(leaf.as_ref()));
-            return;
+            return None;
         }
     }
     let identity = match chain.first() {
@@ -345,7 +394,7 @@ async fn serve_connection(
                 // The verifier accepted it, so this is unexpected; refuse rather than guess.
                 metrics.handshake(HandshakeResult::BadCertificate);
                 warn!(target: "certgate::tls", client = %peer, reason = %e, "verified certificate could not be parsed; closing");
-                return;
+                return None;
             }
         },
     };
@@ -364,7 +413,6 @@ async fn serve_connection(
     );
 
     let verified = identity.map(|id| (id, chain));
-    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     let ctx = Arc::new(ConnContext::new(
         gateway.clone(),
         &snapshot,
@@ -372,34 +420,7 @@ async fn serve_connection(
         entry,
         peer,
     ));
-    let service = {
-        let ctx = ctx.clone();
-        service_fn(move |req| proxy::handle(ctx.clone(), req))
-    };
-    let io = TokioIo::new(tls);
-    // ALPN decides the protocol, as RFC 9113 requires over TLS (and as nginx does): "h2" gets
-    // HTTP/2, anything else or no ALPN at all HTTP/1.1.
-    let result = if alpn.as_deref() == Some(b"h2") {
-        let conn = http2_builder(&snapshot).serve_connection(io, service);
-        drop(snapshot);
-        drive(conn, |c| c.graceful_shutdown(), &stop, &ctx).await
-    } else {
-        let conn = http1_builder(&snapshot)
-            .serve_connection(io, service)
-            .with_upgrades();
-        drop(snapshot);
-        drive(conn, |c| c.graceful_shutdown(), &stop, &ctx).await
-    };
-    if let Err(e) = result {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_parse_too_large() {
-                metrics.limit_hit(Limit::HeaderBytes);
-            } else if h.is_timeout() {
-                metrics.limit_hit(Limit::HeaderTimeout);
-            }
-        }
-        debug!(client = %peer, error = %e, "connection ended with error");
-    }
+    Some((tls, ctx, snapshot))
 }
 
 fn http1_builder(snapshot: &Snapshot) -> http1::Builder {
@@ -421,7 +442,7 @@ fn http2_builder(snapshot: &Snapshot) -> http2::Builder<TokioExecutor> {
 /// Runs a connection to its end; shutdown or the request limit closes it gracefully (finish
 /// what is in flight, then close; HTTP/2: GOAWAY).
 async fn drive<C, E>(
-    conn: C,
+    mut conn: Pin<Box<C>>,
     drain: fn(Pin<&mut C>),
     stop: &CancellationToken,
     ctx: &ConnContext,
@@ -430,7 +451,6 @@ where
     C: Future<Output = Result<(), E>>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut conn = std::pin::pin!(conn);
     let mut closing = false;
     loop {
         tokio::select! {
