@@ -34,6 +34,9 @@ fn identity() -> ClientIdentity {
         sha256: [7; 32],
         sha256_hex: hex::encode([7; 32]),
         xfcc: HeaderValue::from_static("Hash=07"),
+        uri_list: String::new(),
+        dns_list: String::new(),
+        der: rustls::pki_types::CertificateDer::from(Vec::new()),
     }
 }
 

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use http::HeaderValue;
+use rustls::pki_types::CertificateDer;
 use x509_parser::der_parser::oid::Oid;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
@@ -31,6 +32,11 @@ pub struct ClientIdentity {
     pub sha256_hex: String,
     /// The `x-forwarded-client-cert` value, built once (Envoy XFCC syntax).
     pub xfcc: HeaderValue,
+    /// URI and DNS SANs joined with `,`, for the access log.
+    pub uri_list: String,
+    pub dns_list: String,
+    /// The certificate itself, to verify it again after a reload.
+    pub der: CertificateDer<'static>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +101,9 @@ impl ClientIdentity {
         let subject = rfc4514(subject_name);
         let xfcc = build_xfcc(&sha256_hex, &subject, &uris, &dns_names);
         Ok(Self {
+            uri_list: uris.join(","),
+            dns_list: dns_names.join(","),
+            der: CertificateDer::from(der.to_vec()),
             common_names: strings(subject_name.iter_common_name()),
             organizations: strings(subject_name.iter_organization()),
             organizational_units: strings(subject_name.iter_organizational_unit()),

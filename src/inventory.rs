@@ -460,6 +460,9 @@ mod tests {
             sha256: [n; 32],
             sha256_hex: hex::encode([n; 32]),
             xfcc: HeaderValue::from_static("x"),
+            uri_list: String::new(),
+            dns_list: String::new(),
+            der: rustls::pki_types::CertificateDer::from(Vec::new()),
         }
     }
 

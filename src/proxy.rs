@@ -41,14 +41,12 @@ pub struct ConnContext {
     pub peer: SocketAddr,
     /// The peer IP, preformatted for `x-forwarded-for`.
     peer_ip: HeaderValue,
-    /// SAN lists joined once for the access log.
-    log_uris: String,
-    log_dns: String,
     /// Requests seen on this connection, for `max_requests_per_connection`.
     requests: AtomicU64,
     max_requests: u64,
-    /// The client's chain as presented, to re-verify it after a reload.
-    chain: Vec<CertificateDer<'static>>,
+    /// Intermediates the client presented (the leaf is in `identity`), to re-verify the chain
+    /// after a reload.
+    intermediates: Vec<CertificateDer<'static>>,
     /// The snapshot generation the chain was last verified against.
     verified_generation: AtomicU64,
     /// Signalled when the connection should close gracefully (request limit reached).
@@ -63,27 +61,21 @@ impl ConnContext {
         inventory: Option<Arc<inventory::Entry>>,
         peer: SocketAddr,
     ) -> Self {
-        let (identity, chain) = match verified {
-            Some((id, chain)) => (Some(id), chain),
+        let (identity, intermediates) = match verified {
+            Some((id, intermediates)) => (Some(id), intermediates),
             None => (None, Vec::new()),
         };
         let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        let (log_uris, log_dns) = identity
-            .as_deref()
-            .map(|i| (i.uris.join(","), i.dns_names.join(",")))
-            .unwrap_or_default();
         Self {
             gateway,
             identity,
             inventory,
             peer,
             peer_ip,
-            log_uris,
-            log_dns,
             requests: AtomicU64::new(0),
             max_requests: snapshot.max_requests_per_connection,
-            chain,
+            intermediates,
             verified_generation: AtomicU64::new(snapshot.generation),
             close: tokio::sync::Notify::new(),
         }
@@ -102,13 +94,11 @@ impl ConnContext {
         if self.verified_generation.load(Ordering::Relaxed) == snapshot.generation {
             return Ok(());
         }
-        let Some((leaf, intermediates)) = self.chain.split_first() else {
-            return Err("no certificate chain recorded".into());
-        };
-        match snapshot
-            .client_verifier
-            .verify_client_cert(leaf, intermediates, UnixTime::now())
-        {
+        match snapshot.client_verifier.verify_client_cert(
+            &id.der,
+            &self.intermediates,
+            UnixTime::now(),
+        ) {
             Ok(_) => {
                 self.verified_generation
                     .store(snapshot.generation, Ordering::Relaxed);
@@ -318,8 +308,8 @@ impl Exchange {
             client = %self.ctx.peer,
             client_sha256 = id.map(|i| i.sha256_hex.as_str()),
             client_subject = id.map(|i| i.subject.as_str()),
-            client_uri = id.map(|_| self.ctx.log_uris.as_str()),
-            client_dns = id.map(|_| self.ctx.log_dns.as_str()),
+            client_uri = id.map(|i| i.uri_list.as_str()),
+            client_dns = id.map(|i| i.dns_list.as_str()),
             client_issuer = id.map(|i| i.issuer.as_str()),
             client_serial = id.map(|i| i.serial.as_str()),
             method = self.method.as_str(),

@@ -338,7 +338,7 @@ async fn establish(
     gateway: &Arc<Gateway>,
     tcp: TcpStream,
     peer: SocketAddr,
-) -> Option<(TlsStream<TcpStream>, Arc<ConnContext>, Arc<Snapshot>)> {
+) -> Option<(Box<TlsStream<TcpStream>>, Arc<ConnContext>, Arc<Snapshot>)> {
     let telemetry = &gateway.telemetry;
     let metrics = &telemetry.metrics;
     let _ = tcp.set_nodelay(true);
@@ -363,12 +363,7 @@ async fn establish(
         }
         Ok(Ok(s)) => s,
     };
-    let chain: Vec<CertificateDer<'static>> = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-        .unwrap_or_default();
+    let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
     if let Some((leaf, intermediates)) = chain.split_first()
         && tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
     {
@@ -386,10 +381,18 @@ async fn establish(
             return None;
         }
     }
-    let identity = match chain.first() {
+    // The leaf is held once per certificate by the shared identity; only intermediates the
+    // client sent are kept per connection.
+    let verified = match chain.split_first() {
         None => None,
-        Some(leaf) => match gateway.identities.get_or_parse(leaf.as_ref()) {
-            Ok(id) => Some(id),
+        Some((leaf, intermediates)) => match gateway.identities.get_or_parse(leaf.as_ref()) {
+            Ok(id) => Some((
+                id,
+                intermediates
+                    .iter()
+                    .map(|c| c.clone().into_owned())
+                    .collect::<Vec<CertificateDer<'static>>>(),
+            )),
             Err(e) => {
                 // The verifier accepted it, so this is unexpected; refuse rather than guess.
                 metrics.handshake(HandshakeResult::BadCertificate);
@@ -398,8 +401,9 @@ async fn establish(
             }
         },
     };
+    let identity = verified.as_ref().map(|(id, _)| &**id);
     metrics.handshake(HandshakeResult::Ok);
-    let entry = identity.as_deref().map(|id| {
+    let entry = identity.map(|id| {
         let (entry, evicted) = telemetry.inventory.observe(id, unix_now());
         metrics.inventory_evictions.inc_by(evicted);
         entry
@@ -407,12 +411,11 @@ async fn establish(
     debug!(
         target: "certgate::tls",
         client = %peer,
-        subject = identity.as_deref().map(|i| i.subject.as_str()),
-        sha256 = identity.as_deref().map(|i| i.sha256_hex.as_str()),
+        subject = identity.map(|i| i.subject.as_str()),
+        sha256 = identity.map(|i| i.sha256_hex.as_str()),
         "tls handshake ok"
     );
 
-    let verified = identity.map(|id| (id, chain));
     let ctx = Arc::new(ConnContext::new(
         gateway.clone(),
         &snapshot,
@@ -420,7 +423,7 @@ async fn establish(
         entry,
         peer,
     ));
-    Some((tls, ctx, snapshot))
+    Some((Box::new(tls), ctx, snapshot))
 }
 
 fn http1_builder(snapshot: &Snapshot) -> http1::Builder {

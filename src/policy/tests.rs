@@ -19,6 +19,9 @@ fn identity() -> ClientIdentity {
         sha256: [0xab; 32],
         sha256_hex: "ab".repeat(32),
         xfcc: HeaderValue::from_static("x"),
+        uri_list: String::new(),
+        dns_list: String::new(),
+        der: rustls::pki_types::CertificateDer::from(Vec::new()),
     }
 }
 
