@@ -106,6 +106,7 @@ pub struct Metrics {
     upstream_duration: HistogramVec,
     upstream_retries: IntCounterVec,
     upstream_ejections: IntCounterVec,
+    upstream_connections: IntCounterVec,
     limits: [IntCounter; 6],
     handshakes: Vec<IntCounter>,
     pub active_connections: IntGauge,
@@ -179,6 +180,11 @@ impl Metrics {
             "Endpoints ejected by passive outlier detection, by upstream.",
             &["upstream"],
         );
+        let upstream_connections = counter_vec(
+            "certgate_upstream_connections_opened_total",
+            "Connections opened to upstream endpoints (reuse keeps this low), by upstream.",
+            &["upstream"],
+        );
         let limit_hits = counter_vec(
             "certgate_limit_hits_total",
             "Requests or connections stopped by a limit, by limit.",
@@ -230,9 +236,10 @@ impl Metrics {
         .expect("static metric definition");
 
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 18] = [
+        let collectors: [Box<dyn Collector>; 19] = [
             Box::new(upstream_retries.clone()),
             Box::new(upstream_ejections.clone()),
+            Box::new(upstream_connections.clone()),
             Box::new(limit_hits.clone()),
             Box::new(requests_total.clone()),
             Box::new(request_duration.clone()),
@@ -274,6 +281,7 @@ impl Metrics {
             upstream_duration,
             upstream_retries,
             upstream_ejections,
+            upstream_connections,
             limits,
             handshakes,
             active_connections,
@@ -302,6 +310,7 @@ impl Metrics {
             duration: self.upstream_duration.with_label_values(&[name]),
             retries: self.upstream_retries.with_label_values(&[name]),
             ejections: self.upstream_ejections.with_label_values(&[name]),
+            connections: self.upstream_connections.with_label_values(&[name]),
         }
     }
 
@@ -430,6 +439,8 @@ pub struct UpstreamMetrics {
     duration: Histogram,
     retries: IntCounter,
     ejections: IntCounter,
+    /// Connections opened to the upstream's endpoints.
+    pub connections: IntCounter,
 }
 
 impl UpstreamMetrics {

@@ -43,6 +43,8 @@ pub struct Connector {
     pub connect_timeout: Duration,
     /// Seconds an idle connection is kept.
     pub idle_timeout: Duration,
+    /// Counts connections opened.
+    pub opened: prometheus::IntCounter,
 }
 
 /// Why a request did not get a response.
@@ -189,6 +191,7 @@ impl EndpointPool {
                 )
             })?
             .map_err(|e| SendError::Connect(Box::new(e)))?;
+        connector.opened.inc();
         let _ = tcp.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);

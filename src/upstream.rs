@@ -344,12 +344,14 @@ impl Upstream {
             ),
             None => None,
         };
+        let upstream_metrics = metrics.upstream(name);
         let connector = Connector {
             protocol: raw.protocol,
             tls: (scheme == Scheme::HTTPS).then(|| Arc::new(tls)),
             server_name,
             connect_timeout: raw.connect_timeout,
             idle_timeout: raw.idle_timeout,
+            opened: upstream_metrics.connections.clone(),
         };
         Ok(Self {
             name: name.to_string(),
@@ -364,7 +366,7 @@ impl Upstream {
             ejection_time: raw.ejection_time,
             health_check: raw.health_check.clone(),
             connector,
-            metrics: metrics.upstream(name),
+            metrics: upstream_metrics,
             next: AtomicUsize::new(0),
         })
     }

@@ -179,6 +179,11 @@ async fn upstream_connections_are_reused_replaced_and_closed_when_idle() {
     // Sequential requests, each on a new client connection, share one upstream connection.
     get_ok(&client, 20).await;
     assert_eq!(up.accepted(), 1, "one kept-alive upstream connection");
+    gw.assert_metric(
+        r#"certgate_upstream_connections_opened_total{upstream="pool"}"#,
+        1.0,
+    )
+    .await;
 
     // The upstream closes after each answer: the next request, even a POST with a body that
     // cannot be retried, goes out on a new connection without an error.
