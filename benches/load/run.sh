@@ -31,7 +31,7 @@ done
 if [ "$QUICK" = 1 ]; then
   DURATION=2s ROUNDS=1 IDLE=300 RATE=1000
 else
-  DURATION=10s ROUNDS=2 IDLE=10000 RATE=5000
+  DURATION=10s ROUNDS=3 IDLE=10000 RATE=5000
 fi
 if [ "$(nproc)" -ge 2 ]; then PROXY_CPU=0 LOAD_CPU=1; else PROXY_CPU=0 LOAD_CPU=0; fi
 
@@ -210,6 +210,7 @@ tls_opts=(--cacert "$WORK/ca.pem" --cert "$WORK/client.pem" --key "$WORK/client-
 record() { # $1 = key, $2 = value; keeps the best rps / lowest latency over rounds
   local k=$1 v=$2
   RESULT[$k]="${RESULT[$k]:-} $v"
+  echo "round $round $k $v" >&2
 }
 cpu_ns() { # CPU time used so far by all threads of the given pids, in nanoseconds
   local sum=0 f
