@@ -43,6 +43,10 @@ pub struct ConnContext {
     peer_ip: HeaderValue,
     /// Requests seen on this connection, for `max_requests_per_connection`.
     requests: AtomicU64,
+    /// Request bytes read from the client, and that count when the last response ended: equal
+    /// means the connection sat idle between requests (see `idle_after_response`).
+    bytes_read: AtomicU64,
+    bytes_read_at_response: AtomicU64,
     max_requests: u64,
     /// Intermediates the client presented (the leaf is in `identity`), to re-verify the chain
     /// after a reload.
@@ -74,6 +78,8 @@ impl ConnContext {
             peer,
             peer_ip,
             requests: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            bytes_read_at_response: AtomicU64::new(0),
             max_requests: snapshot.max_requests_per_connection,
             intermediates,
             verified_generation: AtomicU64::new(snapshot.generation),
@@ -109,6 +115,19 @@ impl ConnContext {
                 HandshakeResult::classify(&e).label()
             )),
         }
+    }
+
+    /// Counts request bytes read from the client.
+    pub fn note_read(&self, n: usize) {
+        self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// True when at least one response was sent and nothing was read since: the connection is
+    /// an idle keep-alive one, not a client sending a request head slowly.
+    pub fn idle_after_response(&self) -> bool {
+        self.requests.load(Ordering::Relaxed) > 0
+            && self.bytes_read.load(Ordering::Relaxed)
+                == self.bytes_read_at_response.load(Ordering::Relaxed)
     }
 
     /// Counts a request; on reaching the per-connection limit, asks the connection to close.
@@ -279,6 +298,10 @@ impl Exchange {
 
     /// Metrics, inventory and one access-log event. Runs once per request.
     fn finish(self) {
+        self.ctx.bytes_read_at_response.store(
+            self.ctx.bytes_read.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         let snapshot = &self.snapshot;
         let telemetry = &self.ctx.gateway.telemetry;
         let route_obs = self.route.and_then(|i| snapshot.route_obs.get(i));

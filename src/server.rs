@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::{CertificateDer, UnixTime};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -304,7 +306,10 @@ async fn serve_connection(
         // Boxed so that hyper's per-connection slot for the request future stays small.
         service_fn(move |req| Box::pin(proxy::handle(ctx.clone(), req)))
     };
-    let io = TokioIo::new(tls);
+    let io = TokioIo::new(CountingIo {
+        inner: tls,
+        ctx: ctx.clone(),
+    });
     // ALPN decides the protocol, as RFC 9113 requires over TLS (and as nginx does): "h2" gets
     // HTTP/2, anything else or no ALPN at all HTTP/1.1.
     let result = if alpn.as_deref() == Some(b"h2") {
@@ -324,11 +329,71 @@ async fn serve_connection(
         if let Some(h) = e.downcast_ref::<hyper::Error>() {
             if h.is_parse_too_large() {
                 metrics.limit_hit(Limit::HeaderBytes);
+            } else if h.is_timeout() && ctx.idle_after_response() {
+                // The header timer also runs while a keep-alive connection waits for its next
+                // request (as haproxy's http-keep-alive defaults to http-request): an idle
+                // close, not a slow client.
+                debug!(client = %peer, "idle keep-alive connection closed after header_read_timeout");
+                return;
             } else if h.is_timeout() {
                 metrics.limit_hit(Limit::HeaderTimeout);
             }
         }
         debug!(client = %peer, error = %e, "connection ended with error");
+    }
+}
+
+/// The client's stream, counting the request bytes read (so that a header timeout on an idle
+/// keep-alive connection can be told from a slow request head).
+struct CountingIo<T> {
+    inner: T,
+    ctx: Arc<ConnContext>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            this.ctx.note_read(n);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -126,6 +126,26 @@ async fn slow_request_head_is_cut_off() {
 }
 
 #[tokio::test]
+async fn idle_keep_alive_connection_closes_without_counting_a_slow_head() {
+    let (pki, _up, gw) = setup("header_read_timeout = \"500ms\"").await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let mut send = client.h1().await.unwrap();
+    let r = read_reply(send.send_request(get("/x")).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    // Idle past the header timeout: the gateway closes the connection...
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !send.is_closed() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(send.is_closed(), "idle keep-alive connection closed");
+    gw.wait_for_log("idle keep-alive connection closed").await;
+    // ...without counting it as a slow request head.
+    gw.assert_metric(&limit("header_timeout"), 0.0).await;
+}
+
+#[tokio::test]
 async fn connection_limit_makes_new_clients_wait() {
     let (pki, _up, gw) = setup("max_connections = 2").await;
     let client = TlsClient::new(&pki, gw.addr, Some("reader"));
