@@ -81,13 +81,23 @@ impl Lease {
         if self.tx.is_closed() {
             return;
         }
-        // A full queue drops the connection, which closes it.
-        let _ = self.pool.idle.push(Idle {
-            tx: self.tx,
-            since: coarse_unix_now(),
+        if self.tx.is_ready() {
+            self.pool.put(self.tx);
+            return;
+        }
+        // Rare: the connection is still busy, e.g. sending the rest of a request body the
+        // upstream answered early. Pool it once it can take a request, or let it go.
+        let Lease { pool, mut tx } = self;
+        tokio::spawn(async move {
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, tx.ready()).await {
+                pool.put(tx);
+            }
         });
     }
 }
+
+/// How long a released connection may take to become ready for its next request.
+const READY_WAIT: Duration = Duration::from_secs(10);
 
 enum Conn {
     H1(http1::SendRequest<UpstreamBody>),
@@ -138,6 +148,14 @@ impl EndpointPool {
                 _ => return Err(SendError::Request(sent.into_error())),
             }
         }
+    }
+
+    /// Keeps a ready HTTP/1.1 connection for reuse; a full queue drops (closes) it.
+    fn put(&self, tx: http1::SendRequest<UpstreamBody>) {
+        let _ = self.idle.push(Idle {
+            tx,
+            since: coarse_unix_now(),
+        });
     }
 
     /// A ready connection and whether it was pooled.
