@@ -445,3 +445,71 @@ async fn websocket_round_trip_and_denied_upgrade() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn alpn_decides_between_http1_and_http2() {
+    let pki = Pki::new();
+    pki.client(&pki.root, "reader", workload("reader"));
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&pki, &one_route(&upstream_section("up", &up.url(), ""))).await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let get = || {
+        http::Request::get("/alpn")
+            .header("host", "localhost")
+            .body(TestBody::empty())
+            .unwrap()
+    };
+    let connect = |alpn: Vec<Vec<u8>>| {
+        let mut config = (*client.with_alpn(&Proto::H1)).clone();
+        config.alpn_protocols = alpn;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        async move {
+            let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+            let tls = connector
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .unwrap();
+            TokioIo::new(tls)
+        }
+    };
+
+    // No ALPN at all: HTTP/1.1.
+    let (mut send, conn) = hyper::client::conn::http1::handshake(connect(vec![]).await)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let r = read_reply(send.send_request(get()).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.version),
+        (200, http::Version::HTTP_11)
+    );
+
+    // "h2" negotiated: HTTP/2.
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        connect(vec![b"h2".to_vec()]).await,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let r = read_reply(send.send_request(get()).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!((r.status.as_u16(), r.version), (200, http::Version::HTTP_2));
+
+    // HTTP/2 without ALPN is not served as HTTP/2 (RFC 9113 requires ALPN over TLS).
+    let refused = async {
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), connect(vec![]).await)
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        send.send_request(get()).await.map_err(|e| e.to_string())
+    };
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(5), refused)
+        .await
+        .expect("answered or refused in time");
+    assert!(outcome.is_err(), "h2 without ALPN was served");
+}
