@@ -61,6 +61,13 @@ struct Idle {
     since: i64,
 }
 
+impl Idle {
+    /// Still open and idle for less than `idle_timeout`.
+    fn reusable(&self, idle_timeout: Duration) -> bool {
+        !self.tx.is_closed() && self.since >= coarse_unix_now() - idle_timeout.as_secs() as i64
+    }
+}
+
 /// The connections of one endpoint.
 pub struct EndpointPool {
     authority: Authority,
@@ -123,7 +130,7 @@ impl EndpointPool {
     ) -> Result<Response<ResponseBody>, SendError> {
         loop {
             let (conn, reused) = self.checkout(connector).await?;
-            let sent = match conn {
+            let mut sent = match conn {
                 Conn::H1(mut tx) => match tx.try_send_request(req).await {
                     Ok(resp) => {
                         // After 101 the connection belongs to the upgraded stream.
@@ -141,7 +148,6 @@ impl EndpointPool {
                     Err(e) => e,
                 },
             };
-            let mut sent = sent;
             match sent.take_message() {
                 // Never left: the pooled connection had closed. Try again on a fresh one.
                 Some(r) if reused => req = r,
@@ -178,11 +184,11 @@ impl EndpointPool {
             self.h2.store(Some(Arc::new(tx.clone())));
             return Ok((Conn::H2(tx), false));
         }
-        let oldest = coarse_unix_now() - connector.idle_timeout.as_secs() as i64;
-        while let Some(Idle { mut tx, since }) = self.idle.pop() {
-            if tx.is_closed() || since < oldest {
+        while let Some(idle) = self.idle.pop() {
+            if !idle.reusable(connector.idle_timeout) {
                 continue;
             }
+            let mut tx = idle.tx;
             if tx.is_ready() || tx.ready().await.is_ok() {
                 return Ok((Conn::H1(tx), true));
             }
@@ -233,10 +239,9 @@ impl EndpointPool {
 
     /// Closes idle connections older than `idle_timeout` (or closed by the upstream).
     pub fn sweep(&self, idle_timeout: Duration) {
-        let oldest = coarse_unix_now() - idle_timeout.as_secs() as i64;
         for _ in 0..self.idle.len() {
             let Some(idle) = self.idle.pop() else { break };
-            if !idle.tx.is_closed() && idle.since >= oldest {
+            if idle.reusable(idle_timeout) {
                 let _ = self.idle.push(idle);
             }
         }

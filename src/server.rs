@@ -300,7 +300,7 @@ async fn serve_connection(
     let Some((tls, ctx, snapshot)) = Box::pin(establish(&gateway, tcp, peer)).await else {
         return;
     };
-    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let service = {
         let ctx = ctx.clone();
         // Boxed so that hyper's per-connection slot for the request future stays small.
@@ -312,7 +312,7 @@ async fn serve_connection(
     });
     // ALPN decides the protocol, as RFC 9113 requires over TLS (and as nginx does): "h2" gets
     // HTTP/2, anything else or no ALPN at all HTTP/1.1.
-    let result = if alpn.as_deref() == Some(b"h2") {
+    let result = if h2 {
         let conn = Box::pin(http2_builder(&snapshot).serve_connection(io, service));
         drop(snapshot);
         drive(conn, |c| c.graceful_shutdown(), &stop, &ctx).await
@@ -325,22 +325,20 @@ async fn serve_connection(
         drop(snapshot);
         drive(conn, |c| c.graceful_shutdown(), &stop, &ctx).await
     };
-    if let Err(e) = result {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_parse_too_large() {
-                metrics.limit_hit(Limit::HeaderBytes);
-            } else if h.is_timeout() && ctx.idle_after_response() {
-                // The header timer also runs while a keep-alive connection waits for its next
-                // request (as haproxy's http-keep-alive defaults to http-request): an idle
-                // close, not a slow client.
-                debug!(client = %peer, "idle keep-alive connection closed after header_read_timeout");
-                return;
-            } else if h.is_timeout() {
-                metrics.limit_hit(Limit::HeaderTimeout);
-            }
-        }
-        debug!(client = %peer, error = %e, "connection ended with error");
+    let Err(e) = result else { return };
+    if e.is_timeout() && ctx.idle_after_response() {
+        // The header timer also runs while a keep-alive connection waits for its next request
+        // (as haproxy's http-keep-alive defaults to http-request): an idle close, not a slow
+        // client.
+        debug!(client = %peer, "idle keep-alive connection closed after header_read_timeout");
+        return;
     }
+    if e.is_parse_too_large() {
+        metrics.limit_hit(Limit::HeaderBytes);
+    } else if e.is_timeout() {
+        metrics.limit_hit(Limit::HeaderTimeout);
+    }
+    debug!(client = %peer, error = %e, "connection ended with error");
 }
 
 /// The client's stream, counting the request bytes read (so that a header timeout on an idle
@@ -428,43 +426,44 @@ async fn establish(
         }
         Ok(Ok(s)) => s,
     };
+    let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
-    if let Some((leaf, intermediates)) = chain.split_first()
-        && tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
-    {
-        // rustls restores a resumed session's client chain without verifying it again: verify
-        // it here, so a certificate revoked or expired since the first handshake cannot resume.
-        if let Err(e) =
-            snapshot
-                .client_verifier
-                .verify_client_cert(leaf, intermediates, UnixTime::now())
-        {
-            let result = HandshakeResult::classify(&e);
-            metrics.handshake(result);
-            let err = std::io::Error::other(e);
-            log_refused_handshake(peer, result, &err, Some(leaf.as_ref()));
-            return None;
-        }
-    }
-    // The leaf is held once per certificate by the shared identity; only intermediates the
-    // client sent are kept per connection.
     let verified = match chain.split_first() {
         None => None,
-        Some((leaf, intermediates)) => match gateway.identities.get_or_parse(leaf.as_ref()) {
-            Ok(id) => Some((
-                id,
-                intermediates
-                    .iter()
-                    .map(|c| c.clone().into_owned())
-                    .collect::<Vec<CertificateDer<'static>>>(),
-            )),
-            Err(e) => {
-                // The verifier accepted it, so this is unexpected; refuse rather than guess.
-                metrics.handshake(HandshakeResult::BadCertificate);
-                warn!(target: "certgate::tls", client = %peer, reason = %e, "verified certificate could not be parsed; closing");
+        Some((leaf, intermediates)) => {
+            // rustls restores a resumed session's client chain without verifying it again:
+            // verify it here, so a certificate revoked or expired since the first handshake
+            // cannot resume.
+            if resumed
+                && let Err(e) = snapshot.client_verifier.verify_client_cert(
+                    leaf,
+                    intermediates,
+                    UnixTime::now(),
+                )
+            {
+                let result = HandshakeResult::classify(&e);
+                metrics.handshake(result);
+                let err = std::io::Error::other(e);
+                log_refused_handshake(peer, result, &err, Some(leaf.as_ref()));
                 return None;
             }
-        },
+            let id = match gateway.identities.get_or_parse(leaf.as_ref()) {
+                Ok(id) => id,
+                Err(e) => {
+                    // The verifier accepted it, so this is unexpected; refuse rather than guess.
+                    metrics.handshake(HandshakeResult::BadCertificate);
+                    warn!(target: "certgate::tls", client = %peer, reason = %e, "verified certificate could not be parsed; closing");
+                    return None;
+                }
+            };
+            // The leaf is held once per certificate by the shared identity; only intermediates
+            // the client sent are kept per connection.
+            let intermediates: Vec<CertificateDer<'static>> = intermediates
+                .iter()
+                .map(|c| c.clone().into_owned())
+                .collect();
+            Some((id, intermediates))
+        }
     };
     let identity = verified.as_ref().map(|(id, _)| &**id);
     metrics.handshake(HandshakeResult::Ok);
@@ -509,20 +508,19 @@ fn http2_builder(snapshot: &Snapshot) -> http2::Builder<TokioExecutor> {
 
 /// Runs a connection to its end; shutdown or the request limit closes it gracefully (finish
 /// what is in flight, then close; HTTP/2: GOAWAY).
-async fn drive<C, E>(
+async fn drive<C>(
     mut conn: Pin<Box<C>>,
     drain: fn(Pin<&mut C>),
     stop: &CancellationToken,
     ctx: &ConnContext,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+) -> hyper::Result<()>
 where
-    C: Future<Output = Result<(), E>>,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    C: Future<Output = hyper::Result<()>>,
 {
     let mut closing = false;
     loop {
         tokio::select! {
-            r = conn.as_mut() => return r.map_err(Into::into),
+            r = conn.as_mut() => return r,
             () = stop.cancelled(), if !closing => {
                 closing = true;
                 drain(conn.as_mut());

@@ -498,24 +498,25 @@ impl Upstream {
                 Ok(Err(e)) => e,
             };
             let endpoint_name = endpoint.authority.to_string();
-            if let SendError::Connect(err) = err {
-                let detail = error_chain(&*err);
-                self.metrics.record(UpstreamOutcome::ConnectError, elapsed);
-                self.report(i, false);
-                last_err = Some(ForwardError::Unreachable {
-                    upstream: self.name.clone(),
-                    endpoint: endpoint_name,
-                    detail,
-                });
-            } else if let SendError::Request(err) = err {
-                let detail = error_chain(&err);
-                self.metrics.record(UpstreamOutcome::Error, elapsed);
-                last_err = Some(ForwardError::Failed {
-                    upstream: self.name.clone(),
-                    endpoint: endpoint_name,
-                    detail,
-                });
-            }
+            last_err = Some(match err {
+                SendError::Connect(err) => {
+                    self.metrics.record(UpstreamOutcome::ConnectError, elapsed);
+                    self.report(i, false);
+                    ForwardError::Unreachable {
+                        upstream: self.name.clone(),
+                        endpoint: endpoint_name,
+                        detail: error_chain(&*err),
+                    }
+                }
+                SendError::Request(err) => {
+                    self.metrics.record(UpstreamOutcome::Error, elapsed);
+                    ForwardError::Failed {
+                        upstream: self.name.clone(),
+                        endpoint: endpoint_name,
+                        detail: error_chain(&err),
+                    }
+                }
+            });
         }
         Err(last_err.unwrap_or(ForwardError::NoEndpoint {
             upstream: self.name.clone(),
