@@ -85,26 +85,14 @@ pub struct Lease {
 
 impl Lease {
     fn release(self) {
-        if self.tx.is_closed() {
-            return;
-        }
+        // Only a connection that can take its next request is kept. One still busy (say, still
+        // sending a request body the upstream answered early) is let go: it finishes that
+        // request and closes, instead of making the next request wait on it.
         if self.tx.is_ready() {
             self.pool.put(self.tx);
-            return;
         }
-        // Rare: the connection is still busy, e.g. sending the rest of a request body the
-        // upstream answered early. Pool it once it can take a request, or let it go.
-        let Lease { pool, mut tx } = self;
-        tokio::spawn(async move {
-            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, tx.ready()).await {
-                pool.put(tx);
-            }
-        });
     }
 }
-
-/// How long a released connection may take to become ready for its next request.
-const READY_WAIT: Duration = Duration::from_secs(10);
 
 enum Conn {
     H1(http1::SendRequest<UpstreamBody>),

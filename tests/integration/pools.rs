@@ -207,3 +207,81 @@ async fn upstream_connections_are_reused_replaced_and_closed_when_idle() {
     assert_eq!(up.open(), 0, "idle upstream connections closed");
     get_ok(&client, 1).await;
 }
+
+/// An upstream that answers `/early` at once without reading the request body (and then only
+/// drains that connection), and anything else with `ok` on a keep-alive connection.
+async fn early_answering_upstream() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let early = buf.starts_with(b"POST /early ");
+                    buf.drain(..end + 4);
+                    let body: &[u8] = if early { b"early" } else { b"ok" };
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                    if tcp.write_all(head.as_bytes()).await.is_err()
+                        || tcp.write_all(body).await.is_err()
+                    {
+                        return;
+                    }
+                    if early {
+                        while matches!(tcp.read(&mut chunk).await, Ok(n) if n > 0) {}
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_connection_still_sending_a_request_body_is_not_reused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    pki.client(&pki.root, "reader", workload("reader"));
+    let up = early_answering_upstream().await;
+    let gw = Gateway::start(
+        &pki,
+        &pool_config(&[format!("http://{up}")], "retries = 0\ntimeout = \"3s\""),
+    )
+    .await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    // A client starts a large upload and stalls; the upstream answers before reading it.
+    let mut stalled = client.tls(&Proto::H1).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /early HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1000000\r\n\r\nxxxx",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.ends_with(b"early") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut chunk))
+            .await
+            .expect("early answer in time")
+            .unwrap();
+        assert!(n > 0, "closed before answering");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    // That upstream connection is still busy with the upload: the next request must get
+    // another one, not wait for it (which would end in a 504 here).
+    let started = std::time::Instant::now();
+    let r = client.get("/next").await.expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(stalled);
+}
