@@ -201,18 +201,27 @@ fn headers(c: &mut Criterion) {
         "x-forwarded-client-cert",
         HeaderValue::from_static("Hash=evil"),
     );
+    let authority = HeaderValue::from_static("api.example.com");
+    let fwd = certgate::headers::Forwarding {
+        identity: Some(&id),
+        peer_ip: &peer_ip,
+        request_id: &request_id,
+        authority: &authority,
+        upgrade: None,
+        strip: &[],
+    };
     let mut g = c.benchmark_group("headers");
     g.bench_function("forwarding", |b| {
         b.iter_batched_ref(
             || template.clone(),
-            |h| certgate::proxy::forwarding_headers(h, Some(&id), &peer_ip, &request_id, None),
+            |h| certgate::headers::forwarding_headers(h, &fwd),
             criterion::BatchSize::SmallInput,
         )
     });
     g.bench_function("forwarding_with_spoofed_identity", |b| {
         b.iter_batched_ref(
             || spoofed.clone(),
-            |h| certgate::proxy::forwarding_headers(h, Some(&id), &peer_ip, &request_id, None),
+            |h| certgate::headers::forwarding_headers(h, &fwd),
             criterion::BatchSize::SmallInput,
         )
     });

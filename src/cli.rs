@@ -257,6 +257,18 @@ fn explain(
             return ExitCode::FAILURE;
         }
     };
+    let authority = match host.map(|h| crate::authority::RequestAuthority::parse(h.as_bytes())) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => {
+            println!(
+                "host      {host:?}\nresult    400 bad request: {e}",
+                host = host.unwrap_or("")
+            );
+            return ExitCode::from(3);
+        }
+    };
+    let host = authority.as_ref().map(|a| a.host());
     let normalized = match crate::path::normalize(path) {
         Ok(p) => p.into_owned(),
         Err(e) => {

@@ -85,6 +85,18 @@ pub struct RawListener {
     /// (HTTP/2); 0 = unlimited.
     #[serde(default)]
     pub max_requests_per_connection: u64,
+    /// A client that sends nothing of its request body for this long gets 408 (its fault,
+    /// never counted against the upstream).
+    #[serde(default = "default_request_body_timeout", with = "humantime_serde")]
+    pub request_body_timeout: Duration,
+    /// Client request headers dropped before forwarding, beside the built-in identity and
+    /// forwarding families.
+    #[serde(default)]
+    pub strip_request_headers: Vec<String>,
+}
+
+fn default_request_body_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -345,6 +357,10 @@ pub struct RawRoute {
     /// Largest request body forwarded; larger gets 413 (counted while streaming).
     #[serde(default = "default_max_body")]
     pub max_request_body: bytesize::ByteSize,
+    /// Accept `;` parameters in path segments (Java-style `;jsessionid=`); policy then matches
+    /// the path without them. Off: such a path is 400.
+    #[serde(default)]
+    pub allow_path_params: bool,
 }
 
 /// One allow/deny entry: every key present must match (AND).

@@ -8,9 +8,14 @@
 #![deny(rust_2018_idioms)]
 
 pub mod admin;
+pub mod authority;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod error;
+pub mod framing;
+pub mod headers;
 pub mod identity;
 pub mod inventory;
 pub mod metrics;
@@ -24,4 +29,5 @@ pub mod server;
 pub mod snapshot;
 pub mod telemetry;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;

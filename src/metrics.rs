@@ -69,15 +69,19 @@ pub enum UpstreamOutcome {
     Error,
     /// Every endpoint ejected or unhealthy.
     NoEndpoint,
+    /// The client's request body failed (too slow, too large, malformed): not the upstream's
+    /// fault, never counted toward ejection.
+    ClientError,
 }
 
 impl UpstreamOutcome {
-    const ALL: [UpstreamOutcome; 5] = [
+    const ALL: [UpstreamOutcome; 6] = [
         Self::Response,
         Self::ConnectError,
         Self::Timeout,
         Self::Error,
         Self::NoEndpoint,
+        Self::ClientError,
     ];
 
     pub fn label(self) -> &'static str {
@@ -87,6 +91,7 @@ impl UpstreamOutcome {
             Self::Timeout => "timeout",
             Self::Error => "error",
             Self::NoEndpoint => "no_healthy_endpoint",
+            Self::ClientError => "client_error",
         }
     }
 }
@@ -435,7 +440,7 @@ impl RouteMetrics {
 
 /// Per-upstream handles.
 pub struct UpstreamMetrics {
-    outcomes: [IntCounter; 5],
+    outcomes: [IntCounter; 6],
     duration: Histogram,
     retries: IntCounter,
     ejections: IntCounter,

@@ -136,6 +136,20 @@ fn remove_dot_segments(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
+/// A normalised path with every segment's `;` parameters removed, normalised again: what a
+/// Java upstream (Tomcat, Jetty, Spring) serves for it. `/public/..;/admin` → `/admin`,
+/// `/a;jsessionid=1/b` → `/a/b`.
+pub fn without_params(normalised: &str) -> Result<String, PathError> {
+    let mut out = String::with_capacity(normalised.len());
+    for (i, seg) in normalised.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(seg.split_once(';').map_or(seg, |(name, _)| name));
+    }
+    normalize(&out).map(Cow::into_owned)
+}
+
 /// Segment-aware prefix match: `/a` matches `/a` and `/a/b`, never `/ab`. `/` matches everything.
 /// `prefix` must itself be normalised and carry no trailing slash (except `/`).
 pub fn has_prefix(path: &str, prefix: &str) -> bool {
@@ -208,6 +222,18 @@ mod tests {
             let once = n(p).unwrap();
             assert_eq!(n(&once).unwrap(), once, "{p}");
         }
+    }
+
+    #[test]
+    fn path_parameters_are_removed_per_segment() {
+        assert_eq!(without_params("/public/..;/admin").unwrap(), "/admin");
+        assert_eq!(without_params("/admin;x=1").unwrap(), "/admin");
+        assert_eq!(without_params("/a;jsessionid=1/b;v=2/").unwrap(), "/a/b/");
+        assert_eq!(without_params("/;x/a").unwrap(), "/a");
+        assert_eq!(
+            without_params("/..;/x").unwrap_err(),
+            PathError::EscapesRoot
+        );
     }
 
     #[test]

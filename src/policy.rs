@@ -14,7 +14,8 @@ use crate::path;
 #[derive(Debug, Clone, Copy)]
 pub struct RequestParts<'a> {
     pub method: &'a Method,
-    /// Host without port, as sent (`Host` header or `:authority`).
+    /// The canonical host ([`crate::authority::RequestAuthority::host`]): lowercase, no port,
+    /// no trailing dot.
     pub host: Option<&'a str>,
     pub path: &'a str,
 }
@@ -95,6 +96,8 @@ pub struct Route {
     pub timeout: Option<Duration>,
     /// Largest request body forwarded, in bytes.
     pub max_request_body: u64,
+    /// `;` parameters in path segments are accepted (and ignored for matching).
+    pub allow_path_params: bool,
 }
 
 /// One allow/deny entry: all matchers must match.
@@ -343,10 +346,16 @@ impl Route {
             ),
         };
         let host = match &raw.host {
-            Some(h) if h.is_empty() || h.contains(['/', ' ']) => {
-                return Err(err("host", format!("{h:?} is not a host name")));
-            }
-            Some(h) => Some(h.to_ascii_lowercase()),
+            Some(h) => match crate::authority::RequestAuthority::parse(h.as_bytes()) {
+                Ok(a) if a.host().len() == a.header_value().len() => Some(a.host().to_string()),
+                Ok(_) => {
+                    return Err(err(
+                        "host",
+                        format!("{h:?}: give the host name without a port"),
+                    ));
+                }
+                Err(e) => return Err(err("host", format!("{h:?} is not a host name ({e})"))),
+            },
             None => None,
         };
         let upstream = upstream_index(&raw.upstream).ok_or_else(|| {
@@ -373,13 +382,15 @@ impl Route {
             allow_unauthenticated: raw.allow_unauthenticated,
             timeout: raw.timeout,
             max_request_body: raw.max_request_body.as_u64(),
+            allow_path_params: raw.allow_path_params,
         })
     }
 
     fn matches_request(&self, req: &RequestParts<'_>) -> bool {
         if let Some(h) = &self.host {
             match req.host {
-                Some(rh) if rh.eq_ignore_ascii_case(h) => {}
+                // Both sides are canonical: lowercase, no port, no trailing dot.
+                Some(rh) if rh == h => {}
                 _ => return false,
             }
         }

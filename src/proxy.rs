@@ -12,12 +12,17 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use crate::authority::RequestAuthority;
+use crate::body::{BodyFault, BodyMeter, UpstreamBody, discard_rest};
+use crate::error::{Malformed, RequestError, Side};
+use crate::framing;
+use crate::headers::{Forwarding, X_REQUEST_ID, forwarding_headers, request_id, strip_hop_by_hop};
 use crate::identity::ClientIdentity;
 use crate::inventory;
 use crate::metrics::Limit;
@@ -25,9 +30,10 @@ use crate::path;
 use crate::policy::{DecidedBy, RequestParts, Route, Verdict};
 use crate::pool::ResponseBody;
 use crate::server::Gateway;
-use crate::snapshot::{Snapshot, coarse_unix_now, unix_now};
+use crate::snapshot::{Snapshot, coarse_unix_now};
 use crate::tls::HandshakeResult;
-use crate::upstream::{BodyMeter, Outbound, UpstreamBody};
+use crate::tunnel;
+use crate::upstream::{ForwardError, Outbound};
 use rustls::pki_types::{CertificateDer, UnixTime};
 
 /// Per-connection state shared by every request on the connection.
@@ -90,7 +96,7 @@ impl ConnContext {
     /// Re-checks the connection's certificate against `snapshot`: expiry on every request, and
     /// chain, trust and revocation once per snapshot generation (so a CRL or trust-store reload
     /// reaches connections that stay open, resumed or not).
-    fn revalidate(&self, snapshot: &Snapshot) -> Result<(), String> {
+    pub(crate) fn revalidate(&self, snapshot: &Snapshot) -> Result<(), String> {
         let Some(id) = &self.identity else {
             return Ok(());
         };
@@ -203,52 +209,6 @@ impl Drop for ProxyBody {
     }
 }
 
-pub static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// Headers that describe one hop only (RFC 9110 §7.6.1), removed in both directions.
-fn hop_by_hop() -> [&'static HeaderName; 8] {
-    [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ]
-}
-
-/// Identity headers a client might try to spoof; never forwarded as sent.
-const SPOOFABLE_IDENTITY_HEADERS: [&str; 10] = [
-    "x-forwarded-client-cert",
-    "x-client-cert",
-    "x-client-verify",
-    "x-client-dn",
-    "x-ssl-client-cert",
-    "x-ssl-client-verify",
-    "x-ssl-client-dn",
-    "x-ssl-client-s-dn",
-    "ssl-client-cert",
-    "ssl-client-verify",
-];
-const SPOOFABLE_IDENTITY_PREFIXES: [&str; 3] = ["x-ssl-client-", "x-client-cert-", "x-certgate-"];
-
-fn is_spoofable_identity_header(name: &HeaderName) -> bool {
-    let n = name.as_str();
-    // Every listed name starts with one of these; most headers are ruled out by this alone.
-    if !(n.starts_with("x-") || n.starts_with("ssl-")) {
-        return false;
-    }
-    SPOOFABLE_IDENTITY_HEADERS.contains(&n)
-        || SPOOFABLE_IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
-}
-
 /// One request/response exchange as it will be recorded: metrics, inventory, access log.
 pub struct Exchange {
     ctx: Arc<ConnContext>,
@@ -257,6 +217,9 @@ pub struct Exchange {
     request_id: HeaderValue,
     method: Method,
     uri: Uri,
+    version: Version,
+    /// The canonical authority, once validated.
+    host: Option<HeaderValue>,
     /// The normalised path when it differs from `uri.path()`.
     normalized: Option<String>,
     route: Option<usize>,
@@ -265,7 +228,7 @@ pub struct Exchange {
     upstream: Option<usize>,
     upstream_latency: Option<Duration>,
     status: StatusCode,
-    error: Option<String>,
+    error: Option<RequestError>,
     bytes_in: Option<Arc<BodyMeter>>,
     bytes_out: u64,
 }
@@ -279,6 +242,8 @@ impl Exchange {
             request_id: request_id(req.headers()),
             method: req.method().clone(),
             uri: req.uri().clone(),
+            version: req.version(),
+            host: None,
             normalized: None,
             route: None,
             verdict: None,
@@ -325,6 +290,7 @@ impl Exchange {
             .and_then(|i| snapshot.upstreams.get(i))
             .map(|u| u.name.as_str());
         let id = self.ctx.identity.as_deref();
+        let side = self.error.as_ref().map(RequestError::side);
         tracing::info!(
             target: "certgate::access",
             request_id = self.request_id.to_str().unwrap_or(""),
@@ -336,6 +302,8 @@ impl Exchange {
             client_issuer = id.map(|i| i.issuer.as_str()),
             client_serial = id.map(|i| i.serial.as_str()),
             method = self.method.as_str(),
+            host = self.host.as_ref().and_then(|h| h.to_str().ok()),
+            protocol = protocol_label(self.version),
             path = self.path(),
             route,
             decision = self.verdict.map(Verdict::label),
@@ -346,9 +314,36 @@ impl Exchange {
             duration_us = elapsed.as_micros() as u64,
             bytes_in,
             bytes_out = self.bytes_out,
-            error = self.error.as_deref(),
+            error = self.error.as_ref().map(tracing::field::display),
+            error_side = side.map(Side::label),
             "request"
         );
+        // Failures an operator must look at also get a line of their own at their level.
+        match (side, &self.error) {
+            (Some(Side::Upstream), Some(e)) => tracing::warn!(
+                request_id = self.request_id.to_str().unwrap_or(""),
+                route,
+                upstream,
+                error = %e,
+                "upstream failure"
+            ),
+            (Some(Side::Gateway), Some(e)) => tracing::error!(
+                request_id = self.request_id.to_str().unwrap_or(""),
+                route,
+                error = %e,
+                "gateway failure"
+            ),
+            _ => {}
+        }
+    }
+}
+
+fn protocol_label(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_09 => "HTTP/0.9",
+        _ => "HTTP/1.1",
     }
 }
 
@@ -366,9 +361,8 @@ pub async fn handle(
         Err(why) => {
             x.verdict = Some(Verdict::Deny);
             x.decided_by = Some(DecidedBy::CertificateNoLongerValid);
-            x.error = Some(why);
             ctx.close.notify_one();
-            Err(StatusCode::FORBIDDEN)
+            Err(RequestError::CertificateNoLongerValid(why))
         }
     };
     let resp = match result {
@@ -376,10 +370,12 @@ pub async fn handle(
             x.status = resp.status();
             resp.map(Inner::Upstream)
         }
-        Err(status) => {
+        Err(e) => {
             // Metrics and logs keep the HTTP meaning even when gRPC gets it as a grpc-status.
-            x.status = status;
-            local_response(status, &x.request_id, grpc)
+            x.status = e.status();
+            let resp = local_response(&e, &x.request_id, grpc);
+            x.error = Some(e);
+            resp
         }
     };
     Ok(resp.map(|inner| ProxyBody {
@@ -388,212 +384,189 @@ pub async fn handle(
     }))
 }
 
+/// The phases in order: screen the request line and framing, settle the authority and the
+/// path, route and authorise, then forward what was authorised and hand back the answer.
 async fn proxy(
-    ctx: &ConnContext,
+    ctx: &Arc<ConnContext>,
     snapshot: &Snapshot,
     mut req: Request<Incoming>,
     x: &mut Exchange,
-) -> Result<Response<ResponseBody>, StatusCode> {
+) -> Result<Response<ResponseBody>, RequestError> {
+    framing::check_method(req.method())?;
+    framing::check_framing(&req)?;
+    let websocket = framing::upgrade_request(&req)?;
+    let authority = RequestAuthority::of(&req).map_err(Malformed::from)?;
+    x.host = Some(authority.header_value().clone());
     let uri = req.uri().clone();
     let path = normalize(&uri, x)?;
-    let route = authorize(ctx, snapshot, &req, &path, x)?;
+    let route = authorize(ctx, snapshot, &req, &authority, &path, x)?;
     let upstream = snapshot
         .upstreams
         .get(route.upstream)
-        .ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
+        .ok_or(RequestError::Internal("route names a missing upstream"))?;
     x.upstream = Some(route.upstream);
-    if declared_length(&req).is_some_and(|n| n > route.max_request_body) {
-        return Err(body_too_large(ctx, x, route.max_request_body));
+    if framing::declared_length(req.headers()).is_some_and(|n| n > route.max_request_body) {
+        // Read (and drop) what the client is still sending, so it sees the 413, not a reset.
+        tokio::spawn(discard_rest(req.into_body()));
+        return Err(body_too_large(ctx, route.max_request_body));
     }
-    let upgrade = upgrade_protocol(&req).map(|proto| (proto, hyper::upgrade::on(&mut req)));
+    let client_side = websocket.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let new_path = matches!(path, Cow::Owned(_)).then_some(&*path);
     // Bodiless requests (most GETs) need no meter.
-    let meter = (!req.body().is_end_stream()).then(|| BodyMeter::new(route.max_request_body));
+    let meter = (!req.body().is_end_stream())
+        .then(|| BodyMeter::new(route.max_request_body, snapshot.request_body_timeout));
     x.bytes_in = meter.clone();
-    let body_meter = meter.clone();
     let out = prepare_upstream_request(
         ctx,
+        snapshot,
         req,
-        new_path,
-        &x.request_id,
+        &Forwarded {
+            path: new_path,
+            authority: &authority,
+            request_id: &x.request_id,
+            upgrade: websocket.as_ref(),
+        },
         meter,
-        upgrade.as_ref().map(|(p, _)| p),
-    )
-    .map_err(|e| {
-        x.error = Some(e);
-        StatusCode::BAD_REQUEST
-    })?;
+    )?;
     let timeout = route.timeout.unwrap_or(upstream.timeout);
     let started = Instant::now();
     let result = upstream.forward(out, timeout).await;
     x.upstream_latency = Some(started.elapsed());
     let mut resp = match result {
         Ok(r) => r,
-        // The body was cut off at the limit, which is what made the upstream request fail.
-        Err(_) if body_meter.as_ref().is_some_and(|m| m.exceeded()) => {
-            return Err(body_too_large(ctx, x, route.max_request_body));
-        }
-        Err(e) => {
-            x.error = Some(e.to_string());
-            return Err(e.status());
-        }
+        Err(ForwardError::Client(fault)) => return Err(client_body_error(ctx, fault)),
+        Err(e) => return Err(RequestError::Upstream(e)),
     };
-    match upgrade {
-        Some((proto, client_side)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
-            let upstream_side = hyper::upgrade::on(&mut resp);
-            strip_hop_by_hop(resp.headers_mut());
-            let h = resp.headers_mut();
-            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            h.insert(header::UPGRADE, proto);
-            tokio::spawn(tunnel(client_side, upstream_side, x.request_id.clone()));
-        }
-        _ => strip_hop_by_hop(resp.headers_mut()),
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // Only the WebSocket upgrade that was asked for may turn the exchange into a tunnel.
+        let (Some(client_side), true) = (client_side, framing::accepts_websocket(resp.headers()))
+        else {
+            let offered = resp
+                .headers()
+                .get(header::UPGRADE)
+                .map(|v| {
+                    String::from_utf8_lossy(v.as_bytes())
+                        .chars()
+                        .take(64)
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(RequestError::UpstreamUpgrade(offered));
+        };
+        let upstream_side = hyper::upgrade::on(&mut resp);
+        strip_hop_by_hop(resp.headers_mut());
+        let h = resp.headers_mut();
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        tokio::spawn(tunnel::run(
+            client_side,
+            upstream_side,
+            x.request_id.clone(),
+            ctx.clone(),
+        ));
+    } else {
+        strip_hop_by_hop(resp.headers_mut());
     }
     Ok(resp)
 }
 
-fn body_too_large(ctx: &ConnContext, x: &mut Exchange, limit: u64) -> StatusCode {
+fn body_too_large(ctx: &ConnContext, limit: u64) -> RequestError {
     ctx.gateway.telemetry.metrics.limit_hit(Limit::BodyBytes);
-    x.error = Some(format!("request body larger than {limit} bytes"));
-    StatusCode::PAYLOAD_TOO_LARGE
+    RequestError::BodyTooLarge(limit)
 }
 
-fn declared_length<B>(req: &Request<B>) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
-/// The `Upgrade` protocol of an HTTP/1.1 upgrade request (WebSocket and the like).
-fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
-    if req.version() != Version::HTTP_11 {
-        return None;
-    }
-    let wants_upgrade = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if !wants_upgrade {
-        return None;
-    }
-    req.headers().get(header::UPGRADE).cloned()
-}
-
-/// Pipes bytes both ways between an upgraded client connection and the upstream's.
-async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
-    request_id: HeaderValue,
-) {
-    let id = request_id.to_str().unwrap_or("");
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(request_id = id, error = %e, "upgrade did not complete");
-            return;
-        }
-    };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((to_upstream, to_client)) => tracing::info!(
-            target: "certgate::access",
-            request_id = id,
-            bytes_to_upstream = to_upstream,
-            bytes_to_client = to_client,
-            "upgraded connection closed"
-        ),
-        Err(e) => tracing::debug!(request_id = id, error = %e, "upgraded connection ended"),
+/// A request body that failed by the client's doing: 413, 408 or 400.
+fn client_body_error(ctx: &ConnContext, fault: BodyFault) -> RequestError {
+    match fault {
+        BodyFault::TooLarge(limit) => body_too_large(ctx, limit),
+        BodyFault::Stalled(after) => RequestError::BodyTimeout(after),
+        BodyFault::Unreadable(why) => Malformed::Body(why).into(),
     }
 }
 
-/// Phase 1: the normalised path. What is authorised is what is forwarded.
-fn normalize<'u>(uri: &'u Uri, x: &mut Exchange) -> Result<Cow<'u, str>, StatusCode> {
-    match path::normalize(uri.path()) {
-        Ok(p) => {
-            if let Cow::Owned(n) = &p {
-                x.normalized = Some(n.clone());
-            }
-            Ok(p)
-        }
-        Err(e) => {
-            x.error = Some(format!("rejected path: {e}"));
-            Err(StatusCode::BAD_REQUEST)
-        }
+/// Phase: the normalised path. What is authorised is what is forwarded.
+fn normalize<'u>(uri: &'u Uri, x: &mut Exchange) -> Result<Cow<'u, str>, RequestError> {
+    let p = path::normalize(uri.path()).map_err(Malformed::from)?;
+    if let Cow::Owned(n) = &p {
+        x.normalized = Some(n.clone());
     }
+    Ok(p)
 }
 
-/// Phase 2: routing and policy.
+/// Phase: routing and policy, on the canonical host and the normalised path (without `;`
+/// parameters, which only a route with `allow_path_params` accepts).
 fn authorize<'s>(
     ctx: &ConnContext,
     snapshot: &'s Snapshot,
     req: &Request<Incoming>,
+    authority: &RequestAuthority,
     path: &str,
     x: &mut Exchange,
-) -> Result<&'s Route, StatusCode> {
+) -> Result<&'s Route, RequestError> {
+    let without_params = if path.contains(';') {
+        Some(path::without_params(path).map_err(Malformed::from)?)
+    } else {
+        None
+    };
     let parts = RequestParts {
         method: req.method(),
-        host: request_host(req),
-        path,
+        host: Some(authority.host()),
+        path: without_params.as_deref().unwrap_or(path),
     };
     let decision = snapshot.routes.decide(&parts, ctx.identity.as_deref());
     x.route = decision.route.map(|r| r.index);
+    if without_params.is_some() && decision.route.is_some_and(|r| !r.allow_path_params) {
+        return Err(Malformed::PathParams.into());
+    }
     x.verdict = Some(decision.verdict);
     x.decided_by = Some(decision.decided_by);
     match (decision.verdict, decision.route) {
         (Verdict::Allow, Some(r)) => Ok(r),
-        (Verdict::Unauthenticated, _) => Err(StatusCode::UNAUTHORIZED),
-        (Verdict::Deny, _) => Err(StatusCode::FORBIDDEN),
-        (Verdict::Allow | Verdict::NoRoute, _) => Err(StatusCode::NOT_FOUND),
+        (Verdict::Unauthenticated, _) => Err(RequestError::Unauthenticated),
+        (Verdict::Deny, _) => Err(RequestError::Forbidden),
+        (Verdict::Allow | Verdict::NoRoute, _) => {
+            if without_params.is_some() {
+                // No route takes it: say why the path is refused rather than "not found".
+                return Err(Malformed::PathParams.into());
+            }
+            Err(RequestError::NoRoute)
+        }
     }
 }
 
-/// The request's host without port: `:authority` / absolute-form first, else the `Host` header.
-fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    if let Some(h) = req.uri().host() {
-        return Some(h);
-    }
-    let h = req.headers().get(header::HOST)?.to_str().ok()?;
-    if let Some(end) = h.strip_prefix('[').and_then(|r| r.find(']')) {
-        return Some(&h[..=end + 1]);
-    }
-    Some(h.rsplit_once(':').map_or(h, |(host, _)| host))
+/// What the request path settled that the upstream request carries.
+struct Forwarded<'a> {
+    /// The normalised path, when it differs from the one the client sent.
+    path: Option<&'a str>,
+    authority: &'a RequestAuthority,
+    request_id: &'a HeaderValue,
+    upgrade: Option<&'a HeaderValue>,
 }
 
-/// Phase 3: strips hop-by-hop and spoofable identity headers, adds identity and forwarding
-/// headers, and points the request at the upstream with the normalised path.
+/// Phase: strips hop-by-hop and screened headers, adds identity and forwarding headers, and
+/// points the request at the upstream with the normalised path and the canonical authority.
 fn prepare_upstream_request(
     ctx: &ConnContext,
+    snapshot: &Snapshot,
     req: Request<Incoming>,
-    new_path: Option<&str>,
-    request_id: &HeaderValue,
+    f: &Forwarded<'_>,
     meter: Option<Arc<BodyMeter>>,
-    upgrade: Option<&HeaderValue>,
-) -> Result<Outbound, String> {
+) -> Result<Outbound, RequestError> {
     let (mut parts, body) = req.into_parts();
-    let headers = &mut parts.headers;
-    // HTTP/2 carries the host in :authority; HTTP/1 upstreams need it as Host.
-    if !headers.contains_key(header::HOST)
-        && let Some(auth) = parts.uri.authority()
-        && let Ok(v) = HeaderValue::from_str(auth.as_str())
-    {
-        headers.insert(header::HOST, v);
-    }
     forwarding_headers(
-        headers,
-        ctx.identity.as_deref(),
-        &ctx.peer_ip,
-        request_id,
-        upgrade,
+        &mut parts.headers,
+        &Forwarding {
+            identity: ctx.identity.as_deref(),
+            peer_ip: &ctx.peer_ip,
+            request_id: f.request_id,
+            authority: f.authority.header_value(),
+            upgrade: f.upgrade,
+            strip: &snapshot.strip_request_headers,
+        },
     );
+    framing::canonical_content_length(&mut parts.headers);
 
-    let path_and_query = match new_path {
+    let path_and_query = match f.path {
         None => parts
             .uri
             .path_and_query()
@@ -604,18 +577,21 @@ fn prepare_upstream_request(
                 Some(q) => format!("{p}?{q}"),
                 None => p.to_string(),
             };
-            PathAndQuery::try_from(pq).map_err(|e| format!("cannot forward path: {e}"))?
+            PathAndQuery::try_from(pq)
+                .map_err(|_| RequestError::Internal("normalised path is not a valid URI path"))?
         }
     };
-    let retryable = upgrade.is_none() && is_idempotent(&parts.method) && body.is_end_stream();
+    let retryable = f.upgrade.is_none() && is_idempotent(&parts.method) && body.is_end_stream();
+    let body = match &meter {
+        Some(meter) if !body.is_end_stream() => UpstreamBody::stream(body, meter.clone()),
+        _ => UpstreamBody::Empty,
+    };
     Ok(Outbound {
         method: parts.method,
         path_and_query,
         headers: parts.headers,
-        body: match meter {
-            Some(meter) if !body.is_end_stream() => UpstreamBody::Stream { inner: body, meter },
-            _ => UpstreamBody::Empty,
-        },
+        body,
+        meter,
         retryable,
     })
 }
@@ -623,175 +599,54 @@ fn prepare_upstream_request(
 fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
     )
 }
 
-/// Rewrites a client's request headers for the upstream: hop-by-hop headers and any identity
-/// header the client sent are removed, then the verified identity (XFCC) and the forwarding
-/// headers are set. `TE: trailers` survives (gRPC needs it); an upgrade keeps its `Upgrade`.
-pub fn forwarding_headers(
-    headers: &mut HeaderMap,
-    identity: Option<&ClientIdentity>,
-    peer_ip: &HeaderValue,
-    request_id: &HeaderValue,
-    upgrade: Option<&HeaderValue>,
-) {
-    let keep_te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    strip_hop_by_hop(headers);
-    headers.remove(header::TE);
-    if keep_te_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-    // Collect only when there is something to remove: the common case allocates nothing.
-    if headers.keys().any(is_spoofable_identity_header) {
-        let spoofed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|n| is_spoofable_identity_header(n))
-            .cloned()
-            .collect();
-        for name in spoofed {
-            headers.remove(&name);
-        }
-    }
-    // Room for the headers added below, so the map grows at most once.
-    headers.reserve(5);
-    if let Some(id) = identity {
-        headers.insert(X_FORWARDED_CLIENT_CERT.clone(), id.xfcc.clone());
-    }
-    headers.insert(X_FORWARDED_FOR.clone(), peer_ip.clone());
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
-    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-    if let Some(proto) = upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, proto.clone());
-    }
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Headers named in Connection are hop-by-hop too ("keep-alive"/"close" name nothing to
-    // remove beyond the fixed list, so the common case allocates nothing).
-    let names_extra = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            let t = t.trim();
-            !t.eq_ignore_ascii_case("keep-alive")
-                && !t.eq_ignore_ascii_case("close")
-                && !t.eq_ignore_ascii_case("upgrade")
-        });
-    if names_extra {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            headers.remove(n);
-        }
-    }
-    // One pass to see whether there is anything to remove; most requests carry at most
-    // `connection`, and a failed removal costs a hash lookup each.
-    let hops = hop_by_hop();
-    if headers.keys().any(|k| hops.contains(&k)) {
-        for n in hops {
-            headers.remove(n);
-        }
-    }
-}
-
-fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
-        let b = v.as_bytes();
-        if !b.is_empty()
-            && b.len() <= 128
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
-        {
-            return v.clone();
-        }
-    }
-    generate_request_id()
-}
-
-/// 32 hex digits: a random per-process prefix and a counter. Unique, cheap, not secret.
-fn generate_request_id() -> HeaderValue {
-    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| {
-        let mut b = [0u8; 8];
-        let _ = aws_lc_rs::rand::fill(&mut b);
-        u64::from_le_bytes(b) ^ unix_now() as u64
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut id = [0u8; 32];
-    let (hi, lo) = id.split_at_mut(16);
-    hex_u64(prefix, hi);
-    hex_u64(n, lo);
-    // One allocation, and clones (the upstream copy, the log) only count references; formatting
-    // into a String and copying it made four per request.
-    HeaderValue::from_maybe_shared(Bytes::from_owner(id))
-        .unwrap_or_else(|_| HeaderValue::from_static("0"))
-}
-
-/// `v` as 16 lower-case hex digits into `out`.
-fn hex_u64(v: u64, out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in out.iter_mut().enumerate().take(16) {
-        *b = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
-    }
-}
-
-fn error_code(status: StatusCode) -> &'static str {
-    match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::UNAUTHORIZED => "unauthenticated",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::BAD_GATEWAY => "bad_gateway",
-        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
-        _ => "internal_error",
-    }
-}
-
 /// A small JSON error that reveals no route name or policy.
-fn local_response(status: StatusCode, request_id: &HeaderValue, grpc: bool) -> Response<Inner> {
+fn local_response(e: &RequestError, request_id: &HeaderValue, grpc: bool) -> Response<Inner> {
     if grpc {
-        return grpc_local_response(status, request_id);
+        return grpc_local_response(e, request_id);
     }
     let body = format!(
         "{{\"error\":\"{}\",\"request_id\":\"{}\"}}\n",
-        error_code(status),
+        e.code(),
         request_id.to_str().unwrap_or("")
     );
     let mut resp = Response::new(Inner::Local(Full::new(Bytes::from(body))));
-    *resp.status_mut() = status;
+    *resp.status_mut() = e.status();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     h.insert(X_REQUEST_ID.clone(), request_id.clone());
-    if status == StatusCode::UNAUTHORIZED {
-        // No standard scheme for client certificates; tell the client what is expected.
-        h.insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("MutualTLS realm=\"certgate\""),
-        );
-    }
+    add_error_headers(e, h);
     resp
+}
+
+/// Headers that belong to the kind of refusal.
+fn add_error_headers(e: &RequestError, h: &mut HeaderMap) {
+    match e {
+        // No standard scheme for client certificates; tell the client what is expected.
+        RequestError::Unauthenticated => {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("MutualTLS realm=\"certgate\""),
+            );
+        }
+        RequestError::MethodNotAllowed(_) => {
+            h.insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
+        }
+        // The rest of the body is not read: the connection cannot carry another request.
+        RequestError::BodyTimeout(_) | RequestError::Malformed(Malformed::Body(_)) => {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        _ => {}
+    }
 }
 
 fn is_grpc<B>(req: &Request<B>) -> bool {
@@ -801,100 +656,16 @@ fn is_grpc<B>(req: &Request<B>) -> bool {
 }
 
 /// gRPC clients read errors from `grpc-status`, not the HTTP status: answer "trailers-only"
-/// (HTTP 200, status in the headers) with the code the gRPC spec maps the HTTP status to.
-fn grpc_local_response(status: StatusCode, request_id: &HeaderValue) -> Response<Inner> {
-    let code = match status {
-        StatusCode::UNAUTHORIZED => "16",     // UNAUTHENTICATED
-        StatusCode::FORBIDDEN => "7",         // PERMISSION_DENIED
-        StatusCode::NOT_FOUND => "12",        // UNIMPLEMENTED
-        StatusCode::PAYLOAD_TOO_LARGE => "8", // RESOURCE_EXHAUSTED
-        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
-            "14"
-        } // UNAVAILABLE
-        StatusCode::BAD_REQUEST => "13",      // INTERNAL
-        _ => "2",                             // UNKNOWN
-    };
+/// (HTTP 200, status in the headers).
+fn grpc_local_response(e: &RequestError, request_id: &HeaderValue) -> Response<Inner> {
     let mut resp = Response::new(Inner::Local(Full::new(Bytes::new())));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
-    h.insert("grpc-status", HeaderValue::from_static(code));
-    h.insert("grpc-message", HeaderValue::from_static(error_code(status)));
+    h.insert("grpc-status", HeaderValue::from_static(e.grpc_status()));
+    h.insert("grpc-message", HeaderValue::from_static(e.code()));
     h.insert(X_REQUEST_ID.clone(), request_id.clone());
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_ids_are_kept_only_when_well_formed() {
-        let mut h = HeaderMap::new();
-        h.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123_x.y"));
-        assert_eq!(request_id(&h), "abc-123_x.y");
-        h.insert(&X_REQUEST_ID, HeaderValue::from_static("bad id\"<>"));
-        let generated = request_id(&h);
-        assert_eq!(generated.len(), 32);
-        assert!(generated.as_bytes().iter().all(u8::is_ascii_hexdigit));
-        assert_ne!(generated, request_id(&HeaderMap::new()));
-        let mut out = [0u8; 16];
-        hex_u64(0x0123_4567_89ab_cdef, &mut out);
-        assert_eq!(&out, b"0123456789abcdef");
-    }
-
-    #[test]
-    fn hop_by_hop_and_connection_named_headers_are_stripped() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("close, x-secret-hop"),
-        );
-        h.insert("x-secret-hop", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("x-kept"));
-    }
-
-    #[test]
-    fn spoofable_headers() {
-        for n in [
-            "x-forwarded-client-cert",
-            "x-ssl-client-s-dn",
-            "x-certgate-identity",
-            "ssl-client-cert",
-        ] {
-            assert!(
-                is_spoofable_identity_header(&HeaderName::from_static(n)),
-                "{n}"
-            );
-        }
-        assert!(!is_spoofable_identity_header(&header::AUTHORIZATION));
-    }
-
-    #[test]
-    fn host_without_port() {
-        let r = Request::builder()
-            .uri("/x")
-            .header("host", "api.example.com:8443")
-            .body(())
-            .unwrap();
-        assert_eq!(request_host(&r), Some("api.example.com"));
-        let r = Request::builder()
-            .uri("/x")
-            .header("host", "[::1]:8443")
-            .body(())
-            .unwrap();
-        assert_eq!(request_host(&r), Some("[::1]"));
-        let r = Request::builder()
-            .uri("https://h2.example:1/x")
-            .body(())
-            .unwrap();
-        assert_eq!(request_host(&r), Some("h2.example"));
-    }
 }

@@ -105,6 +105,7 @@ async fn reload(gateway: &Arc<Gateway>, trigger: Trigger) -> Result<u64, String>
     crate::upstream::spawn_background(&new.upstreams);
     let generation = new.generation;
     gateway.current.store(new);
+    gateway.snapshot_swaps.send_replace(generation);
     metrics.config_reloads_ok.inc();
     info!(trigger = trigger.label(), generation, "config reloaded");
     Ok(generation)

@@ -40,6 +40,9 @@ pub struct Gateway {
     pub reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
     /// Client identities shared by the connections that present the same certificate.
     pub identities: IdentityCache,
+    /// The generation of each snapshot swapped in, for what must re-check itself on a reload
+    /// without a request to trigger it (upgraded tunnels).
+    pub snapshot_swaps: tokio::sync::watch::Sender<u64>,
 }
 
 /// A gateway whose sockets are bound but which is not serving yet.
@@ -81,6 +84,7 @@ impl Bound {
         }
         snapshot.publish(&telemetry.metrics);
         let (reloads, reload_requests) = reload::channel();
+        let (snapshot_swaps, _) = tokio::sync::watch::channel(snapshot.generation);
         Ok(Self {
             gateway: Arc::new(Gateway {
                 current: ArcSwap::from_pointee(snapshot),
@@ -88,6 +92,7 @@ impl Bound {
                 ready: AtomicBool::new(false),
                 identities: IdentityCache::default(),
                 reloads,
+                snapshot_swaps,
             }),
             reload_requests,
             listener,

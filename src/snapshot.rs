@@ -57,6 +57,9 @@ pub struct Snapshot {
     pub max_connections: usize,
     pub max_concurrent_streams: u32,
     pub max_requests_per_connection: u64,
+    pub request_body_timeout: Duration,
+    /// `listener.strip_request_headers`, as header names.
+    pub strip_request_headers: Vec<http::HeaderName>,
     pub client_auth_mode: ClientAuthMode,
     pub tls: Arc<rustls::ServerConfig>,
     /// The same verifier the TLS config uses, for `explain`.
@@ -274,6 +277,11 @@ impl Snapshot {
             ));
         }
 
+        let strip_request_headers = compile_strip_list(file)?;
+        if l.request_body_timeout.is_zero() {
+            return Err(file.invalid("listener.request_body_timeout", "must be greater than zero"));
+        }
+
         Ok(Self {
             generation: next_generation(),
             config_path: file.path.clone(),
@@ -289,6 +297,8 @@ impl Snapshot {
             max_connections: l.max_connections,
             max_concurrent_streams: l.max_concurrent_streams,
             max_requests_per_connection: l.max_requests_per_connection,
+            request_body_timeout: l.request_body_timeout,
+            strip_request_headers,
             client_auth_mode: ca.mode,
             tls: Arc::new(tls_config),
             client_verifier,
@@ -362,6 +372,32 @@ impl Snapshot {
 }
 
 /// The config file and every file it references, resolved.
+/// `listener.strip_request_headers` as lower-case header names; the headers certgate itself
+/// needs to frame and route a request cannot be listed.
+fn compile_strip_list(file: &ConfigFile) -> Result<Vec<http::HeaderName>, ConfigError> {
+    file.raw
+        .listener
+        .strip_request_headers
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let key = format!("listener.strip_request_headers[{i}]");
+            let n = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| file.invalid(&key, format!("{name:?} is not a header name")))?;
+            if [
+                http::header::HOST,
+                http::header::CONTENT_LENGTH,
+                http::header::TRANSFER_ENCODING,
+            ]
+            .contains(&n)
+            {
+                return Err(file.invalid(&key, format!("{name:?} is needed to frame the request")));
+            }
+            Ok(n)
+        })
+        .collect()
+}
+
 fn inputs_of(file: &ConfigFile) -> Vec<PathBuf> {
     let raw = &file.raw;
     let ca = &raw.client_auth;

@@ -3,136 +3,21 @@
 //! endpoints.
 
 use std::error::Error as StdError;
-use std::pin::Pin;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, header};
-use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
 use rustls::RootCertStore;
 use tracing::{info, warn};
 
+use crate::body::{BodyFault, BodyMeter, UpstreamBody};
 use crate::config::{ConfigFile, LoadBalancing, RawHealthCheck, RawUpstream, UpstreamProtocol};
 use crate::metrics::{Metrics, UpstreamMetrics, UpstreamOutcome};
 use crate::pool::{Connector, EndpointPool, ResponseBody, SendError};
 use crate::tls;
-
-type BoxError = Box<dyn StdError + Send + Sync>;
-
-// === request bodies ===
-
-/// Byte count and limit of one request body on its way upstream.
-pub struct BodyMeter {
-    bytes: AtomicU64,
-    limit: u64,
-    exceeded: AtomicBool,
-}
-
-impl BodyMeter {
-    pub fn new(limit: u64) -> Arc<Self> {
-        Arc::new(Self {
-            bytes: AtomicU64::new(0),
-            limit,
-            exceeded: AtomicBool::new(false),
-        })
-    }
-    pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-    /// True once the body went over the limit (and was cut off).
-    pub fn exceeded(&self) -> bool {
-        self.exceeded.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("request body exceeds {0} bytes")]
-pub struct BodyTooLarge(u64);
-
-/// A client's request body forwarded upstream: streamed and metered, or empty.
-pub enum UpstreamBody {
-    Stream {
-        inner: Incoming,
-        meter: Arc<BodyMeter>,
-    },
-    Empty,
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let UpstreamBody::Stream { inner, meter } = this else {
-            return Poll::Ready(None);
-        };
-        match Pin::new(inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let total = meter.bytes.fetch_add(data.len() as u64, Ordering::Relaxed)
-                        + data.len() as u64;
-                    if total > meter.limit {
-                        meter.exceeded.store(true, Ordering::Relaxed);
-                        let limit = meter.limit;
-                        if let UpstreamBody::Stream { inner, .. } =
-                            std::mem::replace(this, UpstreamBody::Empty)
-                        {
-                            tokio::spawn(discard_rest(inner));
-                        }
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)))));
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpstreamBody::Stream { inner, .. } => inner.is_end_stream(),
-            UpstreamBody::Empty => true,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            UpstreamBody::Stream { inner, .. } => inner.size_hint(),
-            UpstreamBody::Empty => SizeHint::with_exact(0),
-        }
-    }
-}
-
-/// Reads and drops what remains of a request body cut off at its limit, for a bounded time and
-/// amount, so that the client finishes sending and reads the 413 instead of a connection reset
-/// (what nginx calls a lingering close). Past the bounds the body is dropped and the connection
-/// closes.
-async fn discard_rest(mut body: Incoming) {
-    const MAX_BYTES: usize = 8 << 20;
-    const MAX_TIME: Duration = Duration::from_secs(5);
-    let mut left = MAX_BYTES;
-    let _ = tokio::time::timeout(MAX_TIME, async {
-        while let Some(Ok(frame)) = body.frame().await {
-            let n = frame.data_ref().map_or(0, Bytes::len);
-            if n >= left {
-                return;
-            }
-            left -= n;
-        }
-    })
-    .await;
-}
 
 // === endpoints ===
 
@@ -205,6 +90,10 @@ pub enum ForwardError {
     },
     #[error("upstream {upstream}: no healthy endpoint")]
     NoEndpoint { upstream: String },
+    /// The client's request body failed while it was being sent: the client's fault, never
+    /// counted against the endpoint.
+    #[error("{0}")]
+    Client(BodyFault),
 }
 
 impl ForwardError {
@@ -213,6 +102,9 @@ impl ForwardError {
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Unreachable { .. } | Self::Failed { .. } => StatusCode::BAD_GATEWAY,
             Self::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Client(BodyFault::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Client(BodyFault::Stalled(_)) => StatusCode::REQUEST_TIMEOUT,
+            Self::Client(BodyFault::Unreadable(_)) => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -223,6 +115,8 @@ pub struct Outbound {
     pub path_and_query: PathAndQuery,
     pub headers: HeaderMap,
     pub body: UpstreamBody,
+    /// The body's progress, when there is a body.
+    pub meter: Option<Arc<BodyMeter>>,
     /// Safe to send again: idempotent method and no body.
     pub retryable: bool,
 }
@@ -472,8 +366,12 @@ impl Upstream {
             endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
             let _in_flight = InFlight(endpoint);
             let started = Instant::now();
-            let result =
-                tokio::time::timeout(timeout, endpoint.pool.send(&self.connector, req)).await;
+            let result = within_deadline(
+                endpoint.pool.send(&self.connector, req),
+                &out.meter,
+                timeout,
+            )
+            .await;
             let elapsed = started.elapsed();
             let err = match result {
                 Ok(Ok(resp)) => {
@@ -485,7 +383,7 @@ impl Upstream {
                     }
                     return Ok(resp);
                 }
-                Err(_) => {
+                Err(Elapsed) => {
                     self.metrics.record(UpstreamOutcome::Timeout, elapsed);
                     self.report(i, false);
                     // The request may have been processed: do not send it again.
@@ -497,6 +395,12 @@ impl Upstream {
                 }
                 Ok(Err(e)) => e,
             };
+            // A body that failed by the client's doing (too slow, too large, malformed) is what
+            // broke the attempt: the client's fault, not the endpoint's.
+            if let Some(fault) = out.meter.as_ref().and_then(|m| m.fault()) {
+                self.metrics.record(UpstreamOutcome::ClientError, elapsed);
+                return Err(ForwardError::Client(fault.clone()));
+            }
             let endpoint_name = endpoint.authority.to_string();
             last_err = Some(match err {
                 SendError::Connect(err) => {
@@ -523,23 +427,28 @@ impl Upstream {
         }))
     }
 
-    /// HTTP/1.1 sends the origin form (`/path?query`); HTTP/2 takes `:scheme` and `:authority`
-    /// from an absolute URI.
-    fn request_uri(&self, endpoint: &Endpoint, pq: PathAndQuery) -> Uri {
-        match self.protocol {
-            UpstreamProtocol::Http1 => Uri::from(pq),
-            UpstreamProtocol::H2 => Uri::builder()
-                .scheme(self.scheme.clone())
-                .authority(endpoint.authority.clone())
-                .path_and_query(pq)
-                .build()
-                .unwrap_or_default(),
-        }
-    }
-
     /// The request for one attempt. Headers are copied only while another attempt may follow.
     fn build(&self, out: &mut Outbound, endpoint: &Endpoint, last: bool) -> Request<UpstreamBody> {
-        let uri = self.request_uri(endpoint, out.path_and_query.clone());
+        let mut headers = if last {
+            std::mem::take(&mut out.headers)
+        } else {
+            out.headers.clone()
+        };
+        let (uri, version) = match self.protocol {
+            UpstreamProtocol::Http1 => (Uri::from(out.path_and_query.clone()), Version::HTTP_11),
+            UpstreamProtocol::H2 => {
+                // The request's authority (what routing saw) becomes :authority; a Host beside
+                // it would make the request malformed.
+                let authority = headers
+                    .remove(header::HOST)
+                    .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                    .unwrap_or_else(|| endpoint.authority.clone());
+                (
+                    self.absolute_uri(authority, out.path_and_query.clone()),
+                    Version::HTTP_2,
+                )
+            }
+        };
         let mut req = Request::new(if out.retryable {
             UpstreamBody::Empty
         } else {
@@ -547,20 +456,53 @@ impl Upstream {
         });
         *req.method_mut() = out.method.clone();
         *req.uri_mut() = uri;
-        *req.headers_mut() = if last {
-            std::mem::take(&mut out.headers)
-        } else {
-            out.headers.clone()
-        };
-        *req.version_mut() = match self.protocol {
-            UpstreamProtocol::Http1 => Version::HTTP_11,
-            UpstreamProtocol::H2 => {
-                // :authority names the endpoint; a differing Host would make the request malformed.
-                req.headers_mut().remove(header::HOST);
-                Version::HTTP_2
-            }
-        };
+        *req.headers_mut() = headers;
+        *req.version_mut() = version;
         req
+    }
+
+    /// `scheme://authority/path?query`, how HTTP/2 carries `:scheme` and `:authority`.
+    fn absolute_uri(&self, authority: Authority, pq: PathAndQuery) -> Uri {
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(authority)
+            .path_and_query(pq)
+            .build()
+            .unwrap_or_default()
+    }
+}
+
+/// The upstream's time to answer ran out.
+struct Elapsed;
+
+/// Runs `send` until the upstream's answer is due: `timeout` from the start for a bodiless
+/// request; with a body, `timeout` after the body was complete or last taken by the upstream,
+/// and no upstream deadline while the client is the one not sending (the body's own stall
+/// timer fails it then, as the client's fault).
+async fn within_deadline<F: Future>(
+    send: F,
+    meter: &Option<Arc<BodyMeter>>,
+    timeout: Duration,
+) -> Result<F::Output, Elapsed> {
+    let Some(meter) = meter else {
+        return tokio::time::timeout(timeout, send)
+            .await
+            .map_err(|_| Elapsed);
+    };
+    let send = std::pin::pin!(send);
+    let mut send = send;
+    // Re-checked at most every `timeout / 4` (and at least every second) while it is open.
+    let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        let wake = match meter.upstream_deadline(timeout) {
+            Some(d) if d <= Instant::now() => return Err(Elapsed),
+            Some(d) => d.min(Instant::now() + tick),
+            None => Instant::now() + tick,
+        };
+        tokio::select! {
+            out = send.as_mut() => return Ok(out),
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
+        }
     }
 }
 
@@ -687,11 +629,12 @@ impl Upstream {
         let Ok(pq) = PathAndQuery::try_from(hc.path.as_str()) else {
             return false;
         };
-        let uri = self.request_uri(e, pq);
         let mut req = Request::new(UpstreamBody::Empty);
-        *req.uri_mut() = uri;
         if self.protocol == UpstreamProtocol::H2 {
+            *req.uri_mut() = self.absolute_uri(e.authority.clone(), pq);
             *req.version_mut() = Version::HTTP_2;
+        } else {
+            *req.uri_mut() = Uri::from(pq);
         }
         matches!(
             tokio::time::timeout(hc.timeout, e.pool.send(&self.connector, req)).await,

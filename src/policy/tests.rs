@@ -192,7 +192,7 @@ fn first_match_in_file_order_on_host_path_method() {
         .map(|r| r.name.as_str())
     };
     assert_eq!(
-        find(&get, Some("API.example.com"), "/payments/1"),
+        find(&get, Some("api.example.com"), "/payments/1"),
         Some("r0")
     );
     assert_eq!(

@@ -1,0 +1,262 @@
+//! The request's authority: one rule for HTTP/1.1 `Host`, absolute-form targets and HTTP/2
+//! `:authority`, so that routing and the upstream always see the same host.
+//!
+//! - HTTP/1.x: exactly one `Host` line (RFC 9112 §3.2); an absolute-form target's authority wins
+//!   over it (and replaces it upstream).
+//! - HTTP/2: `:authority`, or `Host` when there is no `:authority`; a `Host` that differs from
+//!   `:authority` is refused (RFC 9113 §8.3.1).
+//! - The value must be RFC 3986 `host [":" port]`: no userinfo, path, list or empty host; a port
+//!   is 1..=65535.
+//! - Matching uses the host lowercased, without the port and without one trailing dot; the
+//!   upstream gets the same canonical form (with the port, if one was given).
+
+use http::header::{self, HeaderValue};
+use http::{Request, Version};
+
+/// Why a request's authority was refused (each is a 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthorityError {
+    #[error("missing Host header")]
+    Missing,
+    #[error("more than one Host header")]
+    Repeated,
+    #[error("Host header differs from :authority")]
+    Mismatch,
+    #[error("authority carries user information")]
+    UserInfo,
+    #[error("malformed host")]
+    BadHost,
+    #[error("malformed port")]
+    BadPort,
+}
+
+/// A validated authority in canonical form.
+#[derive(Debug, Clone)]
+pub struct RequestAuthority {
+    /// `host[:port]`, lowercased, without a trailing dot: the `Host` the upstream receives.
+    value: HeaderValue,
+    /// Length of the host part of `value` (what routes match).
+    host_len: usize,
+}
+
+impl RequestAuthority {
+    /// The host routes match: lowercase, no port, no trailing dot (`[::1]` keeps its brackets).
+    pub fn host(&self) -> &str {
+        // `value` is built from validated ASCII, so this cannot fail.
+        self.value.to_str().map_or("", |s| &s[..self.host_len])
+    }
+
+    /// The canonical `host[:port]`, as forwarded in `Host` / `:authority`.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.value
+    }
+
+    /// Validates and canonicalises one `host[:port]` value.
+    pub fn parse(raw: &[u8]) -> Result<Self, AuthorityError> {
+        if raw.contains(&b'@') {
+            return Err(AuthorityError::UserInfo);
+        }
+        let (host, port) = split_port(raw)?;
+        let host = validate_host(host)?;
+        if let Some(p) = port {
+            validate_port(p)?;
+        }
+        let canonical = host.len() == raw.len() - port.map_or(0, |p| p.len() + 1)
+            && !host.iter().any(u8::is_ascii_uppercase);
+        let value = if canonical {
+            HeaderValue::from_bytes(raw).map_err(|_| AuthorityError::BadHost)?
+        } else {
+            let mut v = host.to_ascii_lowercase();
+            if let Some(p) = port {
+                v.push(b':');
+                v.extend_from_slice(p);
+            }
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+                .map_err(|_| AuthorityError::BadHost)?
+        };
+        Ok(Self {
+            value,
+            host_len: host.len(),
+        })
+    }
+
+    /// The authority of `req` by the rules in the module doc.
+    pub fn of<B>(req: &Request<B>) -> Result<Self, AuthorityError> {
+        let mut hosts = req.headers().get_all(header::HOST).iter();
+        let host = hosts.next();
+        if hosts.next().is_some() {
+            return Err(AuthorityError::Repeated);
+        }
+        let target = req.uri().authority();
+        if req.version() == Version::HTTP_2 {
+            return match (target, host) {
+                (Some(a), Some(h)) if !a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) => {
+                    Err(AuthorityError::Mismatch)
+                }
+                (Some(a), _) => Self::parse(a.as_str().as_bytes()),
+                (None, Some(h)) => Self::parse(h.as_bytes()),
+                (None, None) => Err(AuthorityError::Missing),
+            };
+        }
+        let host = host.ok_or(AuthorityError::Missing)?;
+        match target {
+            // RFC 9112 §3.2.2: the target's authority wins; Host must still be present and valid.
+            Some(a) => {
+                Self::parse(host.as_bytes())?;
+                Self::parse(a.as_str().as_bytes())
+            }
+            None => Self::parse(host.as_bytes()),
+        }
+    }
+}
+
+/// Splits `host[:port]`; an IPv6 literal keeps its brackets.
+fn split_port(raw: &[u8]) -> Result<(&[u8], Option<&[u8]>), AuthorityError> {
+    if raw.first() == Some(&b'[') {
+        let end = raw
+            .iter()
+            .position(|&c| c == b']')
+            .ok_or(AuthorityError::BadHost)?;
+        return match &raw[end + 1..] {
+            [] => Ok((raw, None)),
+            [b':', port @ ..] => Ok((&raw[..=end], Some(port))),
+            _ => Err(AuthorityError::BadHost),
+        };
+    }
+    match raw.iter().position(|&c| c == b':') {
+        None => Ok((raw, None)),
+        Some(i) => Ok((&raw[..i], Some(&raw[i + 1..]))),
+    }
+}
+
+/// A reg-name of dot-separated labels (letters, digits, `-`, `_`, `~`), an IPv4 address, or a
+/// bracketed IPv6 literal. Returns the host without one trailing dot.
+fn validate_host(host: &[u8]) -> Result<&[u8], AuthorityError> {
+    if let Some(inner) = host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
+        let ok = std::str::from_utf8(inner)
+            .ok()
+            .and_then(|s| s.parse::<std::net::Ipv6Addr>().ok())
+            .is_some();
+        return if ok {
+            Ok(host)
+        } else {
+            Err(AuthorityError::BadHost)
+        };
+    }
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    let label_ok = |l: &[u8]| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'~'))
+    };
+    if host.is_empty() || host.len() > 253 || !host.split(|&c| c == b'.').all(label_ok) {
+        return Err(AuthorityError::BadHost);
+    }
+    Ok(host)
+}
+
+fn validate_port(port: &[u8]) -> Result<(), AuthorityError> {
+    if port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
+        return Err(AuthorityError::BadPort);
+    }
+    let n: u32 = port.iter().fold(0, |n, &d| n * 10 + u32::from(d - b'0'));
+    if n == 0 || n > 65535 {
+        return Err(AuthorityError::BadPort);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(s: &str) -> Result<(String, String), AuthorityError> {
+        RequestAuthority::parse(s.as_bytes()).map(|a| {
+            (
+                a.host().to_string(),
+                a.header_value().to_str().unwrap().to_string(),
+            )
+        })
+    }
+
+    #[test]
+    fn canonical_forms() {
+        let ok = |s: &str, host: &str, value: &str| {
+            assert_eq!(parsed(s), Ok((host.into(), value.into())), "{s}");
+        };
+        ok("b.example.com", "b.example.com", "b.example.com");
+        ok("B.Example.COM.", "b.example.com", "b.example.com");
+        ok("b.example.com.:8443", "b.example.com", "b.example.com:8443");
+        ok("localhost:1", "localhost", "localhost:1");
+        ok("10.0.0.1:65535", "10.0.0.1", "10.0.0.1:65535");
+        ok("[::1]:8443", "[::1]", "[::1]:8443");
+        ok("[::1]", "[::1]", "[::1]");
+        ok("svc_name.ns", "svc_name.ns", "svc_name.ns");
+    }
+
+    #[test]
+    fn malformed_values_are_refused() {
+        use AuthorityError::*;
+        for (s, e) in [
+            ("user@b", UserInfo),
+            ("b/x", BadHost),
+            ("b,a", BadHost),
+            ("", BadHost),
+            (":abc", BadHost),
+            ("b:99999", BadPort),
+            ("b:0", BadPort),
+            ("b:", BadPort),
+            ("b:1:2", BadPort),
+            ("b..c", BadHost),
+            (".", BadHost),
+            ("b c", BadHost),
+            ("[::1", BadHost),
+            ("[zz]", BadHost),
+            ("[::1]x", BadHost),
+            ("b%2e", BadHost),
+        ] {
+            assert_eq!(parsed(s), Err(e), "{s:?}");
+        }
+    }
+
+    fn req(version: Version, uri: &str, hosts: &[&str]) -> Request<()> {
+        let mut b = Request::builder().version(version).uri(uri);
+        for h in hosts {
+            b = b.header("host", *h);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn one_rule_for_every_protocol() {
+        use AuthorityError::*;
+        let host = |r: Request<()>| RequestAuthority::of(&r).map(|a| a.host().to_string());
+        let h1 = Version::HTTP_11;
+        let h2 = Version::HTTP_2;
+        assert_eq!(host(req(h1, "/x", &["a.example"])), Ok("a.example".into()));
+        assert_eq!(host(req(h1, "/x", &[])), Err(Missing));
+        assert_eq!(host(req(h1, "/x", &["a", "b"])), Err(Repeated));
+        assert_eq!(
+            host(req(h1, "http://a.example/svc", &["b.example"])),
+            Ok("a.example".into()),
+            "absolute-form wins"
+        );
+        assert_eq!(host(req(h1, "http://a.example/svc", &[])), Err(Missing));
+        assert_eq!(
+            host(req(h1, "http://u@a.example/svc", &["a"])),
+            Err(UserInfo)
+        );
+        assert_eq!(
+            host(req(h2, "https://a.example/x", &[])),
+            Ok("a.example".into())
+        );
+        assert_eq!(
+            host(req(h2, "https://a.example/x", &["A.example"])),
+            Ok("a.example".into())
+        );
+        assert_eq!(host(req(h2, "https://a.example/x", &["b"])), Err(Mismatch));
+        assert_eq!(host(req(h2, "/x", &["b.example"])), Ok("b.example".into()));
+        assert_eq!(host(req(h2, "/x", &[])), Err(Missing));
+    }
+}

@@ -1,0 +1,312 @@
+//! Header rewriting between the client and the upstream: hop-by-hop headers, the identity and
+//! forwarding headers a client must never be able to set, and the ones certgate sets instead.
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::identity::ClientIdentity;
+
+pub static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+
+/// Headers that describe one hop only (RFC 9110 §7.6.1, plus the h2c upgrade's
+/// `HTTP2-Settings`), removed in both directions.
+fn hop_by_hop() -> [&'static HeaderName; 9] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &HTTP2_SETTINGS,
+    ]
+}
+
+/// Families of `x-` headers that carry a caller's identity, its network origin or a method
+/// override somewhere in the industry (by prefix, after `x-`). A client sends none of them.
+const X_FAMILIES: [&str; 13] = [
+    "forwarded-",           // X-Forwarded-For/-Proto/-Host/-Port/-Client-Cert (XFCC) …
+    "ssl",                  // X-SSL-Cert, X-SSL-Client-* (nginx, HAProxy, F5)
+    "client-",              // X-Client-Cert, X-Client-Verify, X-Client-S-DN …
+    "arr-clientcert",       // IIS ARR
+    "amzn-mtls-",           // AWS ALB mTLS
+    "remote-user",          // CGI-style proxies
+    "spiffe-id",            // SPIFFE-aware proxies
+    "real-ip",              // nginx realip
+    "certgate-",            // our own namespace
+    "token-",               // x-token-subject / -client-id / -scope (verified token claims)
+    "http-method",          // X-HTTP-Method, X-HTTP-Method-Override
+    "method-override",      // X-Method-Override
+    "original-forwarded-f", // X-Original-Forwarded-For (ingress-nginx)
+];
+
+/// Whether a client-sent header is dropped before forwarding: an identity/forwarding family,
+/// a method override, or a name with `_` (CGI/WSGI upstreams read `_` and `-` as one, so
+/// `x_forwarded_client_cert` would arrive as XFCC).
+pub fn is_screened(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    let family = match n.as_bytes().first() {
+        Some(b'x') => n
+            .strip_prefix("x-")
+            .is_some_and(|rest| X_FAMILIES.iter().any(|f| rest.starts_with(f))),
+        // RFC 9440, RFC 7239, and the CGI-style spellings without `x-`.
+        Some(b'c') => n == "client-cert" || n == "client-cert-chain",
+        Some(b'f') => n == "forwarded",
+        Some(b's') => n.starts_with("ssl-client-"),
+        Some(b'r') => n == "remote-user",
+        _ => false,
+    };
+    family || n.contains('_')
+}
+
+/// What certgate tells the upstream about one request.
+pub struct Forwarding<'a> {
+    pub identity: Option<&'a ClientIdentity>,
+    pub peer_ip: &'a HeaderValue,
+    pub request_id: &'a HeaderValue,
+    /// The canonical authority, sent as `Host`.
+    pub authority: &'a HeaderValue,
+    /// `Some("websocket")` for an accepted WebSocket upgrade.
+    pub upgrade: Option<&'a HeaderValue>,
+    /// Operator-configured names to drop as well (`listener.strip_request_headers`).
+    pub strip: &'a [HeaderName],
+}
+
+/// Rewrites a client's request headers for the upstream: hop-by-hop headers, every screened
+/// header ([`is_screened`]) and the operator's extra names are removed, then `Host`, the
+/// verified identity (XFCC) and the forwarding headers are set. `TE: trailers` survives (gRPC
+/// needs it); an accepted upgrade keeps its `Upgrade`.
+pub fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
+    let keep_te_trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    strip_hop_by_hop(headers);
+    headers.remove(header::TE);
+    if keep_te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    // Collect only when there is something to remove: the common case allocates nothing.
+    let dropped = |n: &HeaderName| is_screened(n) || f.strip.contains(n);
+    if headers.keys().any(dropped) {
+        let names: Vec<HeaderName> = headers.keys().filter(|n| dropped(n)).cloned().collect();
+        for name in names {
+            headers.remove(&name);
+        }
+    }
+    // Room for the headers added below, so the map grows at most once.
+    headers.reserve(6);
+    headers.insert(header::HOST, f.authority.clone());
+    if let Some(id) = f.identity {
+        headers.insert(X_FORWARDED_CLIENT_CERT.clone(), id.xfcc.clone());
+    }
+    headers.insert(X_FORWARDED_FOR.clone(), f.peer_ip.clone());
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+    headers.insert(X_REQUEST_ID.clone(), f.request_id.clone());
+    if let Some(proto) = f.upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, proto.clone());
+    }
+}
+
+/// Removes hop-by-hop headers and the headers `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // "keep-alive"/"close"/"upgrade" name nothing beyond the fixed list, so the common case
+    // allocates nothing.
+    let names_extra = connection_tokens(headers).any(|t| {
+        !t.eq_ignore_ascii_case("keep-alive")
+            && !t.eq_ignore_ascii_case("close")
+            && !t.eq_ignore_ascii_case("upgrade")
+    });
+    if names_extra {
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    // One pass to see whether there is anything to remove; most requests carry at most
+    // `connection`, and a failed removal costs a hash lookup each.
+    let hops = hop_by_hop();
+    if headers.keys().any(|k| hops.contains(&k)) {
+        for n in hops {
+            headers.remove(n);
+        }
+    }
+}
+
+/// The comma-separated tokens of every `Connection` line, trimmed.
+pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// A client's `x-request-id` when well-formed, else a generated one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty()
+            && b.len() <= 128
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+        {
+            return v.clone();
+        }
+    }
+    generate_request_id()
+}
+
+/// 32 hex digits: a random per-process prefix and a counter. Unique, cheap, not secret.
+fn generate_request_id() -> HeaderValue {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        let _ = aws_lc_rs::rand::fill(&mut b);
+        u64::from_le_bytes(b) ^ crate::snapshot::unix_now() as u64
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut id = [0u8; 32];
+    let (hi, lo) = id.split_at_mut(16);
+    hex_u64(prefix, hi);
+    hex_u64(n, lo);
+    // One allocation, and clones (the upstream copy, the log) only count references; formatting
+    // into a String and copying it made four per request.
+    HeaderValue::from_maybe_shared(Bytes::from_owner(id))
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// `v` as 16 lower-case hex digits into `out`.
+fn hex_u64(v: u64, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out.iter_mut().enumerate().take(16) {
+        *b = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_only_when_well_formed() {
+        let mut h = HeaderMap::new();
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123_x.y"));
+        assert_eq!(request_id(&h), "abc-123_x.y");
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("bad id\"<>"));
+        let generated = request_id(&h);
+        assert_eq!(generated.len(), 32);
+        assert!(generated.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(generated, request_id(&HeaderMap::new()));
+        let mut out = [0u8; 16];
+        hex_u64(0x0123_4567_89ab_cdef, &mut out);
+        assert_eq!(&out, b"0123456789abcdef");
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAAQAoAAAAAIAAAAA"),
+        );
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn screened_families() {
+        for n in [
+            "x-forwarded-client-cert",
+            "x-forwarded-host",
+            "x-forwarded-port",
+            "x-forwarded-prefix",
+            "x-ssl-cert",
+            "x-ssl-client-s-dn",
+            "x-client-s-dn",
+            "x-client-cert",
+            "x-arr-clientcert",
+            "x-amzn-mtls-clientcert",
+            "x-amzn-mtls-clientcert-leaf",
+            "x-remote-user",
+            "x-spiffe-id",
+            "x-real-ip",
+            "x-certgate-identity",
+            "x-token-subject",
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
+            "client-cert",
+            "client-cert-chain",
+            "forwarded",
+            "ssl-client-cert",
+            "remote-user",
+            "x_forwarded_client_cert",
+            "user_agent",
+        ] {
+            assert!(is_screened(&HeaderName::from_static(n)), "{n}");
+        }
+        for n in [
+            "authorization",
+            "x-request-id",
+            "user-agent",
+            "traceparent",
+            "content-type",
+            "x-api-version",
+            "forwarded-secret-ish",
+        ] {
+            assert!(!is_screened(&HeaderName::from_static(n)), "{n}");
+        }
+    }
+
+    #[test]
+    fn forwarding_sets_host_and_drops_operator_names() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("B.example:1"));
+        h.insert("x-internal-user", HeaderValue::from_static("root"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        let authority = HeaderValue::from_static("a.example");
+        let strip = [HeaderName::from_static("x-internal-user")];
+        forwarding_headers(
+            &mut h,
+            &Forwarding {
+                identity: None,
+                peer_ip: &HeaderValue::from_static("127.0.0.1"),
+                request_id: &HeaderValue::from_static("id"),
+                authority: &authority,
+                upgrade: None,
+                strip: &strip,
+            },
+        );
+        assert_eq!(h.get(header::HOST).unwrap(), "a.example");
+        assert!(h.get("x-internal-user").is_none());
+        assert_eq!(h.get("x-kept").unwrap(), "1");
+    }
+}
