@@ -444,6 +444,43 @@ impl TlsClient {
     }
 }
 
+/// Writes `request` byte for byte on a fresh HTTP/1.1 TLS connection and returns what comes
+/// back: everything until the server closes, or until it has been quiet for 300 ms after
+/// answering (5 s for the first byte).
+pub async fn raw_exchange(client: &TlsClient, request: &[u8]) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut tls = client.tls(&Proto::H1).await.expect("tls");
+    tls.write_all(request).await.expect("write request");
+    read_until_quiet(&mut tls).await
+}
+
+/// Reads until EOF, or 300 ms of quiet after the first byte (5 s before it).
+pub async fn read_until_quiet<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        let wait = if out.is_empty() {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_millis(300)
+        };
+        match tokio::time::timeout(wait, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of the first response in `raw` (0 when there is none).
+pub fn status_of(raw: &str) -> u16 {
+    raw.strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
 pub async fn read_reply(resp: Response<Incoming>) -> Result<Reply, String> {
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
@@ -749,11 +786,17 @@ async fn upstream_answer(
                 let _ = tokio::io::copy(&mut r, &mut w).await;
             }
         });
+        // Switches to whatever was asked for, as an upstream that honours h2c would; without an
+        // Upgrade header it switches anyway (a misbehaving upstream).
+        let proto = req
+            .headers()
+            .get("upgrade")
+            .cloned()
+            .unwrap_or_else(|| "echo".parse().expect("hv"));
         let mut r = status_response(StatusCode::SWITCHING_PROTOCOLS);
         r.headers_mut()
             .insert("connection", "upgrade".parse().expect("hv"));
-        r.headers_mut()
-            .insert("upgrade", "echo".parse().expect("hv"));
+        r.headers_mut().insert("upgrade", proto);
         return r;
     }
     if path == "/close" {
