@@ -9,6 +9,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+COPY examples ./examples
+COPY testpki ./testpki
 COPY config ./config
 RUN cargo build --release --locked --bin certgate \
     && strip target/release/certgate

@@ -158,14 +158,14 @@ fn path(c: &mut Criterion) {
 }
 
 fn identity_extraction(c: &mut Criterion) {
-    let ca = certgate::pki::Ca::root("Bench CA").expect("ca");
+    let ca = certgate_testpki::Ca::root("Bench CA").expect("ca");
     let leaf = ca
-        .issue(&certgate::pki::LeafSpec {
+        .issue(&certgate_testpki::LeafSpec {
             uris: vec!["spiffe://example.org/ns/billing/sa/reader".into()],
             o: Some("Example".into()),
             ou: Some("billing".into()),
             dns: vec!["reader.billing.svc".into()],
-            ..certgate::pki::LeafSpec::client("reader")
+            ..certgate_testpki::LeafSpec::client("reader")
         })
         .expect("leaf");
     c.bench_function("identity/from_der", |b| {

@@ -259,7 +259,7 @@ fn header_value_lossless(s: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::{Ca, LeafSpec};
+    use certgate_testpki::{Ca, LeafSpec};
 
     #[test]
     fn extracts_fields_and_builds_xfcc() {

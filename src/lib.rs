@@ -10,9 +10,7 @@
 pub mod admin;
 pub mod authority;
 pub mod body;
-pub mod cli;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod framing;
 pub mod headers;
@@ -20,7 +18,6 @@ pub mod identity;
 pub mod inventory;
 pub mod metrics;
 pub mod path;
-pub mod pki;
 pub mod policy;
 pub mod pool;
 pub mod proxy;

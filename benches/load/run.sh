@@ -57,9 +57,9 @@ fi
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v oha >/dev/null 2>&1 || cargo install oha --locked
 cd "$ROOT"
-cargo build --release --locked --bin certgate --bin certgate-bench 2>&1 | tail -n 1 >&2
+cargo build --release --locked --bin certgate --example certgate-bench 2>&1 | tail -n 1 >&2
 CERTGATE="$ROOT/target/release/certgate"
-HELPER="$ROOT/target/release/certgate-bench"
+HELPER="$ROOT/target/release/examples/certgate-bench"
 
 WORK=$(mktemp -d)
 PIDS=()

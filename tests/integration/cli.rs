@@ -1,6 +1,6 @@
 //! `certgate check` and `certgate explain`.
 
-use certgate::pki::{Ca, LeafSpec};
+use certgate_testpki::{Ca, LeafSpec};
 
 use crate::common::*;
 

@@ -127,7 +127,10 @@ fn demo_prints_working_curl_commands() {
     assert_eq!(code, 0, "{err}");
     assert!(out.ends_with("\n200"), "{out}");
     assert!(out.contains("x-forwarded-client-cert"), "{out}");
-    assert!(out.contains(certgate::demo::READER_URI), "{out}");
+    assert!(
+        out.contains("spiffe://demo.certgate.local/ns/default/sa/reader"),
+        "{out}"
+    );
     let (_, out, _) = exec(&commands[1]);
     assert!(out.ends_with("\n403"), "{out}");
     let (code, _, _) = exec(&commands[2]);

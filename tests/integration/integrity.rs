@@ -64,7 +64,7 @@ allow = [{{ uri = "{reader}" }}]
 
 struct Setup {
     pki: Pki,
-    reader: certgate::pki::Issued,
+    reader: certgate_testpki::Issued,
     up: Upstream,
     b: Upstream,
     gw: Gateway,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use certgate::pki::{Ca, Issued, LeafSpec};
+use certgate_testpki::{Ca, Issued, LeafSpec};
 use rustls::pki_types::CertificateDer;
 
 use crate::common::*;
@@ -294,7 +294,7 @@ async fn rotations_under_load_lose_no_requests_and_apply_at_once() {
         .pki
         .root
         .crl(
-            &[rcgen::SerialNumber::from_slice(
+            &[certgate_testpki::SerialNumber::from_slice(
                 &hex::decode(&victim_serial).unwrap(),
             )],
             Duration::from_secs(86400),
@@ -450,7 +450,7 @@ async fn revoked_client_cannot_get_back_in_by_resuming() {
             .unwrap()
             .serial
     };
-    let serial = rcgen::SerialNumber::from_slice(&hex::decode(victim_issued).unwrap());
+    let serial = certgate_testpki::SerialNumber::from_slice(&hex::decode(victim_issued).unwrap());
     s.tls.publish(&[
         ("tls.crt", &s.pki.server.cert_pem),
         ("tls.key", &s.pki.server.key_pem),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use certgate::pki::{Ca, LeafSpec};
+use certgate_testpki::{Ca, LeafSpec};
 use serde_json::Value;
 
 use crate::common::*;

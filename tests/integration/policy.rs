@@ -42,18 +42,18 @@ async fn setup(mode: &str) -> (Pki, Upstream, Gateway) {
     pki.client(
         &pki.root,
         "batch",
-        certgate::pki::LeafSpec {
+        certgate_testpki::LeafSpec {
             ou: Some("finance".into()),
-            ..certgate::pki::LeafSpec::client("reporting-batch")
+            ..certgate_testpki::LeafSpec::client("reporting-batch")
         },
     );
     // Allowed by its URI, but also carries a denied CN: deny wins.
     pki.client(
         &pki.root,
         "banned",
-        certgate::pki::LeafSpec {
+        certgate_testpki::LeafSpec {
             uris: vec![spiffe("reader")],
-            ..certgate::pki::LeafSpec::client("banned")
+            ..certgate_testpki::LeafSpec::client("banned")
         },
     );
     let gw = Gateway::start(&pki, &format!("{}{}", client_auth(mode, ""), routes(&up))).await;

@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use certgate::pki::{Ca, LeafSpec};
+use certgate_testpki::{Ca, LeafSpec};
 use futures_util::{SinkExt, StreamExt};
 use http::uri::PathAndQuery;
 use hyper::body::Incoming;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use certgate::pki::{Ca, LeafSpec};
+use certgate_testpki::{Ca, LeafSpec};
 
 use crate::common::*;
 
@@ -153,7 +153,7 @@ async fn wrong_key_usage_is_refused() {
         &pki.root,
         "serveronly",
         LeafSpec {
-            usage: certgate::pki::LeafUsage::Server,
+            usage: certgate_testpki::LeafUsage::Server,
             ..workload("s")
         },
     );
@@ -204,7 +204,7 @@ async fn intermediate_chains_and_intermediate_revocation() {
     );
     pki.write("chained-key.pem", &leaf.key_pem);
     pki.write("issuing.pem", &issuing.cert_pem);
-    let root_crl = |revoked: Vec<rcgen::SerialNumber>| {
+    let root_crl = |revoked: Vec<certgate_testpki::SerialNumber>| {
         pki.root.crl(&revoked, Duration::from_secs(86400)).unwrap()
     };
     pki.write("root.crl", &root_crl(vec![]));

@@ -14,10 +14,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::pki::{Ca, LeafSpec};
-use crate::server::{Bound, shutdown_signal};
-use crate::snapshot::Snapshot;
-use crate::telemetry::Telemetry;
+use certgate::server::{Bound, shutdown_signal};
+use certgate::snapshot::Snapshot;
+use certgate::telemetry::Telemetry;
+use certgate_testpki::{Ca, LeafSpec};
 
 /// The SPIFFE ID the demo's allowed client carries.
 pub const READER_URI: &str = "spiffe://demo.certgate.local/ns/default/sa/reader";

@@ -6,9 +6,11 @@ use std::time::Duration;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevokedCertParams, SanType, SerialNumber,
+    RevokedCertParams, SanType,
 };
 use time::OffsetDateTime;
+
+pub use rcgen::SerialNumber;
 
 /// A certificate authority able to issue leaves, intermediates and CRLs.
 pub struct Ca {

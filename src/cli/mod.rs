@@ -1,5 +1,7 @@
 //! Subcommands: `run`, `check`, `explain`, `demo`.
 
+mod demo;
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,12 +13,12 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 
 use std::sync::Arc;
 
-use crate::config::{CONFIG_ENV, LogFormat};
-use crate::identity::ClientIdentity;
-use crate::policy::{RequestParts, Verdict};
-use crate::snapshot::{Snapshot, fmt_time, unix_now};
-use crate::telemetry::{Telemetry, init_logging};
-use crate::tls::HandshakeResult;
+use certgate::config::{CONFIG_ENV, LogFormat};
+use certgate::identity::ClientIdentity;
+use certgate::policy::{RequestParts, Verdict};
+use certgate::snapshot::{Snapshot, fmt_time, unix_now};
+use certgate::telemetry::{Telemetry, init_logging};
+use certgate::tls::HandshakeResult;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -89,7 +91,7 @@ pub fn main() -> ExitCode {
             dir,
         } => {
             let _log = init_logging("info", cli.log_format.unwrap_or_default());
-            report(runtime().and_then(|rt| rt.block_on(crate::demo::run(bind, admin_bind, dir))))
+            report(runtime().and_then(|rt| rt.block_on(demo::run(bind, admin_bind, dir))))
         }
     }
 }
@@ -111,7 +113,7 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
 }
 
 fn run(config: &Path, log_format: Option<LogFormat>) -> ExitCode {
-    let file = match crate::config::ConfigFile::load(config) {
+    let file = match certgate::config::ConfigFile::load(config) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
@@ -132,14 +134,14 @@ fn run(config: &Path, log_format: Option<LogFormat>) -> ExitCode {
     );
     report(runtime().and_then(|rt| {
         rt.block_on(async {
-            let bound = crate::server::Bound::bind(snapshot, telemetry).await?;
-            bound.serve(crate::server::shutdown_signal()).await
+            let bound = certgate::server::Bound::bind(snapshot, telemetry).await?;
+            bound.serve(certgate::server::shutdown_signal()).await
         })
     }))
 }
 
 /// Loads a config for the read-only commands, with throwaway telemetry.
-fn load_for_inspection(config: &Path) -> Result<Snapshot, crate::config::ConfigError> {
+fn load_for_inspection(config: &Path) -> Result<Snapshot, certgate::config::ConfigError> {
     Snapshot::load(config, &Telemetry::new(1))
 }
 
@@ -257,7 +259,7 @@ fn explain(
             return ExitCode::FAILURE;
         }
     };
-    let authority = match host.map(|h| crate::authority::RequestAuthority::parse(h.as_bytes())) {
+    let authority = match host.map(|h| certgate::authority::RequestAuthority::parse(h.as_bytes())) {
         None => None,
         Some(Ok(a)) => Some(a),
         Some(Err(e)) => {
@@ -269,7 +271,7 @@ fn explain(
         }
     };
     let host = authority.as_ref().map(|a| a.host());
-    let normalized = match crate::path::normalize(path) {
+    let normalized = match certgate::path::normalize(path) {
         Ok(p) => p.into_owned(),
         Err(e) => {
             println!("path      {path}\nresult    400 bad request: {e}");
@@ -344,8 +346,8 @@ fn explain(
                 r.path_prefix()
             );
             let rule_text = match d.decided_by {
-                crate::policy::DecidedBy::Allow(i) => r.allow.get(i).map(|x| x.text.as_str()),
-                crate::policy::DecidedBy::Deny(i) => r.deny.get(i).map(|x| x.text.as_str()),
+                certgate::policy::DecidedBy::Allow(i) => r.allow.get(i).map(|x| x.text.as_str()),
+                certgate::policy::DecidedBy::Deny(i) => r.deny.get(i).map(|x| x.text.as_str()),
                 _ => None,
             };
             let status = match d.verdict {
