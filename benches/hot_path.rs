@@ -12,10 +12,10 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Method, StatusCode};
 
-use certgate::identity::ClientIdentity;
-use certgate::policy::Verdict;
-use certgate::snapshot::unix_now;
+use certgate::authn::identity::ClientIdentity;
+use certgate::authz::Verdict;
 use certgate::telemetry::Telemetry;
+use certgate::util::time::unix_now;
 
 fn identity() -> ClientIdentity {
     ClientIdentity {
@@ -98,7 +98,7 @@ fn record(c: &mut Criterion) {
     g.finish();
 }
 
-fn route_table(n: usize) -> certgate::policy::RouteTable {
+fn route_table(n: usize) -> certgate::authz::RouteTable {
     let routes = (0..n)
         .map(|i| {
             let raw: certgate::config::RawRoute = toml::from_str(&format!(
@@ -108,10 +108,10 @@ fn route_table(n: usize) -> certgate::policy::RouteTable {
                 "ab".repeat(32)
             ))
             .expect("bench route");
-            certgate::policy::Route::compile(i, &raw, |_| Some(0)).expect("bench route compiles")
+            certgate::authz::Route::compile(i, &raw, |_| Some(0)).expect("bench route compiles")
         })
         .collect();
-    certgate::policy::RouteTable::new(routes)
+    certgate::authz::RouteTable::new(routes)
 }
 
 fn policy(c: &mut Criterion) {
@@ -130,7 +130,7 @@ fn policy(c: &mut Criterion) {
         ] {
             g.bench_function(format!("{n}_routes/{case}"), |b| {
                 b.iter(|| {
-                    let parts = certgate::policy::RequestParts {
+                    let parts = certgate::authz::RequestParts {
                         method: &Method::GET,
                         host: Some("api.example.com"),
                         path: black_box(path),
@@ -151,7 +151,7 @@ fn path(c: &mut Criterion) {
         ("percent_encoded", "/payments/%76%31/accounts/%7Ebob/a%20b"),
     ] {
         g.bench_function(case, |b| {
-            b.iter(|| black_box(certgate::path::normalize(black_box(p)).map(|c| c.len())))
+            b.iter(|| black_box(certgate::authz::path::normalize(black_box(p)).map(|c| c.len())))
         });
     }
     g.finish();
@@ -202,7 +202,7 @@ fn headers(c: &mut Criterion) {
         HeaderValue::from_static("Hash=evil"),
     );
     let authority = HeaderValue::from_static("api.example.com");
-    let fwd = certgate::headers::Forwarding {
+    let fwd = certgate::http::headers::Forwarding {
         identity: Some(&id),
         peer_ip: &peer_ip,
         request_id: &request_id,
@@ -214,14 +214,14 @@ fn headers(c: &mut Criterion) {
     g.bench_function("forwarding", |b| {
         b.iter_batched_ref(
             || template.clone(),
-            |h| certgate::headers::forwarding_headers(h, &fwd),
+            |h| certgate::http::headers::forwarding_headers(h, &fwd),
             criterion::BatchSize::SmallInput,
         )
     });
     g.bench_function("forwarding_with_spoofed_identity", |b| {
         b.iter_batched_ref(
             || spoofed.clone(),
-            |h| certgate::headers::forwarding_headers(h, &fwd),
+            |h| certgate::http::headers::forwarding_headers(h, &fwd),
             criterion::BatchSize::SmallInput,
         )
     });

@@ -95,7 +95,7 @@ async fn idle(
     }
     let chain = CertificateDer::pem_file_iter(&cert)?.collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_file(&key)?;
-    let mut config = rustls::ClientConfig::builder_with_provider(certgate::tls::provider())
+    let mut config = rustls::ClientConfig::builder_with_provider(certgate::authn::tls::provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)?;

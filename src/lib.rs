@@ -1,30 +1,22 @@
 //! certgate: an mTLS-enforcing reverse proxy gateway.
 //!
-//! The path of one request: TLS handshake ([`tls`]) → [`identity::ClientIdentity`] once per
-//! connection → per request [`path`] normalisation, routing and [`policy`] → [`proxy`] forwarding
-//! to an [`upstream`] → access log and metrics ([`telemetry`]). Reloadable state lives in one
-//! [`snapshot::Snapshot`].
+//! The path of one request, folder by folder: [`listener`] accepts and runs the TLS handshake
+//! (verifier and identity from [`authn`]); [`http`] runs the request phases — authority, path,
+//! route and policy ([`authz`]), forwarding to an [`upstream`], the answer and its record in
+//! [`telemetry`] and the [`inventory`]. [`state`] holds the current [`state::Snapshot`] (the
+//! compiled [`config`]) and the live state that outlives it; [`runtime`] starts, reloads and
+//! stops the whole. The `certgate` binary's `cli` is a thin layer over this library.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-pub mod admin;
-pub mod authority;
-pub mod body;
+pub mod authn;
+pub mod authz;
 pub mod config;
-pub mod error;
-pub mod framing;
-pub mod headers;
-pub mod identity;
+pub mod http;
 pub mod inventory;
-pub mod metrics;
-pub mod path;
-pub mod policy;
-pub mod pool;
-pub mod proxy;
-pub mod reload;
-pub mod server;
-pub mod snapshot;
+pub mod listener;
+pub mod runtime;
+pub mod state;
 pub mod telemetry;
-pub mod tls;
-pub mod tunnel;
 pub mod upstream;
+pub mod util;

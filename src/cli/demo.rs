@@ -14,9 +14,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use certgate::server::{Bound, shutdown_signal};
-use certgate::snapshot::Snapshot;
+use certgate::runtime::{Bound, shutdown_signal};
+use certgate::state::snapshot::Snapshot;
 use certgate::telemetry::Telemetry;
+use certgate::upstream::registry::UpstreamRegistry;
 use certgate_testpki::{Ca, LeafSpec};
 
 /// The SPIFFE ID the demo's allowed client carries.
@@ -48,8 +49,9 @@ pub async fn run(
     std::fs::write(&config_path, demo_config(bind, admin_bind, upstream_addr))?;
 
     let telemetry = std::sync::Arc::new(Telemetry::new(1000));
-    let snapshot = Snapshot::load(&config_path, &telemetry)?;
-    let bound = Bound::bind(snapshot, telemetry).await?;
+    let upstreams = UpstreamRegistry::default();
+    let snapshot = Snapshot::load(&config_path, &telemetry, &upstreams)?;
+    let bound = Bound::bind(snapshot, telemetry, upstreams).await?;
     let addr = bound.local_addr()?;
     let admin = bound.admin_addr()?;
     println!("{}", instructions(&dir, addr, admin));

@@ -13,12 +13,14 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 
 use std::sync::Arc;
 
+use certgate::authn::identity::ClientIdentity;
+use certgate::authn::tls::HandshakeResult;
+use certgate::authz::{RequestParts, Verdict};
 use certgate::config::{CONFIG_ENV, LogFormat};
-use certgate::identity::ClientIdentity;
-use certgate::policy::{RequestParts, Verdict};
-use certgate::snapshot::{Snapshot, fmt_time, unix_now};
+use certgate::state::snapshot::Snapshot;
 use certgate::telemetry::{Telemetry, init_logging};
-use certgate::tls::HandshakeResult;
+use certgate::upstream::registry::UpstreamRegistry;
+use certgate::util::time::{fmt_time, unix_now};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -121,7 +123,8 @@ fn run(config: &Path, log_format: Option<LogFormat>) -> ExitCode {
         }
     };
     let telemetry = Arc::new(Telemetry::new(file.raw.inventory.max_entries));
-    let snapshot = match Snapshot::build(&file, &telemetry) {
+    let upstreams = UpstreamRegistry::default();
+    let snapshot = match Snapshot::build(&file, &telemetry, &upstreams) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -134,15 +137,15 @@ fn run(config: &Path, log_format: Option<LogFormat>) -> ExitCode {
     );
     report(runtime().and_then(|rt| {
         rt.block_on(async {
-            let bound = certgate::server::Bound::bind(snapshot, telemetry).await?;
-            bound.serve(certgate::server::shutdown_signal()).await
+            let bound = certgate::runtime::Bound::bind(snapshot, telemetry, upstreams).await?;
+            bound.serve(certgate::runtime::shutdown_signal()).await
         })
     }))
 }
 
 /// Loads a config for the read-only commands, with throwaway telemetry.
 fn load_for_inspection(config: &Path) -> Result<Snapshot, certgate::config::ConfigError> {
-    Snapshot::load(config, &Telemetry::new(1))
+    Snapshot::load(config, &Telemetry::new(1), &UpstreamRegistry::default())
 }
 
 fn check(config: &Path) -> ExitCode {
@@ -259,19 +262,20 @@ fn explain(
             return ExitCode::FAILURE;
         }
     };
-    let authority = match host.map(|h| certgate::authority::RequestAuthority::parse(h.as_bytes())) {
-        None => None,
-        Some(Ok(a)) => Some(a),
-        Some(Err(e)) => {
-            println!(
-                "host      {host:?}\nresult    400 bad request: {e}",
-                host = host.unwrap_or("")
-            );
-            return ExitCode::from(3);
-        }
-    };
+    let authority =
+        match host.map(|h| certgate::http::authority::RequestAuthority::parse(h.as_bytes())) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                println!(
+                    "host      {host:?}\nresult    400 bad request: {e}",
+                    host = host.unwrap_or("")
+                );
+                return ExitCode::from(3);
+            }
+        };
     let host = authority.as_ref().map(|a| a.host());
-    let normalized = match certgate::path::normalize(path) {
+    let normalized = match certgate::authz::path::normalize(path) {
         Ok(p) => p.into_owned(),
         Err(e) => {
             println!("path      {path}\nresult    400 bad request: {e}");
@@ -346,8 +350,8 @@ fn explain(
                 r.path_prefix()
             );
             let rule_text = match d.decided_by {
-                certgate::policy::DecidedBy::Allow(i) => r.allow.get(i).map(|x| x.text.as_str()),
-                certgate::policy::DecidedBy::Deny(i) => r.deny.get(i).map(|x| x.text.as_str()),
+                certgate::authz::DecidedBy::Allow(i) => r.allow.get(i).map(|x| x.text.as_str()),
+                certgate::authz::DecidedBy::Deny(i) => r.deny.get(i).map(|x| x.text.as_str()),
                 _ => None,
             };
             let status = match d.verdict {

@@ -353,7 +353,7 @@ impl TlsClient {
         roots
             .add(CertificateDer::from(pki.root.der.clone()))
             .expect("root");
-        let b = rustls::ClientConfig::builder_with_provider(certgate::tls::provider())
+        let b = rustls::ClientConfig::builder_with_provider(certgate::authn::tls::provider())
             .with_protocol_versions(versions)
             .expect("versions")
             .with_root_certificates(roots);

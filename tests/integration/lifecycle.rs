@@ -286,7 +286,7 @@ async fn rotations_under_load_lose_no_requests_and_apply_at_once() {
     let victim_serial = {
         use rustls::pki_types::pem::PemObject;
         let der = CertificateDer::from_pem_slice(victim_cert.as_bytes()).unwrap();
-        certgate::identity::ClientIdentity::from_der(&der)
+        certgate::authn::identity::ClientIdentity::from_der(&der)
             .unwrap()
             .serial
     };
@@ -446,7 +446,7 @@ async fn revoked_client_cannot_get_back_in_by_resuming() {
         use rustls::pki_types::pem::PemObject;
         let pem = std::fs::read_to_string(s.pki.path("victim.pem")).unwrap();
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
-        certgate::identity::ClientIdentity::from_der(&der)
+        certgate::authn::identity::ClientIdentity::from_der(&der)
             .unwrap()
             .serial
     };
@@ -569,7 +569,7 @@ async fn expiry_shows_in_readyz_and_gauges() {
         "{warnings:?}"
     );
     gw.wait_for_log("server certificate expires").await;
-    let not_after = certgate::identity::ClientIdentity::from_der(&soon.der)
+    let not_after = certgate::authn::identity::ClientIdentity::from_der(&soon.der)
         .unwrap()
         .not_after;
     gw.assert_metric(

@@ -206,7 +206,7 @@ async fn metrics_count_exactly_what_was_sent() {
     }
     let (_, body) = admin_get(gw.admin, "/metrics").await.unwrap();
     assert_prometheus_text(&body);
-    let server_not_after = certgate::identity::ClientIdentity::from_der(&pki.server.der)
+    let server_not_after = certgate::authn::identity::ClientIdentity::from_der(&pki.server.der)
         .unwrap()
         .not_after;
     assert_eq!(
@@ -218,7 +218,7 @@ async fn metrics_count_exactly_what_was_sent() {
         pki.path("ca.crl").display()
     );
     let next_update = metric_value(&body, &crl_series).expect("CRL gauge");
-    let in_3_days = certgate::snapshot::unix_now() as f64 + 3.0 * 86400.0;
+    let in_3_days = certgate::util::time::unix_now() as f64 + 3.0 * 86400.0;
     assert!(
         (next_update - in_3_days).abs() < 120.0,
         "{next_update} vs {in_3_days}"
@@ -280,7 +280,7 @@ async fn access_log_lines_carry_the_request_and_the_identity() {
             .clone()
     };
     let allowed = find("req-allowed");
-    let reader_id = certgate::identity::ClientIdentity::from_der(
+    let reader_id = certgate::authn::identity::ClientIdentity::from_der(
         &std::fs::read_to_string(pki.path("reader.pem"))
             .map(|pem| {
                 use rustls::pki_types::{CertificateDer, pem::PemObject};
@@ -327,7 +327,7 @@ async fn access_log_lines_carry_the_request_and_the_identity() {
     assert_eq!(denied["client_subject"], "CN=writer,O=Example");
     assert!(denied.get("upstream").is_none() || denied["upstream"].is_null());
 
-    let refused: Vec<Value> = log_events(&gw, "certgate::tls")
+    let refused: Vec<Value> = log_events(&gw, "certgate::authn::tls")
         .into_iter()
         .filter(|e| e["message"] == "tls handshake refused")
         .collect();

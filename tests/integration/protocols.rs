@@ -233,7 +233,7 @@ async fn tls_upstream(pki: &Pki, client_ca: Option<&Ca>, server: LeafSpec) -> Tl
     pki.write("upstream-ca.pem", &ca.cert_pem);
     let chain = vec![CertificateDer::from(cert.der.clone())];
     let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
-    let builder = rustls::ServerConfig::builder_with_provider(certgate::tls::provider())
+    let builder = rustls::ServerConfig::builder_with_provider(certgate::authn::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap();
     let config = match client_ca {
@@ -248,7 +248,7 @@ async fn tls_upstream(pki: &Pki, client_ca: Option<&Ca>, server: LeafSpec) -> Tl
                 .unwrap();
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
-                certgate::tls::provider(),
+                certgate::authn::tls::provider(),
             )
             .build()
             .unwrap();

@@ -2,6 +2,12 @@
 //! record. Each phase is a function of its own; [`Exchange`] carries what the final record needs
 //! and is recorded exactly once, when the response body ends or is dropped.
 
+pub mod authority;
+pub mod error;
+pub mod framing;
+pub mod headers;
+pub mod tunnel;
+
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,22 +24,23 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use crate::authority::RequestAuthority;
-use crate::body::{BodyFault, BodyMeter, UpstreamBody, discard_rest};
-use crate::error::{Malformed, RequestError, Side};
-use crate::framing;
-use crate::headers::{Forwarding, X_REQUEST_ID, forwarding_headers, request_id, strip_hop_by_hop};
-use crate::identity::ClientIdentity;
+use crate::authn::identity::ClientIdentity;
+use crate::authn::tls::HandshakeResult;
+use crate::authz::path;
+use crate::authz::{DecidedBy, RequestParts, Route, Verdict};
+use crate::http::authority::RequestAuthority;
+use crate::http::error::{Malformed, RequestError, Side};
+use crate::http::headers::{
+    Forwarding, X_REQUEST_ID, forwarding_headers, request_id, strip_hop_by_hop,
+};
 use crate::inventory;
-use crate::metrics::Limit;
-use crate::path;
-use crate::policy::{DecidedBy, RequestParts, Route, Verdict};
-use crate::pool::ResponseBody;
-use crate::server::Gateway;
-use crate::snapshot::{Snapshot, coarse_unix_now};
-use crate::tls::HandshakeResult;
-use crate::tunnel;
+use crate::state::Gateway;
+use crate::state::snapshot::Snapshot;
+use crate::telemetry::metrics::Limit;
+use crate::upstream::body::{BodyFault, BodyMeter, UpstreamBody, discard_rest};
+use crate::upstream::pool::ResponseBody;
 use crate::upstream::{ForwardError, Outbound};
+use crate::util::time::coarse_unix_now;
 use rustls::pki_types::{CertificateDer, UnixTime};
 
 /// Per-connection state shared by every request on the connection.

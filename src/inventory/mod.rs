@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::ClientIdentity;
-use crate::policy::Verdict;
-use crate::snapshot::{fmt_time, unix_now};
+use crate::authn::identity::ClientIdentity;
+use crate::authz::Verdict;
+use crate::util::time::{fmt_time, unix_now};
 
 /// Route ids below this are tracked in a lock-free bitset; higher ones (only after more than
 /// this many distinct route names) in a small locked set.

@@ -1,20 +1,21 @@
 //! Routes and authorisation policy. Pure: `(request parts, Option<&ClientIdentity>) -> Decision`,
 //! no I/O and no hyper or rustls types.
 
+pub mod path;
+
 use std::fmt;
 use std::time::Duration;
 
 use http::Method;
 
+use crate::authn::identity::ClientIdentity;
 use crate::config::{RawMatcher, RawRoute};
-use crate::identity::ClientIdentity;
-use crate::path;
 
 /// The parts of a request that routing and policy look at. `path` must be normalised.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestParts<'a> {
     pub method: &'a Method,
-    /// The canonical host ([`crate::authority::RequestAuthority::host`]): lowercase, no port,
+    /// The canonical host ([`crate::http::authority::RequestAuthority::host`]): lowercase, no port,
     /// no trailing dot.
     pub host: Option<&'a str>,
     pub path: &'a str,
@@ -346,7 +347,7 @@ impl Route {
             ),
         };
         let host = match &raw.host {
-            Some(h) => match crate::authority::RequestAuthority::parse(h.as_bytes()) {
+            Some(h) => match crate::http::authority::RequestAuthority::parse(h.as_bytes()) {
                 Ok(a) if a.host().len() == a.header_value().len() => Some(a.host().to_string()),
                 Ok(_) => {
                     return Err(err(

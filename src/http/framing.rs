@@ -5,8 +5,8 @@
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Version};
 
-use crate::error::{Malformed, RequestError};
-use crate::headers::connection_tokens;
+use crate::http::error::{Malformed, RequestError};
+use crate::http::headers::connection_tokens;
 
 /// `CONNECT` (a tunnel to anywhere) and `TRACE` (echoes credentials back) are never served;
 /// a method with lower-case letters is not the upper-case method a route names (methods are

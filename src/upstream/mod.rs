@@ -2,10 +2,14 @@
 //! passive outlier ejection, optional active health checks, retries, and TLS/mTLS to `https://`
 //! endpoints.
 
+pub mod body;
+pub mod pool;
+pub mod registry;
+
 use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Once, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -13,11 +17,12 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, heade
 use rustls::RootCertStore;
 use tracing::{info, warn};
 
-use crate::body::{BodyFault, BodyMeter, UpstreamBody};
+use crate::authn::tls;
 use crate::config::{ConfigFile, LoadBalancing, RawHealthCheck, RawUpstream, UpstreamProtocol};
-use crate::metrics::{Metrics, UpstreamMetrics, UpstreamOutcome};
-use crate::pool::{Connector, EndpointPool, ResponseBody, SendError};
-use crate::tls;
+use crate::telemetry::metrics::{Metrics, UpstreamMetrics, UpstreamOutcome};
+use crate::upstream::body::{BodyFault, BodyMeter, UpstreamBody};
+use crate::upstream::pool::{Connector, EndpointPool, ResponseBody, SendError};
+use crate::upstream::registry::Definition;
 
 // === endpoints ===
 
@@ -138,6 +143,10 @@ pub struct Upstream {
     connector: Connector,
     pub metrics: UpstreamMetrics,
     next: AtomicUsize,
+    /// What it was compiled from: an unchanged definition keeps this upstream across reloads.
+    definition: Definition,
+    /// Background tasks start once per upstream, however many snapshots share it.
+    background: Once,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -155,6 +164,7 @@ impl Upstream {
     pub fn compile(
         name: &str,
         raw: &RawUpstream,
+        definition: Definition,
         file: &ConfigFile,
         metrics: &Metrics,
     ) -> Result<Self, (&'static str, String)> {
@@ -262,6 +272,8 @@ impl Upstream {
             connector,
             metrics: upstream_metrics,
             next: AtomicUsize::new(0),
+            definition,
+            background: Once::new(),
         })
     }
 
@@ -587,10 +599,12 @@ fn client_tls(
 /// was replaced).
 pub fn spawn_background(upstreams: &[Arc<Upstream>]) {
     for u in upstreams {
-        tokio::spawn(sweep_loop(Arc::downgrade(u)));
-        if u.health_check.is_some() {
-            tokio::spawn(health_check_loop(Arc::downgrade(u)));
-        }
+        u.background.call_once(|| {
+            tokio::spawn(sweep_loop(Arc::downgrade(u)));
+            if u.health_check.is_some() {
+                tokio::spawn(health_check_loop(Arc::downgrade(u)));
+            }
+        });
     }
 }
 

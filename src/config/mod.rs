@@ -1,7 +1,7 @@
 //! The TOML configuration as operators write it (see `config/certgate.toml` for every key).
 //!
 //! These structs are the *raw* form: they mirror the file one to one, reject unknown keys, and
-//! carry no meaning beyond types. [`crate::snapshot::Snapshot::build`] compiles them into runtime
+//! carry no meaning beyond types. [`crate::state::snapshot::Snapshot::build`] compiles them into runtime
 //! values that cannot represent an invalid state.
 
 use std::collections::BTreeMap;
@@ -280,7 +280,7 @@ pub enum UpstreamProtocol {
     H2,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
     pub path: String,
@@ -296,7 +296,7 @@ pub struct RawHealthCheck {
     pub healthy_threshold: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     /// One endpoint (`scheme://host:port`); or use `endpoints`.
@@ -541,7 +541,7 @@ trust_store = ["ca.pem"]
     /// The documented reference must stay loadable: every key in it is one the code knows.
     #[test]
     fn reference_config_parses() {
-        let text = include_str!("../config/certgate.toml");
+        let text = include_str!("../../config/certgate.toml");
         let f = ConfigFile::parse(Path::new("config/certgate.toml"), text).unwrap();
         assert_eq!(f.raw.routes.len(), 2);
         assert!(f.raw.routes[0].timeout.is_some());

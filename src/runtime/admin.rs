@@ -15,9 +15,9 @@ use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use crate::inventory::{Filter, RecordView};
-use crate::reload::{ReloadRequest, Trigger};
-use crate::server::Gateway;
-use crate::snapshot::unix_now;
+use crate::state::Gateway;
+use crate::state::{ReloadRequest, Trigger};
+use crate::util::time::unix_now;
 
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     loop {
@@ -137,7 +137,7 @@ fn inventory(gateway: &Gateway, query: Option<&str>) -> Response<Full<Bytes>> {
         .map(|r| RecordView::new(r, now))
         .collect();
     let body = serde_json::json!({
-        "generated_at": crate::snapshot::fmt_time(now),
+        "generated_at": crate::util::time::fmt_time(now),
         "count": views.len(),
         "identities": views,
     });

@@ -77,7 +77,7 @@ pub fn load_crls(path: &Path) -> Result<Vec<LoadedCrl>, String> {
             let (_, crl) = x509_parser::parse_x509_crl(der.as_ref())
                 .map_err(|e| format!("{}: not a CRL (PEM or DER expected): {e}", path.display()))?;
             Ok(LoadedCrl {
-                issuer: crate::identity::rfc4514(crl.issuer()),
+                issuer: crate::authn::identity::rfc4514(crl.issuer()),
                 next_update: crl.next_update().map(|t| t.timestamp()),
                 revoked_count: crl.iter_revoked_certificates().count(),
                 der: der.clone(),

@@ -12,8 +12,8 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::policy::Verdict;
-use crate::tls::HandshakeResult;
+use crate::authn::tls::HandshakeResult;
+use crate::authz::Verdict;
 
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "_none";

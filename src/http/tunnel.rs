@@ -10,8 +10,8 @@ use http::HeaderValue;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::proxy::ConnContext;
-use crate::snapshot::unix_now;
+use crate::http::ConnContext;
+use crate::util::time::unix_now;
 
 /// Pipes bytes until either side closes or the identity stops being accepted.
 pub async fn run(

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::identity::ClientIdentity;
+use crate::authn::identity::ClientIdentity;
 
 pub static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -181,7 +181,7 @@ fn generate_request_id() -> HeaderValue {
     let prefix = *PREFIX.get_or_init(|| {
         let mut b = [0u8; 8];
         let _ = aws_lc_rs::rand::fill(&mut b);
-        u64::from_le_bytes(b) ^ crate::snapshot::unix_now() as u64
+        u64::from_le_bytes(b) ^ crate::util::time::unix_now() as u64
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut id = [0u8; 32];

@@ -24,9 +24,9 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::body::UpstreamBody;
 use crate::config::UpstreamProtocol;
-use crate::snapshot::coarse_unix_now;
+use crate::upstream::body::UpstreamBody;
+use crate::util::time::coarse_unix_now;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 

@@ -10,13 +10,15 @@ use std::time::Duration;
 use rustls::RootCertStore;
 use rustls::server::danger::ClientCertVerifier;
 
+use crate::authn::identity::ClientIdentity;
+use crate::authn::tls::{self, ClientAuthSettings, LoadedCrl};
+use crate::authz::{Route, RouteTable};
 use crate::config::{ClientAuthMode, ConfigError, ConfigFile, StaleCrl};
-use crate::identity::ClientIdentity;
-use crate::metrics::{Metrics, RouteMetrics};
-use crate::policy::{Route, RouteTable};
 use crate::telemetry::Telemetry;
-use crate::tls::{self, ClientAuthSettings, LoadedCrl};
+use crate::telemetry::metrics::{Metrics, RouteMetrics};
 use crate::upstream::Upstream;
+use crate::upstream::registry::UpstreamRegistry;
+use crate::util::time::{fmt_time, unix_now};
 
 /// A trust anchor or intermediate as `check` reports it.
 #[derive(Debug, Clone)]
@@ -83,12 +85,21 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Loads the file and everything it references, validating all of it.
-    pub fn load(path: &std::path::Path, telemetry: &Telemetry) -> Result<Self, ConfigError> {
-        Self::build(&ConfigFile::load(path)?, telemetry)
+    pub fn load(
+        path: &std::path::Path,
+        telemetry: &Telemetry,
+        registry: &UpstreamRegistry,
+    ) -> Result<Self, ConfigError> {
+        Self::build(&ConfigFile::load(path)?, telemetry, registry)
     }
 
     /// Compiles a parsed config; metric handles and inventory ids come from `telemetry`.
-    pub fn build(file: &ConfigFile, telemetry: &Telemetry) -> Result<Self, ConfigError> {
+    /// Upstreams whose definition is unchanged come from `registry` with their live state.
+    pub fn build(
+        file: &ConfigFile,
+        telemetry: &Telemetry,
+        registry: &UpstreamRegistry,
+    ) -> Result<Self, ConfigError> {
         let raw = &file.raw;
         let mut warnings = Vec::new();
         // Server certificate and key.
@@ -194,10 +205,11 @@ impl Snapshot {
         let mut upstreams = Vec::new();
         let mut upstream_ix = HashMap::new();
         for (name, u) in &raw.upstreams {
-            let up = Upstream::compile(name, u, file, &telemetry.metrics)
+            let up = registry
+                .resolve(name, u, file, &telemetry.metrics)
                 .map_err(|(k, p)| file.invalid(format!("upstreams.{name}.{k}"), p))?;
             upstream_ix.insert(name.clone(), upstreams.len());
-            upstreams.push(Arc::new(up));
+            upstreams.push(up);
         }
         let mut routes: Vec<Route> = Vec::new();
         for (i, r) in raw.routes.iter().enumerate() {
@@ -441,55 +453,4 @@ fn summarize(
         subject: id.subject,
         not_after: id.not_after,
     })
-}
-
-/// Unix seconds from a clock a background thread refreshes four times a second: the request
-/// path reads it with one atomic load instead of asking the OS (expiry checks and "last seen"
-/// only need seconds).
-pub fn coarse_unix_now() -> i64 {
-    use std::sync::atomic::{AtomicI64, Ordering};
-    static NOW: AtomicI64 = AtomicI64::new(0);
-    static TICKER: std::sync::Once = std::sync::Once::new();
-    TICKER.call_once(|| {
-        NOW.store(unix_now(), Ordering::Relaxed);
-        let spawned = std::thread::Builder::new()
-            .name("certgate-clock".into())
-            .spawn(|| {
-                loop {
-                    std::thread::sleep(std::time::Duration::from_millis(250));
-                    NOW.store(unix_now(), Ordering::Relaxed);
-                }
-            });
-        if spawned.is_err() {
-            // Without the ticker the value would freeze; fall back to the OS clock.
-            NOW.store(0, Ordering::Relaxed);
-        }
-    });
-    match NOW.load(Ordering::Relaxed) {
-        0 => unix_now(),
-        t => t,
-    }
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// RFC 3339 UTC, for humans.
-pub fn fmt_time(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .map(|t| {
-            format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
-        })
-        .unwrap_or_else(|_| unix.to_string())
 }

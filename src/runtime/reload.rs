@@ -8,34 +8,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::server::Gateway;
-use crate::snapshot::{Snapshot, unix_now};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Signal,
-    Admin,
-    FileChange,
-}
-
-impl Trigger {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Signal => "SIGHUP",
-            Self::Admin => "POST /reload",
-            Self::FileChange => "file change",
-        }
-    }
-}
-
-/// A request for a reload; `reply` gets the new generation or why the config was refused.
-pub struct ReloadRequest {
-    pub trigger: Trigger,
-    pub reply: Option<oneshot::Sender<Result<u64, String>>>,
-}
+use crate::runtime::activate::activate;
+use crate::state::snapshot::Snapshot;
+use crate::state::{Gateway, ReloadRequest, Trigger};
 
 pub fn channel() -> (mpsc::Sender<ReloadRequest>, mpsc::Receiver<ReloadRequest>) {
     mpsc::channel(16)
@@ -67,11 +45,13 @@ pub async fn run(gateway: Arc<Gateway>, mut requests: mpsc::Receiver<ReloadReque
 
 async fn reload(gateway: &Arc<Gateway>, trigger: Trigger) -> Result<u64, String> {
     let path = gateway.current.load().config_path.clone();
-    let telemetry = gateway.telemetry.clone();
     let metrics = &gateway.telemetry.metrics;
-    let built = tokio::task::spawn_blocking(move || Snapshot::load(&path, &telemetry))
-        .await
-        .map_err(|e| format!("reload task failed: {e}"))?;
+    let building = gateway.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        Snapshot::load(&path, &building.telemetry, &building.upstreams)
+    })
+    .await
+    .map_err(|e| format!("reload task failed: {e}"))?;
     let new = match built {
         Ok(s) => s,
         Err(e) => {
@@ -87,25 +67,8 @@ async fn reload(gateway: &Arc<Gateway>, trigger: Trigger) -> Result<u64, String>
     if new.admin_bind != old.admin_bind {
         warn!(running = %old.admin_bind, configured = %new.admin_bind, "admin.bind changed: restart certgate to move the admin listener");
     }
-    if let Err(e) = crate::telemetry::set_log_level(&new.log.level) {
-        warn!(error = %e, "log.level not applied");
-    }
-    gateway
-        .telemetry
-        .inventory
-        .set_max_entries(new.inventory.max_entries);
-    for w in &new.warnings {
-        warn!(warning = %w, "config");
-    }
-    for w in new.expiry_warnings(unix_now()) {
-        warn!(warning = %w, "expiry");
-    }
-    new.publish(metrics);
-    let new = Arc::new(new);
-    crate::upstream::spawn_background(&new.upstreams);
     let generation = new.generation;
-    gateway.current.store(new);
-    gateway.snapshot_swaps.send_replace(generation);
+    activate(gateway, Arc::new(new));
     metrics.config_reloads_ok.inc();
     info!(trigger = trigger.label(), generation, "config reloaded");
     Ok(generation)

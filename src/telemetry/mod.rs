@@ -1,8 +1,10 @@
 //! Process-wide observation state (metrics and the credential inventory) and log setup.
 
+pub mod metrics;
+
 use crate::config::LogFormat;
 use crate::inventory::Inventory;
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// Everything that observes traffic and outlives config reloads.
 pub struct Telemetry {

@@ -1,0 +1,186 @@
+//! One client connection: the handshake, then HTTP/1.1 or HTTP/2 (by ALPN) with the request
+//! service, until the client leaves, a limit closes it or the gateway shuts down.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::http::{self, ConnContext};
+use crate::state::{Gateway, Snapshot};
+use crate::telemetry::metrics::Limit;
+
+use super::handshake::establish;
+
+/// Decrements the active-connection gauge however the connection ends.
+struct ActiveConnection(prometheus::IntGauge);
+
+impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+pub(super) async fn serve(
+    gateway: Arc<Gateway>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    stop: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+) {
+    let telemetry = gateway.telemetry.clone();
+    let metrics = &telemetry.metrics;
+    metrics.active_connections.inc();
+    let _active = ActiveConnection(metrics.active_connections.clone());
+    // Boxed, like the connection below: a task is as large as the largest state it may be in,
+    // and an idle keep-alive connection should not carry the handshake's.
+    let Some((tls, ctx, snapshot)) = Box::pin(establish(&gateway, tcp, peer)).await else {
+        return;
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let service = {
+        let ctx = ctx.clone();
+        // Boxed so that hyper's per-connection slot for the request future stays small.
+        service_fn(move |req| Box::pin(http::handle(ctx.clone(), req)))
+    };
+    let io = TokioIo::new(CountingIo {
+        inner: tls,
+        ctx: ctx.clone(),
+    });
+    // ALPN decides the protocol, as RFC 9113 requires over TLS (and as nginx does): "h2" gets
+    // HTTP/2, anything else or no ALPN at all HTTP/1.1.
+    let result = if h2 {
+        let conn = Box::pin(http2_builder(&snapshot).serve_connection(io, service));
+        drop(snapshot);
+        drive(conn, |c| c.graceful_shutdown(), &stop, &ctx).await
+    } else {
+        let conn = Box::pin(
+            http1_builder(&snapshot)
+                .serve_connection(io, service)
+                .with_upgrades(),
+        );
+        drop(snapshot);
+        drive(conn, |c| c.graceful_shutdown(), &stop, &ctx).await
+    };
+    let Err(e) = result else { return };
+    if e.is_timeout() && ctx.idle_after_response() {
+        // The header timer also runs while a keep-alive connection waits for its next request
+        // (as haproxy's http-keep-alive defaults to http-request): an idle close, not a slow
+        // client.
+        debug!(client = %peer, "idle keep-alive connection closed after header_read_timeout");
+        return;
+    }
+    if e.is_parse_too_large() {
+        metrics.limit_hit(Limit::HeaderBytes);
+    } else if e.is_timeout() {
+        metrics.limit_hit(Limit::HeaderTimeout);
+    }
+    debug!(client = %peer, error = %e, "connection ended with error");
+}
+
+/// The client's stream, counting the request bytes read (so that a header timeout on an idle
+/// keep-alive connection can be told from a slow request head).
+struct CountingIo<T> {
+    inner: T,
+    ctx: Arc<ConnContext>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            this.ctx.note_read(n);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+fn http1_builder(snapshot: &Snapshot) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(snapshot.header_read_timeout)
+        .max_buf_size(snapshot.max_request_header_bytes.max(8192));
+    b
+}
+
+fn http2_builder(snapshot: &Snapshot) -> http2::Builder<TokioExecutor> {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(snapshot.max_request_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(snapshot.max_concurrent_streams);
+    b
+}
+
+/// Runs a connection to its end; shutdown or the request limit closes it gracefully (finish
+/// what is in flight, then close; HTTP/2: GOAWAY).
+async fn drive<C>(
+    mut conn: Pin<Box<C>>,
+    drain: fn(Pin<&mut C>),
+    stop: &CancellationToken,
+    ctx: &ConnContext,
+) -> hyper::Result<()>
+where
+    C: Future<Output = hyper::Result<()>>,
+{
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            () = stop.cancelled(), if !closing => {
+                closing = true;
+                drain(conn.as_mut());
+            }
+            () = ctx.close.notified(), if !closing => {
+                closing = true;
+                drain(conn.as_mut());
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The TLS handshake and what follows it once per connection: re-verification of resumed
+//! sessions, the shared client identity, the inventory sighting, and the refusal log.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, UnixTime};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tracing::{debug, warn};
+
+use crate::authn::identity::ClientIdentity;
+use crate::authn::tls::{self, HandshakeResult};
+use crate::http::ConnContext;
+use crate::state::{Gateway, Snapshot};
+use crate::telemetry::metrics::Limit;
+use crate::util::time::{fmt_time, unix_now};
+
+/// The TLS handshake, the client certificate checks and the connection's context; `None` when
+/// the connection was refused (counted and logged here).
+pub(super) async fn establish(
+    gateway: &Arc<Gateway>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(Box<TlsStream<TcpStream>>, Arc<ConnContext>, Arc<Snapshot>)> {
+    let telemetry = &gateway.telemetry;
+    let metrics = &telemetry.metrics;
+    let _ = tcp.set_nodelay(true);
+    // The connection's TLS settings and limits come from the snapshot current at accept;
+    // each request then reads the snapshot current at its start.
+    let snapshot = gateway.current.load_full();
+    let acceptor = TlsAcceptor::from(snapshot.tls.clone());
+    let handshake = tokio::time::timeout(snapshot.handshake_timeout, acceptor.accept(tcp));
+    let (accepted, refused_leaf) = tls::capture_refused_leaf(handshake).await;
+    let tls = match accepted {
+        Err(_) => {
+            metrics.handshake(HandshakeResult::Other);
+            metrics.limit_hit(Limit::HandshakeTimeout);
+            debug!(target: "certgate::authn::tls", client = %peer, "tls handshake timed out");
+            return None;
+        }
+        Ok(Err(e)) => {
+            let result = HandshakeResult::classify_io(&e);
+            metrics.handshake(result);
+            log_refused_handshake(peer, result, &e, refused_leaf.as_deref());
+            return None;
+        }
+        Ok(Ok(s)) => s,
+    };
+    let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+    let verified = match chain.split_first() {
+        None => None,
+        Some((leaf, intermediates)) => {
+            // rustls restores a resumed session's client chain without verifying it again:
+            // verify it here, so a certificate revoked or expired since the first handshake
+            // cannot resume.
+            if resumed
+                && let Err(e) = snapshot.client_verifier.verify_client_cert(
+                    leaf,
+                    intermediates,
+                    UnixTime::now(),
+                )
+            {
+                let result = HandshakeResult::classify(&e);
+                metrics.handshake(result);
+                let err = std::io::Error::other(e);
+                log_refused_handshake(peer, result, &err, Some(leaf.as_ref()));
+                return None;
+            }
+            let id = match gateway.identities.get_or_parse(leaf.as_ref()) {
+                Ok(id) => id,
+                Err(e) => {
+                    // The verifier accepted it, so this is unexpected; refuse rather than guess.
+                    metrics.handshake(HandshakeResult::BadCertificate);
+                    warn!(target: "certgate::authn::tls", client = %peer, reason = %e, "verified certificate could not be parsed; closing");
+                    return None;
+                }
+            };
+            // The leaf is held once per certificate by the shared identity; only intermediates
+            // the client sent are kept per connection.
+            let intermediates: Vec<CertificateDer<'static>> = intermediates
+                .iter()
+                .map(|c| c.clone().into_owned())
+                .collect();
+            Some((id, intermediates))
+        }
+    };
+    let identity = verified.as_ref().map(|(id, _)| &**id);
+    metrics.handshake(HandshakeResult::Ok);
+    let entry = identity.map(|id| {
+        let (entry, evicted) = telemetry.inventory.observe(id, unix_now());
+        metrics.inventory_evictions.inc_by(evicted);
+        entry
+    });
+    debug!(
+        target: "certgate::authn::tls",
+        client = %peer,
+        subject = identity.map(|i| i.subject.as_str()),
+        sha256 = identity.map(|i| i.sha256_hex.as_str()),
+        "tls handshake ok"
+    );
+
+    let ctx = Arc::new(ConnContext::new(
+        gateway.clone(),
+        &snapshot,
+        verified,
+        entry,
+        peer,
+    ));
+    Some((Box::new(tls), ctx, snapshot))
+}
+
+/// One event per refused handshake, with what can be read of the refused certificate.
+fn log_refused_handshake(
+    peer: SocketAddr,
+    result: HandshakeResult,
+    err: &std::io::Error,
+    leaf: Option<&[u8]>,
+) {
+    let presented = leaf.and_then(|der| ClientIdentity::from_der(der).ok());
+    let p = presented.as_ref();
+    warn!(
+        target: "certgate::authn::tls",
+        client = %peer,
+        result = result.label(),
+        reason = %err,
+        client_sha256 = p.map(|i| i.sha256_hex.as_str()),
+        client_subject = p.map(|i| i.subject.as_str()),
+        client_issuer = p.map(|i| i.issuer.as_str()),
+        client_serial = p.map(|i| i.serial.as_str()),
+        client_not_after = p.map(|i| fmt_time(i.not_after)),
+        "tls handshake refused"
+    );
+}

@@ -1,0 +1,34 @@
+//! The one way a snapshot goes live, at start and on every reload: apply what the process
+//! holds outside the snapshot (log level, inventory bound, metrics gauges), reconcile the live
+//! registries, start what new upstreams run in the background, then swap the snapshot in and
+//! tell whoever re-checks on a swap (open tunnels).
+
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::state::{Gateway, Snapshot};
+use crate::util::time::unix_now;
+
+/// Makes `new` the gateway's current snapshot. Never fails: `new` was validated when built.
+pub fn activate(gateway: &Gateway, new: Arc<Snapshot>) {
+    if let Err(e) = crate::telemetry::set_log_level(&new.log.level) {
+        warn!(error = %e, "log.level not applied");
+    }
+    gateway
+        .telemetry
+        .inventory
+        .set_max_entries(new.inventory.max_entries);
+    for w in &new.warnings {
+        warn!(warning = %w, "config");
+    }
+    for w in new.expiry_warnings(unix_now()) {
+        warn!(warning = %w, "expiry");
+    }
+    new.publish(&gateway.telemetry.metrics);
+    gateway.upstreams.adopt(&new.upstreams);
+    crate::upstream::spawn_background(&new.upstreams);
+    let generation = new.generation;
+    gateway.current.store(new);
+    gateway.snapshot_swaps.send_replace(generation);
+}

@@ -1,0 +1,149 @@
+//! Starting, reloading and stopping the gateway: bind the sockets, make the first snapshot
+//! live (the same [`activate`] path every reload takes), run the admin listener, the reload
+//! triggers and the periodic tasks beside the mTLS [`crate::listener`], and stop on a signal.
+
+pub mod activate;
+pub mod admin;
+pub mod reload;
+mod tasks;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::authn::identity::IdentityCache;
+use crate::inventory::LoadOutcome;
+use crate::runtime::activate::activate;
+use crate::state::{Gateway, ReloadRequest, Snapshot};
+use crate::telemetry::Telemetry;
+use crate::upstream::registry::UpstreamRegistry;
+
+/// A gateway whose sockets are bound but which is not serving yet.
+pub struct Bound {
+    gateway: Arc<Gateway>,
+    reload_requests: tokio::sync::mpsc::Receiver<ReloadRequest>,
+    listener: TcpListener,
+    admin: TcpListener,
+}
+
+impl Bound {
+    /// Binds the mTLS and admin listeners named in the snapshot. `telemetry` must be the one
+    /// the snapshot was built with.
+    /// `upstreams` is the registry the snapshot was built against; the gateway keeps it.
+    pub async fn bind(
+        snapshot: Snapshot,
+        telemetry: Arc<Telemetry>,
+        upstreams: UpstreamRegistry,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(snapshot.bind)
+            .await
+            .map_err(|e| anyhow::anyhow!("listener.bind: cannot bind {}: {e}", snapshot.bind))?;
+        let admin = TcpListener::bind(snapshot.admin_bind)
+            .await
+            .map_err(|e| anyhow::anyhow!("admin.bind: cannot bind {}: {e}", snapshot.admin_bind))?;
+        telemetry
+            .inventory
+            .set_max_entries(snapshot.inventory.max_entries);
+        if let Some(path) = &snapshot.inventory.path {
+            match telemetry.inventory.load(path) {
+                LoadOutcome::NoFile => {
+                    info!(path = %path.display(), "inventory: no saved file yet")
+                }
+                LoadOutcome::Loaded(n) => {
+                    info!(path = %path.display(), identities = n, "inventory loaded")
+                }
+                LoadOutcome::SetAside(aside, why) => warn!(
+                    path = %path.display(),
+                    set_aside = %aside.display(),
+                    error = %why,
+                    "inventory file unreadable; set aside, starting empty"
+                ),
+            }
+        }
+        let (reloads, reload_requests) = reload::channel();
+        let (snapshot_swaps, _) = tokio::sync::watch::channel(snapshot.generation);
+        Ok(Self {
+            gateway: Arc::new(Gateway {
+                current: ArcSwap::from_pointee(snapshot),
+                telemetry,
+                ready: AtomicBool::new(false),
+                identities: IdentityCache::default(),
+                reloads,
+                upstreams,
+                snapshot_swaps,
+            }),
+            reload_requests,
+            listener,
+            admin,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and drains in-flight requests for
+    /// up to the configured `drain_timeout`.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Bound {
+            gateway,
+            reload_requests,
+            listener,
+            admin,
+        } = self;
+        let snap = gateway.current.load_full();
+        activate(&gateway, snap.clone());
+        info!(
+            listen = %listener.local_addr()?,
+            admin = %admin.local_addr()?,
+            routes = snap.routes.routes().len(),
+            upstreams = snap.upstreams.len(),
+            client_auth = snap.client_auth_mode.as_str(),
+            config = %snap.config_path.display(),
+            "certgate serving"
+        );
+        let admin_task = tokio::spawn(admin::serve(admin, gateway.clone()));
+        let flush_task = tokio::spawn(tasks::flush_inventory_periodically(gateway.clone()));
+        let reload_task = tokio::spawn(reload::run(gateway.clone(), reload_requests));
+        reload::spawn_sighup(gateway.reloads.clone());
+        if snap.reload.watch {
+            reload::spawn_watcher(gateway.clone(), gateway.reloads.clone());
+        }
+        let expiry_task = tokio::spawn(tasks::warn_about_expiry_hourly(gateway.clone()));
+        drop(snap);
+        gateway.ready.store(true, Ordering::SeqCst);
+        crate::listener::serve(gateway.clone(), listener, shutdown).await;
+        admin_task.abort();
+        flush_task.abort();
+        reload_task.abort();
+        expiry_task.abort();
+        tasks::save_inventory(&gateway).await;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C will stop the gateway");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,40 @@
+//! The gateway's periodic chores: hourly expiry warnings and inventory saves.
+
+use std::sync::Arc;
+
+use tracing::{debug, warn};
+
+use crate::state::Gateway;
+use crate::util::time::unix_now;
+
+/// Repeats the expiry warnings every hour (they are also logged at start and on reload).
+pub(super) async fn warn_about_expiry_hourly(gateway: Arc<Gateway>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        for w in gateway.current.load().expiry_warnings(unix_now()) {
+            warn!(warning = %w, "expiry");
+        }
+    }
+}
+
+pub(super) async fn flush_inventory_periodically(gateway: Arc<Gateway>) {
+    loop {
+        let every = gateway.current.load().inventory.flush_interval;
+        tokio::time::sleep(every).await;
+        save_inventory(&gateway).await;
+    }
+}
+
+/// Saves the inventory when `[inventory].path` is set; file I/O runs off the async workers.
+pub(super) async fn save_inventory(gateway: &Arc<Gateway>) {
+    let Some(path) = gateway.current.load().inventory.path.clone() else {
+        return;
+    };
+    let telemetry = gateway.telemetry.clone();
+    let shown = path.display().to_string();
+    match tokio::task::spawn_blocking(move || telemetry.inventory.save(&path)).await {
+        Ok(Ok(n)) => debug!(path = %shown, identities = n, "inventory saved"),
+        Ok(Err(e)) => warn!(path = %shown, error = %e, "inventory could not be saved"),
+        Err(e) => warn!(path = %shown, error = %e, "inventory save task failed"),
+    }
+}

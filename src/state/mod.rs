@@ -1,0 +1,57 @@
+//! What a running gateway holds, in DESIGN's two kinds: the current [`Snapshot`] (everything
+//! compiled from the config, immutable, swapped whole on reload) and the live state that
+//! outlives snapshots (upstream endpoints, shared client identities, telemetry), reconciled by
+//! name on each reload.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use arc_swap::ArcSwap;
+use tokio::sync::oneshot;
+
+use crate::authn::identity::IdentityCache;
+use crate::telemetry::Telemetry;
+use crate::upstream::registry::UpstreamRegistry;
+
+pub mod snapshot;
+
+pub use snapshot::Snapshot;
+
+/// State shared by the listeners: the current snapshot, metrics, readiness.
+pub struct Gateway {
+    pub current: ArcSwap<Snapshot>,
+    pub telemetry: Arc<Telemetry>,
+    pub ready: AtomicBool,
+    /// Where reload requests go (SIGHUP, `POST /reload`, file changes).
+    pub reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
+    /// Upstream endpoints with their pools, health and ejection state, kept across reloads.
+    pub upstreams: UpstreamRegistry,
+    /// Client identities shared by the connections that present the same certificate.
+    pub identities: IdentityCache,
+    /// The generation of each snapshot swapped in, for what must re-check itself on a reload
+    /// without a request to trigger it (upgraded tunnels).
+    pub snapshot_swaps: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Signal,
+    Admin,
+    FileChange,
+}
+
+impl Trigger {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Signal => "SIGHUP",
+            Self::Admin => "POST /reload",
+            Self::FileChange => "file change",
+        }
+    }
+}
+
+/// A request for a reload; `reply` gets the new generation or why the config was refused.
+pub struct ReloadRequest {
+    pub trigger: Trigger,
+    pub reply: Option<oneshot::Sender<Result<u64, String>>>,
+}
