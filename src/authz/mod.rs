@@ -1,6 +1,7 @@
 //! Routes and authorisation policy. Pure: `(request parts, Option<&ClientIdentity>) -> Decision`,
 //! no I/O and no hyper or rustls types.
 
+pub mod authority;
 pub mod path;
 
 use std::fmt;
@@ -15,7 +16,7 @@ use crate::config::{RawMatcher, RawRoute};
 #[derive(Debug, Clone, Copy)]
 pub struct RequestParts<'a> {
     pub method: &'a Method,
-    /// The canonical host ([`crate::http::authority::RequestAuthority::host`]): lowercase, no port,
+    /// The canonical host ([`crate::authz::authority::RequestAuthority::host`]): lowercase, no port,
     /// no trailing dot.
     pub host: Option<&'a str>,
     pub path: &'a str,
@@ -347,7 +348,7 @@ impl Route {
             ),
         };
         let host = match &raw.host {
-            Some(h) => match crate::http::authority::RequestAuthority::parse(h.as_bytes()) {
+            Some(h) => match crate::authz::authority::RequestAuthority::parse(h.as_bytes()) {
                 Ok(a) if a.host().len() == a.header_value().len() => Some(a.host().to_string()),
                 Ok(_) => {
                     return Err(err(

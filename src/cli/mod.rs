@@ -263,7 +263,7 @@ fn explain(
         }
     };
     let authority =
-        match host.map(|h| certgate::http::authority::RequestAuthority::parse(h.as_bytes())) {
+        match host.map(|h| certgate::authz::authority::RequestAuthority::parse(h.as_bytes())) {
             None => None,
             Some(Ok(a)) => Some(a),
             Some(Err(e)) => {

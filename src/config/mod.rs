@@ -1,7 +1,7 @@
 //! The TOML configuration as operators write it (see `config/certgate.toml` for every key).
 //!
 //! These structs are the *raw* form: they mirror the file one to one, reject unknown keys, and
-//! carry no meaning beyond types. [`crate::state::snapshot::Snapshot::build`] compiles them into runtime
+//! carry no meaning beyond types. `Snapshot::build` (in `state`) compiles them into runtime
 //! values that cannot represent an invalid state.
 
 use std::collections::BTreeMap;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use crate::authz::authority::AuthorityError;
 use crate::authz::path::PathError;
-use crate::http::authority::AuthorityError;
 use crate::upstream::ForwardError;
 
 /// Which side caused a failure. Decides the status class, the log level and whether the

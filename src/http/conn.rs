@@ -1,0 +1,131 @@
+//! What every request on one client connection shares: the verified identity, its inventory
+//! entry, the peer, and the per-connection limits and re-verification state.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::header::HeaderValue;
+use rustls::pki_types::{CertificateDer, UnixTime};
+
+use crate::authn::identity::ClientIdentity;
+use crate::authn::tls::HandshakeResult;
+use crate::inventory;
+use crate::state::Gateway;
+use crate::state::snapshot::Snapshot;
+use crate::telemetry::metrics::Limit;
+use crate::util::time::coarse_unix_now;
+
+/// Per-connection state shared by every request on the connection.
+pub struct ConnContext {
+    /// Each request reads the gateway's current snapshot once and uses it to the end.
+    pub gateway: Arc<Gateway>,
+    /// `None` when the client presented no certificate (optional mode).
+    pub identity: Option<Arc<ClientIdentity>>,
+    /// The identity's inventory entry.
+    pub inventory: Option<Arc<inventory::Entry>>,
+    pub peer: SocketAddr,
+    /// The peer IP, preformatted for `x-forwarded-for`.
+    pub(super) peer_ip: HeaderValue,
+    /// Requests seen on this connection, for `max_requests_per_connection`.
+    pub(super) requests: AtomicU64,
+    /// Request bytes read from the client, and that count when the last response ended: equal
+    /// means the connection sat idle between requests (see `idle_after_response`).
+    pub(super) bytes_read: AtomicU64,
+    pub(super) bytes_read_at_response: AtomicU64,
+    pub(super) max_requests: u64,
+    /// Intermediates the client presented (the leaf is in `identity`), to re-verify the chain
+    /// after a reload.
+    pub(super) intermediates: Vec<CertificateDer<'static>>,
+    /// The snapshot generation the chain was last verified against.
+    pub(super) verified_generation: AtomicU64,
+    /// Signalled when the connection should close gracefully (request limit reached).
+    pub close: tokio::sync::Notify,
+}
+
+impl ConnContext {
+    pub fn new(
+        gateway: Arc<Gateway>,
+        snapshot: &Snapshot,
+        verified: Option<(Arc<ClientIdentity>, Vec<CertificateDer<'static>>)>,
+        inventory: Option<Arc<inventory::Entry>>,
+        peer: SocketAddr,
+    ) -> Self {
+        let (identity, intermediates) = match verified {
+            Some((id, intermediates)) => (Some(id), intermediates),
+            None => (None, Vec::new()),
+        };
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self {
+            gateway,
+            identity,
+            inventory,
+            peer,
+            peer_ip,
+            requests: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            bytes_read_at_response: AtomicU64::new(0),
+            max_requests: snapshot.max_requests_per_connection,
+            intermediates,
+            verified_generation: AtomicU64::new(snapshot.generation),
+            close: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Re-checks the connection's certificate against `snapshot`: expiry on every request, and
+    /// chain, trust and revocation once per snapshot generation (so a CRL or trust-store reload
+    /// reaches connections that stay open, resumed or not).
+    pub(crate) fn revalidate(&self, snapshot: &Snapshot) -> Result<(), String> {
+        let Some(id) = &self.identity else {
+            return Ok(());
+        };
+        if coarse_unix_now() > id.not_after {
+            return Err("client certificate expired while the connection was open".into());
+        }
+        if self.verified_generation.load(Ordering::Relaxed) == snapshot.generation {
+            return Ok(());
+        }
+        match snapshot.client_verifier.verify_client_cert(
+            &id.der,
+            &self.intermediates,
+            UnixTime::now(),
+        ) {
+            Ok(_) => {
+                self.verified_generation
+                    .store(snapshot.generation, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "client certificate no longer accepted after reload: {} ({e})",
+                HandshakeResult::classify(&e).label()
+            )),
+        }
+    }
+
+    /// Counts request bytes read from the client.
+    pub fn note_read(&self, n: usize) {
+        self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// True when at least one response was sent and nothing was read since: the connection is
+    /// an idle keep-alive one, not a client sending a request head slowly.
+    pub fn idle_after_response(&self) -> bool {
+        self.requests.load(Ordering::Relaxed) > 0
+            && self.bytes_read.load(Ordering::Relaxed)
+                == self.bytes_read_at_response.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request; on reaching the per-connection limit, asks the connection to close.
+    pub(super) fn count_request(&self) {
+        let limit = self.max_requests;
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if limit > 0 && n == limit {
+            self.gateway
+                .telemetry
+                .metrics
+                .limit_hit(Limit::RequestsPerConnection);
+            self.close.notify_one();
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The record of one exchange — metrics, inventory and one access-log line — written exactly
+//! once, when the response body ends or is dropped, by the body that carries the answer.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::{Method, Request, StatusCode, Uri, Version};
+use http_body_util::Full;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::authz::{DecidedBy, Verdict};
+use crate::http::conn::ConnContext;
+use crate::http::error::{RequestError, Side};
+use crate::http::headers::request_id;
+use crate::state::snapshot::Snapshot;
+use crate::upstream::body::BodyMeter;
+use crate::upstream::pool::ResponseBody;
+use crate::util::time::coarse_unix_now;
+
+/// Response body: streamed from the upstream or a small local answer. Counts the bytes it
+/// yields and records the exchange when it is dropped (after the last frame, or when the client
+/// goes away).
+pub struct ProxyBody {
+    pub(super) inner: Inner,
+    pub(super) exchange: Option<Exchange>,
+}
+
+pub(super) enum Inner {
+    Upstream(ResponseBody),
+    Local(Full<Bytes>),
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
+            Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Inner::Local(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(|never: Infallible| match never {}))),
+        };
+        if let (Poll::Ready(Some(Ok(frame))), Some(x)) = (&polled, this.exchange.as_mut())
+            && let Some(data) = frame.data_ref()
+        {
+            x.bytes_out += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream(b) => b.is_end_stream(),
+            Inner::Local(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream(b) => b.size_hint(),
+            Inner::Local(b) => b.size_hint(),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if let Some(x) = self.exchange.take() {
+            x.finish();
+        }
+    }
+}
+
+/// One request/response exchange as it will be recorded: metrics, inventory, access log.
+pub struct Exchange {
+    pub(super) ctx: Arc<ConnContext>,
+    pub(super) snapshot: Arc<Snapshot>,
+    pub(super) start: Instant,
+    pub(super) request_id: HeaderValue,
+    pub(super) method: Method,
+    pub(super) uri: Uri,
+    pub(super) version: Version,
+    /// The canonical authority, once validated.
+    pub(super) host: Option<HeaderValue>,
+    /// The normalised path when it differs from `uri.path()`.
+    pub(super) normalized: Option<String>,
+    pub(super) route: Option<usize>,
+    pub(super) verdict: Option<Verdict>,
+    pub(super) decided_by: Option<DecidedBy>,
+    pub(super) upstream: Option<usize>,
+    pub(super) upstream_latency: Option<Duration>,
+    pub(super) status: StatusCode,
+    pub(super) error: Option<RequestError>,
+    pub(super) bytes_in: Option<Arc<BodyMeter>>,
+    pub(super) bytes_out: u64,
+}
+
+impl Exchange {
+    pub(super) fn new(
+        ctx: &Arc<ConnContext>,
+        snapshot: Arc<Snapshot>,
+        req: &Request<Incoming>,
+    ) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            snapshot,
+            start: Instant::now(),
+            request_id: request_id(req.headers()),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            host: None,
+            normalized: None,
+            route: None,
+            verdict: None,
+            decided_by: None,
+            upstream: None,
+            upstream_latency: None,
+            status: StatusCode::OK,
+            error: None,
+            bytes_in: None,
+            bytes_out: 0,
+        }
+    }
+
+    fn path(&self) -> &str {
+        self.normalized.as_deref().unwrap_or(self.uri.path())
+    }
+
+    /// Metrics, inventory and one access-log event. Runs once per request.
+    fn finish(self) {
+        self.ctx.bytes_read_at_response.store(
+            self.ctx.bytes_read.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        let snapshot = &self.snapshot;
+        let telemetry = &self.ctx.gateway.telemetry;
+        let route_obs = self.route.and_then(|i| snapshot.route_obs.get(i));
+        let metrics = route_obs.map_or(&telemetry.metrics.unrouted, |r| &r.metrics);
+        let elapsed = self.start.elapsed();
+        let bytes_in = self.bytes_in.as_ref().map_or(0, |m| m.bytes());
+        if let Some(v) = self.verdict {
+            metrics.decision(v);
+            if let Some(entry) = &self.ctx.inventory {
+                entry.record(route_obs.map(|r| r.inventory_id), v, coarse_unix_now());
+            }
+        }
+        metrics.finished(&self.method, self.status, elapsed, bytes_in, self.bytes_out);
+
+        let route = self
+            .route
+            .and_then(|i| snapshot.routes.routes().get(i))
+            .map(|r| r.name.as_str());
+        let upstream = self
+            .upstream
+            .and_then(|i| snapshot.upstreams.get(i))
+            .map(|u| u.name.as_str());
+        let id = self.ctx.identity.as_deref();
+        let side = self.error.as_ref().map(RequestError::side);
+        tracing::info!(
+            target: "certgate::access",
+            request_id = self.request_id.to_str().unwrap_or(""),
+            client = %self.ctx.peer,
+            client_sha256 = id.map(|i| i.sha256_hex.as_str()),
+            client_subject = id.map(|i| i.subject.as_str()),
+            client_uri = id.map(|i| i.uri_list.as_str()),
+            client_dns = id.map(|i| i.dns_list.as_str()),
+            client_issuer = id.map(|i| i.issuer.as_str()),
+            client_serial = id.map(|i| i.serial.as_str()),
+            method = self.method.as_str(),
+            host = self.host.as_ref().and_then(|h| h.to_str().ok()),
+            protocol = protocol_label(self.version),
+            path = self.path(),
+            route,
+            decision = self.verdict.map(Verdict::label),
+            rule = self.decided_by.map(tracing::field::display),
+            status = self.status.as_u16(),
+            upstream,
+            upstream_latency_us = self.upstream_latency.map(|d| d.as_micros() as u64),
+            duration_us = elapsed.as_micros() as u64,
+            bytes_in,
+            bytes_out = self.bytes_out,
+            error = self.error.as_ref().map(tracing::field::display),
+            error_side = side.map(Side::label),
+            "request"
+        );
+        // Failures an operator must look at also get a line of their own at their level.
+        match (side, &self.error) {
+            (Some(Side::Upstream), Some(e)) => tracing::warn!(
+                request_id = self.request_id.to_str().unwrap_or(""),
+                route,
+                upstream,
+                error = %e,
+                "upstream failure"
+            ),
+            (Some(Side::Gateway), Some(e)) => tracing::error!(
+                request_id = self.request_id.to_str().unwrap_or(""),
+                route,
+                error = %e,
+                "gateway failure"
+            ),
+            _ => {}
+        }
+    }
+}
+fn protocol_label(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_09 => "HTTP/0.9",
+        _ => "HTTP/1.1",
+    }
+}
