@@ -1,4 +1,6 @@
 use super::*;
+use crate::authn::identity::ClientIdentity;
+use crate::config::RawMatcher;
 use crate::config::RawRoute;
 use http::HeaderValue;
 

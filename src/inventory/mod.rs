@@ -6,7 +6,6 @@
 //! persisted atomically to a JSON file.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -15,7 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::authn::identity::ClientIdentity;
 use crate::authz::Verdict;
-use crate::util::time::{fmt_time, unix_now};
+use crate::util::time::fmt_time;
+
+mod filter;
+mod store;
+
+pub use filter::Filter;
+pub use store::LoadOutcome;
 
 /// Route ids below this are tracked in a lock-free bitset; higher ones (only after more than
 /// this many distinct route names) in a small locked set.
@@ -162,21 +167,6 @@ impl<'a> RecordView<'a> {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct InventoryFile {
-    version: u32,
-    identities: Vec<Record>,
-}
-
-/// What loading a saved inventory found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum LoadOutcome {
-    NoFile,
-    Loaded(usize),
-    /// The file could not be read as an inventory; it was renamed to the given path.
-    SetAside(PathBuf, String),
-}
-
 pub struct Inventory {
     entries: DashMap<[u8; 32], Arc<Entry>>,
     max_entries: AtomicUsize,
@@ -310,74 +300,6 @@ impl Inventory {
             .filter(|e| e.value().identity.not_after < now + window_secs)
             .count()
     }
-
-    /// Writes the inventory to `path` atomically (temporary file, fsync, rename).
-    pub fn save(&self, path: &Path) -> std::io::Result<usize> {
-        let records = self.records();
-        let n = records.len();
-        let file = InventoryFile {
-            version: 1,
-            identities: records,
-        };
-        let json = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut tmp, &json)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(n)
-    }
-
-    /// Loads a saved inventory. A missing file is fine; an unreadable one is renamed aside and
-    /// reported, never fatal.
-    pub fn load(&self, path: &Path) -> LoadOutcome {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return LoadOutcome::NoFile,
-            Err(e) => return self.set_aside(path, e.to_string()),
-        };
-        let file: InventoryFile = match serde_json::from_slice(&bytes) {
-            Ok(f) => f,
-            Err(e) => return self.set_aside(path, e.to_string()),
-        };
-        if file.version != 1 {
-            return self.set_aside(path, format!("unsupported version {}", file.version));
-        }
-        let n = file.identities.len();
-        for r in file.identities {
-            let Some(key) = hex::decode(&r.identity.sha256)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            else {
-                continue;
-            };
-            let entry = Entry::new(r.identity, r.first_seen, r.last_seen);
-            entry.allowed.store(r.requests_allowed, Ordering::Relaxed);
-            entry.denied.store(r.requests_denied, Ordering::Relaxed);
-            for name in &r.routes {
-                entry.add_route(self.route_id(name));
-            }
-            self.entries.insert(key, Arc::new(entry));
-        }
-        self.evict_over_cap(&[0; 32]);
-        LoadOutcome::Loaded(n)
-    }
-
-    fn set_aside(&self, path: &Path, why: String) -> LoadOutcome {
-        let mut aside = path.as_os_str().to_owned();
-        aside.push(format!(".corrupt-{}", unix_now()));
-        let aside = PathBuf::from(aside);
-        match std::fs::rename(path, &aside) {
-            Ok(()) => LoadOutcome::SetAside(aside, why),
-            Err(e) => LoadOutcome::SetAside(
-                path.to_path_buf(),
-                format!("{why}; could not rename it: {e}"),
-            ),
-        }
-    }
 }
 
 fn identity_of(id: &ClientIdentity) -> Identity {
@@ -391,50 +313,6 @@ fn identity_of(id: &ClientIdentity) -> Identity {
         emails: id.emails.clone(),
         not_before: id.not_before,
         not_after: id.not_after,
-    }
-}
-
-/// Filters of `GET /inventory`.
-#[derive(Debug, Default)]
-pub struct Filter {
-    pub expiring_within_secs: Option<i64>,
-    pub route: Option<String>,
-}
-
-impl Filter {
-    /// Parses `expiring_within=7d&route=NAME`. Unknown parameters are errors.
-    pub fn from_query(query: Option<&str>) -> Result<Self, String> {
-        let mut f = Filter::default();
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = percent_encoding::percent_decode_str(v)
-                .decode_utf8()
-                .map_err(|_| format!("{k}: not UTF-8"))?;
-            match k {
-                "expiring_within" => {
-                    let d = humantime::parse_duration(&v)
-                        .map_err(|e| format!("expiring_within: {e} (try 7d, 12h)"))?;
-                    f.expiring_within_secs = Some(d.as_secs().min(i64::MAX as u64) as i64);
-                }
-                "route" => f.route = Some(v.into_owned()),
-                other => return Err(format!("unknown parameter {other:?}")),
-            }
-        }
-        Ok(f)
-    }
-
-    pub fn keeps(&self, r: &Record, now: i64) -> bool {
-        if let Some(w) = self.expiring_within_secs
-            && r.identity.not_after >= now.saturating_add(w)
-        {
-            return false;
-        }
-        if let Some(route) = &self.route
-            && !r.routes.iter().any(|x| x == route)
-        {
-            return false;
-        }
-        true
     }
 }
 

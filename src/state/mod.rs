@@ -13,6 +13,7 @@ use crate::authn::identity::IdentityCache;
 use crate::telemetry::Telemetry;
 use crate::upstream::registry::UpstreamRegistry;
 
+mod build;
 pub mod snapshot;
 
 pub use snapshot::Snapshot;

@@ -2,18 +2,20 @@
 //! enums), and the per-request path uses handles resolved ahead of time: recording a request is a
 //! handful of atomic operations, with no lock and no allocation.
 
-use std::sync::OnceLock;
-use std::time::Duration;
-
-use http::{Method, StatusCode};
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::authn::tls::HandshakeResult;
-use crate::authz::Verdict;
+
+mod route;
+mod upstream;
+
+use route::RouteFamilies;
+pub use route::{RouteMetrics, method_label};
+pub use upstream::{UpstreamMetrics, UpstreamOutcome};
 
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "_none";
@@ -22,85 +24,6 @@ pub const NO_ROUTE: &str = "_none";
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0,
-];
-
-/// Bounded `method` label: the standard methods, everything else `OTHER`.
-const METHODS: [&str; 10] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER",
-];
-
-fn method_index(m: &Method) -> usize {
-    match *m {
-        Method::GET => 0,
-        Method::HEAD => 1,
-        Method::POST => 2,
-        Method::PUT => 3,
-        Method::DELETE => 4,
-        Method::PATCH => 5,
-        Method::OPTIONS => 6,
-        Method::CONNECT => 7,
-        Method::TRACE => 8,
-        _ => 9,
-    }
-}
-
-pub fn method_label(m: &Method) -> &'static str {
-    METHODS[method_index(m)]
-}
-
-/// Status codes whose counters are cached per route and method; others take the slower,
-/// locking lookup (they are rare by nature).
-const CACHED_CODES: [u16; 24] = [
-    200, 201, 202, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409, 413, 429,
-    431, 500, 502, 503, 504,
-];
-
-fn code_index(code: u16) -> Option<usize> {
-    CACHED_CODES.iter().position(|c| *c == code)
-}
-
-/// The `outcome` label of `certgate_upstream_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamOutcome {
-    /// The upstream answered (any status).
-    Response,
-    ConnectError,
-    Timeout,
-    Error,
-    /// Every endpoint ejected or unhealthy.
-    NoEndpoint,
-    /// The client's request body failed (too slow, too large, malformed): not the upstream's
-    /// fault, never counted toward ejection.
-    ClientError,
-}
-
-impl UpstreamOutcome {
-    const ALL: [UpstreamOutcome; 6] = [
-        Self::Response,
-        Self::ConnectError,
-        Self::Timeout,
-        Self::Error,
-        Self::NoEndpoint,
-        Self::ClientError,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Response => "response",
-            Self::ConnectError => "connect_error",
-            Self::Timeout => "timeout",
-            Self::Error => "error",
-            Self::NoEndpoint => "no_healthy_endpoint",
-            Self::ClientError => "client_error",
-        }
-    }
-}
-
-const VERDICTS: [Verdict; 4] = [
-    Verdict::Allow,
-    Verdict::Deny,
-    Verdict::Unauthenticated,
-    Verdict::NoRoute,
 ];
 
 /// Process-wide metrics; survives config reloads.
@@ -357,118 +280,6 @@ impl Default for Metrics {
     }
 }
 
-/// The labelled families behind [`RouteMetrics`].
-struct RouteFamilies {
-    requests_total: IntCounterVec,
-    request_duration: HistogramVec,
-    authz_decisions_total: IntCounterVec,
-    received_bytes: IntCounterVec,
-    sent_bytes: IntCounterVec,
-}
-
-impl RouteFamilies {
-    fn route(&self, name: &str) -> RouteMetrics {
-        RouteMetrics {
-            name: name.to_string(),
-            requests_total: self.requests_total.clone(),
-            requests: (0..METHODS.len() * CACHED_CODES.len())
-                .map(|_| OnceLock::new())
-                .collect(),
-            duration: self.request_duration.with_label_values(&[name]),
-            decisions: VERDICTS.map(|v| {
-                self.authz_decisions_total
-                    .with_label_values(&[name, v.label()])
-            }),
-            bytes_in: self.received_bytes.with_label_values(&[name]),
-            bytes_out: self.sent_bytes.with_label_values(&[name]),
-        }
-    }
-}
-
-/// Per-route handles.
-pub struct RouteMetrics {
-    name: String,
-    requests_total: IntCounterVec,
-    /// `METHODS × CACHED_CODES` counters, created on first use.
-    requests: Box<[OnceLock<IntCounter>]>,
-    duration: Histogram,
-    decisions: [IntCounter; 4],
-    bytes_in: IntCounter,
-    bytes_out: IntCounter,
-}
-
-impl RouteMetrics {
-    pub fn decision(&self, v: Verdict) {
-        let i = VERDICTS.iter().position(|x| *x == v).unwrap_or(0);
-        self.decisions[i].inc();
-    }
-
-    /// Counts a finished request.
-    pub fn finished(
-        &self,
-        method: &Method,
-        status: StatusCode,
-        elapsed: Duration,
-        bytes_in: u64,
-        bytes_out: u64,
-    ) {
-        let m = method_index(method);
-        match code_index(status.as_u16()) {
-            Some(c) => self.requests[m * CACHED_CODES.len() + c]
-                .get_or_init(|| {
-                    self.requests_total.with_label_values(&[
-                        &self.name,
-                        METHODS[m],
-                        status.as_str(),
-                    ])
-                })
-                .inc(),
-            None => self
-                .requests_total
-                .with_label_values(&[&self.name, METHODS[m], status.as_str()])
-                .inc(),
-        }
-        self.duration.observe(elapsed.as_secs_f64());
-        if bytes_in > 0 {
-            self.bytes_in.inc_by(bytes_in);
-        }
-        if bytes_out > 0 {
-            self.bytes_out.inc_by(bytes_out);
-        }
-    }
-}
-
-/// Per-upstream handles.
-pub struct UpstreamMetrics {
-    outcomes: [IntCounter; 6],
-    duration: Histogram,
-    retries: IntCounter,
-    ejections: IntCounter,
-    /// Connections opened to the upstream's endpoints.
-    pub connections: IntCounter,
-}
-
-impl UpstreamMetrics {
-    pub fn record(&self, outcome: UpstreamOutcome, elapsed: Duration) {
-        let i = UpstreamOutcome::ALL
-            .iter()
-            .position(|o| *o == outcome)
-            .unwrap_or(3);
-        self.outcomes[i].inc();
-        if outcome != UpstreamOutcome::NoEndpoint {
-            self.duration.observe(elapsed.as_secs_f64());
-        }
-    }
-
-    pub fn retried(&self) {
-        self.retries.inc();
-    }
-
-    pub fn ejected(&self) {
-        self.ejections.inc();
-    }
-}
-
 /// The `limit` label of `certgate_limit_hits_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -511,6 +322,8 @@ impl Limit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{Method, StatusCode};
+    use std::time::Duration;
 
     fn value(m: &Metrics, series: &str) -> Option<f64> {
         let text = String::from_utf8(m.render()).unwrap();

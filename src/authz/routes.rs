@@ -1,0 +1,295 @@
+//! Routes compiled from `[[routes]]`, and the table that finds the first one matching a
+//! request's host, normalised path and method.
+
+use std::time::Duration;
+
+use http::Method;
+
+use crate::authn::identity::ClientIdentity;
+use crate::config::{RawMatcher, RawRoute};
+
+use super::path;
+use super::rules::Rule;
+use super::{DecidedBy, Decision, RequestParts, Verdict};
+
+/// One compiled route.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub index: usize,
+    host: Option<String>,
+    path_prefix: String,
+    methods: Option<Vec<Method>>,
+    /// Index into the snapshot's upstream list.
+    pub upstream: usize,
+    pub allow: Vec<Rule>,
+    pub deny: Vec<Rule>,
+    pub allow_unauthenticated: bool,
+    pub timeout: Option<Duration>,
+    /// Largest request body forwarded, in bytes.
+    pub max_request_body: u64,
+    /// `;` parameters in path segments are accepted (and ignored for matching).
+    pub allow_path_params: bool,
+}
+/// A route compile error: the key (relative to the route) and the problem.
+#[derive(Debug)]
+pub struct RouteError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl Route {
+    /// Compiles `routes[index]`. `upstream_index` maps an upstream name to its index.
+    pub fn compile(
+        index: usize,
+        raw: &RawRoute,
+        upstream_index: impl Fn(&str) -> Option<usize>,
+    ) -> Result<Self, RouteError> {
+        let err = |key: &str, problem: String| RouteError {
+            key: key.to_string(),
+            problem,
+        };
+        if raw.name.is_empty() {
+            return Err(err("name", "must not be empty".into()));
+        }
+        let prefix = &raw.path_prefix;
+        match path::normalize(prefix) {
+            Ok(n) if n == *prefix => {}
+            Ok(n) => {
+                return Err(err(
+                    "path_prefix",
+                    format!("must be normalised; did you mean {n:?}?"),
+                ));
+            }
+            Err(e) => return Err(err("path_prefix", e.to_string())),
+        }
+        if prefix.len() > 1 && prefix.ends_with('/') {
+            return Err(err(
+                "path_prefix",
+                format!(
+                    "drop the trailing '/': prefixes match whole segments, so {:?} already covers {prefix:?}",
+                    prefix.trim_end_matches('/')
+                ),
+            ));
+        }
+        let methods = match &raw.methods {
+            None => None,
+            Some(list) if list.is_empty() => {
+                return Err(err(
+                    "methods",
+                    "empty list matches nothing; omit the key to allow any method".into(),
+                ));
+            }
+            Some(list) => Some(
+                list.iter()
+                    .map(|m| {
+                        let up = m.to_ascii_uppercase();
+                        if up != *m {
+                            return Err(err(
+                                "methods",
+                                format!("{m:?}: methods are case-sensitive, write {up:?}"),
+                            ));
+                        }
+                        Method::from_bytes(m.as_bytes())
+                            .map_err(|_| err("methods", format!("{m:?} is not a valid method")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let host = match &raw.host {
+            Some(h) => match crate::authz::authority::RequestAuthority::parse(h.as_bytes()) {
+                Ok(a) if a.host().len() == a.header_value().len() => Some(a.host().to_string()),
+                Ok(_) => {
+                    return Err(err(
+                        "host",
+                        format!("{h:?}: give the host name without a port"),
+                    ));
+                }
+                Err(e) => return Err(err("host", format!("{h:?} is not a host name ({e})"))),
+            },
+            None => None,
+        };
+        let upstream = upstream_index(&raw.upstream).ok_or_else(|| {
+            err(
+                "upstream",
+                format!("no [upstreams.{}] is defined", raw.upstream),
+            )
+        })?;
+        let compile_list = |key: &str, list: &[RawMatcher]| {
+            list.iter()
+                .enumerate()
+                .map(|(i, r)| Rule::compile(r).map_err(|p| err(&format!("{key}[{i}]"), p)))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Route {
+            name: raw.name.clone(),
+            index,
+            host,
+            path_prefix: prefix.clone(),
+            methods,
+            upstream,
+            allow: compile_list("allow", &raw.allow)?,
+            deny: compile_list("deny", &raw.deny)?,
+            allow_unauthenticated: raw.allow_unauthenticated,
+            timeout: raw.timeout,
+            max_request_body: raw.max_request_body.as_u64(),
+            allow_path_params: raw.allow_path_params,
+        })
+    }
+
+    fn matches_request(&self, req: &RequestParts<'_>) -> bool {
+        if let Some(h) = &self.host {
+            match req.host {
+                // Both sides are canonical: lowercase, no port, no trailing dot.
+                Some(rh) if rh == h => {}
+                _ => return false,
+            }
+        }
+        if let Some(methods) = &self.methods
+            && !methods.contains(req.method)
+        {
+            return false;
+        }
+        path::has_prefix(req.path, &self.path_prefix)
+    }
+
+    /// The policy decision for this route.
+    pub fn authorize(&self, identity: Option<&ClientIdentity>) -> (Verdict, DecidedBy) {
+        let Some(id) = identity else {
+            return if self.allow_unauthenticated {
+                (Verdict::Allow, DecidedBy::AllowUnauthenticated)
+            } else {
+                (Verdict::Unauthenticated, DecidedBy::NoCertificate)
+            };
+        };
+        if let Some(i) = self.deny.iter().position(|r| r.matches(id)) {
+            return (Verdict::Deny, DecidedBy::Deny(i));
+        }
+        if let Some(i) = self.allow.iter().position(|r| r.matches(id)) {
+            return (Verdict::Allow, DecidedBy::Allow(i));
+        }
+        if self.allow_unauthenticated {
+            // A verified client is never worse off than an anonymous one.
+            return (Verdict::Allow, DecidedBy::AllowUnauthenticated);
+        }
+        (Verdict::Deny, DecidedBy::NoAllowMatched)
+    }
+
+    pub fn path_prefix(&self) -> &str {
+        &self.path_prefix
+    }
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+    pub fn methods(&self) -> Option<&[Method]> {
+        self.methods.as_deref()
+    }
+
+    /// True when every request this route could match is matched by `earlier` first.
+    pub fn is_shadowed_by(&self, earlier: &Route) -> bool {
+        let host_covered = match (&earlier.host, &self.host) {
+            (None, _) => true,
+            (Some(a), Some(b)) => a == b,
+            (Some(_), None) => false,
+        };
+        let methods_covered = match (&earlier.methods, &self.methods) {
+            (None, _) => true,
+            (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
+            (Some(_), None) => false,
+        };
+        host_covered && methods_covered && path::has_prefix(&self.path_prefix, &earlier.path_prefix)
+    }
+}
+
+/// Routes in file order; the first match handles a request.
+///
+/// Lookup does not scan every route: routes are indexed by the first segment of their prefix,
+/// so a request only checks the routes under its own first segment plus the catch-all (`/`)
+/// routes, merged back into file order.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+    /// First prefix segment (e.g. `payments` for `/payments/v1`) → route indices, ascending.
+    by_first_segment: std::collections::HashMap<String, Vec<usize>>,
+    /// Routes whose prefix is `/`, ascending.
+    catch_all: Vec<usize>,
+}
+
+/// `payments` for `/payments/1`, `` for `/`.
+fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or("")
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<Route>) -> Self {
+        let mut by_first_segment: std::collections::HashMap<String, Vec<usize>> =
+            std::collections::HashMap::new();
+        let mut catch_all = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            if r.path_prefix == "/" {
+                catch_all.push(i);
+            } else {
+                by_first_segment
+                    .entry(first_segment(&r.path_prefix).to_string())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        Self {
+            routes,
+            by_first_segment,
+            catch_all,
+        }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The first route, in file order, that matches host, path and method.
+    pub fn find(&self, req: &RequestParts<'_>) -> Option<&Route> {
+        let segment = self
+            .by_first_segment
+            .get(first_segment(req.path))
+            .map_or(&[][..], Vec::as_slice);
+        let (mut a, mut b) = (segment.iter().peekable(), self.catch_all.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) if x < y => a.next(),
+                (Some(_), Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => return None,
+            };
+            if let Some(r) = next.and_then(|&i| self.routes.get(i))
+                && r.matches_request(req)
+            {
+                return Some(r);
+            }
+        }
+    }
+
+    /// Routing plus policy for one request.
+    pub fn decide(
+        &self,
+        req: &RequestParts<'_>,
+        identity: Option<&ClientIdentity>,
+    ) -> Decision<'_> {
+        match self.find(req) {
+            None => Decision {
+                route: None,
+                verdict: Verdict::NoRoute,
+                decided_by: DecidedBy::NoRoute,
+            },
+            Some(route) => {
+                let (verdict, decided_by) = route.authorize(identity);
+                Decision {
+                    route: Some(route),
+                    verdict,
+                    decided_by,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The raw config structs, one per TOML table, with their defaults. Unknown keys are errors.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listener: RawListener,
+    pub client_auth: RawClientAuth,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub inventory: RawInventory,
+    #[serde(default)]
+    pub reload: RawReload,
+    #[serde(default)]
+    pub expiry: RawExpiry,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub bind: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// A TLS handshake that takes longer than this is abandoned.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Time allowed for in-flight requests to finish after SIGTERM/SIGINT.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// After SIGTERM, keep accepting this long (with /readyz already 503) so load balancers
+    /// can take the instance out before it stops listening.
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Time allowed for a client to send a complete HTTP/1 request head.
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted (HTTP/1 buffer, HTTP/2 header list); larger gets 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_request_header_bytes: bytesize::ByteSize,
+    /// Open client connections; further connections wait in the kernel's accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    #[serde(default = "default_max_streams")]
+    pub max_concurrent_streams: u32,
+    /// Requests served on one connection before it is closed (HTTP/1) or sent GOAWAY
+    /// (HTTP/2); 0 = unlimited.
+    #[serde(default)]
+    pub max_requests_per_connection: u64,
+    /// A client that sends nothing of its request body for this long gets 408 (its fault,
+    /// never counted against the upstream).
+    #[serde(default = "default_request_body_timeout", with = "humantime_serde")]
+    pub request_body_timeout: Duration,
+    /// Client request headers dropped before forwarding, beside the built-in identity and
+    /// forwarding families.
+    #[serde(default)]
+    pub strip_request_headers: Vec<String>,
+}
+
+fn default_request_body_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMode {
+    Require,
+    Optional,
+}
+
+impl ClientAuthMode {
+    /// The value as written in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Require => "require",
+            Self::Optional => "optional",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationScope {
+    #[default]
+    Chain,
+    EndEntity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownRevocation {
+    #[default]
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleCrl {
+    #[default]
+    Deny,
+    Warn,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    pub mode: ClientAuthMode,
+    pub trust_store: Vec<PathBuf>,
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    #[serde(default)]
+    pub intermediates: Vec<PathBuf>,
+    #[serde(default)]
+    pub revocation_scope: RevocationScope,
+    #[serde(default)]
+    pub unknown_revocation: UnknownRevocation,
+    #[serde(default)]
+    pub stale_crl: StaleCrl,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    #[serde(default = "default_admin_bind")]
+    pub bind: SocketAddr,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            bind: default_admin_bind(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// JSON lines, unless stdout is a terminal.
+    #[default]
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// A `tracing` filter such as `"info"` or `"info,certgate::access=warn"`. `RUST_LOG` wins.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// `--log-format` wins.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            level: default_log_level(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReload {
+    /// Reload automatically when the config or any file it references changes.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// How often referenced files are also checked for changes (a fallback for file systems
+    /// where change notifications do not arrive).
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for RawReload {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            poll_interval: default_poll_interval(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpiry {
+    /// Warn (log, /readyz detail) when the server certificate expires or a CRL's nextUpdate
+    /// falls within this window.
+    #[serde(default = "default_expiry_window", with = "humantime_serde")]
+    pub warning_window: Duration,
+}
+
+impl Default for RawExpiry {
+    fn default() -> Self {
+        Self {
+            warning_window: default_expiry_window(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInventory {
+    /// Distinct client certificates remembered; the least recently seen are evicted beyond it.
+    #[serde(default = "default_inventory_max")]
+    pub max_entries: usize,
+    /// Where the inventory is saved (atomically) and loaded from at start; absent = memory only.
+    pub path: Option<PathBuf>,
+    #[serde(default = "default_inventory_flush", with = "humantime_serde")]
+    pub flush_interval: Duration,
+}
+
+impl Default for RawInventory {
+    fn default() -> Self {
+        Self {
+            max_entries: default_inventory_max(),
+            path: None,
+            flush_interval: default_inventory_flush(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancing {
+    #[default]
+    RoundRobin,
+    /// Power of two choices on in-flight requests.
+    LeastRequests,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    /// HTTP/2: prior knowledge for `http://`, ALPN for `https://`.
+    H2,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub path: String,
+    #[serde(default = "default_hc_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "default_hc_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive failed checks before an endpoint is taken out.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+    /// Consecutive passed checks before it is put back.
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// One endpoint (`scheme://host:port`); or use `endpoints`.
+    pub url: Option<String>,
+    /// Several endpoints of the same scheme, load-balanced.
+    pub endpoints: Option<Vec<String>>,
+    #[serde(default)]
+    pub lb: LoadBalancing,
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// Time allowed for the upstream to start answering (response head).
+    #[serde(default = "default_upstream_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Pooled connections idle longer than this are closed.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Extra attempts for idempotent requests without a body, on connect failure, a broken
+    /// pooled connection, or a status in `retry_on_status`; a different endpoint when there is one.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default)]
+    pub retry_on_status: Vec<u16>,
+    /// Consecutive connect failures or 5xx answers that eject an endpoint.
+    #[serde(default = "default_eject_after")]
+    pub eject_after: u32,
+    /// First ejection time; doubles on each repeated ejection, up to 10 times.
+    #[serde(default = "default_ejection_time", with = "humantime_serde")]
+    pub ejection_time: Duration,
+    pub health_check: Option<RawHealthCheck>,
+    /// PEM CA bundle for `https://` endpoints; absent = the system roots.
+    pub ca: Option<PathBuf>,
+    /// Name to send as SNI and verify the upstream certificate against; default: the host.
+    pub server_name: Option<String>,
+    /// Client certificate (PEM chain) and key the gateway presents to the upstream.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    pub path_prefix: String,
+    pub methods: Option<Vec<String>>,
+    pub host: Option<String>,
+    pub upstream: String,
+    #[serde(default)]
+    pub allow: Vec<RawMatcher>,
+    #[serde(default)]
+    pub deny: Vec<RawMatcher>,
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    /// Overrides the upstream's `timeout` for this route.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Largest request body forwarded; larger gets 413 (counted while streaming).
+    #[serde(default = "default_max_body")]
+    pub max_request_body: bytesize::ByteSize,
+    /// Accept `;` parameters in path segments (Java-style `;jsessionid=`); policy then matches
+    /// the path without them. Off: such a path is 400.
+    #[serde(default)]
+    pub allow_path_params: bool,
+}
+
+/// One allow/deny entry: every key present must match (AND).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatcher {
+    pub uri: Option<String>,
+    pub dns: Option<String>,
+    pub email: Option<String>,
+    pub cn: Option<String>,
+    pub o: Option<String>,
+    pub ou: Option<String>,
+    pub issuer_cn: Option<String>,
+    pub sha256: Option<String>,
+    pub any: Option<bool>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_expiry_window() -> Duration {
+    Duration::from_secs(7 * 86400)
+}
+fn default_max_header_bytes() -> bytesize::ByteSize {
+    bytesize::ByteSize::kib(64)
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_max_streams() -> u32 {
+    100
+}
+fn default_max_body() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(100)
+}
+fn default_hc_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_hc_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_unhealthy_threshold() -> u32 {
+    2
+}
+fn default_healthy_threshold() -> u32 {
+    1
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(90)
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_eject_after() -> u32 {
+    5
+}
+fn default_ejection_time() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_log_level() -> String {
+    "info".to_string()
+}
+fn default_inventory_max() -> usize {
+    10_000
+}
+fn default_inventory_flush() -> Duration {
+    Duration::from_secs(60)
+}
+pub(super) fn default_admin_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9901))
+}
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_upstream_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}

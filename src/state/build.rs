@@ -1,0 +1,425 @@
+//! Compiling a config file into a [`Snapshot`], step by step: the server certificate, the
+//! client trust (anchors, intermediates, CRLs → verifier), upstreams (reused from the registry
+//! when unchanged), routes, and the listener's limits. Every error names the file and the key.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
+
+use crate::authn::identity::ClientIdentity;
+use crate::authn::tls::{self, ClientAuthSettings};
+use crate::authz::{Route, RouteTable};
+use crate::config::{
+    ClientAuthMode, ConfigError, ConfigFile, RawInventory, StaleCrl, UnknownRevocation,
+};
+use crate::telemetry::Telemetry;
+use crate::upstream::Upstream;
+use crate::upstream::registry::UpstreamRegistry;
+use crate::util::time::{fmt_time, unix_now};
+
+use super::snapshot::{CertSummary, CrlSummary, RouteObs, Snapshot};
+
+impl Snapshot {
+    /// Compiles a parsed config; metric handles and inventory ids come from `telemetry`.
+    /// Upstreams whose definition is unchanged come from `registry` with their live state.
+    pub fn build(
+        file: &ConfigFile,
+        telemetry: &Telemetry,
+        registry: &UpstreamRegistry,
+    ) -> Result<Self, ConfigError> {
+        let raw = &file.raw;
+        let mut warnings = Vec::new();
+        check_limits(file)?;
+        let server = ServerCert::load(file)?;
+        let trust = Trust::load(file, &mut warnings)?;
+        let tls_config = tls::server_config(server.chain, server.key, trust.verifier.clone())
+            .map_err(|e| {
+                file.invalid("listener.key", format!("does not fit listener.cert: {e}"))
+            })?;
+        let (upstreams, upstream_ix) = compile_upstreams(file, telemetry, registry)?;
+        let routes = compile_routes(file, &upstream_ix, &mut warnings)?;
+        let route_obs = routes
+            .iter()
+            .map(|r| RouteObs {
+                metrics: telemetry.metrics.route(&r.name),
+                inventory_id: telemetry.inventory.route_id(&r.name),
+            })
+            .collect();
+        if !raw.admin.bind.ip().is_loopback() {
+            warnings.push(format!(
+                "admin.bind = {} is not a loopback address: /metrics and health endpoints are reachable from the network without authentication",
+                raw.admin.bind
+            ));
+        }
+        let l = &raw.listener;
+        Ok(Self {
+            generation: next_generation(),
+            config_path: file.path.clone(),
+            inputs: inputs_of(file),
+            bind: l.bind,
+            admin_bind: raw.admin.bind,
+            handshake_timeout: l.handshake_timeout,
+            drain_timeout: l.drain_timeout,
+            shutdown_grace: l.shutdown_grace,
+            header_read_timeout: l.header_read_timeout,
+            max_request_header_bytes: usize::try_from(l.max_request_header_bytes.as_u64())
+                .unwrap_or(usize::MAX),
+            max_connections: l.max_connections,
+            max_concurrent_streams: l.max_concurrent_streams,
+            max_requests_per_connection: l.max_requests_per_connection,
+            request_body_timeout: l.request_body_timeout,
+            strip_request_headers: compile_strip_list(file)?,
+            client_auth_mode: raw.client_auth.mode,
+            tls: Arc::new(tls_config),
+            client_verifier: trust.verifier,
+            routes: RouteTable::new(routes),
+            route_obs,
+            upstreams,
+            server_cert: server.identity,
+            trust_anchors: trust.anchors,
+            intermediates: trust.intermediates,
+            crls: trust.crls,
+            inventory: RawInventory {
+                path: raw.inventory.path.as_deref().map(|p| file.resolve(p)),
+                ..raw.inventory.clone()
+            },
+            log: raw.log.clone(),
+            reload: raw.reload.clone(),
+            expiry_window: raw.expiry.warning_window,
+            warnings,
+        })
+    }
+}
+
+/// The listener's certificate chain and key.
+struct ServerCert {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    identity: ClientIdentity,
+}
+
+impl ServerCert {
+    /// Loads `listener.cert` and `listener.key`; an expired certificate is an error (every
+    /// client would refuse the handshake).
+    fn load(file: &ConfigFile) -> Result<Self, ConfigError> {
+        let l = &file.raw.listener;
+        let cert_path = file.resolve(&l.cert);
+        let chain = tls::load_certs(&cert_path).map_err(|e| file.invalid("listener.cert", e))?;
+        let key =
+            tls::load_key(&file.resolve(&l.key)).map_err(|e| file.invalid("listener.key", e))?;
+        let identity = ClientIdentity::from_der(chain[0].as_ref())
+            .map_err(|e| file.invalid("listener.cert", e))?;
+        if identity.not_after < unix_now() {
+            return Err(file.invalid(
+                "listener.cert",
+                format!(
+                    "{}: the server certificate expired at {}",
+                    cert_path.display(),
+                    fmt_time(identity.not_after)
+                ),
+            ));
+        }
+        Ok(Self {
+            chain,
+            key,
+            identity,
+        })
+    }
+}
+
+/// Who may connect: trust anchors, intermediates and CRLs, compiled into the verifier.
+struct Trust {
+    verifier: Arc<dyn ClientCertVerifier>,
+    anchors: Vec<CertSummary>,
+    intermediates: Vec<CertSummary>,
+    crls: Vec<CrlSummary>,
+}
+
+impl Trust {
+    fn load(file: &ConfigFile, warnings: &mut Vec<String>) -> Result<Self, ConfigError> {
+        let ca = &file.raw.client_auth;
+        if ca.trust_store.is_empty() {
+            return Err(file.invalid(
+                "client_auth.trust_store",
+                "at least one PEM bundle is required",
+            ));
+        }
+        let mut roots = RootCertStore::empty();
+        let mut anchors = Vec::new();
+        for (i, p) in ca.trust_store.iter().enumerate() {
+            let key = format!("client_auth.trust_store[{i}]");
+            let path = file.resolve(p);
+            for cert in tls::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
+                anchors.push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
+                roots.add(cert).map_err(|e| {
+                    file.invalid(
+                        &key,
+                        format!("{}: not a usable trust anchor: {e}", path.display()),
+                    )
+                })?;
+            }
+        }
+        let mut intermediate_certs = Vec::new();
+        let mut intermediates = Vec::new();
+        for (i, p) in ca.intermediates.iter().enumerate() {
+            let key = format!("client_auth.intermediates[{i}]");
+            let path = file.resolve(p);
+            for cert in tls::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
+                intermediates.push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
+                intermediate_certs.push(cert);
+            }
+        }
+        let crls = load_crls(file, &anchors, &intermediates, warnings)?;
+        let verifier = tls::client_verifier(ClientAuthSettings {
+            mode: ca.mode,
+            roots,
+            crls: crls.iter().map(|c| c.crl.der.clone()).collect(),
+            intermediates: intermediate_certs,
+            revocation_scope: ca.revocation_scope,
+            unknown_revocation: ca.unknown_revocation,
+            stale_crl: ca.stale_crl,
+        })
+        .map_err(|e| file.invalid("client_auth", e))?;
+        Ok(Self {
+            verifier,
+            anchors,
+            intermediates,
+            crls,
+        })
+    }
+}
+
+/// `client_auth.crls`: each must be issued by a CA in the trust store or the intermediates (a
+/// CRL for a CA certgate does not trust is a mistake, usually a wrong file); stale ones and CAs
+/// without a CRL are warnings.
+fn load_crls(
+    file: &ConfigFile,
+    anchors: &[CertSummary],
+    intermediates: &[CertSummary],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<CrlSummary>, ConfigError> {
+    let ca = &file.raw.client_auth;
+    let now = unix_now();
+    let mut crls = Vec::new();
+    for (i, p) in ca.crls.iter().enumerate() {
+        let key = format!("client_auth.crls[{i}]");
+        let path = file.resolve(p);
+        for crl in tls::load_crls(&path).map_err(|e| file.invalid(&key, e))? {
+            if !anchors
+                .iter()
+                .chain(intermediates)
+                .any(|c| c.subject == crl.issuer)
+            {
+                return Err(file.invalid(
+                    &key,
+                    format!(
+                        "{}: CRL issued by {}, which is neither in client_auth.trust_store nor in client_auth.intermediates",
+                        path.display(),
+                        crl.issuer
+                    ),
+                ));
+            }
+            if crl.next_update.is_some_and(|t| t < now) {
+                warnings.push(format!(
+                    "{}: CRL of {} is past its nextUpdate{}",
+                    path.display(),
+                    crl.issuer,
+                    match ca.stale_crl {
+                        StaleCrl::Deny =>
+                            "; with stale_crl = \"deny\" every client of that CA is refused",
+                        StaleCrl::Warn => "",
+                    }
+                ));
+            }
+            crls.push(CrlSummary {
+                file: path.clone(),
+                crl,
+            });
+        }
+    }
+    if crls.is_empty() {
+        warnings.push(
+            "client_auth.crls is empty: revoked client certificates will be accepted until they expire"
+                .to_string(),
+        );
+        return Ok(crls);
+    }
+    let deny = ca.unknown_revocation == UnknownRevocation::Deny;
+    for c in anchors.iter().chain(intermediates) {
+        if !crls.iter().any(|crl| crl.crl.issuer == c.subject) {
+            warnings.push(format!(
+                "no CRL loaded for CA {} ({}); with unknown_revocation = \"{}\" its certificates are {}",
+                c.subject,
+                c.file.display(),
+                if deny { "deny" } else { "allow" },
+                if deny { "refused" } else { "not revocation-checked" },
+            ));
+        }
+    }
+    Ok(crls)
+}
+
+/// Compiled upstreams in name order, and each name's index among them.
+type Upstreams = (Vec<Arc<Upstream>>, HashMap<String, usize>);
+
+/// `[upstreams.NAME]`, by name, and each one's index.
+fn compile_upstreams(
+    file: &ConfigFile,
+    telemetry: &Telemetry,
+    registry: &UpstreamRegistry,
+) -> Result<Upstreams, ConfigError> {
+    let mut upstreams = Vec::new();
+    let mut index = HashMap::new();
+    for (name, u) in &file.raw.upstreams {
+        let up = registry
+            .resolve(name, u, file, &telemetry.metrics)
+            .map_err(|(k, p)| file.invalid(format!("upstreams.{name}.{k}"), p))?;
+        index.insert(name.clone(), upstreams.len());
+        upstreams.push(up);
+    }
+    Ok((upstreams, index))
+}
+
+/// `[[routes]]` in file order, with warnings for routes that can never be reached or allow
+/// nobody.
+fn compile_routes(
+    file: &ConfigFile,
+    upstream_ix: &HashMap<String, usize>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Route>, ConfigError> {
+    let mode = file.raw.client_auth.mode;
+    let mut routes: Vec<Route> = Vec::new();
+    for (i, r) in file.raw.routes.iter().enumerate() {
+        if let Some(prev) = routes.iter().find(|p| p.name == r.name) {
+            return Err(file.invalid(
+                format!("routes[{i}].name"),
+                format!(
+                    "duplicate route name {:?} (also routes[{}])",
+                    r.name, prev.index
+                ),
+            ));
+        }
+        let route = Route::compile(i, r, |n| upstream_ix.get(n).copied())
+            .map_err(|e| file.invalid(format!("routes[{i}].{}", e.key), e.problem))?;
+        if let Some(earlier) = routes.iter().find(|e| route.is_shadowed_by(e)) {
+            warnings.push(format!(
+                "routes[{i}] ({:?}) is never reached: routes[{}] ({:?}) matches all of its requests first",
+                route.name, earlier.index, earlier.name
+            ));
+        }
+        if route.allow.is_empty() && !route.allow_unauthenticated {
+            warnings.push(format!(
+                "routes[{i}] ({:?}) has no allow entry and denies everyone",
+                route.name
+            ));
+        }
+        if route.allow_unauthenticated && mode == ClientAuthMode::Require {
+            warnings.push(format!(
+                "routes[{i}] ({:?}) sets allow_unauthenticated, which has no effect with client_auth.mode = \"require\"",
+                route.name
+            ));
+        }
+        routes.push(route);
+    }
+    if routes.is_empty() {
+        warnings.push("no routes: every request will get 404".to_string());
+    }
+    Ok(routes)
+}
+
+/// Limits and settings that must be in range.
+fn check_limits(file: &ConfigFile) -> Result<(), ConfigError> {
+    let raw = &file.raw;
+    let l = &raw.listener;
+    if l.max_request_header_bytes.as_u64() < 1024 {
+        return Err(file.invalid(
+            "listener.max_request_header_bytes",
+            "must be at least 1 KiB",
+        ));
+    }
+    if l.max_connections == 0 {
+        return Err(file.invalid("listener.max_connections", "must be at least 1"));
+    }
+    if l.max_concurrent_streams == 0 {
+        return Err(file.invalid("listener.max_concurrent_streams", "must be at least 1"));
+    }
+    if l.request_body_timeout.is_zero() {
+        return Err(file.invalid("listener.request_body_timeout", "must be greater than zero"));
+    }
+    if raw.inventory.max_entries == 0 {
+        return Err(file.invalid("inventory.max_entries", "must be at least 1"));
+    }
+    if raw.inventory.flush_interval.is_zero() {
+        return Err(file.invalid("inventory.flush_interval", "must be greater than zero"));
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
+        return Err(file.invalid("log.level", format!("{:?}: {e}", raw.log.level)));
+    }
+    Ok(())
+}
+
+/// `listener.strip_request_headers` as lower-case header names; the headers certgate itself
+/// needs to frame and route a request cannot be listed.
+fn compile_strip_list(file: &ConfigFile) -> Result<Vec<http::HeaderName>, ConfigError> {
+    file.raw
+        .listener
+        .strip_request_headers
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let key = format!("listener.strip_request_headers[{i}]");
+            let n = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| file.invalid(&key, format!("{name:?} is not a header name")))?;
+            if [
+                http::header::HOST,
+                http::header::CONTENT_LENGTH,
+                http::header::TRANSFER_ENCODING,
+            ]
+            .contains(&n)
+            {
+                return Err(file.invalid(&key, format!("{name:?} is needed to frame the request")));
+            }
+            Ok(n)
+        })
+        .collect()
+}
+
+/// The config file (as given) and every file it references (resolved against the config's
+/// directory), for change detection.
+fn inputs_of(file: &ConfigFile) -> Vec<PathBuf> {
+    let raw = &file.raw;
+    let ca = &raw.client_auth;
+    let referenced = [&raw.listener.cert, &raw.listener.key]
+        .into_iter()
+        .chain(&ca.trust_store)
+        .chain(&ca.intermediates)
+        .chain(&ca.crls)
+        .chain(
+            raw.upstreams
+                .values()
+                .flat_map(|u| [&u.ca, &u.client_cert, &u.client_key].into_iter().flatten()),
+        );
+    std::iter::once(file.path.clone())
+        .chain(referenced.map(|p| file.resolve(p)))
+        .collect()
+}
+
+/// Monotonic snapshot numbering within this process.
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+fn summarize(path: &Path, cert: &CertificateDer<'_>) -> Result<CertSummary, String> {
+    let id =
+        ClientIdentity::from_der(cert.as_ref()).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(CertSummary {
+        file: path.to_path_buf(),
+        subject: id.subject,
+        not_after: id.not_after,
+    })
+}
