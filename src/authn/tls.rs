@@ -225,6 +225,31 @@ pub fn server_config(
     Ok(cfg)
 }
 
+/// A client chain refused by the verifier: the classified result and the verifier's words.
+#[derive(Debug, thiserror::Error)]
+#[error("{} ({error})", result.label())]
+pub struct Refusal {
+    pub result: HandshakeResult,
+    pub error: rustls::Error,
+}
+
+/// Verifies a client chain now, exactly as a handshake would: used to re-verify open
+/// connections after a reload, resumed sessions (which rustls does not re-verify) and by
+/// `explain`.
+pub fn verify_chain(
+    verifier: &dyn ClientCertVerifier,
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+) -> Result<(), Refusal> {
+    verifier
+        .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+        .map(|_| ())
+        .map_err(|error| Refusal {
+            result: HandshakeResult::classify(&error),
+            error,
+        })
+}
+
 /// Why a handshake failed, as the bounded `result` label of `certgate_tls_handshakes_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandshakeResult {

@@ -8,13 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, UnixTime};
 
 use std::sync::Arc;
 
 use certgate::authn::identity::ClientIdentity;
-use certgate::authn::tls::HandshakeResult;
 use certgate::authz::{RequestParts, Verdict};
 use certgate::config::{CONFIG_ENV, LogFormat};
 use certgate::state::snapshot::Snapshot;
@@ -315,19 +314,15 @@ fn explain(
                 println!("  dns     {d}");
             }
             println!("  issuer  {}", id.issuer);
-            let result = snapshot.client_verifier.verify_client_cert(
+            match certgate::authn::tls::verify_chain(
+                &*snapshot.client_verifier,
                 &chain[0],
                 &chain[1..],
-                UnixTime::now(),
-            );
-            match result {
-                Ok(_) => println!("tls       certificate verifies against the trust store"),
-                Err(e) => {
+            ) {
+                Ok(()) => println!("tls       certificate verifies against the trust store"),
+                Err(refusal) => {
                     verified = false;
-                    println!(
-                        "tls       handshake would be refused: {} ({e})",
-                        HandshakeResult::classify(&e).label()
-                    );
+                    println!("tls       handshake would be refused: {refusal}");
                 }
             }
             Some(id)

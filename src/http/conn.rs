@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::HeaderValue;
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::pki_types::CertificateDer;
 
 use crate::authn::identity::ClientIdentity;
-use crate::authn::tls::HandshakeResult;
+use crate::authn::tls;
 use crate::inventory;
 use crate::state::Gateway;
 use crate::state::snapshot::Snapshot;
@@ -86,21 +86,11 @@ impl ConnContext {
         if self.verified_generation.load(Ordering::Relaxed) == snapshot.generation {
             return Ok(());
         }
-        match snapshot.client_verifier.verify_client_cert(
-            &id.der,
-            &self.intermediates,
-            UnixTime::now(),
-        ) {
-            Ok(_) => {
-                self.verified_generation
-                    .store(snapshot.generation, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => Err(format!(
-                "client certificate no longer accepted after reload: {} ({e})",
-                HandshakeResult::classify(&e).label()
-            )),
-        }
+        tls::verify_chain(&*snapshot.client_verifier, &id.der, &self.intermediates)
+            .map_err(|r| format!("client certificate no longer accepted after reload: {r}"))?;
+        self.verified_generation
+            .store(snapshot.generation, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Counts request bytes read from the client.

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -57,15 +57,12 @@ pub(super) async fn establish(
             // verify it here, so a certificate revoked or expired since the first handshake
             // cannot resume.
             if resumed
-                && let Err(e) = snapshot.client_verifier.verify_client_cert(
-                    leaf,
-                    intermediates,
-                    UnixTime::now(),
-                )
+                && let Err(refusal) =
+                    tls::verify_chain(&*snapshot.client_verifier, leaf, intermediates)
             {
-                let result = HandshakeResult::classify(&e);
-                metrics.handshake(result);
-                let err = std::io::Error::other(e);
+                metrics.handshake(refusal.result);
+                let result = refusal.result;
+                let err = std::io::Error::other(refusal.error);
                 log_refused_handshake(peer, result, &err, Some(leaf.as_ref()));
                 return None;
             }
