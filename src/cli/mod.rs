@@ -173,7 +173,7 @@ pub fn summary(s: &Snapshot) -> String {
         fmt_time(s.server_cert.not_after),
         (s.server_cert.not_after - now) / 86400
     );
-    let _ = writeln!(o, "client_auth mode = {:?}", s.client_auth_mode.as_str());
+    let _ = writeln!(o, "client_auth mode = {}", s.client_auth_mode.as_str());
     for c in &s.trust_anchors {
         let _ = writeln!(
             o,
@@ -204,12 +204,12 @@ pub fn summary(s: &Snapshot) -> String {
     for u in &s.upstreams {
         let _ = writeln!(
             o,
-            "upstream   {} -> {} ({:?}, {:?}, timeout {:?})",
+            "upstream   {} -> {} ({}, {}, timeout {})",
             u.name,
             u.endpoint_list(),
-            u.protocol,
-            u.lb,
-            u.timeout
+            u.protocol.as_str(),
+            u.lb.as_str(),
+            humantime::format_duration(u.timeout)
         );
     }
     for r in s.routes.routes() {

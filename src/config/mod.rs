@@ -31,6 +31,19 @@ pub enum ConfigError {
     },
 }
 
+/// A TOML error, plus how to write the value when it is a duration or a size (serde's own
+/// message only says what it expected).
+fn with_format_hint(message: &str) -> String {
+    let hint = if message.contains("expected a duration") {
+        " (write a duration like \"500ms\", \"30s\", \"5m\", \"1h\" or \"7d\")"
+    } else if message.contains("ByteSize") || message.contains("byte size") {
+        " (write a size like \"64KiB\", \"10MiB\" or \"1GiB\")"
+    } else {
+        ""
+    };
+    format!("{message}{hint}")
+}
+
 /// A parsed config file together with where it came from.
 #[derive(Debug, Clone)]
 pub struct ConfigFile {
@@ -51,7 +64,7 @@ impl ConfigFile {
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let raw = toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Parse {
             file: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: with_format_hint(e.to_string().trim_end()),
         })?;
         Ok(Self {
             path: path.to_path_buf(),

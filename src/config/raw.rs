@@ -246,6 +246,16 @@ pub enum LoadBalancing {
     LeastRequests,
 }
 
+impl LoadBalancing {
+    /// The value as written in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::LeastRequests => "least_requests",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamProtocol {
@@ -253,6 +263,16 @@ pub enum UpstreamProtocol {
     Http1,
     /// HTTP/2: prior knowledge for `http://`, ALPN for `https://`.
     H2,
+}
+
+impl UpstreamProtocol {
+    /// The value as written in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http1 => "http1",
+            Self::H2 => "h2",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

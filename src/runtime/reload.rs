@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::runtime::activate::activate;
 use crate::state::snapshot::Snapshot;
@@ -25,6 +25,7 @@ pub async fn run(gateway: Arc<Gateway>, mut requests: mpsc::Receiver<ReloadReque
     let mut last = fingerprint(gateway.current.load().inputs.clone()).await;
     while let Some(req) = requests.recv().await {
         if req.trigger == Trigger::FileChange {
+            debug!("checking the config's inputs for changes");
             let now = fingerprint(gateway.current.load().inputs.clone()).await;
             if now == last {
                 continue;
@@ -72,6 +73,23 @@ async fn reload(gateway: &Arc<Gateway>, trigger: Trigger) -> Result<u64, String>
     metrics.config_reloads_ok.inc();
     info!(trigger = trigger.label(), generation, "config reloaded");
     Ok(generation)
+}
+
+/// Whether a file event may have changed an input: not a read (our own fingerprinting reads
+/// every input, and must not wake us up again), and about a file named like an input or a
+/// Kubernetes atomic-writer entry (`..data`, `..2024_…`), whose swap changes every input
+/// behind it. Other files in the same directories (logs, editor swap files) are ignored.
+fn concerns_inputs(event: &notify::Event, inputs: &[PathBuf]) -> bool {
+    if matches!(event.kind, notify::EventKind::Access(_)) {
+        return false;
+    }
+    event.paths.iter().any(|p| {
+        let Some(name) = p.file_name() else {
+            return false;
+        };
+        name.as_encoded_bytes().starts_with(b"..")
+            || inputs.iter().any(|i| i.file_name() == Some(name))
+    })
 }
 
 /// SHA-256 over every input's path and content (following symlinks, as Kubernetes mounts use).
@@ -122,9 +140,12 @@ pub fn spawn_sighup(requests: mpsc::Sender<ReloadRequest>) {
 pub fn spawn_watcher(gateway: Arc<Gateway>, requests: mpsc::Sender<ReloadRequest>) {
     tokio::spawn(async move {
         let (events_tx, mut events) = mpsc::channel::<()>(64);
+        let seen_by = gateway.clone();
         let mut watcher =
             match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                if res.is_ok() {
+                if let Ok(event) = res
+                    && concerns_inputs(&event, &seen_by.current.load().inputs)
+                {
                     let _ = events_tx.try_send(());
                 }
             }) {

@@ -128,16 +128,43 @@ impl Gateway {
             .unwrap_or_else(|logs| panic!("{logs}"))
     }
 
+    /// Runs the binary from `cwd` with `--config` given relative to it, as a user typing the
+    /// README's command would.
+    pub async fn launch_in(
+        cwd: &std::path::Path,
+        config_path: &std::path::Path,
+        addr: SocketAddr,
+        admin: SocketAddr,
+    ) -> Self {
+        Self::try_launch_in(Some(cwd), config_path, addr, admin)
+            .await
+            .unwrap_or_else(|logs| panic!("{logs}"))
+    }
+
     async fn try_launch(
         config_path: &std::path::Path,
         addr: SocketAddr,
         admin: SocketAddr,
     ) -> Result<Self, String> {
-        let dir = config_path.parent().expect("config dir");
+        Self::try_launch_in(None, config_path, addr, admin).await
+    }
+
+    async fn try_launch_in(
+        cwd: Option<&std::path::Path>,
+        config_path: &std::path::Path,
+        addr: SocketAddr,
+        admin: SocketAddr,
+    ) -> Result<Self, String> {
+        let full = cwd.map_or_else(|| config_path.to_path_buf(), |d| d.join(config_path));
+        let dir = full.parent().expect("config dir");
         let log = dir.join(format!("gateway-{}.log", addr.port()));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        if let Some(d) = cwd {
+            cmd.current_dir(d);
+        }
+        let child = cmd
             .args(["--log-format", "json", "run", "--config"])
             .arg(config_path)
             .env("RUST_LOG", "info,certgate=debug")

@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod curl;
 mod forwarding;
+mod foundation;
 mod integrity;
 mod kubernetes;
 mod lifecycle;

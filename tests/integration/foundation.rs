@@ -1,0 +1,261 @@
+//! The foundation: live upstream state that survives reloads, a reload watcher that sleeps
+//! while nothing changes, relative config paths, and `check` refusing what cannot work.
+
+use std::time::Duration;
+
+use certgate_testpki::{Ca, LeafSpec};
+
+use crate::common::*;
+
+fn pool_config(endpoints: &[String], upstream_extra: &str, extra_route: bool) -> String {
+    let list = endpoints
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let extra = if extra_route {
+        "[[routes]]\nname = \"extra\"\npath_prefix = \"/extra\"\nupstream = \"pool\"\nallow = [{ any = true }]\n\n"
+    } else {
+        ""
+    };
+    format!(
+        "{}[upstreams.pool]\nendpoints = [{list}]\n{upstream_extra}\n\n{extra}[[routes]]\nname = \"all\"\npath_prefix = \"/\"\nupstream = \"pool\"\nallow = [{{ any = true }}]\n",
+        client_auth("require", "")
+    )
+}
+
+/// Rewrites the config the gateway runs on (same listener and admin addresses) and reloads.
+async fn rewrite_and_reload(pki: &Pki, gw: &Gateway, body: &str) {
+    let config = format!(
+        "[listener]\nbind = \"{}\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n\n[admin]\nbind = \"{}\"\n\n[reload]\nwatch = false\n\n{body}",
+        gw.addr, gw.admin
+    );
+    pki.write("certgate.toml", &config);
+    let (status, out) = admin_post(gw.admin, "/reload").await;
+    assert_eq!(status, 200, "{out}");
+}
+
+#[tokio::test]
+async fn ejections_and_pooled_connections_survive_unrelated_reloads() {
+    let pki = Pki::new();
+    pki.client(&pki.root, "reader", workload("reader"));
+    let a = Upstream::start().await;
+    let b = Upstream::start().await;
+    let urls = [a.url(), b.url()];
+    let upstream_extra = "eject_after = 1\nejection_time = \"60s\"\nretries = 1";
+    let gw = Gateway::start(&pki, &pool_config(&urls, upstream_extra, false)).await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+
+    // `a` goes down and is ejected; it comes back on the same port while still ejected.
+    a.stop();
+    for i in 0..4 {
+        assert_eq!(client.get(&format!("/x/{i}")).await.unwrap().status, 200);
+    }
+    gw.assert_metric(r#"certgate_upstream_ejections_total{upstream="pool"}"#, 1.0)
+        .await;
+    let revived = Upstream::start_with(UpstreamOptions {
+        addr: Some(a.addr),
+        ..Default::default()
+    })
+    .await;
+    let b_connections = b.accepted();
+
+    // A reload that changes nothing about the pool (one more route) keeps its state.
+    rewrite_and_reload(&pki, &gw, &pool_config(&urls, upstream_extra, true)).await;
+    let mut send = client.h1().await.unwrap();
+    for i in 0..6 {
+        let r = send
+            .send_request(
+                http::Request::get(format!("/extra/{i}"))
+                    .header("host", "localhost")
+                    .body(TestBody::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(read_reply(r).await.unwrap().status, 200);
+    }
+    assert_eq!(
+        revived.seen().len(),
+        0,
+        "the ejected endpoint stays ejected across the reload"
+    );
+    assert_eq!(b.seen().len(), 4 + 6);
+    assert_eq!(
+        b.accepted(),
+        b_connections,
+        "requests after the reload reuse the pooled upstream connection"
+    );
+
+    // Changing the pool's endpoints does rebuild it: the revived endpoint, alone now, serves.
+    rewrite_and_reload(&pki, &gw, &pool_config(&[a.url()], upstream_extra, true)).await;
+    assert_eq!(client.get("/after").await.unwrap().status, 200);
+    assert_eq!(revived.seen().len(), 1);
+}
+
+/// Bytes the process has read (files, sockets, eventfds) so far.
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("/proc/PID/io");
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("rchar")
+}
+
+#[tokio::test]
+async fn the_gateway_does_not_reread_its_inputs_while_they_do_not_change() {
+    let pki = Pki::new();
+    // A trust store with a large preamble (PEM allows text around the blocks): every re-read
+    // of the inputs costs 256 KiB and shows in the process's read count.
+    pki.write(
+        "ca.pem",
+        &format!("{}\n{}", "#".repeat(256 << 10), pki.root.cert_pem),
+    );
+    pki.client(&pki.root, "reader", workload("reader"));
+    let up = Upstream::start().await;
+    let gw = Gateway::start(
+        &pki,
+        &format!(
+            "{}{}[[routes]]\nname = \"all\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+            client_auth("require", ""),
+            upstream_section("up", &up.url(), "")
+        ),
+    )
+    .await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Idle, then serving: the access log goes to a file beside the config (as the test
+    // harness writes it), so every request changes that directory — but no input.
+    let before = bytes_read(gw.pid());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for i in 0..6 {
+        assert_eq!(client.get(&format!("/r/{i}")).await.unwrap().status, 200);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let read = bytes_read(gw.pid()) - before;
+    assert!(
+        read < 128 << 10,
+        "the gateway read {read} bytes in 3 s: it is re-reading its inputs"
+    );
+    assert!(
+        !gw.logs()
+            .contains("checking the config's inputs for changes"),
+        "no change, no check"
+    );
+
+    // A real change is still seen at once (poll_interval is 10 s: this is the watcher).
+    let reloads = r#"certgate_config_reloads_total{result="ok"}"#;
+    let config = std::fs::read_to_string(pki.path("certgate.toml")).unwrap();
+    pki.write(
+        "certgate.toml",
+        &config.replace("name = \"all\"", "name = \"everything\""),
+    );
+    gw.assert_metric(reloads, 1.0).await;
+}
+
+#[tokio::test]
+async fn a_relative_config_path_still_reloads_on_change() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let (addr, admin) = (free_addr(), free_addr());
+    let body = |name: &str| {
+        format!(
+            "[listener]\nbind = \"{addr}\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n\n[admin]\nbind = \"{admin}\"\n\n\
+             [reload]\npoll_interval = \"300ms\"\n\n{}{}[[routes]]\nname = \"{name}\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+            client_auth("require", ""),
+            upstream_section("up", &up.url(), "")
+        )
+    };
+    pki.write("certgate.toml", &body("first"));
+    let dir = pki.dir.path();
+    let gw = Gateway::launch_in(
+        dir.parent().unwrap(),
+        &std::path::Path::new(dir.file_name().unwrap()).join("certgate.toml"),
+        addr,
+        admin,
+    )
+    .await;
+    pki.write("certgate.toml", &body("second"));
+    gw.assert_metric(r#"certgate_config_reloads_total{result="ok"}"#, 1.0)
+        .await;
+}
+
+fn check_with(pki: &Pki, config: &str) -> (i32, String, String) {
+    let path = pki.write("check.toml", config);
+    run_cli(&["check", "--config", path.to_str().unwrap()])
+}
+
+fn minimal(extra_client_auth: &str) -> String {
+    format!(
+        "[listener]\nbind = \"127.0.0.1:8443\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n\n{}",
+        client_auth("require", extra_client_auth)
+    )
+}
+
+#[test]
+fn check_refuses_an_expired_server_certificate_and_a_crl_from_an_unknown_ca() {
+    let pki = Pki::new();
+    let expired = pki
+        .root
+        .issue(&LeafSpec {
+            not_before_secs: -7200,
+            not_after_secs: -3600,
+            ..LeafSpec::localhost_server()
+        })
+        .unwrap();
+    pki.write("expired.pem", &expired.cert_pem);
+    pki.write("expired-key.pem", &expired.key_pem);
+    let (code, _, err) = check_with(
+        &pki,
+        &minimal("")
+            .replace("server.pem", "expired.pem")
+            .replace("server-key.pem", "expired-key.pem"),
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("listener.cert") && err.contains("expired.pem") && err.contains("expired at"),
+        "{err}"
+    );
+
+    let stranger = Ca::root("Stranger CA").unwrap();
+    pki.write(
+        "stranger.crl",
+        &stranger.crl(&[], Duration::from_secs(86400)).unwrap(),
+    );
+    let (code, _, err) = check_with(&pki, &minimal("crls = [\"stranger.crl\"]"));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("client_auth.crls[0]")
+            && err.contains("stranger.crl")
+            && err.contains("CN=Stranger CA"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_speaks_config_words_and_says_how_to_write_a_duration() {
+    let pki = Pki::new();
+    let config = format!(
+        "{}[upstreams.up]\nurl = \"http://127.0.0.1:9\"\nlb = \"least_requests\"\ntimeout = \"1m 30s\"\n",
+        minimal("")
+    );
+    let (code, out, err) = check_with(&pki, &config);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("(http1, least_requests, timeout 1m 30s)"),
+        "{out}"
+    );
+    for rust_name in ["Some(", "None", "Http1", "LeastRequests", "::"] {
+        assert!(!out.contains(rust_name), "{rust_name} in:\n{out}");
+    }
+    let (code, _, err) = check_with(&pki, &config.replace("\"1m 30s\"", "\"90\""));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("upstreams") || err.contains("timeout"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"30s\""),
+        "the error shows how to write one: {err}"
+    );
+}
