@@ -8,8 +8,9 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
     SignatureScheme,
@@ -217,12 +218,30 @@ pub fn server_config(
     key: PrivateKeyDer<'static>,
     verifier: Arc<dyn ClientCertVerifier>,
 ) -> Result<ServerConfig, rustls::Error> {
+    let certified = CertifiedKey::from_der(chain, key, &provider())?;
+    certified.keys_match()?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(Arc::new(OneCertificate(Arc::new(certified))));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
+}
+
+/// The listener's one certificate, offered only to clients that can verify a signature its key
+/// can make: others get a `handshake_failure`-class alert at once, instead of a connection
+/// dropped mid-handshake without a word (rustls gives up silently when it finds no common
+/// signature scheme only after choosing the certificate).
+#[derive(Debug)]
+struct OneCertificate(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for OneCertificate {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0
+            .key
+            .choose_scheme(hello.signature_schemes())
+            .map(|_| self.0.clone())
+    }
 }
 
 /// A client chain refused by the verifier: the classified result and the verifier's words.

@@ -21,7 +21,11 @@ use crate::http::headers::request_id;
 use crate::state::snapshot::Snapshot;
 use crate::upstream::body::BodyMeter;
 use crate::upstream::pool::ResponseBody;
+use crate::util::text::{LOG_FIELD_MAX, bounded};
 use crate::util::time::coarse_unix_now;
+
+/// Paths are logged up to this many bytes (a path can be as long as the request head).
+const PATH_LOG_MAX: usize = 2048;
 
 /// Response body: streamed from the upstream or a small local answer. Counts the bytes it
 /// yields and records the exchange when it is dropped (after the last frame, or when the client
@@ -91,6 +95,7 @@ pub struct Exchange {
     pub(super) method: Method,
     pub(super) uri: Uri,
     pub(super) version: Version,
+    pub(super) user_agent: Option<HeaderValue>,
     /// The canonical authority, once validated.
     pub(super) host: Option<HeaderValue>,
     /// The normalised path when it differs from `uri.path()`.
@@ -120,6 +125,7 @@ impl Exchange {
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
+            user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
             host: None,
             normalized: None,
             route: None,
@@ -173,15 +179,16 @@ impl Exchange {
             request_id = self.request_id.to_str().unwrap_or(""),
             client = %self.ctx.peer,
             client_sha256 = id.map(|i| i.sha256_hex.as_str()),
-            client_subject = id.map(|i| i.subject.as_str()),
-            client_uri = id.map(|i| i.uri_list.as_str()),
-            client_dns = id.map(|i| i.dns_list.as_str()),
-            client_issuer = id.map(|i| i.issuer.as_str()),
+            client_subject = id.map(|i| bounded(&i.subject, LOG_FIELD_MAX)).as_deref(),
+            client_uri = id.map(|i| bounded(&i.uri_list, LOG_FIELD_MAX)).as_deref(),
+            client_dns = id.map(|i| bounded(&i.dns_list, LOG_FIELD_MAX)).as_deref(),
+            client_issuer = id.map(|i| bounded(&i.issuer, LOG_FIELD_MAX)).as_deref(),
             client_serial = id.map(|i| i.serial.as_str()),
             method = self.method.as_str(),
             host = self.host.as_ref().and_then(|h| h.to_str().ok()),
+            user_agent = self.user_agent.as_ref().and_then(|h| h.to_str().ok()).map(|u| bounded(u, LOG_FIELD_MAX)).as_deref(),
             protocol = protocol_label(self.version),
-            path = self.path(),
+            path = &*bounded(self.path(), PATH_LOG_MAX),
             route,
             decision = self.verdict.map(Verdict::label),
             rule = self.decided_by.map(tracing::field::display),

@@ -19,6 +19,7 @@ use tracing::debug;
 use crate::http::{self, ConnContext};
 use crate::state::{Gateway, Snapshot};
 use crate::telemetry::metrics::Limit;
+use crate::util::text::error_chain;
 
 use super::handshake::establish;
 
@@ -85,7 +86,7 @@ pub(super) async fn serve(
     } else if e.is_timeout() {
         metrics.limit_hit(Limit::HeaderTimeout);
     }
-    debug!(client = %peer, error = %e, "connection ended with error");
+    debug!(client = %peer, error = %error_chain(&e), "connection ended with error");
 }
 
 /// The client's stream, counting the request bytes read (so that a header timeout on an idle

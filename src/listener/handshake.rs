@@ -14,8 +14,10 @@ use crate::authn::identity::ClientIdentity;
 use crate::authn::tls::{self, HandshakeResult};
 use crate::http::ConnContext;
 use crate::state::{Gateway, Snapshot};
+use crate::telemetry::Telemetry;
 use crate::telemetry::metrics::Limit;
-use crate::util::time::{fmt_time, unix_now};
+use crate::util::text::{LOG_FIELD_MAX, bounded};
+use crate::util::time::{coarse_unix_now, fmt_time, unix_now};
 
 /// The TLS handshake, the client certificate checks and the connection's context; `None` when
 /// the connection was refused (counted and logged here).
@@ -37,13 +39,13 @@ pub(super) async fn establish(
         Err(_) => {
             metrics.handshake(HandshakeResult::Other);
             metrics.limit_hit(Limit::HandshakeTimeout);
-            debug!(target: "certgate::authn::tls", client = %peer, "tls handshake timed out");
+            debug!(target: "certgate::tls", client = %peer, "tls handshake timed out");
             return None;
         }
         Ok(Err(e)) => {
             let result = HandshakeResult::classify_io(&e);
             metrics.handshake(result);
-            log_refused_handshake(peer, result, &e, refused_leaf.as_deref());
+            log_refused_handshake(telemetry, peer, result, &e, refused_leaf.as_deref());
             return None;
         }
         Ok(Ok(s)) => s,
@@ -63,7 +65,7 @@ pub(super) async fn establish(
                 metrics.handshake(refusal.result);
                 let result = refusal.result;
                 let err = std::io::Error::other(refusal.error);
-                log_refused_handshake(peer, result, &err, Some(leaf.as_ref()));
+                log_refused_handshake(telemetry, peer, result, &err, Some(leaf.as_ref()));
                 return None;
             }
             let id = match gateway.identities.get_or_parse(leaf.as_ref()) {
@@ -71,7 +73,7 @@ pub(super) async fn establish(
                 Err(e) => {
                     // The verifier accepted it, so this is unexpected; refuse rather than guess.
                     metrics.handshake(HandshakeResult::BadCertificate);
-                    warn!(target: "certgate::authn::tls", client = %peer, reason = %e, "verified certificate could not be parsed; closing");
+                    warn!(target: "certgate::tls", client = %peer, reason = %e, "verified certificate could not be parsed; closing");
                     return None;
                 }
             };
@@ -92,7 +94,7 @@ pub(super) async fn establish(
         entry
     });
     debug!(
-        target: "certgate::authn::tls",
+        target: "certgate::tls",
         client = %peer,
         subject = identity.map(|i| i.subject.as_str()),
         sha256 = identity.map(|i| i.sha256_hex.as_str()),
@@ -109,8 +111,11 @@ pub(super) async fn establish(
     Some((Box::new(tls), ctx, snapshot))
 }
 
-/// One event per refused handshake, with what can be read of the refused certificate.
+/// One debug event per refused handshake, with what can be read of the refused certificate
+/// (client-controlled strings bounded); at WARN only the first after a quiet minute (the rest
+/// are summarised once a minute, see [`crate::telemetry::refusals`]).
 fn log_refused_handshake(
+    telemetry: &Telemetry,
     peer: SocketAddr,
     result: HandshakeResult,
     err: &std::io::Error,
@@ -118,16 +123,32 @@ fn log_refused_handshake(
 ) {
     let presented = leaf.and_then(|der| ClientIdentity::from_der(der).ok());
     let p = presented.as_ref();
-    warn!(
-        target: "certgate::authn::tls",
+    let field = |s: &'_ str| bounded(s, LOG_FIELD_MAX).into_owned();
+    let subject = p.map(|i| field(&i.subject));
+    let issuer = p.map(|i| field(&i.issuer));
+    let serial = p.map(|i| field(&i.serial));
+    let not_after = p.map(|i| fmt_time(i.not_after));
+    let sha256 = p.map(|i| i.sha256_hex.as_str());
+    debug!(
+        target: "certgate::tls",
         client = %peer,
         result = result.label(),
         reason = %err,
-        client_sha256 = p.map(|i| i.sha256_hex.as_str()),
-        client_subject = p.map(|i| i.subject.as_str()),
-        client_issuer = p.map(|i| i.issuer.as_str()),
-        client_serial = p.map(|i| i.serial.as_str()),
-        client_not_after = p.map(|i| fmt_time(i.not_after)),
+        client_sha256 = sha256,
+        client_subject = subject.as_deref(),
+        client_issuer = issuer.as_deref(),
+        client_serial = serial.as_deref(),
+        client_not_after = not_after.as_deref(),
         "tls handshake refused"
     );
+    if telemetry.refusals.note(result, coarse_unix_now()) {
+        warn!(
+            target: "certgate::tls",
+            client = %peer,
+            result = result.label(),
+            reason = %err,
+            client_subject = subject.as_deref(),
+            "tls handshake refused (further refusals this minute are summarised)"
+        );
+    }
 }

@@ -119,6 +119,7 @@ impl Bound {
             reload::spawn_watcher(gateway.clone(), gateway.reloads.clone());
         }
         let expiry_task = tokio::spawn(tasks::warn_about_expiry_hourly(gateway.clone()));
+        let refusals_task = tokio::spawn(tasks::summarise_refusals(gateway.clone()));
         drop(snap);
         gateway.ready.store(true, Ordering::SeqCst);
         crate::listener::serve(gateway.clone(), listener, shutdown).await;
@@ -126,6 +127,7 @@ impl Bound {
         flush_task.abort();
         reload_task.abort();
         expiry_task.abort();
+        refusals_task.abort();
         tasks::save_inventory(&gateway).await;
         Ok(())
     }

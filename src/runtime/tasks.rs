@@ -1,11 +1,30 @@
-//! The gateway's periodic chores: hourly expiry warnings and inventory saves.
+//! The gateway's periodic chores: hourly expiry warnings, inventory saves, and the minute's
+//! summary of refused handshakes.
 
 use std::sync::Arc;
 
 use tracing::{debug, warn};
 
 use crate::state::Gateway;
+use crate::telemetry::refusals::SUMMARY_EVERY_SECS;
 use crate::util::time::unix_now;
+
+/// Once a minute, one WARN line for the handshakes refused since the last one (each is also
+/// logged at debug and counted in `certgate_tls_handshakes_total`).
+pub(super) async fn summarise_refusals(gateway: Arc<Gateway>) {
+    let every = std::time::Duration::from_secs(SUMMARY_EVERY_SECS as u64);
+    loop {
+        tokio::time::sleep(every).await;
+        if let Some((total, by_result)) = gateway.telemetry.refusals.take_summary(unix_now()) {
+            warn!(
+                target: "certgate::tls",
+                refused = total,
+                by_result = %by_result,
+                "tls handshakes refused in the last minute"
+            );
+        }
+    }
+}
 
 /// Repeats the expiry warnings every hour (they are also logged at start and on reload).
 pub(super) async fn warn_about_expiry_hourly(gateway: Arc<Gateway>) {

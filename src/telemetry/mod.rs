@@ -1,15 +1,19 @@
 //! Process-wide observation state (metrics and the credential inventory) and log setup.
 
 pub mod metrics;
+pub mod refusals;
 
 use crate::config::LogFormat;
 use crate::inventory::Inventory;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::refusals::Refusals;
 
 /// Everything that observes traffic and outlives config reloads.
 pub struct Telemetry {
     pub metrics: Metrics,
     pub inventory: Inventory,
+    /// Refused handshakes, for the once-a-minute WARN summary.
+    pub refusals: Refusals,
 }
 
 impl Telemetry {
@@ -17,6 +21,7 @@ impl Telemetry {
         Self {
             metrics: Metrics::new(),
             inventory: Inventory::new(inventory_max_entries),
+            refusals: Refusals::default(),
         }
     }
 

@@ -2,7 +2,6 @@
 //! upstream's answer (which never runs while the client is the one not sending), and the
 //! classification of what went wrong.
 
-use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,6 +14,7 @@ use crate::config::UpstreamProtocol;
 use crate::telemetry::metrics::UpstreamOutcome;
 use crate::upstream::body::{BodyFault, BodyMeter, UpstreamBody};
 use crate::upstream::pool::{ResponseBody, SendError};
+use crate::util::text::error_chain;
 
 use super::Upstream;
 use super::endpoint::{Endpoint, InFlight};
@@ -248,15 +248,4 @@ async fn within_deadline<F: Future>(
             () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
         }
     }
-}
-/// `a: b: c` from an error and its sources, for logs (e.g. the TLS verification failure).
-fn error_chain(e: &dyn StdError) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -1,4 +1,5 @@
 //! What is truly generic and used across folders: time keeping and formatting. Not a
 //! dumping ground: anything with a domain meaning lives with its domain.
 
+pub mod text;
 pub mod time;

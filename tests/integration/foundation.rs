@@ -259,3 +259,111 @@ fn check_speaks_config_words_and_says_how_to_write_a_duration() {
         "the error shows how to write one: {err}"
     );
 }
+
+fn one_route_config(up: &Upstream) -> String {
+    format!(
+        "{}{}[[routes]]\nname = \"all\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+        client_auth("require", ""),
+        upstream_section("up", &up.url(), "")
+    )
+}
+
+#[tokio::test]
+async fn every_refused_handshake_gets_a_tls_alert() {
+    let pki = Pki::new();
+    pki.client(&pki.root, "reader", workload("reader"));
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&pki, &one_route_config(&up)).await;
+    // A TLS 1.2 client whose only signature algorithm the server's P-256 key cannot make.
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-tls1_2",
+            "-sigalgs",
+            "ECDSA+SHA384",
+            "-connect",
+        ])
+        .arg(gw.addr.to_string())
+        .arg("-cert")
+        .arg(pki.path("reader.pem"))
+        .arg("-key")
+        .arg(pki.path("reader-key.pem"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("alert"),
+        "the client is told why (a TLS alert), not dropped:\n{said}"
+    );
+    // The same client with a usable algorithm is served.
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-tls1_2", "-connect"])
+        .arg(gw.addr.to_string())
+        .arg("-cert")
+        .arg(pki.path("reader.pem"))
+        .arg("-key")
+        .arg(pki.path("reader-key.pem"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("Protocol  : TLSv1.2") || said.contains("Protocol: TLSv1.2"),
+        "{said}"
+    );
+}
+
+fn events(gw: &Gateway) -> Vec<serde_json::Value> {
+    gw.logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn refused_handshakes_do_not_flood_the_log() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    // A self-signed client whose subject is 23 KB.
+    let noisy_ca = Ca::root("Noisy CA").unwrap();
+    pki.client(
+        &noisy_ca,
+        "noisy",
+        LeafSpec {
+            ou: Some("x".repeat(23_000)),
+            ..LeafSpec::client("noisy")
+        },
+    );
+    let gw = Gateway::start(&pki, &one_route_config(&up)).await;
+    assert!(
+        TlsClient::new(&pki, gw.addr, Some("noisy"))
+            .get("/")
+            .await
+            .is_err()
+    );
+    // A scanner: 20 connections without a certificate.
+    for _ in 0..20 {
+        assert!(TlsClient::new(&pki, gw.addr, None).get("/").await.is_err());
+    }
+    gw.assert_metric(
+        r#"certgate_tls_handshakes_total{result="no_certificate"}"#,
+        20.0,
+    )
+    .await;
+    gw.wait_for_log("\"result\":\"no_certificate\"").await;
+    let all = events(&gw);
+    let refused = |level: &str| {
+        all.iter()
+            .filter(|e| e["target"] == "certgate::tls" && e["level"] == level)
+            .count()
+    };
+    assert_eq!(refused("WARN"), 1, "one WARN line, the first refusal");
+    assert!(refused("DEBUG") >= 21, "each refusal in full at debug");
+    let longest = gw.logs().lines().map(str::len).max().unwrap_or(0);
+    assert!(
+        longest < 4096,
+        "client-controlled strings are bounded in the log: a {longest}-byte line"
+    );
+}

@@ -327,7 +327,7 @@ async fn access_log_lines_carry_the_request_and_the_identity() {
     assert_eq!(denied["client_subject"], "CN=writer,O=Example");
     assert!(denied.get("upstream").is_none() || denied["upstream"].is_null());
 
-    let refused: Vec<Value> = log_events(&gw, "certgate::authn::tls")
+    let refused: Vec<Value> = log_events(&gw, "certgate::tls")
         .into_iter()
         .filter(|e| e["message"] == "tls handshake refused")
         .collect();
