@@ -138,18 +138,21 @@ impl Route {
     }
 
     fn matches_request(&self, req: &RequestParts<'_>) -> bool {
-        if let Some(h) = &self.host {
-            match req.host {
-                // Both sides are canonical: lowercase, no port, no trailing dot.
-                Some(rh) if rh == h => {}
-                _ => return false,
-            }
-        }
-        if let Some(methods) = &self.methods
-            && !methods.contains(req.method)
-        {
-            return false;
-        }
+        self.host_matches(req) && self.method_matches(req) && self.path_matches(req)
+    }
+
+    fn host_matches(&self, req: &RequestParts<'_>) -> bool {
+        // Both sides are canonical: lowercase, no port, no trailing dot.
+        self.host.as_deref().is_none_or(|h| req.host == Some(h))
+    }
+
+    fn method_matches(&self, req: &RequestParts<'_>) -> bool {
+        self.methods
+            .as_ref()
+            .is_none_or(|methods| methods.contains(req.method))
+    }
+
+    fn path_matches(&self, req: &RequestParts<'_>) -> bool {
         path::has_prefix(req.path, &self.path_prefix)
     }
 
@@ -222,6 +225,47 @@ fn first_segment(path: &str) -> &str {
 }
 
 impl RouteTable {
+    /// Why no route matches `req`, for `explain`: the nearest route (the first in file order
+    /// whose path prefix covers the path) and what it does not accept, or that no prefix covers
+    /// the path at all.
+    pub fn why_no_route(&self, req: &RequestParts<'_>) -> String {
+        let covering = || self.routes.iter().filter(|r| r.path_matches(req));
+        let nearest = covering()
+            .find(|r| r.host_matches(req) || r.method_matches(req))
+            .or_else(|| covering().next());
+        let Some(r) = nearest else {
+            let prefixes: Vec<&str> = self.routes.iter().map(|r| r.path_prefix.as_str()).collect();
+            return format!(
+                "no route's path_prefix covers {} (prefixes: {})",
+                req.path,
+                if prefixes.is_empty() {
+                    "none".to_string()
+                } else {
+                    prefixes.join(", ")
+                }
+            );
+        };
+        let methods = || {
+            r.methods
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let host = r.host.as_deref().unwrap_or("");
+        let wrong = match (r.host_matches(req), r.method_matches(req)) {
+            (true, false) => format!("allows only {}", methods()),
+            (false, true) => format!("is only for host {host}"),
+            _ => format!("is only for host {host} and allows only {}", methods()),
+        };
+        format!(
+            "nearest: routes[{}] {:?} covers the path but {wrong}",
+            r.index, r.name
+        )
+    }
+
     pub fn new(routes: Vec<Route>) -> Self {
         let mut by_first_segment: std::collections::HashMap<String, Vec<usize>> =
             std::collections::HashMap::new();

@@ -1,6 +1,7 @@
 //! Subcommands: `run`, `check`, `explain`, `demo`.
 
 mod demo;
+mod explain;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -8,13 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use std::sync::Arc;
 
-use certgate::authn::identity::ClientIdentity;
-use certgate::authz::{RequestParts, Verdict};
 use certgate::config::{CONFIG_ENV, LogFormat};
 use certgate::state::snapshot::Snapshot;
 use certgate::telemetry::{Telemetry, init_logging};
@@ -85,7 +82,7 @@ pub fn main() -> ExitCode {
             method,
             path,
             host,
-        } => explain(&config, cert.as_deref(), &method, &path, host.as_deref()),
+        } => explain::explain(&config, cert.as_deref(), &method, &path, host.as_deref()),
         Command::Demo {
             bind,
             admin_bind,
@@ -238,136 +235,4 @@ pub fn summary(s: &Snapshot) -> String {
         let _ = writeln!(o, "warning: {w}");
     }
     o
-}
-
-fn explain(
-    config: &Path,
-    cert: Option<&Path>,
-    method: &str,
-    path: &str,
-    host: Option<&str>,
-) -> ExitCode {
-    let snapshot = match load_for_inspection(config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let method = match http::Method::from_bytes(method.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => {
-            eprintln!("error: --method {method:?} is not an HTTP method");
-            return ExitCode::FAILURE;
-        }
-    };
-    let authority =
-        match host.map(|h| certgate::authz::authority::RequestAuthority::parse(h.as_bytes())) {
-            None => None,
-            Some(Ok(a)) => Some(a),
-            Some(Err(e)) => {
-                println!(
-                    "host      {host:?}\nresult    400 bad request: {e}",
-                    host = host.unwrap_or("")
-                );
-                return ExitCode::from(3);
-            }
-        };
-    let host = authority.as_ref().map(|a| a.host());
-    let normalized = match certgate::authz::path::normalize(path) {
-        Ok(p) => p.into_owned(),
-        Err(e) => {
-            println!("path      {path}\nresult    400 bad request: {e}");
-            return ExitCode::from(3);
-        }
-    };
-    let mut verified = true;
-    let identity = match cert {
-        None => None,
-        Some(p) => {
-            let chain: Vec<CertificateDer<'static>> = match CertificateDer::pem_file_iter(p)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            {
-                Ok(c) if !c.is_empty() => c,
-                Ok(_) => {
-                    eprintln!("error: {}: no certificate found", p.display());
-                    return ExitCode::FAILURE;
-                }
-                Err(e) => {
-                    eprintln!("error: {}: {e}", p.display());
-                    return ExitCode::FAILURE;
-                }
-            };
-            let id = match ClientIdentity::from_der(chain[0].as_ref()) {
-                Ok(id) => id,
-                Err(e) => {
-                    eprintln!("error: {}: {e}", p.display());
-                    return ExitCode::FAILURE;
-                }
-            };
-            println!("identity  {}", id.subject);
-            println!("  sha256  {}", id.sha256_hex);
-            for u in &id.uris {
-                println!("  uri     {u}");
-            }
-            for d in &id.dns_names {
-                println!("  dns     {d}");
-            }
-            println!("  issuer  {}", id.issuer);
-            match certgate::authn::tls::verify_chain(
-                &*snapshot.client_verifier,
-                &chain[0],
-                &chain[1..],
-            ) {
-                Ok(()) => println!("tls       certificate verifies against the trust store"),
-                Err(refusal) => {
-                    verified = false;
-                    println!("tls       handshake would be refused: {refusal}");
-                }
-            }
-            Some(id)
-        }
-    };
-    println!("request   {method} {}{normalized}", host.unwrap_or(""));
-    let parts = RequestParts {
-        method: &method,
-        host,
-        path: &normalized,
-    };
-    let d = snapshot.routes.decide(&parts, identity.as_ref());
-    match d.route {
-        None => println!("route     none matches -> 404"),
-        Some(r) => {
-            println!(
-                "route     routes[{}] {:?} (prefix {})",
-                r.index,
-                r.name,
-                r.path_prefix()
-            );
-            let rule_text = match d.decided_by {
-                certgate::authz::DecidedBy::Allow(i) => r.allow.get(i).map(|x| x.text.as_str()),
-                certgate::authz::DecidedBy::Deny(i) => r.deny.get(i).map(|x| x.text.as_str()),
-                _ => None,
-            };
-            let status = match d.verdict {
-                Verdict::Allow => "allowed",
-                Verdict::Deny => "denied -> 403",
-                Verdict::Unauthenticated => "no certificate -> 401",
-                Verdict::NoRoute => "-> 404",
-            };
-            println!(
-                "decision  {status} by {}{}",
-                d.decided_by,
-                rule_text.map(|t| format!(" {t}")).unwrap_or_default()
-            );
-        }
-    }
-    if !verified {
-        println!("note      the policy result above only applies once the certificate verifies");
-    }
-    if d.verdict == Verdict::Allow && verified {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    }
 }

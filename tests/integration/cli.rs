@@ -258,6 +258,38 @@ fn explain_names_route_and_rule() {
     let (code, out, _) = explain("reader", "GET", "/elsewhere");
     assert_eq!(code, 3);
     assert!(out.contains("none matches -> 404"), "{out}");
+    assert!(
+        out.contains(
+            "no route's path_prefix covers /elsewhere (prefixes: /payments, /payments/v1)"
+        ),
+        "{out}"
+    );
+    let (code, out, _) = explain("reader", "POST", "/payments/1");
+    assert_eq!(code, 3);
+    assert!(
+        out.contains(
+            "nearest: routes[0] \"payments-read\" covers the path but allows only GET, HEAD"
+        ),
+        "says why: {out}"
+    );
+    let (code, out, _) = explain("reader", "TRACE", "/payments/1");
+    assert_eq!(code, 3);
+    assert!(out.contains("405"), "{out}");
+
+    // In require mode a request without a certificate never reaches a route: no 401 claim.
+    let (code, out, _) = run_cli(&[
+        "explain",
+        "--config",
+        config.to_str().unwrap(),
+        "--path",
+        "/payments/1",
+    ]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("no client certificate") && out.contains("handshake is refused"),
+        "{out}"
+    );
+    assert!(!out.contains("401"), "{out}");
 
     let (code, out, _) = explain("stranger", "GET", "/payments/1");
     assert_eq!(code, 3, "{out}");
