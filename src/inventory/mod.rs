@@ -33,8 +33,58 @@ pub struct Entry {
     last_seen: AtomicI64,
     allowed: AtomicU64,
     denied: AtomicU64,
-    routes: [AtomicU64; ROUTE_BITS / 64],
-    more_routes: Mutex<BTreeSet<u32>>,
+    /// Routes it was allowed on, and routes it was refused on.
+    routes_allowed: RouteSet,
+    routes_refused: RouteSet,
+}
+
+/// A set of route ids: a lock-free bitset for the first [`ROUTE_BITS`], a locked set beyond.
+struct RouteSet {
+    bits: [AtomicU64; ROUTE_BITS / 64],
+    more: Mutex<BTreeSet<u32>>,
+}
+
+impl RouteSet {
+    fn new() -> Self {
+        Self {
+            bits: std::array::from_fn(|_| AtomicU64::new(0)),
+            more: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn insert(&self, id: u32) {
+        let i = id as usize;
+        match self.bits.get(i / 64) {
+            Some(word) => {
+                let bit = 1u64 << (i % 64);
+                // Load first: after the first request on a route the bit is set and this is a read.
+                if word.load(Ordering::Relaxed) & bit == 0 {
+                    word.fetch_or(bit, Ordering::Relaxed);
+                }
+            }
+            None => {
+                if let Ok(mut more) = self.more.lock() {
+                    more.insert(id);
+                }
+            }
+        }
+    }
+
+    fn ids(&self) -> Vec<u32> {
+        let mut ids = Vec::new();
+        for (w, word) in self.bits.iter().enumerate() {
+            let mut bits = word.load(Ordering::Relaxed);
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                ids.push((w * 64) as u32 + b);
+                bits &= bits - 1;
+            }
+        }
+        if let Ok(more) = self.more.lock() {
+            ids.extend(more.iter().copied());
+        }
+        ids
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,60 +111,23 @@ impl Entry {
             last_seen: AtomicI64::new(last_seen),
             allowed: AtomicU64::new(0),
             denied: AtomicU64::new(0),
-            routes: std::array::from_fn(|_| AtomicU64::new(0)),
-            more_routes: Mutex::new(BTreeSet::new()),
+            routes_allowed: RouteSet::new(),
+            routes_refused: RouteSet::new(),
         }
     }
 
     /// Records one request: a policy verdict and, when a route matched, its inventory id.
     pub fn record(&self, route_id: Option<u32>, verdict: Verdict, now: i64) {
         self.last_seen.fetch_max(now, Ordering::Relaxed);
-        match verdict {
-            Verdict::Allow => {
-                self.allowed.fetch_add(1, Ordering::Relaxed);
-            }
-            Verdict::Deny => {
-                self.denied.fetch_add(1, Ordering::Relaxed);
-            }
-            Verdict::Unauthenticated | Verdict::NoRoute => {}
-        }
+        let (count, routes) = match verdict {
+            Verdict::Allow => (&self.allowed, &self.routes_allowed),
+            Verdict::Deny => (&self.denied, &self.routes_refused),
+            Verdict::Unauthenticated | Verdict::NoRoute => return,
+        };
+        count.fetch_add(1, Ordering::Relaxed);
         if let Some(id) = route_id {
-            self.add_route(id);
+            routes.insert(id);
         }
-    }
-
-    fn add_route(&self, id: u32) {
-        let i = id as usize;
-        match self.routes.get(i / 64) {
-            Some(word) => {
-                let bit = 1u64 << (i % 64);
-                // Load first: after the first request on a route the bit is set and this is a read.
-                if word.load(Ordering::Relaxed) & bit == 0 {
-                    word.fetch_or(bit, Ordering::Relaxed);
-                }
-            }
-            None => {
-                if let Ok(mut more) = self.more_routes.lock() {
-                    more.insert(id);
-                }
-            }
-        }
-    }
-
-    fn route_ids(&self) -> Vec<u32> {
-        let mut ids = Vec::new();
-        for (w, word) in self.routes.iter().enumerate() {
-            let mut bits = word.load(Ordering::Relaxed);
-            while bits != 0 {
-                let b = bits.trailing_zeros();
-                ids.push((w * 64) as u32 + b);
-                bits &= bits - 1;
-            }
-        }
-        if let Ok(more) = self.more_routes.lock() {
-            ids.extend(more.iter().copied());
-        }
-        ids
     }
 }
 
@@ -127,7 +140,14 @@ pub struct Record {
     pub last_seen: i64,
     pub requests_allowed: u64,
     pub requests_denied: u64,
+    /// Every route it called (allowed or refused), sorted.
     pub routes: Vec<String>,
+    /// Routes it was allowed on.
+    #[serde(default)]
+    pub routes_allowed: Vec<String>,
+    /// Routes it was only ever refused on: probing, or a policy that needs attention.
+    #[serde(default)]
+    pub routes_refused: Vec<String>,
 }
 
 impl Record {
@@ -270,10 +290,23 @@ impl Inventory {
             .iter()
             .map(|e| {
                 let v = e.value();
-                let mut routes: Vec<String> = v
-                    .route_ids()
+                let named = |ids: Vec<u32>| -> Vec<String> {
+                    let mut out: Vec<String> = ids
+                        .into_iter()
+                        .filter_map(|i| names.names.get(i as usize).cloned())
+                        .collect();
+                    out.sort();
+                    out
+                };
+                let routes_allowed = named(v.routes_allowed.ids());
+                let routes_refused: Vec<String> = named(v.routes_refused.ids())
                     .into_iter()
-                    .filter_map(|i| names.names.get(i as usize).cloned())
+                    .filter(|r| routes_allowed.binary_search(r).is_err())
+                    .collect();
+                let mut routes: Vec<String> = routes_allowed
+                    .iter()
+                    .chain(&routes_refused)
+                    .cloned()
                     .collect();
                 routes.sort();
                 Record {
@@ -283,6 +316,8 @@ impl Inventory {
                     requests_allowed: v.allowed.load(Ordering::Relaxed),
                     requests_denied: v.denied.load(Ordering::Relaxed),
                     routes,
+                    routes_allowed,
+                    routes_refused,
                 }
             })
             .collect();
@@ -364,8 +399,15 @@ mod tests {
         assert_eq!(r[0].subject(), "CN=client-1");
         assert_eq!((r[0].requests_allowed, r[0].requests_denied), (2, 1));
         assert_eq!(r[0].routes, ["a", "b"]);
+        assert_eq!(r[0].routes_allowed, ["a"]);
+        assert_eq!(r[0].routes_refused, ["b"], "refused only");
         assert_eq!((r[0].first_seen, r[0].last_seen), (10, 20));
-        assert_eq!(e2.route_ids(), [5000]);
+        assert_eq!(e2.routes_allowed.ids(), [5000]);
+        // Refused first, allowed later: no longer "refused only".
+        e1.record(Some(b), Verdict::Allow, 21);
+        let r = inv.records();
+        assert_eq!(r[0].routes_allowed, ["a", "b"]);
+        assert!(r[0].routes_refused.is_empty());
     }
 
     #[test]

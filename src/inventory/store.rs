@@ -73,8 +73,17 @@ impl Inventory {
             let entry = Entry::new(r.identity, r.first_seen, r.last_seen);
             entry.allowed.store(r.requests_allowed, Ordering::Relaxed);
             entry.denied.store(r.requests_denied, Ordering::Relaxed);
-            for name in &r.routes {
-                entry.add_route(self.route_id(name));
+            for name in &r.routes_allowed {
+                entry.routes_allowed.insert(self.route_id(name));
+            }
+            for name in &r.routes_refused {
+                entry.routes_refused.insert(self.route_id(name));
+            }
+            // Files written before the two lists existed only say "called": kept as allowed.
+            if r.routes_allowed.is_empty() && r.routes_refused.is_empty() {
+                for name in &r.routes {
+                    entry.routes_allowed.insert(self.route_id(name));
+                }
             }
             self.entries.insert(key, Arc::new(entry));
         }

@@ -417,6 +417,17 @@ async fn inventory_lists_each_client_once_with_counts_and_routes() {
     let writer_entry = &inv["identities"][2];
     assert_eq!(writer_entry["requests_allowed"], 0);
     assert_eq!(writer_entry["requests_denied"], 2);
+    // Allowed and refused-only routes are told apart.
+    assert_eq!(
+        reader_entry["routes_allowed"],
+        serde_json::json!(["payments", "upload"])
+    );
+    assert_eq!(reader_entry["routes_refused"], serde_json::json!([]));
+    assert_eq!(writer_entry["routes_allowed"], serde_json::json!([]));
+    assert_eq!(
+        writer_entry["routes_refused"],
+        serde_json::json!(["payments", "upload"])
+    );
 
     assert_eq!(
         subjects(&inventory(&gw, "?expiring_within=7d").await),
