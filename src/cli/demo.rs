@@ -123,11 +123,13 @@ fn instructions(dir: &Path, addr: SocketAddr, admin: SocketAddr) -> String {
         "\ncertgate demo is running: mTLS on https://{addr}, admin on http://{admin}\n\
          files (CA, CRL, certificates, config) in {d}\n\n\
          # allowed: the reader identity may call /api -> 200 and the echo shows the XFCC header\n\
-         curl --cacert {d}/ca.pem --cert {d}/reader.pem --key {d}/reader-key.pem https://{addr}/api/hello\n\n\
-         # denied: a valid certificate, but not an identity the route allows -> 403\n\
-         curl --cacert {d}/ca.pem --cert {d}/intruder.pem --key {d}/intruder-key.pem https://{addr}/api/hello\n\n\
-         # refused: no client certificate -> the TLS handshake fails\n\
-         curl --cacert {d}/ca.pem https://{addr}/api/hello\n\n\
+         curl -sS --cacert {d}/ca.pem --cert {d}/reader.pem --key {d}/reader-key.pem https://{addr}/api/hello\n\n\
+         # denied: a valid certificate, but not an identity the route allows -> 403 {{\"error\":\"forbidden\",…}}\n\
+         curl -sS --cacert {d}/ca.pem --cert {d}/intruder.pem --key {d}/intruder-key.pem https://{addr}/api/hello\n\n\
+         # refused: no client certificate -> no HTTP answer at all: the server ends the TLS handshake\n\
+         # with a certificate_required alert, and curl fails with\n\
+         #   curl: (56) … tlsv13 alert certificate required\n\
+         curl -sS --cacert {d}/ca.pem https://{addr}/api/hello\n\n\
          # metrics\n\
          curl http://{admin}/metrics\n\n\
          Ctrl-C stops the demo and removes the temporary files.\n"

@@ -142,7 +142,16 @@ trust_store = ["ca.pem"]
         assert!(f.raw.routes[0].timeout.is_some());
         assert_eq!(f.raw.client_auth.revocation_scope, RevocationScope::Chain);
         assert_eq!(f.raw.log.format, LogFormat::Auto);
-        assert!(f.raw.inventory.path.is_some());
+        // Keys shown commented out (so the file runs as is after certs/README.md) parse too.
+        let uncommented = text
+            .replace("# path = \"/var", "path = \"/var")
+            .replace("# host = ", "host = ")
+            .replace("# client_cert = ", "client_cert = ")
+            .replace("# client_key = ", "client_key = ");
+        let g = ConfigFile::parse(Path::new("config/certgate.toml"), &uncommented).unwrap();
+        assert!(g.raw.inventory.path.is_some());
+        assert!(g.raw.routes[0].host.is_some());
+        assert!(g.raw.upstreams["ledger"].client_key.is_some());
         assert_eq!(
             f.raw.upstreams["ledger"].endpoints.as_ref().map(Vec::len),
             Some(2)

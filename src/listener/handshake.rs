@@ -33,7 +33,10 @@ pub(super) async fn establish(
     // each request then reads the snapshot current at its start.
     let snapshot = gateway.current.load_full();
     let acceptor = TlsAcceptor::from(snapshot.tls.clone());
-    let handshake = tokio::time::timeout(snapshot.handshake_timeout, acceptor.accept(tcp));
+    let handshake = tokio::time::timeout(
+        snapshot.handshake_timeout,
+        acceptor.accept(tcp).into_fallible(),
+    );
     let (accepted, refused_leaf) = tls::capture_refused_leaf(handshake).await;
     let tls = match accepted {
         Err(_) => {
@@ -42,10 +45,11 @@ pub(super) async fn establish(
             debug!(target: "certgate::tls", client = %peer, "tls handshake timed out");
             return None;
         }
-        Ok(Err(e)) => {
+        Ok(Err((e, tcp))) => {
             let result = HandshakeResult::classify_io(&e);
             metrics.handshake(result);
             log_refused_handshake(telemetry, peer, result, &e, refused_leaf.as_deref());
+            linger(tcp).await;
             return None;
         }
         Ok(Ok(s)) => s,
@@ -109,6 +113,29 @@ pub(super) async fn establish(
         peer,
     ));
     Some((Box::new(tls), ctx, snapshot))
+}
+
+/// Closes a refused connection so that the client reads the alert: a client that already sent
+/// more (TLS 1.3 clients send their first request right after their Finished) would otherwise
+/// get a reset, and the reset discards the alert it has not read yet. The write side is shut
+/// (FIN after the alert), then what the client still sends is read and dropped, for a bounded
+/// time and amount (nginx's lingering close).
+async fn linger(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+    const MAX_BYTES: usize = 64 << 10;
+    let _ = tcp.shutdown().await;
+    let mut buf = [0u8; 4096];
+    let mut left = MAX_BYTES;
+    let _ = tokio::time::timeout(MAX_TIME, async {
+        while left > 0 {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 /// One debug event per refused handshake, with what can be read of the refused certificate

@@ -133,8 +133,12 @@ fn demo_prints_working_curl_commands() {
     );
     let (_, out, _) = exec(&commands[1]);
     assert!(out.ends_with("\n403"), "{out}");
-    let (code, _, _) = exec(&commands[2]);
+    let (code, _, err) = exec(&commands[2]);
     assert_ne!(code, 0, "no certificate is refused");
+    assert!(
+        err.contains("alert certificate required"),
+        "curl shows what the demo says it will: {err}"
+    );
     let (code, out, _) = exec(&commands[3]);
     assert_eq!(code, 0);
     assert!(

@@ -367,3 +367,83 @@ async fn refused_handshakes_do_not_flood_the_log() {
         "client-controlled strings are bounded in the log: a {longest}-byte line"
     );
 }
+
+/// The commands of `certs/README.md`'s test PKI section, up to (not including) the revocation.
+fn certs_readme_commands() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/README.md"))
+        .expect("certs/README.md");
+    let section = readme
+        .split("## A test PKI with openssl")
+        .nth(1)
+        .expect("the test PKI section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("its sh block");
+    block
+        .split("# Later:")
+        .next()
+        .expect("commands")
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_reference_config_runs_after_the_certs_readme() {
+    let root = tempfile::tempdir().unwrap();
+    let certs = root.path().join("certs");
+    let config_dir = root.path().join("config");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &certs_readme_commands()])
+        .current_dir(&certs)
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "certs/README.md's commands fail:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/certgate.toml"))
+            .unwrap();
+    let config = config_dir.join("certgate.toml");
+    std::fs::write(&config, &reference).unwrap();
+    let (code, out, err) = run_cli(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "check on the reference config:\n{out}\n{err}");
+
+    // Served as is (only the ports moved to free loopback ones): the README's curl reaches the
+    // payments route — 502 because no API listens on 127.0.0.1:9000 here, but not a 404.
+    let (addr, admin) = (free_addr(), free_addr());
+    std::fs::write(
+        &config,
+        reference
+            .replace("bind = \"0.0.0.0:8443\"", &format!("bind = \"{addr}\""))
+            .replace("bind = \"127.0.0.1:9901\"", &format!("bind = \"{admin}\"")),
+    )
+    .unwrap();
+    let _gw = Gateway::launch(&config, addr, admin).await;
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "--cacert",
+            "client-ca.pem",
+            "--cert",
+            "reader.pem",
+            "--key",
+            "reader-key.pem",
+        ])
+        .arg("--resolve")
+        .arg(format!("localhost:{}:127.0.0.1", addr.port()))
+        .arg(format!("https://localhost:{}/payments/1", addr.port()))
+        .current_dir(&certs)
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "502",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
