@@ -53,6 +53,12 @@ impl RequestAuthority {
 
     /// Validates and canonicalises one `host[:port]` value.
     pub fn parse(raw: &[u8]) -> Result<Self, AuthorityError> {
+        Self::parse_shared(raw, None)
+    }
+
+    /// As [`Self::parse`]; `shared` is `raw` as a header value, reused (no copy) when `raw` is
+    /// already canonical — the common case of a plain `Host` header.
+    fn parse_shared(raw: &[u8], shared: Option<&HeaderValue>) -> Result<Self, AuthorityError> {
         if raw.contains(&b'@') {
             return Err(AuthorityError::UserInfo);
         }
@@ -64,7 +70,10 @@ impl RequestAuthority {
         let canonical = host.len() == raw.len() - port.map_or(0, |p| p.len() + 1)
             && !host.iter().any(u8::is_ascii_uppercase);
         let value = if canonical {
-            HeaderValue::from_bytes(raw).map_err(|_| AuthorityError::BadHost)?
+            match shared {
+                Some(v) => v.clone(),
+                None => HeaderValue::from_bytes(raw).map_err(|_| AuthorityError::BadHost)?,
+            }
         } else {
             let mut v = host.to_ascii_lowercase();
             if let Some(p) = port {
@@ -94,7 +103,7 @@ impl RequestAuthority {
                     Err(AuthorityError::Mismatch)
                 }
                 (Some(a), _) => Self::parse(a.as_str().as_bytes()),
-                (None, Some(h)) => Self::parse(h.as_bytes()),
+                (None, Some(h)) => Self::parse_shared(h.as_bytes(), Some(h)),
                 (None, None) => Err(AuthorityError::Missing),
             };
         }
@@ -105,7 +114,7 @@ impl RequestAuthority {
                 Self::parse(host.as_bytes())?;
                 Self::parse(a.as_str().as_bytes())
             }
-            None => Self::parse(host.as_bytes()),
+            None => Self::parse_shared(host.as_bytes(), Some(host)),
         }
     }
 }

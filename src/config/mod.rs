@@ -4,6 +4,7 @@
 //! carry no meaning beyond types. `Snapshot::build` (in `state`) compiles them into runtime
 //! values that cannot represent an invalid state.
 
+mod defaults;
 mod raw;
 
 pub use raw::*;
@@ -96,7 +97,7 @@ impl ConfigFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raw::default_admin_bind;
+    use defaults::default_admin_bind;
     use std::time::Duration;
 
     const MINIMAL: &str = r#"

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::defaults::*;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -68,10 +70,6 @@ pub struct RawListener {
     /// forwarding families.
     #[serde(default)]
     pub strip_request_headers: Vec<String>,
-}
-
-fn default_request_body_timeout() -> Duration {
-    Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -371,77 +369,4 @@ pub struct RawMatcher {
     pub issuer_cn: Option<String>,
     pub sha256: Option<String>,
     pub any: Option<bool>,
-}
-
-fn default_true() -> bool {
-    true
-}
-fn default_poll_interval() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_expiry_window() -> Duration {
-    Duration::from_secs(7 * 86400)
-}
-fn default_max_header_bytes() -> bytesize::ByteSize {
-    bytesize::ByteSize::kib(64)
-}
-fn default_max_connections() -> usize {
-    10_000
-}
-fn default_max_streams() -> u32 {
-    100
-}
-fn default_max_body() -> bytesize::ByteSize {
-    bytesize::ByteSize::mib(100)
-}
-fn default_hc_interval() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_hc_timeout() -> Duration {
-    Duration::from_secs(2)
-}
-fn default_unhealthy_threshold() -> u32 {
-    2
-}
-fn default_healthy_threshold() -> u32 {
-    1
-}
-fn default_idle_timeout() -> Duration {
-    Duration::from_secs(90)
-}
-fn default_retries() -> u32 {
-    2
-}
-fn default_eject_after() -> u32 {
-    5
-}
-fn default_ejection_time() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_log_level() -> String {
-    "info".to_string()
-}
-fn default_inventory_max() -> usize {
-    10_000
-}
-fn default_inventory_flush() -> Duration {
-    Duration::from_secs(60)
-}
-pub(super) fn default_admin_bind() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9901))
-}
-fn default_handshake_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_drain_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_header_read_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_upstream_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(5)
 }

@@ -447,3 +447,29 @@ async fn the_reference_config_runs_after_the_certs_readme() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn protocol_errors_after_the_handshake_are_logged_at_debug_with_their_cause() {
+    let pki = Pki::new();
+    pki.client(&pki.root, "reader", workload("reader"));
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&pki, &one_route_config(&up)).await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let answer = raw_exchange(
+        &client,
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&answer), 400, "{answer}");
+    gw.wait_for_log("connection ended with error").await;
+    let line = events(&gw)
+        .into_iter()
+        .find(|e| e["message"] == "connection ended with error")
+        .unwrap();
+    assert_eq!(line["level"], "DEBUG");
+    assert!(
+        line["error"].as_str().unwrap_or("").contains("invalid"),
+        "the cause is named: {line}"
+    );
+    assert!(up.seen().is_empty());
+}

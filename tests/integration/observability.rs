@@ -292,6 +292,8 @@ async fn access_log_lines_carry_the_request_and_the_identity() {
     )
     .unwrap();
     assert_eq!(allowed["client_sha256"], reader_id.sha256_hex.as_str());
+    assert_eq!(allowed["host"], "localhost");
+    assert_eq!(allowed["protocol"], "HTTP/1.1");
     assert_eq!(allowed["client_subject"], "CN=reader,O=Example");
     assert_eq!(allowed["client_uri"], spiffe("reader").as_str());
     assert_eq!(allowed["client_issuer"], "CN=Test Root CA");
