@@ -63,12 +63,11 @@ impl RequestAuthority {
             return Err(AuthorityError::UserInfo);
         }
         let (host, port) = split_port(raw)?;
-        let host = validate_host(host)?;
+        let (host, upper) = validate_host(host)?;
         if let Some(p) = port {
             validate_port(p)?;
         }
-        let canonical = host.len() == raw.len() - port.map_or(0, |p| p.len() + 1)
-            && !host.iter().any(u8::is_ascii_uppercase);
+        let canonical = !upper && host.len() == raw.len() - port.map_or(0, |p| p.len() + 1);
         let value = if canonical {
             match shared {
                 Some(v) => v.clone(),
@@ -138,31 +137,48 @@ fn split_port(raw: &[u8]) -> Result<(&[u8], Option<&[u8]>), AuthorityError> {
     }
 }
 
-/// A reg-name of dot-separated labels (letters, digits, `-`, `_`, `~`), an IPv4 address, or a
-/// bracketed IPv6 literal. Returns the host without one trailing dot.
-fn validate_host(host: &[u8]) -> Result<&[u8], AuthorityError> {
+/// Whether a byte may appear in a reg-name label: letters, digits, `-`, `_`, `~`.
+const fn label_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'~')
+}
+
+/// A reg-name of dot-separated labels (letters, digits, `-`, `_`, `~`; 1..=63 bytes each), an
+/// IPv4 address, or a bracketed IPv6 literal. Returns the host without one trailing dot, and
+/// whether it has upper-case letters. One pass over the bytes: this runs for every request.
+fn validate_host(host: &[u8]) -> Result<(&[u8], bool), AuthorityError> {
     if let Some(inner) = host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
         let ok = std::str::from_utf8(inner)
             .ok()
             .and_then(|s| s.parse::<std::net::Ipv6Addr>().ok())
             .is_some();
         return if ok {
-            Ok(host)
+            Ok((host, inner.iter().any(u8::is_ascii_uppercase)))
         } else {
             Err(AuthorityError::BadHost)
         };
     }
     let host = host.strip_suffix(b".").unwrap_or(host);
-    let label_ok = |l: &[u8]| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.iter()
-                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'~'))
-    };
-    if host.is_empty() || host.len() > 253 || !host.split(|&c| c == b'.').all(label_ok) {
+    if host.is_empty() || host.len() > 253 {
         return Err(AuthorityError::BadHost);
     }
-    Ok(host)
+    let (mut label, mut upper) = (0usize, false);
+    for &c in host {
+        if c == b'.' {
+            if label == 0 {
+                return Err(AuthorityError::BadHost);
+            }
+            label = 0;
+        } else if label_byte(c) && label < 63 {
+            upper |= c.is_ascii_uppercase();
+            label += 1;
+        } else {
+            return Err(AuthorityError::BadHost);
+        }
+    }
+    if label == 0 {
+        return Err(AuthorityError::BadHost);
+    }
+    Ok((host, upper))
 }
 
 fn validate_port(port: &[u8]) -> Result<(), AuthorityError> {
@@ -224,6 +240,10 @@ mod tests {
             ("[zz]", BadHost),
             ("[::1]x", BadHost),
             ("b%2e", BadHost),
+            (
+                "b.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.c",
+                BadHost,
+            ),
         ] {
             assert_eq!(parsed(s), Err(e), "{s:?}");
         }

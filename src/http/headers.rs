@@ -107,7 +107,10 @@ pub fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     }
     // Room for the headers added below, so the map grows at most once.
     headers.reserve(6);
-    headers.insert(header::HOST, f.authority.clone());
+    // A canonical Host the client sent is the very value (no insert); otherwise set it.
+    if headers.get(header::HOST) != Some(f.authority) {
+        headers.insert(header::HOST, f.authority.clone());
+    }
     if let Some(id) = f.identity {
         headers.insert(X_FORWARDED_CLIENT_CERT.clone(), id.xfcc.clone());
     }

@@ -65,7 +65,7 @@ pub async fn handle(
             // Metrics and logs keep the HTTP meaning even when gRPC gets it as a grpc-status.
             x.status = e.status();
             let resp = local_response(&e, &x.request_id, grpc);
-            x.error = Some(e);
+            x.error = Some(Box::new(e));
             resp
         }
     };

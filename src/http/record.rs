@@ -106,7 +106,8 @@ pub struct Exchange {
     pub(super) upstream: Option<usize>,
     pub(super) upstream_latency: Option<Duration>,
     pub(super) status: StatusCode,
-    pub(super) error: Option<RequestError>,
+    /// Boxed: only failed requests carry one, and the record moves with every response.
+    pub(super) error: Option<Box<RequestError>>,
     pub(super) bytes_in: Option<Arc<BodyMeter>>,
     pub(super) bytes_out: u64,
 }
@@ -173,7 +174,7 @@ impl Exchange {
             .and_then(|i| snapshot.upstreams.get(i))
             .map(|u| u.name.as_str());
         let id = self.ctx.identity.as_deref();
-        let side = self.error.as_ref().map(RequestError::side);
+        let side = self.error.as_deref().map(RequestError::side);
         tracing::info!(
             target: "certgate::access",
             request_id = self.request_id.to_str().unwrap_or(""),
