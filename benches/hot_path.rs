@@ -33,9 +33,6 @@ fn identity() -> ClientIdentity {
         not_after: i64::MAX,
         sha256: [7; 32],
         sha256_hex: hex::encode([7; 32]),
-        xfcc: HeaderValue::from_static("Hash=07"),
-        uri_list: String::new(),
-        dns_list: String::new(),
         der: rustls::pki_types::CertificateDer::from(Vec::new()),
     }
 }
@@ -202,8 +199,9 @@ fn headers(c: &mut Criterion) {
         HeaderValue::from_static("Hash=evil"),
     );
     let authority = HeaderValue::from_static("api.example.com");
+    let xfcc = certgate::http::headers::xfcc(&id);
     let fwd = certgate::http::headers::Forwarding {
-        identity: Some(&id),
+        xfcc: Some(&xfcc),
         peer_ip: &peer_ip,
         request_id: &request_id,
         authority: &authority,

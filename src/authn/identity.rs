@@ -1,8 +1,5 @@
 //! [`ClientIdentity`]: what certgate knows about a verified client, extracted once per connection.
 
-use std::fmt::Write as _;
-
-use http::HeaderValue;
 use rustls::pki_types::CertificateDer;
 use x509_parser::der_parser::oid::Oid;
 use x509_parser::extensions::GeneralName;
@@ -30,11 +27,6 @@ pub struct ClientIdentity {
     /// SHA-256 of the certificate DER.
     pub sha256: [u8; 32],
     pub sha256_hex: String,
-    /// The `x-forwarded-client-cert` value, built once (Envoy XFCC syntax).
-    pub xfcc: HeaderValue,
-    /// URI and DNS SANs joined with `,`, for the access log.
-    pub uri_list: String,
-    pub dns_list: String,
     /// The certificate itself, to verify it again after a reload.
     pub der: CertificateDer<'static>,
 }
@@ -99,10 +91,7 @@ impl ClientIdentity {
         sha256.copy_from_slice(digest.as_ref());
         let sha256_hex = hex::encode(sha256);
         let subject = rfc4514(subject_name);
-        let xfcc = build_xfcc(&sha256_hex, &subject, &uris, &dns_names);
         Ok(Self {
-            uri_list: uris.join(","),
-            dns_list: dns_names.join(","),
             der: CertificateDer::from(der.to_vec()),
             common_names: strings(subject_name.iter_common_name()),
             organizations: strings(subject_name.iter_organization()),
@@ -118,7 +107,6 @@ impl ClientIdentity {
             not_after: cert.validity().not_after.timestamp(),
             sha256,
             sha256_hex,
-            xfcc,
         })
     }
 }
@@ -201,68 +189,13 @@ fn escape_rfc4514_value(out: &mut String, v: &str) {
     }
 }
 
-/// `Hash=<hex>;Subject="<dn>";URI=<uri>;DNS=<dns>` with one `URI=`/`DNS=` pair per SAN, as Envoy
-/// does. Characters that cannot appear in a header value are written as `\xHH`.
-fn build_xfcc(hash: &str, subject: &str, uris: &[String], dns: &[String]) -> HeaderValue {
-    let mut v = String::with_capacity(96 + subject.len());
-    let _ = write!(v, "Hash={hash};Subject=\"");
-    for c in subject.chars() {
-        if c == '"' || c == '\\' {
-            v.push('\\');
-        }
-        v.push(c);
-    }
-    v.push('"');
-    for u in uris {
-        push_xfcc_value(&mut v, "URI", u);
-    }
-    for d in dns {
-        push_xfcc_value(&mut v, "DNS", d);
-    }
-    header_value_lossless(&v)
-}
-
-fn push_xfcc_value(v: &mut String, key: &str, value: &str) {
-    v.push(';');
-    v.push_str(key);
-    v.push('=');
-    if value.contains([',', ';', '=', '"']) {
-        v.push('"');
-        for c in value.chars() {
-            if c == '"' || c == '\\' {
-                v.push('\\');
-            }
-            v.push(c);
-        }
-        v.push('"');
-    } else {
-        v.push_str(value);
-    }
-}
-
-fn header_value_lossless(s: &str) -> HeaderValue {
-    if let Ok(v) = HeaderValue::from_str(s) {
-        return v;
-    }
-    let mut clean = String::with_capacity(s.len() + 16);
-    for b in s.bytes() {
-        if (0x20..0x7f).contains(&b) {
-            clean.push(char::from(b));
-        } else {
-            let _ = write!(clean, "\\x{b:02X}");
-        }
-    }
-    // Only printable ASCII remains, which is always a valid header value.
-    HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use certgate_testpki::{Ca, LeafSpec};
 
     #[test]
-    fn extracts_fields_and_builds_xfcc() {
+    fn extracts_fields() {
         let ca = Ca::root("Test Root").unwrap();
         let leaf = ca
             .issue(&LeafSpec {
@@ -290,13 +223,6 @@ mod tests {
             &leaf.der,
         ));
         assert_eq!(id.sha256_hex, expect_hash);
-        assert_eq!(
-            id.xfcc.to_str().unwrap(),
-            format!(
-                "Hash={expect_hash};Subject=\"CN=billing\\\\, reader,OU=finance,O=Example\";\
-                 URI=spiffe://example.org/ns/billing/sa/reader;DNS=reader.example.org"
-            )
-        );
     }
 
     #[test]

@@ -2,7 +2,6 @@ use super::*;
 use crate::authn::identity::ClientIdentity;
 use crate::config::RawMatcher;
 use crate::config::RawRoute;
-use http::HeaderValue;
 
 fn identity() -> ClientIdentity {
     ClientIdentity {
@@ -20,9 +19,6 @@ fn identity() -> ClientIdentity {
         not_after: i64::MAX,
         sha256: [0xab; 32],
         sha256_hex: "ab".repeat(32),
-        xfcc: HeaderValue::from_static("x"),
-        uri_list: String::new(),
-        dns_list: String::new(),
         der: rustls::pki_types::CertificateDer::from(Vec::new()),
     }
 }

@@ -27,6 +27,9 @@ pub struct ConnContext {
     pub peer: SocketAddr,
     /// The peer IP, preformatted for `x-forwarded-for`.
     pub(super) peer_ip: HeaderValue,
+    /// The identity as the upstream is told it (`x-forwarded-client-cert`), built once per
+    /// connection: a forwarding concern, not part of the identity.
+    pub(super) xfcc: Option<HeaderValue>,
     /// Requests seen on this connection, for `max_requests_per_connection`.
     pub(super) requests: AtomicU64,
     /// Request bytes read from the client, and that count when the last response ended: equal
@@ -58,6 +61,7 @@ impl ConnContext {
         let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Self {
+            xfcc: identity.as_deref().map(crate::http::headers::xfcc),
             gateway,
             identity,
             inventory,

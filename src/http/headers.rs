@@ -67,9 +67,69 @@ pub fn is_screened(name: &HeaderName) -> bool {
     family || n.contains('_')
 }
 
+/// The `x-forwarded-client-cert` value for a verified client (built once per connection):
+/// `Hash=<hex>;Subject="<dn>";URI=<uri>;DNS=<dns>` with one `URI=`/`DNS=` pair per SAN, as Envoy
+/// does. Characters that cannot appear in a header value are written as `\xHH`.
+pub fn xfcc(id: &ClientIdentity) -> HeaderValue {
+    let (hash, subject, uris, dns) = (&id.sha256_hex, &id.subject, &id.uris, &id.dns_names);
+    let mut v = String::with_capacity(96 + subject.len());
+    v.push_str("Hash=");
+    v.push_str(hash);
+    v.push_str(";Subject=\"");
+    for c in subject.chars() {
+        if c == '"' || c == '\\' {
+            v.push('\\');
+        }
+        v.push(c);
+    }
+    v.push('"');
+    for u in uris {
+        push_xfcc_value(&mut v, "URI", u);
+    }
+    for d in dns {
+        push_xfcc_value(&mut v, "DNS", d);
+    }
+    header_value_lossless(&v)
+}
+
+fn push_xfcc_value(v: &mut String, key: &str, value: &str) {
+    v.push(';');
+    v.push_str(key);
+    v.push('=');
+    if value.contains([',', ';', '=', '"']) {
+        v.push('"');
+        for c in value.chars() {
+            if c == '"' || c == '\\' {
+                v.push('\\');
+            }
+            v.push(c);
+        }
+        v.push('"');
+    } else {
+        v.push_str(value);
+    }
+}
+
+fn header_value_lossless(s: &str) -> HeaderValue {
+    if let Ok(v) = HeaderValue::from_str(s) {
+        return v;
+    }
+    let mut clean = String::with_capacity(s.len() + 16);
+    for b in s.bytes() {
+        if (0x20..0x7f).contains(&b) {
+            clean.push(char::from(b));
+        } else {
+            clean.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    // Only printable ASCII remains, which is always a valid header value.
+    HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
 /// What certgate tells the upstream about one request.
 pub struct Forwarding<'a> {
-    pub identity: Option<&'a ClientIdentity>,
+    /// The verified client's `x-forwarded-client-cert` value ([`xfcc`]).
+    pub xfcc: Option<&'a HeaderValue>,
     pub peer_ip: &'a HeaderValue,
     pub request_id: &'a HeaderValue,
     /// The canonical authority, sent as `Host`.
@@ -111,8 +171,8 @@ pub fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     if headers.get(header::HOST) != Some(f.authority) {
         headers.insert(header::HOST, f.authority.clone());
     }
-    if let Some(id) = f.identity {
-        headers.insert(X_FORWARDED_CLIENT_CERT.clone(), id.xfcc.clone());
+    if let Some(xfcc) = f.xfcc {
+        headers.insert(X_FORWARDED_CLIENT_CERT.clone(), xfcc.clone());
     }
     headers.insert(X_FORWARDED_FOR.clone(), f.peer_ip.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
@@ -290,6 +350,31 @@ mod tests {
     }
 
     #[test]
+    fn xfcc_in_envoy_syntax() {
+        use certgate_testpki::{Ca, LeafSpec};
+        let ca = Ca::root("Test Root").unwrap();
+        let leaf = ca
+            .issue(&LeafSpec {
+                cn: "billing, reader".into(),
+                o: Some("Example".into()),
+                ou: Some("finance".into()),
+                uris: vec!["spiffe://example.org/ns/billing/sa/reader".into()],
+                dns: vec!["reader.example.org".into()],
+                ..LeafSpec::client("x")
+            })
+            .unwrap();
+        let id = ClientIdentity::from_der(&leaf.der).unwrap();
+        let expect_hash = &id.sha256_hex;
+        assert_eq!(
+            xfcc(&id).to_str().unwrap(),
+            format!(
+                "Hash={expect_hash};Subject=\"CN=billing\\\\, reader,OU=finance,O=Example\";\
+                 URI=spiffe://example.org/ns/billing/sa/reader;DNS=reader.example.org"
+            )
+        );
+    }
+
+    #[test]
     fn forwarding_sets_host_and_drops_operator_names() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("B.example:1"));
@@ -300,7 +385,7 @@ mod tests {
         forwarding_headers(
             &mut h,
             &Forwarding {
-                identity: None,
+                xfcc: None,
                 peer_ip: &HeaderValue::from_static("127.0.0.1"),
                 request_id: &HeaderValue::from_static("id"),
                 authority: &authority,

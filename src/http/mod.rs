@@ -247,7 +247,7 @@ fn prepare_upstream_request(
     forwarding_headers(
         &mut parts.headers,
         &Forwarding {
-            identity: ctx.identity.as_deref(),
+            xfcc: ctx.xfcc.as_ref(),
             peer_ip: &ctx.peer_ip,
             request_id: f.request_id,
             authority: f.authority.header_value(),

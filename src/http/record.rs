@@ -181,8 +181,8 @@ impl Exchange {
             client = %self.ctx.peer,
             client_sha256 = id.map(|i| i.sha256_hex.as_str()),
             client_subject = id.map(|i| bounded(&i.subject, LOG_FIELD_MAX)).as_deref(),
-            client_uri = id.map(|i| bounded(&i.uri_list, LOG_FIELD_MAX)).as_deref(),
-            client_dns = id.map(|i| bounded(&i.dns_list, LOG_FIELD_MAX)).as_deref(),
+            client_uri = id.map(|i| Joined(&i.uris)).map(tracing::field::display),
+            client_dns = id.map(|i| Joined(&i.dns_names)).map(tracing::field::display),
             client_issuer = id.map(|i| bounded(&i.issuer, LOG_FIELD_MAX)).as_deref(),
             client_serial = id.map(|i| i.serial.as_str()),
             method = self.method.as_str(),
@@ -222,6 +222,33 @@ impl Exchange {
         }
     }
 }
+/// SANs joined with `,` for the log, written straight into the log line (no allocation) and
+/// cut at [`LOG_FIELD_MAX`] bytes.
+struct Joined<'a>(&'a [String]);
+
+impl std::fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut written = 0;
+        for (i, s) in self.0.iter().enumerate() {
+            let sep = usize::from(i > 0);
+            if written + sep + s.len() > LOG_FIELD_MAX {
+                return write!(
+                    f,
+                    "{}…({} more)",
+                    if i > 0 { "," } else { "" },
+                    self.0.len() - i
+                );
+            }
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(s)?;
+            written += sep + s.len();
+        }
+        Ok(())
+    }
+}
+
 fn protocol_label(v: Version) -> &'static str {
     match v {
         Version::HTTP_2 => "HTTP/2",

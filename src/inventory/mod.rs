@@ -354,7 +354,6 @@ fn identity_of(id: &ClientIdentity) -> Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn id(n: u8, not_after: i64) -> ClientIdentity {
         ClientIdentity {
@@ -372,9 +371,6 @@ mod tests {
             not_after,
             sha256: [n; 32],
             sha256_hex: hex::encode([n; 32]),
-            xfcc: HeaderValue::from_static("x"),
-            uri_list: String::new(),
-            dns_list: String::new(),
             der: rustls::pki_types::CertificateDer::from(Vec::new()),
         }
     }
