@@ -274,41 +274,30 @@ async fn every_refused_handshake_gets_a_tls_alert() {
     pki.client(&pki.root, "reader", workload("reader"));
     let up = Upstream::start().await;
     let gw = Gateway::start(&pki, &one_route_config(&up)).await;
+    // openssl s_client as the reader, TLS 1.2, with `extra` options; stdout + stderr.
+    let s_client = |extra: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(["s_client", "-tls1_2"])
+            .args(extra)
+            .arg("-connect")
+            .arg(gw.addr.to_string())
+            .arg("-cert")
+            .arg(pki.path("reader.pem"))
+            .arg("-key")
+            .arg(pki.path("reader-key.pem"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl s_client");
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
+    };
     // A TLS 1.2 client whose only signature algorithm the server's P-256 key cannot make.
-    let out = std::process::Command::new("openssl")
-        .args([
-            "s_client",
-            "-tls1_2",
-            "-sigalgs",
-            "ECDSA+SHA384",
-            "-connect",
-        ])
-        .arg(gw.addr.to_string())
-        .arg("-cert")
-        .arg(pki.path("reader.pem"))
-        .arg("-key")
-        .arg(pki.path("reader-key.pem"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("openssl s_client");
-    let said =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let said = s_client(&["-sigalgs", "ECDSA+SHA384"]);
     assert!(
         said.contains("alert"),
         "the client is told why (a TLS alert), not dropped:\n{said}"
     );
     // The same client with a usable algorithm is served.
-    let out = std::process::Command::new("openssl")
-        .args(["s_client", "-tls1_2", "-connect"])
-        .arg(gw.addr.to_string())
-        .arg("-cert")
-        .arg(pki.path("reader.pem"))
-        .arg("-key")
-        .arg(pki.path("reader-key.pem"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("openssl s_client");
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = s_client(&[]);
     assert!(
         said.contains("Protocol  : TLSv1.2") || said.contains("Protocol: TLSv1.2"),
         "{said}"
