@@ -330,6 +330,15 @@ pub struct RawUpstream {
     pub client_key: Option<PathBuf>,
 }
 
+impl RawUpstream {
+    /// The files this upstream names (CA, client certificate, client key), as written.
+    pub fn files(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.ca, &self.client_cert, &self.client_key]
+            .into_iter()
+            .flatten()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {

@@ -14,7 +14,7 @@ use crate::authn::identity::ClientIdentity;
 use crate::authn::tls::{self, ClientAuthSettings};
 use crate::authz::{Route, RouteTable};
 use crate::config::{
-    ClientAuthMode, ConfigError, ConfigFile, RawInventory, StaleCrl, UnknownRevocation,
+    ClientAuthMode, ConfigError, ConfigFile, RawInventory, RawUpstream, StaleCrl, UnknownRevocation,
 };
 use crate::telemetry::Telemetry;
 use crate::upstream::Upstream;
@@ -398,11 +398,7 @@ fn inputs_of(file: &ConfigFile) -> Vec<PathBuf> {
         .chain(&ca.trust_store)
         .chain(&ca.intermediates)
         .chain(&ca.crls)
-        .chain(
-            raw.upstreams
-                .values()
-                .flat_map(|u| [&u.ca, &u.client_cert, &u.client_key].into_iter().flatten()),
-        );
+        .chain(raw.upstreams.values().flat_map(RawUpstream::files));
     std::iter::once(file.path.clone())
         .chain(referenced.map(|p| file.resolve(p)))
         .collect()

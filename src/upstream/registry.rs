@@ -24,9 +24,8 @@ pub struct Definition {
 
 impl Definition {
     pub fn of(raw: &RawUpstream, file: &ConfigFile) -> Self {
-        let files = [&raw.ca, &raw.client_cert, &raw.client_key]
-            .into_iter()
-            .flatten()
+        let files = raw
+            .files()
             .map(|p| {
                 std::fs::read(file.resolve(p)).ok().map(|bytes| {
                     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
