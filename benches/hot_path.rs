@@ -105,7 +105,7 @@ fn route_table(n: usize) -> certgate::authz::RouteTable {
                 "ab".repeat(32)
             ))
             .expect("bench route");
-            certgate::authz::Route::compile(i, &raw, |_| Some(0)).expect("bench route compiles")
+            certgate::authz::Route::compile(i, &raw, |_| Some(0), |_| None).expect("bench route compiles")
         })
         .collect();
     certgate::authz::RouteTable::new(routes)
@@ -207,6 +207,8 @@ fn headers(c: &mut Criterion) {
         authority: &authority,
         upgrade: None,
         strip: &[],
+        token: None,
+        keep_authorization: true,
     };
     let mut g = c.benchmark_group("headers");
     g.bench_function("forwarding", |b| {

@@ -51,9 +51,7 @@ impl IdentityCache {
         &self,
         der: &[u8],
     ) -> Result<std::sync::Arc<ClientIdentity>, IdentityError> {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest.as_ref());
+        let key = crate::util::digest::sha256(der);
         if let Some(id) = self.live.get(&key).and_then(|w| w.upgrade()) {
             return Ok(id);
         }
@@ -86,9 +84,7 @@ impl ClientIdentity {
                 }
             }
         }
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-        let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(digest.as_ref());
+        let sha256 = crate::util::digest::sha256(der);
         let sha256_hex = hex::encode(sha256);
         let subject = rfc4514(subject_name);
         Ok(Self {

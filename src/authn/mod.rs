@@ -2,5 +2,7 @@
 //! intermediates and CRLs ([`tls`]), and the [`identity::ClientIdentity`] read once per
 //! connection from the verified leaf.
 
+pub mod fetch;
 pub mod identity;
 pub mod tls;
+pub mod token;

@@ -26,6 +26,31 @@ pub fn provider() -> Arc<CryptoProvider> {
         .clone()
 }
 
+/// Roots to verify a server with: the certificates of a PEM bundle, or the system's roots.
+pub fn server_roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(p) => {
+            for c in load_certs(p)? {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("{}: not a usable CA certificate: {e}", p.display()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(
+                    "no system CA roots found (install ca-certificates) and no CA bundle given"
+                        .into(),
+                );
+            }
+        }
+    }
+    Ok(roots)
+}
+
 /// Reads every certificate from a PEM file; at least one is required.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let bytes = read(path)?;

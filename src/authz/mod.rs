@@ -5,9 +5,11 @@ pub mod authority;
 pub mod path;
 mod routes;
 mod rules;
+pub mod token;
 
 pub use routes::{Route, RouteError, RouteTable};
 pub use rules::Rule;
+pub use token::TokenRequirement;
 
 use std::fmt;
 

@@ -10,6 +10,7 @@ use crate::config::{RawMatcher, RawRoute};
 
 use super::path;
 use super::rules::Rule;
+use super::token::TokenRequirement;
 use super::{DecidedBy, Decision, RequestParts, Verdict};
 
 /// One compiled route.
@@ -30,6 +31,8 @@ pub struct Route {
     pub max_request_body: u64,
     /// `;` parameters in path segments are accepted (and ignored for matching).
     pub allow_path_params: bool,
+    /// The access token the route needs, if any.
+    pub token: Option<TokenRequirement>,
 }
 /// A route compile error: the key (relative to the route) and the problem.
 #[derive(Debug)]
@@ -39,11 +42,13 @@ pub struct RouteError {
 }
 
 impl Route {
-    /// Compiles `routes[index]`. `upstream_index` maps an upstream name to its index.
+    /// Compiles `routes[index]`. `upstream_index` and `issuer_index` map an upstream or a
+    /// token issuer name to its index.
     pub fn compile(
         index: usize,
         raw: &RawRoute,
         upstream_index: impl Fn(&str) -> Option<usize>,
+        issuer_index: impl Fn(&str) -> Option<usize>,
     ) -> Result<Self, RouteError> {
         let err = |key: &str, problem: String| RouteError {
             key: key.to_string(),
@@ -134,6 +139,12 @@ impl Route {
             timeout: raw.timeout,
             max_request_body: raw.max_request_body.as_u64(),
             allow_path_params: raw.allow_path_params,
+            token: raw
+                .token
+                .as_ref()
+                .map(|t| TokenRequirement::compile(t, issuer_index))
+                .transpose()
+                .map_err(|(k, p)| err(k, p))?,
         })
     }
 

@@ -28,7 +28,7 @@ fn route_toml(toml_body: &str) -> Result<Route, RouteError> {
         "name = \"r\"\nupstream = \"up\"\npath_prefix = \"/p\"\n{toml_body}"
     ))
     .expect("test route parses");
-    Route::compile(0, &raw, |n| (n == "up").then_some(0))
+    Route::compile(0, &raw, |n| (n == "up").then_some(0), |_| None)
 }
 
 fn matcher(entry: &str) -> Result<Rule, String> {
@@ -146,14 +146,14 @@ fn route_validation_names_the_key() {
     }
     let raw: RawRoute =
         toml::from_str("name = \"r\"\nupstream = \"nope\"\npath_prefix = \"/p\"").unwrap();
-    let e = Route::compile(0, &raw, |_| None).unwrap_err();
+    let e = Route::compile(0, &raw, |_| None, |_| None).unwrap_err();
     assert_eq!(e.key, "upstream");
     for prefix in ["p", "/a/../b", "/a/", "/a%2fb"] {
         let raw: RawRoute = toml::from_str(&format!(
             "name = \"r\"\nupstream = \"up\"\npath_prefix = \"{prefix}\""
         ))
         .unwrap();
-        let e = Route::compile(0, &raw, |_| Some(0)).unwrap_err();
+        let e = Route::compile(0, &raw, |_| Some(0), |_| None).unwrap_err();
         assert_eq!(e.key, "path_prefix", "{prefix}");
     }
 }
@@ -166,7 +166,7 @@ fn table(routes: &[&str]) -> RouteTable {
             .map(|(i, body)| {
                 let raw: RawRoute =
                     toml::from_str(&format!("name = \"r{i}\"\nupstream = \"up\"\n{body}")).unwrap();
-                Route::compile(i, &raw, |_| Some(0)).unwrap()
+                Route::compile(i, &raw, |_| Some(0), |_| None).unwrap()
             })
             .collect(),
     )

@@ -15,9 +15,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use certgate::runtime::{Bound, shutdown_signal};
+use certgate::state::Registries;
 use certgate::state::snapshot::Snapshot;
 use certgate::telemetry::Telemetry;
-use certgate::upstream::registry::UpstreamRegistry;
 use certgate_testpki::{Ca, LeafSpec};
 
 /// The SPIFFE ID the demo's allowed client carries.
@@ -49,9 +49,9 @@ pub async fn run(
     std::fs::write(&config_path, demo_config(bind, admin_bind, upstream_addr))?;
 
     let telemetry = std::sync::Arc::new(Telemetry::new(1000));
-    let upstreams = UpstreamRegistry::default();
-    let snapshot = Snapshot::load(&config_path, &telemetry, &upstreams)?;
-    let bound = Bound::bind(snapshot, telemetry, upstreams).await?;
+    let registries = Registries::default();
+    let snapshot = Snapshot::load(&config_path, &telemetry, &registries)?;
+    let bound = Bound::bind(snapshot, telemetry, registries).await?;
     let addr = bound.local_addr()?;
     let admin = bound.admin_addr()?;
     println!("{}", instructions(&dir, addr, admin));

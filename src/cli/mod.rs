@@ -13,9 +13,9 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use certgate::config::{CONFIG_ENV, LogFormat};
+use certgate::state::Registries;
 use certgate::state::snapshot::Snapshot;
 use certgate::telemetry::{Telemetry, init_logging};
-use certgate::upstream::registry::UpstreamRegistry;
 use certgate::util::time::{fmt_time, unix_now};
 
 #[derive(Parser, Debug)]
@@ -119,8 +119,8 @@ fn run(config: &Path, log_format: Option<LogFormat>) -> ExitCode {
         }
     };
     let telemetry = Arc::new(Telemetry::new(file.raw.inventory.max_entries));
-    let upstreams = UpstreamRegistry::default();
-    let snapshot = match Snapshot::build(&file, &telemetry, &upstreams) {
+    let registries = Registries::default();
+    let snapshot = match Snapshot::build(&file, &telemetry, &registries) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -133,7 +133,7 @@ fn run(config: &Path, log_format: Option<LogFormat>) -> ExitCode {
     );
     report(runtime().and_then(|rt| {
         rt.block_on(async {
-            let bound = certgate::runtime::Bound::bind(snapshot, telemetry, upstreams).await?;
+            let bound = certgate::runtime::Bound::bind(snapshot, telemetry, registries).await?;
             bound.serve(certgate::runtime::shutdown_signal()).await
         })
     }))
@@ -141,7 +141,7 @@ fn run(config: &Path, log_format: Option<LogFormat>) -> ExitCode {
 
 /// Loads a config for the read-only commands, with throwaway telemetry.
 fn load_for_inspection(config: &Path) -> Result<Snapshot, certgate::config::ConfigError> {
-    Snapshot::load(config, &Telemetry::new(1), &UpstreamRegistry::default())
+    Snapshot::load(config, &Telemetry::new(1), &Registries::default())
 }
 
 fn check(config: &Path) -> ExitCode {

@@ -102,3 +102,17 @@ pub(super) fn default_connect_timeout() -> Duration {
 pub(super) fn default_log_level() -> String {
     "info".to_string()
 }
+
+pub(super) fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+
+pub(super) fn default_token_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
+pub(super) fn default_token_algorithms() -> Vec<String> {
+    ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
+        .map(String::from)
+        .to_vec()
+}

@@ -10,6 +10,7 @@ use rustls::pki_types::CertificateDer;
 
 use crate::authn::identity::ClientIdentity;
 use crate::authn::tls;
+use crate::authn::token::cache::ConnTokenCache;
 use crate::inventory;
 use crate::state::Gateway;
 use crate::state::snapshot::Snapshot;
@@ -44,6 +45,8 @@ pub struct ConnContext {
     pub(super) verified_generation: AtomicU64,
     /// Signalled when the connection should close gracefully (request limit reached).
     pub close: tokio::sync::Notify,
+    /// The last access token verified on this connection.
+    pub(super) tokens: ConnTokenCache,
 }
 
 impl ConnContext {
@@ -74,6 +77,7 @@ impl ConnContext {
             intermediates,
             verified_generation: AtomicU64::new(snapshot.generation),
             close: tokio::sync::Notify::new(),
+            tokens: ConnTokenCache::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use crate::authn::token::TokenFailure;
 use crate::authz::authority::AuthorityError;
 use crate::authz::path::PathError;
 use crate::upstream::ForwardError;
@@ -53,6 +54,20 @@ pub enum Malformed {
     Body(String),
 }
 
+/// A refused access token: why, and for a scope or claim failure the route's challenge
+/// (`error="insufficient_scope", scope="…"`).
+#[derive(Debug)]
+pub struct TokenRefused {
+    pub failure: TokenFailure,
+    pub scope_challenge: Option<http::HeaderValue>,
+}
+
+impl std::fmt::Display for TokenRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.failure.label())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     #[error("{0}")]
@@ -69,6 +84,12 @@ pub enum RequestError {
     Unauthenticated,
     #[error("refused by policy")]
     Forbidden,
+    /// The route's access token is missing, invalid, or lacks a scope or claim.
+    #[error("access token refused: {0}")]
+    Token(TokenRefused),
+    /// RFC 6750 `invalid_request`: the token came in a way certgate does not accept.
+    #[error("invalid token request: {0}")]
+    TokenRequest(&'static str),
     #[error("{0}")]
     CertificateNoLongerValid(String),
     #[error("{0}")]
@@ -97,6 +118,9 @@ impl RequestError {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::CertificateNoLongerValid(_) => StatusCode::FORBIDDEN,
+            Self::Token(t) if t.failure.is_forbidden() => StatusCode::FORBIDDEN,
+            Self::Token(_) => StatusCode::UNAUTHORIZED,
+            Self::TokenRequest(_) => StatusCode::BAD_REQUEST,
             Self::Upstream(e) => e.status(),
             Self::UpstreamUpgrade(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -105,7 +129,13 @@ impl RequestError {
 
     /// The JSON `error` code (also the `grpc-message`); names no route, rule or claim.
     pub fn code(&self) -> &'static str {
-        code_for(self.status())
+        match self {
+            Self::Token(t) if t.failure == TokenFailure::Missing => "unauthenticated",
+            Self::Token(t) if t.failure.is_forbidden() => "insufficient_scope",
+            Self::Token(_) => "invalid_token",
+            Self::TokenRequest(_) => "invalid_request",
+            _ => code_for(self.status()),
+        }
     }
 
     /// The gRPC status a gRPC client gets in a trailers-only response.

@@ -5,11 +5,15 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::authn::identity::ClientIdentity;
+use crate::authn::token::TokenHeaders;
 
 pub static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_TOKEN_SUBJECT: HeaderName = HeaderName::from_static("x-token-subject");
+static X_TOKEN_CLIENT_ID: HeaderName = HeaderName::from_static("x-token-client-id");
+static X_TOKEN_SCOPE: HeaderName = HeaderName::from_static("x-token-scope");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
@@ -138,6 +142,10 @@ pub struct Forwarding<'a> {
     pub upgrade: Option<&'a HeaderValue>,
     /// Operator-configured names to drop as well (`listener.strip_request_headers`).
     pub strip: &'a [HeaderName],
+    /// The verified access token's `x-token-*` values.
+    pub token: Option<&'a TokenHeaders>,
+    /// False on a token route that does not forward `Authorization`.
+    pub keep_authorization: bool,
 }
 
 /// Rewrites a client's request headers for the upstream: hop-by-hop headers, every screened
@@ -166,7 +174,7 @@ pub fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
         }
     }
     // Room for the headers added below, so the map grows at most once.
-    headers.reserve(6);
+    headers.reserve(9);
     // A canonical Host the client sent is the very value (no insert); otherwise set it.
     if headers.get(header::HOST) != Some(f.authority) {
         headers.insert(header::HOST, f.authority.clone());
@@ -177,6 +185,20 @@ pub fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     headers.insert(X_FORWARDED_FOR.clone(), f.peer_ip.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
     headers.insert(X_REQUEST_ID.clone(), f.request_id.clone());
+    if !f.keep_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    if let Some(t) = f.token {
+        for (name, value) in [
+            (&X_TOKEN_SUBJECT, &t.subject),
+            (&X_TOKEN_CLIENT_ID, &t.client_id),
+            (&X_TOKEN_SCOPE, &t.scope),
+        ] {
+            if let Some(v) = value {
+                headers.insert(name.clone(), v.clone());
+            }
+        }
+    }
     if let Some(proto) = f.upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, proto.clone());
@@ -380,21 +402,42 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("B.example:1"));
         h.insert("x-internal-user", HeaderValue::from_static("root"));
         h.insert("x-kept", HeaderValue::from_static("1"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        h.insert("x-token-subject", HeaderValue::from_static("spoofed"));
         let authority = HeaderValue::from_static("a.example");
         let strip = [HeaderName::from_static("x-internal-user")];
-        forwarding_headers(
-            &mut h,
-            &Forwarding {
-                xfcc: None,
-                peer_ip: &HeaderValue::from_static("127.0.0.1"),
-                request_id: &HeaderValue::from_static("id"),
-                authority: &authority,
-                upgrade: None,
-                strip: &strip,
-            },
-        );
-        assert_eq!(h.get(header::HOST).unwrap(), "a.example");
-        assert!(h.get("x-internal-user").is_none());
-        assert_eq!(h.get("x-kept").unwrap(), "1");
+        let token = TokenHeaders {
+            subject: Some(HeaderValue::from_static("svc")),
+            client_id: None,
+            scope: Some(HeaderValue::from_static("a b")),
+        };
+        let forward = |h: &mut HeaderMap, token, keep_authorization| {
+            forwarding_headers(
+                h,
+                &Forwarding {
+                    xfcc: None,
+                    peer_ip: &HeaderValue::from_static("127.0.0.1"),
+                    request_id: &HeaderValue::from_static("id"),
+                    authority: &authority,
+                    upgrade: None,
+                    strip: &strip,
+                    token,
+                    keep_authorization,
+                },
+            )
+        };
+        let mut kept = h.clone();
+        forward(&mut kept, None, true);
+        assert_eq!(kept.get(header::HOST).unwrap(), "a.example");
+        assert!(kept.get("x-internal-user").is_none());
+        assert_eq!(kept.get("x-kept").unwrap(), "1");
+        assert_eq!(kept.get(header::AUTHORIZATION).unwrap(), "Bearer t");
+        assert!(kept.get("x-token-subject").is_none());
+
+        forward(&mut h, Some(&token), false);
+        assert!(h.get(header::AUTHORIZATION).is_none());
+        assert_eq!(h.get("x-token-subject").unwrap(), "svc");
+        assert!(h.get("x-token-client-id").is_none());
+        assert_eq!(h.get("x-token-scope").unwrap(), "a b");
     }
 }

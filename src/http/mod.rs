@@ -3,6 +3,7 @@
 //! forward, and answer; the exchange is recorded once when its response body ends
 //! ([`record`]). Every refusal is a [`error::RequestError`].
 
+mod bearer;
 pub mod error;
 pub mod framing;
 pub mod headers;
@@ -12,6 +13,7 @@ mod conn;
 mod record;
 mod respond;
 
+pub use bearer::presented_token;
 pub use conn::ConnContext;
 pub use record::ProxyBody;
 
@@ -25,6 +27,7 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Incoming};
 
+use crate::authn::token::VerifiedToken;
 use crate::authz::authority::RequestAuthority;
 use crate::authz::path;
 use crate::authz::{DecidedBy, RequestParts, Route, Verdict};
@@ -91,6 +94,7 @@ async fn proxy(
     let uri = req.uri().clone();
     let path = normalize(&uri, x)?;
     let route = authorize(ctx, snapshot, &req, &authority, &path, x)?;
+    let token = bearer::check_token(ctx, snapshot, route, &req, x)?;
     let upstream = snapshot
         .upstreams
         .get(route.upstream)
@@ -116,6 +120,8 @@ async fn proxy(
             authority: &authority,
             request_id: &x.request_id,
             upgrade: websocket.as_ref(),
+            token: token.as_deref(),
+            keep_authorization: route.token.as_ref().is_none_or(|t| t.forward),
         },
         meter,
     )?;
@@ -232,6 +238,10 @@ struct Forwarded<'a> {
     authority: &'a RequestAuthority,
     request_id: &'a HeaderValue,
     upgrade: Option<&'a HeaderValue>,
+    /// The verified access token, for the `x-token-*` headers.
+    token: Option<&'a VerifiedToken>,
+    /// False on a token route without `forward`: `Authorization` stays here.
+    keep_authorization: bool,
 }
 
 /// Phase: strips hop-by-hop and screened headers, adds identity and forwarding headers, and
@@ -253,6 +263,8 @@ fn prepare_upstream_request(
             authority: f.authority.header_value(),
             upgrade: f.upgrade,
             strip: &snapshot.strip_request_headers,
+            token: f.token.map(|t| &t.headers),
+            keep_authorization: f.keep_authorization,
         },
     );
     framing::canonical_content_length(&mut parts.headers);

@@ -14,6 +14,7 @@ use http::{Method, Request, StatusCode, Uri, Version};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use crate::authn::token::{TokenFailure, VerifiedToken};
 use crate::authz::{DecidedBy, Verdict};
 use crate::http::conn::ConnContext;
 use crate::http::error::{RequestError, Side};
@@ -110,6 +111,50 @@ pub struct Exchange {
     pub(super) error: Option<Box<RequestError>>,
     pub(super) bytes_in: Option<Arc<BodyMeter>>,
     pub(super) bytes_out: u64,
+    /// The access token's check, on routes that need one.
+    pub(super) token: Option<TokenRecord>,
+}
+
+/// What the log says about a request's access token: never the token, only its issuer, the
+/// result, and the `sub`, `client_id` and `jti` of a token whose signature verified.
+pub(super) struct TokenRecord {
+    /// Index into the snapshot's token issuers.
+    issuer: usize,
+    result: Option<TokenFailure>,
+    verified: Option<Arc<VerifiedToken>>,
+}
+
+impl TokenRecord {
+    pub(super) fn verified(issuer: usize, token: Arc<VerifiedToken>) -> Self {
+        Self {
+            issuer,
+            result: None,
+            verified: Some(token),
+        }
+    }
+
+    pub(super) fn refused(
+        issuer: usize,
+        failure: TokenFailure,
+        token: Option<Arc<VerifiedToken>>,
+    ) -> Self {
+        Self {
+            issuer,
+            result: Some(failure),
+            verified: token,
+        }
+    }
+
+    fn result(&self) -> &'static str {
+        self.result.map_or("ok", TokenFailure::label)
+    }
+
+    fn claim(&self, f: impl Fn(&VerifiedToken) -> Option<&String>) -> Option<String> {
+        self.verified
+            .as_deref()
+            .and_then(f)
+            .map(|s| bounded(s, LOG_FIELD_MAX).into_owned())
+    }
 }
 
 impl Exchange {
@@ -138,6 +183,7 @@ impl Exchange {
             error: None,
             bytes_in: None,
             bytes_out: 0,
+            token: None,
         }
     }
 
@@ -174,6 +220,7 @@ impl Exchange {
             .and_then(|i| snapshot.upstreams.get(i))
             .map(|u| u.name.as_str());
         let id = self.ctx.identity.as_deref();
+        let token = self.token.as_ref();
         let side = self.error.as_deref().map(RequestError::side);
         tracing::info!(
             target: "certgate::access",
@@ -201,6 +248,13 @@ impl Exchange {
             bytes_out = self.bytes_out,
             error = self.error.as_ref().map(tracing::field::display),
             error_side = side.map(Side::label),
+            token_issuer = token
+                .and_then(|t| snapshot.token_issuers.get(t.issuer))
+                .map(|i| i.name.as_str()),
+            token_result = token.map(TokenRecord::result),
+            token_sub = token.and_then(|t| t.claim(|v| v.sub.as_ref())),
+            token_client_id = token.and_then(|t| t.claim(|v| v.client_id.as_ref())),
+            token_jti = token.and_then(|t| t.claim(|v| v.jti.as_ref())),
             "request"
         );
         // Failures an operator must look at also get a line of their own at their level.

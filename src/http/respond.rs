@@ -6,6 +6,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response};
 use http_body_util::Full;
 
+use crate::authn::token::TokenFailure;
 use crate::http::error::{Malformed, RequestError};
 use crate::http::headers::X_REQUEST_ID;
 use crate::http::record::Inner;
@@ -44,6 +45,24 @@ fn add_error_headers(e: &RequestError, h: &mut HeaderMap) {
             h.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("MutualTLS realm=\"certgate\""),
+            );
+        }
+        // RFC 6750 §3.
+        RequestError::Token(t) => {
+            let challenge = match (t.failure, &t.scope_challenge) {
+                (TokenFailure::Missing, _) => HeaderValue::from_static("Bearer realm=\"certgate\""),
+                (f, Some(c)) if f.is_forbidden() => c.clone(),
+                (f, None) if f.is_forbidden() => HeaderValue::from_static(
+                    "Bearer realm=\"certgate\", error=\"insufficient_scope\"",
+                ),
+                _ => HeaderValue::from_static("Bearer realm=\"certgate\", error=\"invalid_token\""),
+            };
+            h.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        RequestError::TokenRequest(_) => {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"certgate\", error=\"invalid_request\""),
             );
         }
         RequestError::MethodNotAllowed(_) => {

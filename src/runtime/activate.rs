@@ -26,8 +26,10 @@ pub fn activate(gateway: &Gateway, new: Arc<Snapshot>) {
         warn!(warning = %w, "expiry");
     }
     new.publish(&gateway.telemetry.metrics);
-    gateway.upstreams.adopt(&new.upstreams);
+    gateway.registries.upstreams.adopt(&new.upstreams);
     crate::upstream::spawn_background(&new.upstreams);
+    gateway.registries.jwks.adopt(new.remote_jwks());
+    crate::authn::token::remote::spawn_background(new.remote_jwks());
     let generation = new.generation;
     gateway.current.store(new);
     gateway.snapshot_swaps.send_replace(generation);

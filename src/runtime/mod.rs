@@ -19,9 +19,11 @@ use tracing::{info, warn};
 use crate::authn::identity::IdentityCache;
 use crate::inventory::LoadOutcome;
 use crate::runtime::activate::activate;
-use crate::state::{Gateway, ReloadRequest, Snapshot};
+use crate::state::{Gateway, Registries, ReloadRequest, Snapshot};
 use crate::telemetry::Telemetry;
-use crate::upstream::registry::UpstreamRegistry;
+
+/// How long the start waits for the first fetch of each JWKS URL.
+const FIRST_JWKS_FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A gateway whose sockets are bound but which is not serving yet.
 pub struct Bound {
@@ -34,11 +36,11 @@ pub struct Bound {
 impl Bound {
     /// Binds the mTLS and admin listeners named in the snapshot. `telemetry` must be the one
     /// the snapshot was built with.
-    /// `upstreams` is the registry the snapshot was built against; the gateway keeps it.
+    /// `registries` are those the snapshot was built against; the gateway keeps them.
     pub async fn bind(
         snapshot: Snapshot,
         telemetry: Arc<Telemetry>,
-        upstreams: UpstreamRegistry,
+        registries: Registries,
     ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(snapshot.bind)
             .await
@@ -74,7 +76,7 @@ impl Bound {
                 ready: AtomicBool::new(false),
                 identities: IdentityCache::default(),
                 reloads,
-                upstreams,
+                registries,
                 snapshot_swaps,
             }),
             reload_requests,
@@ -102,6 +104,11 @@ impl Bound {
         } = self;
         let snap = gateway.current.load_full();
         activate(&gateway, snap.clone());
+        // Keys from JWKS URLs are fetched before the first request is served (or given up on
+        // after a while: their tokens are refused until a fetch succeeds).
+        for r in snap.remote_jwks() {
+            r.first_fetch(FIRST_JWKS_FETCH_WAIT).await;
+        }
         info!(
             listen = %listener.local_addr()?,
             admin = %admin.local_addr()?,

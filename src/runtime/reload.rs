@@ -49,7 +49,7 @@ async fn reload(gateway: &Arc<Gateway>, trigger: Trigger) -> Result<u64, String>
     let metrics = &gateway.telemetry.metrics;
     let building = gateway.clone();
     let built = tokio::task::spawn_blocking(move || {
-        Snapshot::load(&path, &building.telemetry, &building.upstreams)
+        Snapshot::load(&path, &building.telemetry, &building.registries)
     })
     .await
     .map_err(|e| format!("reload task failed: {e}"))?;

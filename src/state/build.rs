@@ -21,6 +21,8 @@ use crate::upstream::Upstream;
 use crate::upstream::registry::UpstreamRegistry;
 use crate::util::time::{fmt_time, unix_now};
 
+use super::Registries;
+use super::issuers::compile_issuers;
 use super::snapshot::{CertSummary, CrlSummary, RouteObs, Snapshot};
 
 impl Snapshot {
@@ -29,7 +31,7 @@ impl Snapshot {
     pub fn build(
         file: &ConfigFile,
         telemetry: &Telemetry,
-        registry: &UpstreamRegistry,
+        registries: &Registries,
     ) -> Result<Self, ConfigError> {
         let raw = &file.raw;
         let mut warnings = Vec::new();
@@ -40,8 +42,10 @@ impl Snapshot {
             .map_err(|e| {
                 file.invalid("listener.key", format!("does not fit listener.cert: {e}"))
             })?;
-        let (upstreams, upstream_ix) = compile_upstreams(file, telemetry, registry)?;
-        let routes = compile_routes(file, &upstream_ix, &mut warnings)?;
+        let (upstreams, upstream_ix) = compile_upstreams(file, telemetry, &registries.upstreams)?;
+        let (token_issuers, issuer_ix) =
+            compile_issuers(file, telemetry, &registries.jwks, &mut warnings)?;
+        let routes = compile_routes(file, &upstream_ix, &issuer_ix, &mut warnings)?;
         let route_obs = routes
             .iter()
             .map(|r| RouteObs {
@@ -79,6 +83,7 @@ impl Snapshot {
             routes: RouteTable::new(routes),
             route_obs,
             upstreams,
+            token_issuers,
             server_cert: server.identity,
             trust_anchors: trust.anchors,
             intermediates: trust.intermediates,
@@ -289,6 +294,7 @@ fn compile_upstreams(
 fn compile_routes(
     file: &ConfigFile,
     upstream_ix: &HashMap<String, usize>,
+    issuer_ix: &HashMap<String, usize>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Route>, ConfigError> {
     let mode = file.raw.client_auth.mode;
@@ -303,8 +309,13 @@ fn compile_routes(
                 ),
             ));
         }
-        let route = Route::compile(i, r, |n| upstream_ix.get(n).copied())
-            .map_err(|e| file.invalid(format!("routes[{i}].{}", e.key), e.problem))?;
+        let route = Route::compile(
+            i,
+            r,
+            |n| upstream_ix.get(n).copied(),
+            |n| issuer_ix.get(n).copied(),
+        )
+        .map_err(|e| file.invalid(format!("routes[{i}].{}", e.key), e.problem))?;
         if let Some(earlier) = routes.iter().find(|e| route.is_shadowed_by(e)) {
             warnings.push(format!(
                 "routes[{i}] ({:?}) is never reached: routes[{}] ({:?}) matches all of its requests first",
@@ -398,9 +409,21 @@ fn inputs_of(file: &ConfigFile) -> Vec<PathBuf> {
         .chain(&ca.trust_store)
         .chain(&ca.intermediates)
         .chain(&ca.crls)
-        .chain(raw.upstreams.values().flat_map(RawUpstream::files));
+        .chain(raw.upstreams.values().flat_map(RawUpstream::files))
+        .chain(
+            raw.token_issuers
+                .values()
+                .filter_map(|t| t.jwks_ca.as_ref()),
+        )
+        .map(|p| file.resolve(p));
+    let jwks_files = raw
+        .token_issuers
+        .values()
+        .filter(|t| !t.jwks_is_url())
+        .map(|t| file.resolve(Path::new(&t.jwks)));
     std::iter::once(file.path.clone())
-        .chain(referenced.map(|p| file.resolve(p)))
+        .chain(referenced)
+        .chain(jwks_files)
         .collect()
 }
 

@@ -10,13 +10,25 @@ use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
 use crate::authn::identity::IdentityCache;
+use crate::authn::token::remote::JwksRegistry;
 use crate::telemetry::Telemetry;
 use crate::upstream::registry::UpstreamRegistry;
 
 mod build;
+mod issuers;
 pub mod snapshot;
 
 pub use snapshot::Snapshot;
+
+/// The live registries a snapshot is compiled against: what outlives snapshots and is
+/// reconciled by name on each reload.
+#[derive(Default)]
+pub struct Registries {
+    /// Upstream endpoints with their pools, health and ejection state.
+    pub upstreams: UpstreamRegistry,
+    /// Token issuers' keys fetched from URLs.
+    pub jwks: JwksRegistry,
+}
 
 /// State shared by the listeners: the current snapshot, metrics, readiness.
 pub struct Gateway {
@@ -25,8 +37,8 @@ pub struct Gateway {
     pub ready: AtomicBool,
     /// Where reload requests go (SIGHUP, `POST /reload`, file changes).
     pub reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
-    /// Upstream endpoints with their pools, health and ejection state, kept across reloads.
-    pub upstreams: UpstreamRegistry,
+    /// The live state snapshots are compiled against, kept across reloads.
+    pub registries: Registries,
     /// Client identities shared by the connections that present the same certificate.
     pub identities: IdentityCache,
     /// The generation of each snapshot swapped in, for what must re-check itself on a reload

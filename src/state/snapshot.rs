@@ -10,12 +10,13 @@ use rustls::server::danger::ClientCertVerifier;
 
 use crate::authn::identity::ClientIdentity;
 use crate::authn::tls::LoadedCrl;
+use crate::authn::token::Issuer;
 use crate::authz::RouteTable;
 use crate::config::{ClientAuthMode, ConfigError, ConfigFile};
+use crate::state::Registries;
 use crate::telemetry::Telemetry;
 use crate::telemetry::metrics::{Metrics, RouteMetrics};
 use crate::upstream::Upstream;
-use crate::upstream::registry::UpstreamRegistry;
 use crate::util::time::fmt_time;
 
 /// A trust anchor or intermediate as `check` reports it.
@@ -68,6 +69,8 @@ pub struct Snapshot {
     /// Indexed like `routes`.
     pub route_obs: Vec<RouteObs>,
     pub upstreams: Vec<Arc<Upstream>>,
+    /// `[token_issuers]` in name order (routes refer to them by index).
+    pub token_issuers: Vec<Arc<Issuer>>,
     pub server_cert: ClientIdentity,
     pub trust_anchors: Vec<CertSummary>,
     pub intermediates: Vec<CertSummary>,
@@ -86,9 +89,9 @@ impl Snapshot {
     pub fn load(
         path: &std::path::Path,
         telemetry: &Telemetry,
-        registry: &UpstreamRegistry,
+        registries: &Registries,
     ) -> Result<Self, ConfigError> {
-        Self::build(&ConfigFile::load(path)?, telemetry, registry)
+        Self::build(&ConfigFile::load(path)?, telemetry, registries)
     }
 }
 
@@ -139,5 +142,14 @@ impl Snapshot {
             .map(|c| (c.file.display().to_string(), c.crl.next_update))
             .collect();
         metrics.set_crl_next_updates(files.iter().map(|(f, t)| (f.as_str(), *t)));
+    }
+}
+
+impl Snapshot {
+    /// The key sets of the issuers whose JWKS is fetched from a URL.
+    pub fn remote_jwks(
+        &self,
+    ) -> impl Iterator<Item = &Arc<crate::authn::token::remote::RemoteJwks>> {
+        self.token_issuers.iter().filter_map(|i| i.remote.as_ref())
     }
 }

@@ -27,12 +27,9 @@ impl Definition {
         let files = raw
             .files()
             .map(|p| {
-                std::fs::read(file.resolve(p)).ok().map(|bytes| {
-                    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
-                    let mut out = [0u8; 32];
-                    out.copy_from_slice(digest.as_ref());
-                    out
-                })
+                std::fs::read(file.resolve(p))
+                    .ok()
+                    .map(|bytes| crate::util::digest::sha256(&bytes))
             })
             .collect();
         Self {

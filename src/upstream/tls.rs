@@ -26,28 +26,12 @@ pub(super) fn client_tls(
             }
         }
     }
-    let mut roots = RootCertStore::empty();
-    if https {
-        match &raw.ca {
-            Some(p) => {
-                for c in tls::load_certs(&file.resolve(p)).map_err(|e| ("ca", e))? {
-                    roots
-                        .add(c)
-                        .map_err(|e| ("ca", format!("not a usable CA certificate: {e}")))?;
-                }
-            }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                let (added, _) = roots.add_parsable_certificates(found.certs);
-                if added == 0 {
-                    return Err((
-                        "ca",
-                        "no system CA roots found (install ca-certificates) and no ca given".into(),
-                    ));
-                }
-            }
-        }
-    }
+    let roots = if https {
+        tls::server_roots(raw.ca.as_ref().map(|p| file.resolve(p)).as_deref())
+            .map_err(|e| ("ca", e))?
+    } else {
+        RootCertStore::empty()
+    };
     let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| ("url", e.to_string()))?

@@ -12,6 +12,8 @@ use time::OffsetDateTime;
 
 pub use rcgen::SerialNumber;
 
+pub mod jwt;
+
 /// A certificate authority able to issue leaves, intermediates and CRLs.
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,

@@ -15,3 +15,4 @@ mod policy;
 mod pools;
 mod protocols;
 mod tls_auth;
+mod tokens;

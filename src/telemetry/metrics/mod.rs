@@ -45,6 +45,8 @@ pub struct Metrics {
     pub client_certs_expiring: IntGaugeVec,
     pub inventory_identities: IntGauge,
     pub inventory_evictions: IntCounter,
+    token_validations: IntCounterVec,
+    jwks_fetches: IntCounterVec,
     /// Handles for requests that matched no route.
     pub unrouted: RouteMetrics,
 }
@@ -163,8 +165,21 @@ impl Metrics {
         )
         .expect("static metric definition");
 
+        let token_validations = counter_vec(
+            "certgate_token_validations_total",
+            "Access-token checks by issuer and result.",
+            &["issuer", "result"],
+        );
+        let jwks_fetches = counter_vec(
+            "certgate_jwks_fetches_total",
+            "JWKS fetches from URLs by issuer and result (ok, not_modified, error, invalid).",
+            &["issuer", "result"],
+        );
+
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 19] = [
+        let collectors: [Box<dyn Collector>; 21] = [
+            Box::new(token_validations.clone()),
+            Box::new(jwks_fetches.clone()),
             Box::new(upstream_retries.clone()),
             Box::new(upstream_ejections.clone()),
             Box::new(upstream_connections.clone()),
@@ -220,7 +235,19 @@ impl Metrics {
             client_certs_expiring,
             inventory_identities,
             inventory_evictions,
+            token_validations,
+            jwks_fetches,
         }
+    }
+
+    /// The `certgate_token_validations_total` handle of one issuer and result.
+    pub fn token_validation(&self, issuer: &str, result: &str) -> IntCounter {
+        self.token_validations.with_label_values(&[issuer, result])
+    }
+
+    /// The `certgate_jwks_fetches_total` handle of one issuer and result.
+    pub fn jwks_fetch(&self, issuer: &str, result: &str) -> IntCounter {
+        self.jwks_fetches.with_label_values(&[issuer, result])
     }
 
     /// Pre-resolved handles for one route (call at config load).

@@ -1,0 +1,191 @@
+//! Phase: the route's access token. Taken only from `Authorization: Bearer` (RFC 6750 §2.1);
+//! a token in the query string, in a form body, or two `Authorization` headers are refused as
+//! `invalid_request`. The token is checked for the route's issuer ([`crate::authn::token`]),
+//! then the route's scopes and claims ([`crate::authz::TokenRequirement`]).
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap};
+use http::{Request, Uri};
+
+use crate::authn::token::check::{Refusal, authenticate};
+use crate::authn::token::{TokenFailure, VerifiedToken};
+use crate::authz::{Route, TokenRequirement};
+use crate::http::conn::ConnContext;
+use crate::http::error::{RequestError, TokenRefused};
+use crate::http::record::{Exchange, TokenRecord};
+use crate::state::snapshot::Snapshot;
+use crate::util::time::coarse_unix_now;
+
+/// The verified token of a request on a route that needs one; `None` for other routes.
+pub(super) fn check_token<B>(
+    ctx: &ConnContext,
+    snapshot: &Snapshot,
+    route: &Route,
+    req: &Request<B>,
+    x: &mut Exchange,
+) -> Result<Option<Arc<VerifiedToken>>, RequestError> {
+    let Some(need) = &route.token else {
+        return Ok(None);
+    };
+    let issuer = snapshot
+        .token_issuers
+        .get(need.issuer)
+        .ok_or(RequestError::Internal("route names a missing token issuer"))?;
+    let presented = presented_token(req.headers(), req.uri());
+    let result = match presented {
+        Err(why) => {
+            issuer.count(Err(TokenFailure::Malformed));
+            x.token = Some(TokenRecord::refused(
+                need.issuer,
+                TokenFailure::Malformed,
+                None,
+            ));
+            return Err(RequestError::TokenRequest(why));
+        }
+        Ok(None) => Err(Refusal::from(TokenFailure::Missing)),
+        Ok(Some(token)) => authenticate(
+            issuer,
+            token,
+            &ctx.tokens,
+            ctx.identity.as_deref().map(|i| &i.sha256),
+            coarse_unix_now().max(0) as u64,
+        )
+        .and_then(|t| match need.check(&t) {
+            Ok(()) => Ok(t),
+            Err(failure) => Err(Refusal {
+                failure,
+                token: Some(t),
+            }),
+        }),
+    };
+    match result {
+        Ok(t) => {
+            issuer.count(Ok(()));
+            x.token = Some(TokenRecord::verified(need.issuer, t.clone()));
+            Ok(Some(t))
+        }
+        Err(r) => {
+            issuer.count(Err(r.failure));
+            x.token = Some(TokenRecord::refused(need.issuer, r.failure, r.token));
+            Err(refusal(need, r.failure))
+        }
+    }
+}
+
+fn refusal(need: &TokenRequirement, failure: TokenFailure) -> RequestError {
+    RequestError::Token(TokenRefused {
+        failure,
+        scope_challenge: failure
+            .is_forbidden()
+            .then(|| need.insufficient_scope_challenge.clone()),
+    })
+}
+
+/// The bearer token of a request: `Ok(None)` when there is none (or another scheme), `Err`
+/// with the reason when it comes in a way that is refused. A token that is not `token68`
+/// syntax is passed on to fail as malformed.
+pub fn presented_token<'h>(
+    headers: &'h HeaderMap,
+    uri: &Uri,
+) -> Result<Option<&'h str>, &'static str> {
+    if uri.query().is_some_and(has_access_token_param) {
+        return Err("access token in the query string (send it in Authorization: Bearer)");
+    }
+    if is_form(headers) && headers.get(header::AUTHORIZATION).is_none() {
+        // RFC 6750 §2.2 form-encoded tokens are not accepted; a form without Authorization is
+        // most likely carrying one.
+        return Err(
+            "form-encoded body without Authorization (send the token in Authorization: Bearer)",
+        );
+    }
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("more than one Authorization header");
+    }
+    let Ok(value) = value.to_str() else {
+        return Ok(Some(""));
+    };
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    Ok(Some(rest.trim_start_matches(' ')))
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+fn has_access_token_param(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+        name == "access_token"
+            || percent_encoding::percent_decode_str(name).decode_utf8_lossy() == "access_token"
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_scheme_any_case() {
+        let u = Uri::from_static("/p");
+        for v in ["Bearer abc", "bearer abc", "BEARER  abc"] {
+            let h = headers(&[("authorization", v)]);
+            assert_eq!(presented_token(&h, &u), Ok(Some("abc")), "{v}");
+        }
+        for v in ["Basic abc", "Bearerabc", "Token abc"] {
+            let h = headers(&[("authorization", v)]);
+            assert_eq!(presented_token(&h, &u), Ok(None), "{v}");
+        }
+        assert_eq!(presented_token(&HeaderMap::new(), &u), Ok(None));
+    }
+
+    #[test]
+    fn tokens_elsewhere_are_invalid_requests() {
+        let h = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        assert!(presented_token(&h, &Uri::from_static("/p")).is_err());
+        for q in [
+            "/p?access_token=x",
+            "/p?a=1&access_token=x",
+            "/p?access%5Ftoken=x",
+            "/p?access_token",
+        ] {
+            let u: Uri = q.parse().unwrap();
+            assert!(presented_token(&HeaderMap::new(), &u).is_err(), "{q}");
+        }
+        let ok: Uri = "/p?my_access_token=x&access_tokens=1".parse().unwrap();
+        assert_eq!(presented_token(&HeaderMap::new(), &ok), Ok(None));
+        let form = headers(&[(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )]);
+        assert!(presented_token(&form, &Uri::from_static("/p")).is_err());
+    }
+}
