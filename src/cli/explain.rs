@@ -12,13 +12,31 @@ use rustls::pki_types::pem::PemObject;
 
 use super::load_for_inspection;
 
-pub(super) fn explain(
-    config: &Path,
-    cert: Option<&Path>,
-    method: &str,
-    path: &str,
-    host: Option<&str>,
-) -> ExitCode {
+/// The request `explain` describes.
+pub(super) struct Request<'a> {
+    pub cert: Option<&'a Path>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub host: Option<&'a str>,
+    /// A JWT, or `@FILE`.
+    pub token: Option<&'a str>,
+}
+
+pub(super) fn explain(config: &Path, req: Request<'_>) -> ExitCode {
+    let Request {
+        cert,
+        method,
+        path,
+        host,
+        token,
+    } = req;
+    let token = match token.map(super::token::read_token).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: --token: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let snapshot = match load_for_inspection(config) {
         Ok(s) => s,
         Err(e) => {
@@ -169,10 +187,17 @@ pub(super) fn explain(
             );
         }
     }
+    let mut token_ok = true;
+    if let (Some(route), Verdict::Allow) = (d.route, d.verdict)
+        && let Some(need) = &route.token
+    {
+        token_ok =
+            super::token::explain_token(&snapshot, need, token.as_deref(), identity.as_ref());
+    }
     if !verified {
         println!("note      the policy result above only applies once the certificate verifies");
     }
-    if d.verdict == Verdict::Allow && verified {
+    if d.verdict == Verdict::Allow && verified && token_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)

@@ -2,6 +2,7 @@
 
 mod demo;
 mod explain;
+mod token;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 use std::sync::Arc;
 
+use certgate::authn::token::JwksSource;
 use certgate::config::{CONFIG_ENV, LogFormat};
 use certgate::state::Registries;
 use certgate::state::snapshot::Snapshot;
@@ -57,6 +59,9 @@ enum Command {
         path: String,
         #[arg(long)]
         host: Option<String>,
+        /// An access token (JWT) for the route's token check, or @FILE to read it from a file.
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Run a throwaway PKI, an echo upstream and the gateway on localhost.
     Demo {
@@ -82,7 +87,17 @@ pub fn main() -> ExitCode {
             method,
             path,
             host,
-        } => explain::explain(&config, cert.as_deref(), &method, &path, host.as_deref()),
+            token,
+        } => explain::explain(
+            &config,
+            explain::Request {
+                cert: cert.as_deref(),
+                method: &method,
+                path: &path,
+                host: host.as_deref(),
+                token: token.as_deref(),
+            },
+        ),
         Command::Demo {
             bind,
             admin_bind,
@@ -209,6 +224,27 @@ pub fn summary(s: &Snapshot) -> String {
             humantime::format_duration(u.timeout)
         );
     }
+    for i in &s.token_issuers {
+        let keys = i.keys.load();
+        let source = match &i.source {
+            JwksSource::File(p) => format!("{} ({} keys)", p.display(), keys.keys.len()),
+            JwksSource::Url(u) => format!("{u} (fetched when serving)"),
+        };
+        let _ = writeln!(
+            o,
+            "issuer     {} iss {} aud {} jwks {} algs {:?}{}",
+            i.name,
+            i.issuer,
+            i.audiences.join(","),
+            source,
+            i.algorithms,
+            if i.require_binding {
+                ", binding required"
+            } else {
+                ", unbound tokens accepted"
+            }
+        );
+    }
     for r in s.routes.routes() {
         let methods = r.methods().map_or_else(
             || "*".to_string(),
@@ -216,7 +252,7 @@ pub fn summary(s: &Snapshot) -> String {
         );
         let _ = writeln!(
             o,
-            "route      {:<20} {} {}{} -> {} (allow {}, deny {}{})",
+            "route      {:<20} {} {}{} -> {} (allow {}, deny {}{}{})",
             r.name,
             methods,
             r.host().unwrap_or(""),
@@ -228,7 +264,21 @@ pub fn summary(s: &Snapshot) -> String {
                 ", unauthenticated allowed"
             } else {
                 ""
-            }
+            },
+            r.token
+                .as_ref()
+                .map(|t| format!(
+                    ", token from {}{}",
+                    s.token_issuers
+                        .get(t.issuer)
+                        .map_or("?", |i| i.name.as_str()),
+                    if t.scopes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" with {}", t.scopes.join(" "))
+                    }
+                ))
+                .unwrap_or_default()
         );
     }
     for w in &s.warnings {

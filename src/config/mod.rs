@@ -6,8 +6,10 @@
 
 mod defaults;
 mod raw;
+mod tokens;
 
 pub use raw::*;
+pub use tokens::*;
 
 use std::path::{Path, PathBuf};
 

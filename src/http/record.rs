@@ -207,6 +207,9 @@ impl Exchange {
             metrics.decision(v);
             if let Some(entry) = &self.ctx.inventory {
                 entry.record(route_obs.map(|r| r.inventory_id), v, coarse_unix_now());
+                if let Some(t) = self.token.as_ref().and_then(|t| t.verified.as_deref()) {
+                    entry.note_token(t.sub.as_deref(), t.client_id.as_deref());
+                }
             }
         }
         metrics.finished(&self.method, self.status, elapsed, bytes_in, self.bytes_out);

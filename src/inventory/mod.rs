@@ -5,9 +5,9 @@
 //! entry with atomic operations only. The map is bounded (least recently seen evicted) and can be
 //! persisted atomically to a JSON file.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
@@ -17,14 +17,15 @@ use crate::authz::Verdict;
 use crate::util::time::fmt_time;
 
 mod filter;
+mod principals;
+mod routes;
 mod store;
+
+use principals::Principals;
+use routes::RouteSet;
 
 pub use filter::Filter;
 pub use store::LoadOutcome;
-
-/// Route ids below this are tracked in a lock-free bitset; higher ones (only after more than
-/// this many distinct route names) in a small locked set.
-const ROUTE_BITS: usize = 1024;
 
 /// What is known about one certificate. Counters are atomics so requests never lock.
 pub struct Entry {
@@ -36,55 +37,8 @@ pub struct Entry {
     /// Routes it was allowed on, and routes it was refused on.
     routes_allowed: RouteSet,
     routes_refused: RouteSet,
-}
-
-/// A set of route ids: a lock-free bitset for the first [`ROUTE_BITS`], a locked set beyond.
-struct RouteSet {
-    bits: [AtomicU64; ROUTE_BITS / 64],
-    more: Mutex<BTreeSet<u32>>,
-}
-
-impl RouteSet {
-    fn new() -> Self {
-        Self {
-            bits: std::array::from_fn(|_| AtomicU64::new(0)),
-            more: Mutex::new(BTreeSet::new()),
-        }
-    }
-
-    fn insert(&self, id: u32) {
-        let i = id as usize;
-        match self.bits.get(i / 64) {
-            Some(word) => {
-                let bit = 1u64 << (i % 64);
-                // Load first: after the first request on a route the bit is set and this is a read.
-                if word.load(Ordering::Relaxed) & bit == 0 {
-                    word.fetch_or(bit, Ordering::Relaxed);
-                }
-            }
-            None => {
-                if let Ok(mut more) = self.more.lock() {
-                    more.insert(id);
-                }
-            }
-        }
-    }
-
-    fn ids(&self) -> Vec<u32> {
-        let mut ids = Vec::new();
-        for (w, word) in self.bits.iter().enumerate() {
-            let mut bits = word.load(Ordering::Relaxed);
-            while bits != 0 {
-                let b = bits.trailing_zeros();
-                ids.push((w * 64) as u32 + b);
-                bits &= bits - 1;
-            }
-        }
-        if let Ok(more) = self.more.lock() {
-            ids.extend(more.iter().copied());
-        }
-        ids
-    }
+    /// Token `sub` and `client_id` values presented with this certificate.
+    principals: Principals,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,7 +67,13 @@ impl Entry {
             denied: AtomicU64::new(0),
             routes_allowed: RouteSet::new(),
             routes_refused: RouteSet::new(),
+            principals: Principals::default(),
         }
+    }
+
+    /// Records the principals of a verified access token presented with this certificate.
+    pub fn note_token(&self, sub: Option<&str>, client_id: Option<&str>) {
+        self.principals.note(sub, client_id);
     }
 
     /// Records one request: a policy verdict and, when a route matched, its inventory id.
@@ -148,6 +108,19 @@ pub struct Record {
     /// Routes it was only ever refused on: probing, or a policy that needs attention.
     #[serde(default)]
     pub routes_refused: Vec<String>,
+    /// Access-token subjects (`sub`) presented with this certificate (at most 16).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_subjects: Vec<String>,
+    /// Access-token `client_id`s presented with this certificate (at most 16).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_client_ids: Vec<String>,
+    /// Further distinct subjects or client ids seen beyond those kept.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub token_principals_overflow: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Record {
@@ -309,6 +282,8 @@ impl Inventory {
                     .cloned()
                     .collect();
                 routes.sort();
+                let (token_subjects, token_client_ids, token_principals_overflow) =
+                    v.principals.snapshot();
                 Record {
                     identity: v.identity.clone(),
                     first_seen: v.first_seen,
@@ -318,6 +293,9 @@ impl Inventory {
                     routes,
                     routes_allowed,
                     routes_refused,
+                    token_subjects,
+                    token_client_ids,
+                    token_principals_overflow,
                 }
             })
             .collect();
@@ -352,120 +330,4 @@ fn identity_of(id: &ClientIdentity) -> Identity {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn id(n: u8, not_after: i64) -> ClientIdentity {
-        ClientIdentity {
-            subject: format!("CN=client-{n}"),
-            common_names: vec![],
-            organizations: vec![],
-            organizational_units: vec![],
-            issuer: "CN=CA".into(),
-            issuer_common_names: vec![],
-            uris: vec![format!("spiffe://t/{n}")],
-            dns_names: vec![],
-            emails: vec![],
-            serial: format!("{n:02x}"),
-            not_before: 0,
-            not_after,
-            sha256: [n; 32],
-            sha256_hex: hex::encode([n; 32]),
-            der: rustls::pki_types::CertificateDer::from(Vec::new()),
-        }
-    }
-
-    #[test]
-    fn counts_routes_and_sorting() {
-        let inv = Inventory::new(10);
-        let a = inv.route_id("a");
-        let b = inv.route_id("b");
-        assert_eq!(inv.route_id("a"), a);
-        let (e2, _) = inv.observe(&id(2, 100), 10);
-        let (e1, _) = inv.observe(&id(1, 100), 10);
-        e1.record(Some(a), Verdict::Allow, 11);
-        e1.record(Some(b), Verdict::Deny, 12);
-        e1.record(Some(a), Verdict::Allow, 13);
-        e1.record(None, Verdict::NoRoute, 14);
-        e2.record(Some(5000), Verdict::Allow, 11); // beyond the bitset
-        let (again, _) = inv.observe(&id(1, 100), 20);
-        assert!(Arc::ptr_eq(&again, &e1));
-        let r = inv.records();
-        assert_eq!(r.len(), 2);
-        assert_eq!(r[0].subject(), "CN=client-1");
-        assert_eq!((r[0].requests_allowed, r[0].requests_denied), (2, 1));
-        assert_eq!(r[0].routes, ["a", "b"]);
-        assert_eq!(r[0].routes_allowed, ["a"]);
-        assert_eq!(r[0].routes_refused, ["b"], "refused only");
-        assert_eq!((r[0].first_seen, r[0].last_seen), (10, 20));
-        assert_eq!(e2.routes_allowed.ids(), [5000]);
-        // Refused first, allowed later: no longer "refused only".
-        e1.record(Some(b), Verdict::Allow, 21);
-        let r = inv.records();
-        assert_eq!(r[0].routes_allowed, ["a", "b"]);
-        assert!(r[0].routes_refused.is_empty());
-    }
-
-    #[test]
-    fn cap_evicts_least_recently_seen() {
-        let inv = Inventory::new(2);
-        inv.observe(&id(1, 0), 100);
-        inv.observe(&id(2, 0), 50);
-        inv.observe(&id(1, 0), 200);
-        let (_, evicted) = inv.observe(&id(3, 0), 300);
-        assert_eq!(evicted, 1);
-        assert_eq!(inv.evictions(), 1);
-        let subjects: Vec<String> = inv
-            .records()
-            .iter()
-            .map(|r| r.subject().to_string())
-            .collect();
-        assert_eq!(subjects, ["CN=client-1", "CN=client-3"]);
-    }
-
-    #[test]
-    fn save_load_and_corrupt_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("inv.json");
-        let inv = Inventory::new(10);
-        let r = inv.route_id("payments");
-        inv.observe(&id(7, 1000), 5)
-            .0
-            .record(Some(r), Verdict::Allow, 6);
-        assert_eq!(inv.save(&path).unwrap(), 1);
-
-        let back = Inventory::new(10);
-        back.route_id("other"); // ids differ in the new process; names survive
-        assert_eq!(back.load(&path), LoadOutcome::Loaded(1));
-        let recs = back.records();
-        assert_eq!(recs[0].routes, ["payments"]);
-        assert_eq!(recs[0].requests_allowed, 1);
-        assert_eq!(recs[0].last_seen, 6);
-
-        assert_eq!(
-            Inventory::new(1).load(&dir.path().join("none.json")),
-            LoadOutcome::NoFile
-        );
-        std::fs::write(&path, b"{ not json").unwrap();
-        let fresh = Inventory::new(10);
-        match fresh.load(&path) {
-            LoadOutcome::SetAside(aside, _) => {
-                assert!(aside.to_string_lossy().contains(".corrupt-"));
-                assert!(aside.exists());
-                assert!(!path.exists());
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(fresh.is_empty());
-    }
-
-    #[test]
-    fn filters() {
-        let f = Filter::from_query(Some("expiring_within=7d&route=a%20b")).unwrap();
-        assert_eq!(f.expiring_within_secs, Some(7 * 86400));
-        assert_eq!(f.route.as_deref(), Some("a b"));
-        assert!(Filter::from_query(Some("expiring_within=soon")).is_err());
-        assert!(Filter::from_query(Some("colour=red")).is_err());
-        assert!(Filter::from_query(None).unwrap().route.is_none());
-    }
-}
+mod tests;

@@ -76,6 +76,11 @@ impl Inventory {
             for name in &r.routes_allowed {
                 entry.routes_allowed.insert(self.route_id(name));
             }
+            entry.principals.restore(
+                &r.token_subjects,
+                &r.token_client_ids,
+                r.token_principals_overflow,
+            );
             for name in &r.routes_refused {
                 entry.routes_refused.insert(self.route_id(name));
             }

@@ -67,7 +67,7 @@ pub(super) fn compile_issuers(
             source,
             keys,
             remote,
-            metrics: &telemetry.metrics,
+            counter: &|result| telemetry.metrics.token_validation(name, result),
         })
         .map_err(|(k, e)| file.invalid(key(k), e))?;
         index.insert(name.clone(), issuers.len());
@@ -102,6 +102,8 @@ fn resolve_remote(
         ca_digest,
     };
     registry
-        .resolve(name, definition, ca.as_deref(), &telemetry.metrics)
+        .resolve(name, definition, ca.as_deref(), &|result| {
+            telemetry.metrics.jwks_fetch(name, result)
+        })
         .map_err(|e| (if ca.is_some() { "jwks_ca" } else { "jwks" }, e))
 }

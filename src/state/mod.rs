@@ -17,6 +17,7 @@ use crate::upstream::registry::UpstreamRegistry;
 mod build;
 mod issuers;
 pub mod snapshot;
+mod trust;
 
 pub use snapshot::Snapshot;
 

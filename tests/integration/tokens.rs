@@ -1,7 +1,7 @@
 //! Certificate-bound access tokens (RFC 8705, RFC 9068 profile, RFC 6750 refusals): tokens
 //! minted by the test with keys it generates, presented over real mTLS.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -420,6 +420,23 @@ async fn bound_tokens_are_verified_and_every_bad_token_refused() {
         );
     }
     assert!(!logs.contains(&stolen));
+
+    // The inventory shows which token principals came with each certificate: the thief's
+    // certificate presented ledger's subject.
+    let (_, inventory) = admin_get(gw.admin, "/inventory").await.unwrap();
+    let records: Value = serde_json::from_str(&inventory).unwrap();
+    let thief_record = records["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["subject"].as_str().unwrap_or("").contains("thief"))
+        .unwrap_or_else(|| panic!("{inventory}"));
+    assert_eq!(
+        thief_record["token_subjects"],
+        json!(["svc-ledger"]),
+        "{inventory}"
+    );
+    assert_eq!(thief_record["token_client_ids"], json!(["ledger-client"]));
 }
 
 #[tokio::test]
@@ -612,4 +629,195 @@ fn check_validates_issuers_keys_and_references() {
         format!("{out}{err}").contains("no usable key"),
         "{out}{err}"
     );
+}
+
+/// The issuer `corp` with its JWKS at `url`, a token route `/pay` and an open route.
+fn url_config(up: &str, url: &str, extra: &str) -> String {
+    config(up, "").replace(
+        "jwks = \"jwks.json\"",
+        &format!("jwks = \"{url}\"\n{extra}"),
+    )
+}
+
+#[tokio::test]
+async fn jwks_url_over_https_and_an_unknown_kid_refetches_at_most_every_30s() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let ledger = pki.client(&pki.root, "ledger", workload("ledger"));
+    let (a, b, c) = (
+        SigningKey::generate(Algorithm::ES256, "a"),
+        SigningKey::generate(Algorithm::RS256, "b"),
+        SigningKey::generate(Algorithm::EdDSA, "c"),
+    );
+    let idp = DocServer::start(&jwks(&[&a]), Some(localhost_tls(&pki))).await;
+    let url = format!("https://localhost:{}/jwks", idp.addr.port());
+    let gw = Gateway::start(
+        &pki,
+        &url_config(
+            &up.url(),
+            &url,
+            "jwks_ca = \"ca.pem\"\njwks_refresh = \"1h\"",
+        ),
+    )
+    .await;
+    let client = TlsClient::new(&pki, gw.addr, Some("ledger"));
+    let bearer = |k: &SigningKey| format!("Bearer {}", k.sign(&bound(&ledger.der)));
+    // Fetched before the first request is served.
+    assert_eq!(call(&client, "/pay", &[&bearer(&a)], &[]).await.status, 200);
+    assert_eq!(idp.hits(), 1);
+
+    // The IdP rotates in key b: the first token naming it is refused and triggers a refetch.
+    idp.set(200, &jwks(&[&a, &b]));
+    assert_eq!(call(&client, "/pay", &[&bearer(&b)], &[]).await.status, 401);
+    idp.wait_hits(2).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call(&client, "/pay", &[&bearer(&b)], &[]).await.status != 200 {
+        assert!(Instant::now() < deadline, "key b never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Another unknown kid within 30 s: refused, and no fetch (a flood of made-up kids cannot
+    // hammer the IdP).
+    idp.set(200, &jwks(&[&a, &b, &c]));
+    for _ in 0..5 {
+        assert_eq!(call(&client, "/pay", &[&bearer(&c)], &[]).await.status, 401);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(idp.hits(), 2, "refetches are bounded");
+    gw.assert_metric(
+        "certgate_jwks_fetches_total{issuer=\"corp\",result=\"ok\"}",
+        2.0,
+    )
+    .await;
+    // One for b before its refetch (perhaps more while it ran), five for c.
+    assert!(
+        gw.metric("certgate_token_validations_total{issuer=\"corp\",result=\"unknown_key\"}")
+            .await
+            >= 6.0
+    );
+}
+
+#[tokio::test]
+async fn a_jwks_url_that_is_down_or_serves_junk_keeps_the_last_good_keys() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let ledger = pki.client(&pki.root, "ledger", workload("ledger"));
+    let a = SigningKey::generate(Algorithm::ES256, "a");
+    let idp = DocServer::start(&jwks(&[&a]), None).await;
+    let url = format!("http://127.0.0.1:{}/jwks", idp.addr.port());
+    let gw = Gateway::start(&pki, &url_config(&up.url(), &url, "jwks_refresh = \"1s\"")).await;
+    let client = TlsClient::new(&pki, gw.addr, Some("ledger"));
+    let token = format!("Bearer {}", a.sign(&bound(&ledger.der)));
+    assert_eq!(call(&client, "/pay", &[&token], &[]).await.status, 200);
+
+    // Unchanged: a conditional GET answered 304.
+    idp.wait_hits(2).await;
+    gw.assert_metric(
+        "certgate_jwks_fetches_total{issuer=\"corp\",result=\"not_modified\"}",
+        1.0,
+    )
+    .await;
+    for (status, body, result) in [
+        (200, "<html>maintenance</html>", "invalid"),
+        (200, "{\"keys\": []}", "invalid"),
+        (
+            200,
+            "{\"keys\": [{\"kty\": \"oct\", \"k\": \"c2VjcmV0\"}]}",
+            "invalid",
+        ),
+        (503, "", "error"),
+    ] {
+        let seen = idp.hits();
+        idp.set(status, body);
+        idp.wait_hits(seen + 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            gw.metric(&format!(
+                "certgate_jwks_fetches_total{{issuer=\"corp\",result=\"{result}\"}}"
+            ))
+            .await
+                >= 1.0,
+            "{body:?} counted as {result}"
+        );
+        assert_eq!(
+            call(&client, "/pay", &[&token], &[]).await.status,
+            200,
+            "{body:?}: the last good keys stay"
+        );
+    }
+    // Down altogether, and a reload on top: the keys are live state and stay.
+    idp.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _) = admin_post(gw.admin, "/reload").await;
+    assert_eq!(status, 200);
+    assert_eq!(call(&client, "/pay", &[&token], &[]).await.status, 200);
+    assert!(
+        gw.logs()
+            .contains("JWKS fetch failed; keeping the last good keys")
+    );
+}
+
+#[test]
+fn explain_walks_through_each_token_check() {
+    let pki = Pki::new();
+    let ledger = pki.client(&pki.root, "ledger", workload("ledger"));
+    pki.client(&pki.root, "thief", workload("thief"));
+    let key = SigningKey::generate(Algorithm::ES256, "k1");
+    pki.write("jwks.json", &jwks(&[&key]));
+    let config = pki.write(
+        "certgate.toml",
+        &format!(
+            "[listener]\nbind = \"127.0.0.1:0\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n{}",
+            config("http://127.0.0.1:1", "")
+        ),
+    );
+    let good = key.sign(&bound(&ledger.der));
+    pki.write("token.jwt", &format!("{good}\n"));
+    let explain = |cert: &str, token: &str| {
+        let (cfg, cert) = (config.to_str().unwrap(), pki.path(cert));
+        run_cli(&[
+            "explain",
+            "--config",
+            cfg,
+            "--cert",
+            cert.to_str().unwrap(),
+            "--path",
+            "/pay/1",
+            "--token",
+            token,
+        ])
+    };
+    let token_file = format!("@{}", pki.path("token.jwt").display());
+    let (code, out, err) = explain("ledger.pem", &token_file);
+    assert_eq!(code, 0, "{out}{err}");
+    for line in [
+        "alg ES256, kid \"k1\", typ at+jwt",
+        "signature verifies",
+        "names this certificate",
+        "sub svc-ledger",
+        "token accepted",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    let (code, out, _) = explain("thief.pem", &good);
+    assert_eq!(code, 3);
+    assert!(
+        out.contains("bound to another certificate: binding_mismatch -> 401 invalid_token"),
+        "{out}"
+    );
+    let mut c = bound(&ledger.der);
+    c["scope"] = json!("payments:write");
+    let (code, out, _) = explain("ledger.pem", &key.sign(&c));
+    assert_eq!(code, 3);
+    assert!(out.contains("insufficient_scope -> 403"), "{out}");
+    let (code, out, _) = explain("ledger.pem", "junk");
+    assert_eq!(code, 3);
+    assert!(out.contains("malformed -> 401"), "{out}");
+    // `check` lists the issuer and which routes need its tokens.
+    let (code, out, err) = run_cli(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("issuer     corp iss https://idp.test"),
+        "{out}"
+    );
+    assert!(out.contains("token from corp with payments:read"), "{out}");
 }

@@ -167,7 +167,8 @@ pub struct IssuerSpec<'a> {
     pub source: JwksSource,
     pub keys: Arc<ArcSwap<KeySet>>,
     pub remote: Option<Arc<remote::RemoteJwks>>,
-    pub metrics: &'a crate::telemetry::metrics::Metrics,
+    /// The `certgate_token_validations_total` counter of this issuer for a result label.
+    pub counter: &'a dyn Fn(&str) -> prometheus::IntCounter,
 }
 
 /// Turns the `algorithms` list into algorithms; `none` and HMAC are refused.
@@ -212,7 +213,7 @@ impl Issuer {
             .collect();
         let results = std::iter::once("ok")
             .chain(TokenFailure::ALL.iter().map(|f| f.label()))
-            .map(|result| spec.metrics.token_validation(spec.name, result))
+            .map(|result| (spec.counter)(result))
             .collect();
         Ok(Self {
             name: spec.name.to_string(),

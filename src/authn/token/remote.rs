@@ -63,9 +63,9 @@ impl RemoteJwks {
         issuer: &str,
         definition: Definition,
         fetcher: Fetcher,
-        metrics: &crate::telemetry::metrics::Metrics,
+        counter: &dyn Fn(&str) -> prometheus::IntCounter,
     ) -> Self {
-        let m = |result| metrics.jwks_fetch(issuer, result);
+        let m = |result| counter(result);
         Self {
             issuer: issuer.to_string(),
             definition,
@@ -107,6 +107,18 @@ impl RemoteJwks {
     pub async fn first_fetch(&self, timeout: Duration) {
         let mut rx = self.first_done.subscribe();
         let _ = tokio::time::timeout(timeout, rx.wait_for(|done| *done)).await;
+    }
+
+    /// Fetches and parses the document once, without touching the live keys (`explain`).
+    pub async fn fetch_now(&self) -> Result<KeySet, String> {
+        match self
+            .fetcher
+            .get(&Validators::default(), MAX_JWKS_BYTES, FETCH_TIMEOUT)
+            .await?
+        {
+            Fetched::Document { body, .. } => KeySet::parse(&body, &self.definition.algorithms),
+            Fetched::NotModified => Err("304 to an unconditional GET".into()),
+        }
     }
 
     /// One fetch; the keys are replaced only by a good document.
@@ -186,13 +198,14 @@ pub struct JwksRegistry {
 
 impl JwksRegistry {
     /// The remote key set of `issuer`: the live one when its definition is unchanged, else a
-    /// new one (empty until its first fetch).
+    /// new one (empty until its first fetch). `counter` gives the
+    /// `certgate_jwks_fetches_total` counter of this issuer for a result label.
     pub fn resolve(
         &self,
         issuer: &str,
         definition: Definition,
         ca: Option<&std::path::Path>,
-        metrics: &crate::telemetry::metrics::Metrics,
+        counter: &dyn Fn(&str) -> prometheus::IntCounter,
     ) -> Result<Arc<RemoteJwks>, String> {
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = live.get(issuer)
@@ -203,7 +216,7 @@ impl JwksRegistry {
         drop(live);
         let fetcher = Fetcher::new(&definition.url, ca)?;
         Ok(Arc::new(RemoteJwks::new(
-            issuer, definition, fetcher, metrics,
+            issuer, definition, fetcher, counter,
         )))
     }
 
