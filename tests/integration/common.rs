@@ -82,6 +82,13 @@ pub fn free_addr() -> SocketAddr {
     l.local_addr().expect("local addr")
 }
 
+/// An address where nothing listens, ever: a privileged port on loopback (`n` in 1..=9), so
+/// no parallel test can bind it between the config being written and the request.
+pub fn dead_addr(n: u16) -> SocketAddr {
+    assert!((1..=9).contains(&n));
+    SocketAddr::from(([127, 0, 0, 1], n))
+}
+
 /// The real binary, running `certgate run --config <dir>/certgate.toml`.
 pub struct Gateway {
     child: Child,

@@ -21,8 +21,8 @@ allow = [{{ any = true }}]
 "#,
         client_auth("require", ""),
         upstream_section("up", up_url, upstream_extra),
-        // Nothing listens there: the port was free a moment ago.
-        upstream_section("dead", &format!("http://{}", free_addr()), ""),
+        // Nothing listens there.
+        upstream_section("dead", &format!("http://{}", dead_addr(1)), ""),
     )
 }
 

@@ -78,8 +78,8 @@ async fn all_endpoints_down_gives_503() {
     let pki = Pki::new();
     pki.client(&pki.root, "reader", workload("reader"));
     let dead = [
-        format!("http://{}", free_addr()),
-        format!("http://{}", free_addr()),
+        format!("http://{}", dead_addr(1)),
+        format!("http://{}", dead_addr(2)),
     ];
     let gw = Gateway::start(
         &pki,
