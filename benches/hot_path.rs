@@ -5,6 +5,8 @@
 //! - `identity/from_der`: extracting the identity from a client certificate (once per connection).
 //! - `headers/forwarding`: rewriting a request's headers for the upstream, XFCC included.
 //! - `record/*`: what recording one finished request costs (metrics + credential inventory).
+//! - `token/*`: an access token's first verification (signature, per algorithm), and a token
+//!   taken from the issuer's shared cache or the connection's cache (binding and time checked).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -228,5 +230,84 @@ fn headers(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, policy, path, identity_extraction, headers, record);
+/// An issuer `corp` whose JWKS holds `key`.
+fn issuer(
+    key: &certgate_testpki::jwt::SigningKey,
+) -> std::sync::Arc<certgate::authn::token::Issuer> {
+    use certgate::authn::token::{Issuer, IssuerSpec, JwksSource, KeySet};
+    let raw: certgate::config::RawTokenIssuer = toml::from_str(
+        "issuer = \"https://idp\"\naudiences = [\"https://api\"]\njwks = \"jwks.json\"\nalgorithms = [\"ES256\", \"RS256\", \"EdDSA\"]",
+    )
+    .expect("issuer");
+    let algs = certgate::authn::token::parse_algorithms(&raw.algorithms).expect("algorithms");
+    let keys = KeySet::parse(certgate_testpki::jwt::jwks(&[key]).as_bytes(), &algs).expect("jwks");
+    let counter = |_: &str| prometheus::IntCounter::new("c", "c").expect("counter");
+    std::sync::Arc::new(
+        Issuer::compile(IssuerSpec {
+            name: "corp",
+            raw: &raw,
+            source: JwksSource::File("jwks.json".into()),
+            keys: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(keys)),
+            remote: None,
+            counter: &counter,
+        })
+        .expect("issuer compiles"),
+    )
+}
+
+fn tokens(c: &mut Criterion) {
+    use certgate::authn::token::cache::ConnTokenCache;
+    use certgate::authn::token::{check::authenticate, jwt};
+    use certgate_testpki::jwt::{SigningKey, claims};
+    use jsonwebtoken::Algorithm;
+    let leaf = [7u8; 32];
+    let now = unix_now() as u64;
+    let mut g = c.benchmark_group("token");
+    for alg in [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA] {
+        let key = SigningKey::generate(alg, "k");
+        let issuer = issuer(&key);
+        let mut cl = claims("https://idp", "https://api", None, now);
+        cl["cnf"] = serde_json::json!({"x5t#S256": base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, leaf)});
+        let token = key.sign(&cl);
+        let keys = issuer.keys.load_full();
+        g.bench_function(format!("verify_cold_{alg:?}"), |b| {
+            b.iter(|| jwt::verify(&issuer, &keys, black_box(&token)).expect("verifies"))
+        });
+        if alg == Algorithm::ES256 {
+            authenticate(
+                &issuer,
+                &token,
+                &ConnTokenCache::default(),
+                Some(&leaf),
+                now,
+            )
+            .expect("accepted");
+            g.bench_function("authenticate_shared_cache", |b| {
+                b.iter(|| {
+                    let conn = ConnTokenCache::default();
+                    authenticate(&issuer, black_box(&token), &conn, Some(&leaf), now)
+                        .expect("accepted")
+                })
+            });
+            let conn = ConnTokenCache::default();
+            g.bench_function("authenticate_connection_cache", |b| {
+                b.iter(|| {
+                    authenticate(&issuer, black_box(&token), &conn, Some(&leaf), now)
+                        .expect("accepted")
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    policy,
+    path,
+    identity_extraction,
+    headers,
+    record,
+    tokens
+);
 criterion_main!(benches);

@@ -3,6 +3,8 @@
 //! - `certgate-bench upstream --bind ADDR`: a minimal HTTP/1.1 upstream answering `ok`.
 //! - `certgate-bench idle --connect ADDR --count N --ca CA --cert CERT --key KEY [--hold SECS]`:
 //!   opens N mTLS connections, sends one request on each, prints `ready N` and holds them open.
+//! - `certgate-bench mint --cert CERT --jwks FILE --issuer ISS --audience AUD`: writes a JWKS
+//!   with a fresh ES256 key and prints an access token bound to CERT (RFC 8705), valid 1 hour.
 #![forbid(unsafe_code)]
 
 use std::convert::Infallible;
@@ -45,6 +47,16 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         hold: u64,
     },
+    Mint {
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        jwks: PathBuf,
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        audience: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,7 +74,33 @@ fn main() -> anyhow::Result<()> {
             key,
             hold,
         } => rt.block_on(idle(connect, count, ca, cert, key, hold)),
+        Command::Mint {
+            cert,
+            jwks,
+            issuer,
+            audience,
+        } => mint(&cert, &jwks, &issuer, &audience),
     }
+}
+
+fn mint(
+    cert: &std::path::Path,
+    jwks: &std::path::Path,
+    issuer: &str,
+    audience: &str,
+) -> anyhow::Result<()> {
+    use certgate_testpki::jwt;
+    let leaf = CertificateDer::from_pem_file(cert)?;
+    let key = jwt::SigningKey::generate(jsonwebtoken::Algorithm::ES256, "bench");
+    std::fs::write(jwks, jwt::jwks(&[&key]))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    println!(
+        "{}",
+        key.sign(&jwt::claims(issuer, audience, Some(leaf.as_ref()), now))
+    );
+    Ok(())
 }
 
 async fn upstream(bind: SocketAddr) -> anyhow::Result<()> {

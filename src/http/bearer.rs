@@ -51,19 +51,19 @@ pub(super) fn check_token<B>(
             ctx.identity.as_deref().map(|i| &i.sha256),
             coarse_unix_now().max(0) as u64,
         )
-        .and_then(|t| match need.check(&t) {
-            Ok(()) => Ok(t),
+        .and_then(|a| match need.check(&a.token) {
+            Ok(()) => Ok(a),
             Err(failure) => Err(Refusal {
                 failure,
-                token: Some(t),
+                token: Some(a.token),
             }),
         }),
     };
     match result {
-        Ok(t) => {
+        Ok(a) => {
             issuer.count(Ok(()));
-            x.token = Some(TokenRecord::verified(need.issuer, t.clone()));
-            Ok(Some(t))
+            x.token = Some(TokenRecord::verified(need.issuer, a.token.clone(), a.fresh));
+            Ok(Some(a.token))
         }
         Err(r) => {
             issuer.count(Err(r.failure));

@@ -122,14 +122,17 @@ pub(super) struct TokenRecord {
     issuer: usize,
     result: Option<TokenFailure>,
     verified: Option<Arc<VerifiedToken>>,
+    /// The connection had not presented this token before: its principals go to the inventory.
+    fresh: bool,
 }
 
 impl TokenRecord {
-    pub(super) fn verified(issuer: usize, token: Arc<VerifiedToken>) -> Self {
+    pub(super) fn verified(issuer: usize, token: Arc<VerifiedToken>, fresh: bool) -> Self {
         Self {
             issuer,
             result: None,
             verified: Some(token),
+            fresh,
         }
     }
 
@@ -142,6 +145,7 @@ impl TokenRecord {
             issuer,
             result: Some(failure),
             verified: token,
+            fresh: true,
         }
     }
 
@@ -207,7 +211,12 @@ impl Exchange {
             metrics.decision(v);
             if let Some(entry) = &self.ctx.inventory {
                 entry.record(route_obs.map(|r| r.inventory_id), v, coarse_unix_now());
-                if let Some(t) = self.token.as_ref().and_then(|t| t.verified.as_deref()) {
+                if let Some(t) = self
+                    .token
+                    .as_ref()
+                    .filter(|t| t.fresh)
+                    .and_then(|t| t.verified.as_deref())
+                {
                     entry.note_token(t.sub.as_deref(), t.client_id.as_deref());
                 }
             }

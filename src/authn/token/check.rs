@@ -24,6 +24,14 @@ impl From<TokenFailure> for Refusal {
     }
 }
 
+/// An accepted token.
+#[derive(Debug)]
+pub struct Authenticated {
+    pub token: Arc<VerifiedToken>,
+    /// False when it is the token this connection presented last (nothing new to record).
+    pub fresh: bool,
+}
+
 /// Checks `token` for `issuer` on a connection whose leaf has SHA-256 `leaf` (`None`: no
 /// certificate). `now` is Unix seconds.
 pub fn authenticate(
@@ -32,14 +40,16 @@ pub fn authenticate(
     conn: &ConnTokenCache,
     leaf: Option<&[u8; 32]>,
     now: u64,
-) -> Result<Arc<VerifiedToken>, Refusal> {
+) -> Result<Authenticated, Refusal> {
     let keys = issuer.keys.load();
+    let mut fresh = false;
     let verified = match conn
         .get(issuer, token)
         .filter(|t| t.keys_generation == keys.generation)
     {
         Some(t) => t,
         None => {
+            fresh = true;
             let digest = token_digest(token);
             let t = match issuer.cache.get(&digest, keys.generation) {
                 Some(t) => t,
@@ -68,5 +78,8 @@ pub fn authenticate(
             failure,
             token: Some(verified.clone()),
         })?;
-    Ok(verified)
+    Ok(Authenticated {
+        token: verified,
+        fresh,
+    })
 }
