@@ -106,7 +106,9 @@ pub fn presented_token<'h>(
     if values.next().is_some() {
         return Err("more than one Authorization header");
     }
-    let Ok(value) = value.to_str() else {
+    // UTF-8 (SIMD-checked) rather than `to_str`'s byte-by-byte scan: a token is ASCII, and
+    // anything else fails as malformed when it is verified.
+    let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
         return Ok(Some(""));
     };
     let Some((scheme, rest)) = value.split_once(' ') else {

@@ -462,3 +462,130 @@ async fn protocol_errors_after_the_handshake_are_logged_at_debug_with_their_caus
     );
     assert!(up.seen().is_empty());
 }
+
+/// The first `sh` block of README.md's "Certificate-bound tokens" section.
+fn readme_token_commands() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    readme
+        .split("## Certificate-bound tokens")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|b| b.split("```").next())
+        .expect("the token section's sh block")
+        .to_string()
+}
+
+/// The reference config with what README's token example says to uncomment: the
+/// `[token_issuers.corp]` block (all but `jwks_ca`) and the route's `token = …` line.
+fn reference_with_tokens(reference: &str) -> String {
+    let mut out = String::new();
+    let mut in_issuer = false;
+    for line in reference.lines() {
+        if line.starts_with("# [token_issuers.corp]") {
+            in_issuer = true;
+        } else if line.trim().is_empty() {
+            in_issuer = false;
+        }
+        let uncommented =
+            if (in_issuer && !line.starts_with("# #") && !line.starts_with("# jwks_ca"))
+                || line.starts_with("# token = {")
+            {
+                line.strip_prefix("# ").unwrap_or(line)
+            } else {
+                line
+            };
+        out.push_str(uncommented);
+        out.push('\n');
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_readme_token_example_mints_a_token_the_reference_config_accepts() {
+    let root = tempfile::tempdir().unwrap();
+    let certs = root.path().join("certs");
+    let config_dir = root.path().join("config");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let script = format!(
+        "{}\n{}\nprintf '%s' \"$TOKEN\" > token.jwt\n",
+        certs_readme_commands(),
+        readme_token_commands()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(&certs)
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "README's token commands fail:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/certgate.toml"))
+            .unwrap();
+    let with_tokens = reference_with_tokens(&reference);
+    assert!(
+        with_tokens.contains("\n[token_issuers.corp]\n") && with_tokens.contains("\ntoken = {")
+    );
+    let (addr, admin) = (free_addr(), free_addr());
+    let config = config_dir.join("certgate.toml");
+    std::fs::write(
+        &config,
+        with_tokens
+            .replace("bind = \"0.0.0.0:8443\"", &format!("bind = \"{addr}\""))
+            .replace("bind = \"127.0.0.1:9901\"", &format!("bind = \"{admin}\"")),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let (code, out, err) = run_cli(&["check", "--config", cfg]);
+    assert_eq!(code, 0, "check:\n{out}\n{err}");
+    assert!(out.contains("token from corp with payments:read"), "{out}");
+    let token_file = format!("@{}", certs.join("token.jwt").display());
+    let reader = certs.join("reader.pem");
+    let (code, out, err) = run_cli(&[
+        "explain",
+        "--config",
+        cfg,
+        "--cert",
+        reader.to_str().unwrap(),
+        "--path",
+        "/payments/1",
+        "--token",
+        &token_file,
+    ]);
+    assert_eq!(code, 0, "explain:\n{out}\n{err}");
+    assert!(out.contains("token accepted"), "{out}");
+
+    // The README's curl: the token passes (502: no API listens on 127.0.0.1:9000 here);
+    // without it, 401.
+    let _gw = Gateway::launch(&config, addr, admin).await;
+    let token = std::fs::read_to_string(certs.join("token.jwt")).unwrap();
+    let curl = |auth: Option<&str>| {
+        let mut c = std::process::Command::new("curl");
+        c.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args([
+                "--cacert",
+                "client-ca.pem",
+                "--cert",
+                "reader.pem",
+                "--key",
+                "reader-key.pem",
+            ])
+            .arg("--resolve")
+            .arg(format!("localhost:{}:127.0.0.1", addr.port()));
+        if let Some(a) = auth {
+            c.args(["-H", a]);
+        }
+        let out = c
+            .arg(format!("https://localhost:{}/payments/1", addr.port()))
+            .current_dir(&certs)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(curl(Some(&format!("Authorization: Bearer {token}"))), "502");
+    assert_eq!(curl(None), "401");
+}
