@@ -23,7 +23,7 @@ use crate::state::{Gateway, Registries, ReloadRequest, Snapshot};
 use crate::telemetry::Telemetry;
 
 /// How long the start waits for the first fetch of each JWKS URL.
-const FIRST_JWKS_FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const FIRST_JWKS_FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A gateway whose sockets are bound but which is not serving yet.
 pub struct Bound {

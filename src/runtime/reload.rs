@@ -68,6 +68,12 @@ async fn reload(gateway: &Arc<Gateway>, trigger: Trigger) -> Result<u64, String>
     if new.admin_bind != old.admin_bind {
         warn!(running = %old.admin_bind, configured = %new.admin_bind, "admin.bind changed: restart certgate to move the admin listener");
     }
+    // Keys of a JWKS URL that is new in this config are fetched before it goes live, so its
+    // routes do not refuse valid tokens in the meantime.
+    crate::authn::token::remote::spawn_background(new.remote_jwks());
+    for r in new.remote_jwks() {
+        r.first_fetch(crate::runtime::FIRST_JWKS_FETCH_WAIT).await;
+    }
     let generation = new.generation;
     activate(gateway, Arc::new(new));
     metrics.config_reloads_ok.inc();

@@ -821,3 +821,37 @@ fn explain_walks_through_each_token_check() {
     );
     assert!(out.contains("token from corp with payments:read"), "{out}");
 }
+
+#[tokio::test]
+async fn a_reload_that_brings_a_jwks_url_fetches_it_before_going_live() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let ledger = pki.client(&pki.root, "ledger", workload("ledger"));
+    let (file_key, url_key) = (
+        SigningKey::generate(Algorithm::ES256, "file"),
+        SigningKey::generate(Algorithm::ES256, "url"),
+    );
+    pki.write("jwks.json", &jwks(&[&file_key]));
+    let idp = DocServer::start(&jwks(&[&url_key]), None).await;
+    let gw = Gateway::start(&pki, &config(&up.url(), "")).await;
+    let client = TlsClient::new(&pki, gw.addr, Some("ledger"));
+    let token = format!("Bearer {}", url_key.sign(&bound(&ledger.der)));
+    assert_eq!(call(&client, "/pay", &[&token], &[]).await.status, 401);
+    // Same ports: rewrite the config the gateway runs with, JWKS now from the URL.
+    let path = pki.path("certgate.toml");
+    let running = std::fs::read_to_string(&path).unwrap();
+    let url = format!("http://127.0.0.1:{}/jwks", idp.addr.port());
+    std::fs::write(
+        &path,
+        running.replace("jwks = \"jwks.json\"", &format!("jwks = \"{url}\"")),
+    )
+    .unwrap();
+    let (status, body) = admin_post(gw.admin, "/reload").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        call(&client, "/pay", &[&token], &[]).await.status,
+        200,
+        "the first request after the reload already has the keys"
+    );
+    assert_eq!(idp.hits(), 1);
+}

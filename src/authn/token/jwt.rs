@@ -123,7 +123,10 @@ fn read_claims(
     let bound_to = match claims.get("cnf") {
         None => None,
         Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
-            None => None,
+            None if cnf.is_empty() => None,
+            // Bound by another method (a DPoP key, `jkt`): certgate cannot check that proof, so
+            // the token is not usable here as a bearer token either.
+            None => return Err(TokenFailure::BindingMismatch),
             Some(Value::String(t)) => Some(thumbprint(t)?),
             Some(_) => return Err(TokenFailure::Malformed),
         },
@@ -190,6 +193,22 @@ mod tests {
         assert!(thumbprint(&URL_SAFE_NO_PAD.encode([7u8; 20])).is_err());
         assert!(thumbprint(&format!("{good}=")).is_err());
         assert!(thumbprint("not base64!").is_err());
+    }
+
+    #[test]
+    fn another_confirmation_method_is_never_taken_as_unbound() {
+        let c = serde_json::json!({"exp": 10, "cnf": {"jkt": "abc"}});
+        assert_eq!(
+            read_claims(c.as_object().unwrap().clone(), 1).unwrap_err(),
+            TokenFailure::BindingMismatch
+        );
+        let empty = serde_json::json!({"exp": 10, "cnf": {}});
+        assert!(
+            read_claims(empty.as_object().unwrap().clone(), 1)
+                .unwrap()
+                .bound_to
+                .is_none()
+        );
     }
 
     #[test]
