@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Instructions per request under callgrind: certgate with and without a bound token (see
+# BENCHMARKS.md, issue 13). Needs valgrind, oha, openssl, curl; run after a release build of
+# the binary and the `certgate-bench` example. Writes into /tmp/cg.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+CERTGATE=$ROOT/target/release/certgate
+HELPER=$ROOT/target/release/examples/certgate-bench
+mkdir -p /tmp/cg && cd /tmp/cg
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca-key.pem 2>/dev/null
+openssl req -x509 -new -key ca-key.pem -days 30 -subj "/CN=Bench CA" -out ca.pem -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+issue() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1-key.pem" 2>/dev/null; openssl req -new -key "$1-key.pem" -subj "$2" -out "$1.csr" 2>/dev/null; printf '%b' "$3" > "$1.ext"; openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 7 -extfile "$1.ext" -out "$1.pem" 2>/dev/null; }
+issue server "/CN=localhost" "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+issue client "/O=Bench/CN=loadgen" "subjectAltName=URI:spiffe://bench/loadgen\nextendedKeyUsage=clientAuth\n"
+TOKEN=$("$HELPER" mint --cert client.pem --jwks jwks.json --issuer https://idp.bench --audience https://api.bench)
+cat > certgate.toml <<EOT
+[listener]
+bind = "127.0.0.1:19543"
+cert = "server.pem"
+key = "server-key.pem"
+[client_auth]
+mode = "require"
+trust_store = ["ca.pem"]
+[admin]
+bind = "127.0.0.1:19902"
+[log]
+level = "warn"
+[reload]
+watch = false
+[upstreams.app]
+url = "http://127.0.0.1:19081"
+retries = 0
+[token_issuers.idp]
+issuer = "https://idp.bench"
+audiences = ["https://api.bench"]
+jwks = "jwks.json"
+[[routes]]
+name = "token"
+path_prefix = "/tok"
+upstream = "app"
+allow = [{ uri = "spiffe://bench/loadgen" }]
+token = { issuer = "idp", scopes = ["payments:read"] }
+[[routes]]
+name = "bench"
+path_prefix = "/"
+upstream = "app"
+allow = [{ uri = "spiffe://bench/loadgen" }]
+EOT
+"$HELPER" upstream --bind 127.0.0.1:19081 & UP=$!
+TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file=/tmp/cg/cg.%p.out "$CERTGATE" run --config certgate.toml >cg.log 2>&1 & CG=$!
+trap 'kill $UP $CG 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do curl -sf --cacert ca.pem --cert client.pem --key client-key.pem https://localhost:19543/ready >/dev/null && break; sleep 0.5; done
+T=(--cacert ca.pem --cert client.pem --key client-key.pem)
+N=3000
+run() { oha -n "$N" --no-tui "$@" "${T[@]}" >/dev/null 2>&1; }
+phase() { # name, oha args
+  callgrind_control -z "$CG" >/dev/null   # zero counters
+  run "${@:2}"
+  callgrind_control -d "$1" "$CG" >/dev/null
+  sleep 1
+}
+run -c 4 https://localhost:19543/bench     # warm-up
+run -c 4 -H "Authorization: Bearer $TOKEN" https://localhost:19543/tok
+phase h1-plain -c 4 https://localhost:19543/bench
+phase h1-token -c 4 -H "Authorization: Bearer $TOKEN" https://localhost:19543/tok
+phase h1-header -c 4 -H "Authorization: Bearer $TOKEN" https://localhost:19543/bench
+phase h2-plain -c 4 -p 8 --http2 https://localhost:19543/bench
+phase h2-token -c 4 -p 8 --http2 -H "Authorization: Bearer $TOKEN" https://localhost:19543/tok
+phase h2-header -c 4 -p 8 --http2 -H "Authorization: Bearer $TOKEN" https://localhost:19543/bench
+for f in cg.*.out.*; do
+  printf '%s ' "$f"; grep -m1 '^desc: Trigger' "$f" | sed 's/desc: Trigger: //'; grep '^summary:\|^totals:' "$f" | head -1
+done
