@@ -5,6 +5,7 @@
 //! - `identity/from_der`: extracting the identity from a client certificate (once per connection).
 //! - `headers/forwarding`: rewriting a request's headers for the upstream, XFCC included.
 //! - `record/*`: what recording one finished request costs (metrics + credential inventory).
+//! - `rate_limit/check_100k_identities`: one rate-limit check with 100,000 identities tracked.
 //! - `token/*`: an access token's first verification (signature, per algorithm), and a token
 //!   taken from the issuer's shared cache or the connection's cache (binding and time checked).
 
@@ -301,6 +302,36 @@ fn tokens(c: &mut Criterion) {
     g.finish();
 }
 
+fn rate_limits(c: &mut Criterion) {
+    use certgate::config::LimitKeyKind;
+    use certgate::limits::{LimitKey, RateLimit, RateLimitSpec};
+    let limit = RateLimit::new(RateLimitSpec {
+        requests: 1_000_000,
+        per: Duration::from_secs(1),
+        burst: 1_000_000,
+        key: LimitKeyKind::Identity,
+    });
+    let keys: Vec<LimitKey> = (0..100_000u32)
+        .map(|i| {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            LimitKey::Identity(certgate::util::digest::sha256(&k))
+        })
+        .collect();
+    for k in &keys {
+        limit.check(k);
+    }
+    let mut g = c.benchmark_group("rate_limit");
+    let mut i = 0usize;
+    g.bench_function("check_100k_identities", |b| {
+        b.iter(|| {
+            i = (i + 7919) % keys.len();
+            limit.check(black_box(&keys[i]))
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     policy,
@@ -308,6 +339,7 @@ criterion_group!(
     identity_extraction,
     headers,
     record,
-    tokens
+    tokens,
+    rate_limits
 );
 criterion_main!(benches);

@@ -12,6 +12,8 @@ use super::path;
 use super::rules::Rule;
 use super::token::TokenRequirement;
 use super::{DecidedBy, Decision, RequestParts, Verdict};
+use crate::limits::{RateLimit, RateLimitSpec};
+use std::sync::Arc;
 
 /// One compiled route.
 #[derive(Debug)]
@@ -33,6 +35,10 @@ pub struct Route {
     pub allow_path_params: bool,
     /// The access token the route needs, if any.
     pub token: Option<TokenRequirement>,
+    /// `rate_limit`, validated; [`Route::rate_limit`] is its live limiter.
+    pub rate_limit_spec: Option<RateLimitSpec>,
+    /// Attached from the limit registry when the snapshot is built.
+    pub rate_limit: Option<Arc<RateLimit>>,
 }
 /// A route compile error: the key (relative to the route) and the problem.
 #[derive(Debug)]
@@ -145,6 +151,13 @@ impl Route {
                 .map(|t| TokenRequirement::compile(t, issuer_index))
                 .transpose()
                 .map_err(|(k, p)| err(k, p))?,
+            rate_limit_spec: raw
+                .rate_limit
+                .as_ref()
+                .map(RateLimitSpec::compile)
+                .transpose()
+                .map_err(|(k, p)| err(k, p))?,
+            rate_limit: None,
         })
     }
 

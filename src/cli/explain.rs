@@ -185,6 +185,22 @@ pub(super) fn explain(config: &Path, req: Request<'_>) -> ExitCode {
                 d.decided_by,
                 rule_text.map(|t| format!(" {t}")).unwrap_or_default()
             );
+            if let Some(l) = &r.rate_limit_spec {
+                println!(
+                    "limit     rate {} per {}, burst {}, counted per {}{}",
+                    l.requests,
+                    humantime::format_duration(l.per),
+                    l.burst,
+                    l.key.as_str(),
+                    match (l.key, &identity) {
+                        (certgate::config::LimitKeyKind::Identity, Some(id)) =>
+                            format!(" (this certificate: {})", id.sha256_hex),
+                        (certgate::config::LimitKeyKind::Route, _) =>
+                            " (one budget for every client)".to_string(),
+                        _ => " (the client's source IP)".to_string(),
+                    }
+                );
+            }
         }
     }
     let mut token_ok = true;

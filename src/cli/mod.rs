@@ -252,7 +252,7 @@ pub fn summary(s: &Snapshot) -> String {
         );
         let _ = writeln!(
             o,
-            "route      {:<20} {} {}{} -> {} (allow {}, deny {}{}{})",
+            "route      {:<20} {} {}{} -> {} (allow {}, deny {}{}{}{})",
             r.name,
             methods,
             r.host().unwrap_or(""),
@@ -265,6 +265,16 @@ pub fn summary(s: &Snapshot) -> String {
             } else {
                 ""
             },
+            r.rate_limit_spec
+                .as_ref()
+                .map(|l| format!(
+                    ", rate {}/{} burst {} per {}",
+                    l.requests,
+                    humantime::format_duration(l.per),
+                    l.burst,
+                    l.key.as_str()
+                ))
+                .unwrap_or_default(),
             r.token
                 .as_ref()
                 .map(|t| format!(

@@ -5,9 +5,11 @@
 //! values that cannot represent an invalid state.
 
 mod defaults;
+mod limits;
 mod raw;
 mod tokens;
 
+pub use limits::*;
 pub use raw::*;
 pub use tokens::*;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::defaults::*;
+use super::limits::RawRateLimit;
 use super::tokens::{RawRouteToken, RawTokenIssuer};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -368,6 +369,8 @@ pub struct RawRoute {
     pub allow_path_params: bool,
     /// The route needs a (certificate-bound) access token from this issuer.
     pub token: Option<RawRouteToken>,
+    /// Requests per identity, source IP or route (GCRA: smooth, with a burst).
+    pub rate_limit: Option<RawRateLimit>,
 }
 
 /// One allow/deny entry: every key present must match (AND).

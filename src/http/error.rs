@@ -87,6 +87,12 @@ pub enum RequestError {
     /// The route's access token is missing, invalid, or lacks a scope or claim.
     #[error("access token refused: {0}")]
     Token(TokenRefused),
+    /// Over the route's rate limit.
+    #[error("rate limited; retry after {}s", crate::limits::retry_after_secs(*retry_after))]
+    RateLimited {
+        retry_after: Duration,
+        policy: http::HeaderValue,
+    },
     /// RFC 6750 `invalid_request`: the token came in a way certgate does not accept.
     #[error("invalid token request: {0}")]
     TokenRequest(&'static str),
@@ -121,6 +127,7 @@ impl RequestError {
             Self::Token(t) if t.failure.is_forbidden() => StatusCode::FORBIDDEN,
             Self::Token(_) => StatusCode::UNAUTHORIZED,
             Self::TokenRequest(_) => StatusCode::BAD_REQUEST,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(e) => e.status(),
             Self::UpstreamUpgrade(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -176,6 +183,7 @@ pub fn code_for(status: StatusCode) -> &'static str {
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::REQUEST_TIMEOUT => "request_timeout",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
         StatusCode::BAD_GATEWAY => "bad_gateway",
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",
         StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",

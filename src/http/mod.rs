@@ -35,6 +35,7 @@ use crate::http::error::{Malformed, RequestError};
 use crate::http::headers::{Forwarding, forwarding_headers, strip_hop_by_hop};
 use crate::http::record::{Exchange, Inner};
 use crate::http::respond::{is_grpc, local_response};
+use crate::limits::{LimitKey, Outcome};
 use crate::state::snapshot::Snapshot;
 use crate::telemetry::metrics::Limit;
 use crate::upstream::body::{BodyFault, BodyMeter, UpstreamBody, discard_rest};
@@ -95,6 +96,7 @@ async fn proxy(
     let path = normalize(&uri, x)?;
     let route = authorize(ctx, snapshot, &req, &authority, &path, x)?;
     let token = bearer::check_token(ctx, snapshot, route, &req, x)?;
+    check_rate_limit(ctx, route, x)?;
     let upstream = snapshot
         .upstreams
         .get(route.upstream)
@@ -227,6 +229,36 @@ fn authorize<'s>(
                 return Err(Malformed::PathParams.into());
             }
             Err(RequestError::NoRoute)
+        }
+    }
+}
+
+/// Phase: the route's rate limit, after authentication and authorisation, before anything
+/// goes upstream.
+fn check_rate_limit(
+    ctx: &ConnContext,
+    route: &Route,
+    x: &mut Exchange,
+) -> Result<(), RequestError> {
+    let Some(limit) = &route.rate_limit else {
+        return Ok(());
+    };
+    let key = LimitKey::of(
+        limit.spec.key,
+        ctx.identity.as_deref().map(|i| &i.sha256),
+        ctx.peer.ip(),
+    );
+    match limit.check(&key) {
+        Outcome::Allowed { remaining } => {
+            x.limit_remaining = Some(remaining);
+            Ok(())
+        }
+        Outcome::Limited { retry_after } => {
+            x.limited = true;
+            Err(RequestError::RateLimited {
+                retry_after,
+                policy: limit.policy_header.clone(),
+            })
         }
     }
 }

@@ -113,6 +113,10 @@ pub struct Exchange {
     pub(super) bytes_out: u64,
     /// The access token's check, on routes that need one.
     pub(super) token: Option<TokenRecord>,
+    /// The route's rate limit refused the request.
+    pub(super) limited: bool,
+    /// What the rate limit would still let through at once, when it let this one through.
+    pub(super) limit_remaining: Option<u32>,
 }
 
 /// What the log says about a request's access token: never the token, only its issuer, the
@@ -188,6 +192,8 @@ impl Exchange {
             bytes_in: None,
             bytes_out: 0,
             token: None,
+            limited: false,
+            limit_remaining: None,
         }
     }
 
@@ -222,6 +228,9 @@ impl Exchange {
             }
         }
         metrics.finished(&self.method, self.status, elapsed, bytes_in, self.bytes_out);
+        if self.limited {
+            metrics.rate_limited();
+        }
 
         let route = self
             .route
@@ -267,6 +276,8 @@ impl Exchange {
             token_sub = token.and_then(|t| t.claim(|v| v.sub.as_ref())),
             token_client_id = token.and_then(|t| t.claim(|v| v.client_id.as_ref())),
             token_jti = token.and_then(|t| t.claim(|v| v.jti.as_ref())),
+            limit = self.limited.then_some("rate"),
+            limit_remaining = self.limit_remaining,
             "request"
         );
         // Failures an operator must look at also get a line of their own at their level.

@@ -65,6 +65,18 @@ fn add_error_headers(e: &RequestError, h: &mut HeaderMap) {
                 HeaderValue::from_static("Bearer realm=\"certgate\", error=\"invalid_request\""),
             );
         }
+        // draft-ietf-httpapi-ratelimit-headers: the policy and what is left of it.
+        RequestError::RateLimited {
+            retry_after,
+            policy,
+        } => {
+            let secs = crate::limits::retry_after_secs(*retry_after);
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            h.insert("ratelimit-policy", policy.clone());
+            if let Ok(v) = HeaderValue::from_str(&format!("\"rate\";r=0;t={secs}")) {
+                h.insert("ratelimit", v);
+            }
+        }
         RequestError::MethodNotAllowed(_) => {
             h.insert(
                 header::ALLOW,

@@ -29,6 +29,12 @@ pub fn activate(gateway: &Gateway, new: Arc<Snapshot>) {
     gateway.registries.upstreams.adopt(&new.upstreams);
     crate::upstream::spawn_background(&new.upstreams);
     gateway.registries.jwks.adopt(new.remote_jwks());
+    gateway.registries.limits.adopt(
+        new.routes
+            .routes()
+            .iter()
+            .filter_map(|r| r.rate_limit.as_ref().map(|l| (r.name.as_str(), l))),
+    );
     crate::authn::token::remote::spawn_background(new.remote_jwks());
     let generation = new.generation;
     gateway.current.store(new);

@@ -127,6 +127,7 @@ impl Bound {
         }
         let expiry_task = tokio::spawn(tasks::warn_about_expiry_hourly(gateway.clone()));
         let refusals_task = tokio::spawn(tasks::summarise_refusals(gateway.clone()));
+        let limits_task = tokio::spawn(tasks::sweep_rate_limits(gateway.clone()));
         drop(snap);
         gateway.ready.store(true, Ordering::SeqCst);
         crate::listener::serve(gateway.clone(), listener, shutdown).await;
@@ -135,6 +136,7 @@ impl Bound {
         reload_task.abort();
         expiry_task.abort();
         refusals_task.abort();
+        limits_task.abort();
         tasks::save_inventory(&gateway).await;
         Ok(())
     }

@@ -1,5 +1,5 @@
-//! The gateway's periodic chores: hourly expiry warnings, inventory saves, and the minute's
-//! summary of refused handshakes.
+//! The gateway's periodic chores: hourly expiry warnings, inventory saves, the minute's
+//! summary of refused handshakes, and forgetting rate-limit keys that went idle.
 
 use std::sync::Arc;
 
@@ -22,6 +22,20 @@ pub(super) async fn summarise_refusals(gateway: Arc<Gateway>) {
                 by_result = %by_result,
                 "tls handshakes refused in the last minute"
             );
+        }
+    }
+}
+
+/// Every 10 s, drops the rate-limit state of keys whose budget is full again: memory follows
+/// the identities that are active, not every identity ever seen.
+pub(super) async fn sweep_rate_limits(gateway: Arc<Gateway>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        let snapshot = gateway.current.load_full();
+        for r in snapshot.routes.routes() {
+            if let Some(l) = &r.rate_limit {
+                l.sweep();
+            }
         }
     }
 }

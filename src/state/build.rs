@@ -38,7 +38,13 @@ impl Snapshot {
         let (upstreams, upstream_ix) = compile_upstreams(file, telemetry, &registries.upstreams)?;
         let (token_issuers, issuer_ix) =
             compile_issuers(file, telemetry, &registries.jwks, &mut warnings)?;
-        let routes = compile_routes(file, &upstream_ix, &issuer_ix, &mut warnings)?;
+        let mut routes = compile_routes(file, &upstream_ix, &issuer_ix, &mut warnings)?;
+        for r in &mut routes {
+            r.rate_limit = r
+                .rate_limit_spec
+                .clone()
+                .map(|spec| registries.limits.resolve(&r.name, spec));
+        }
         let route_obs = routes
             .iter()
             .map(|r| RouteObs {

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::authn::identity::IdentityCache;
 use crate::authn::token::remote::JwksRegistry;
+use crate::limits::registry::LimitRegistry;
 use crate::telemetry::Telemetry;
 use crate::upstream::registry::UpstreamRegistry;
 
@@ -29,6 +30,8 @@ pub struct Registries {
     pub upstreams: UpstreamRegistry,
     /// Token issuers' keys fetched from URLs.
     pub jwks: JwksRegistry,
+    /// Routes' rate limiters and their counters.
+    pub limits: LimitRegistry,
 }
 
 /// State shared by the listeners: the current snapshot, metrics, readiness.

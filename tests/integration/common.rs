@@ -344,6 +344,8 @@ async fn admin_request(
 pub struct TlsClient {
     config: Arc<rustls::ClientConfig>,
     addr: SocketAddr,
+    /// Connect from this loopback address (127.0.0.2, …) instead of the default.
+    source: Option<std::net::IpAddr>,
 }
 
 /// A response read whole.
@@ -408,7 +410,14 @@ impl TlsClient {
         Self {
             config: Arc::new(config),
             addr,
+            source: None,
         }
+    }
+
+    /// The same client, connecting from `ip` (another loopback address).
+    pub fn with_source(mut self, ip: &str) -> Self {
+        self.source = Some(ip.parse().expect("source ip"));
+        self
     }
 
     /// The client's TLS config offering only `proto` by ALPN (for clients built on other crates).
@@ -425,9 +434,17 @@ impl TlsClient {
         &self,
         proto: &Proto,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| e.to_string())?;
+        let tcp = match self.source {
+            None => TcpStream::connect(self.addr).await,
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+                socket
+                    .bind(SocketAddr::new(ip, 0))
+                    .map_err(|e| e.to_string())?;
+                socket.connect(self.addr).await
+            }
+        }
+        .map_err(|e| e.to_string())?;
         let connector = tokio_rustls::TlsConnector::from(self.with_alpn(proto));
         let name = ServerName::try_from("localhost").expect("name");
         connector

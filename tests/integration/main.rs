@@ -14,5 +14,6 @@ mod paths;
 mod policy;
 mod pools;
 mod protocols;
+mod rate_limits;
 mod tls_auth;
 mod tokens;

@@ -165,6 +165,11 @@ impl Metrics {
         )
         .expect("static metric definition");
 
+        let rate_limited = counter_vec(
+            "certgate_rate_limited_total",
+            "Requests refused by a limit, by route and kind (rate).",
+            &["route", "kind"],
+        );
         let token_validations = counter_vec(
             "certgate_token_validations_total",
             "Access-token checks by issuer and result.",
@@ -177,7 +182,8 @@ impl Metrics {
         );
 
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 21] = [
+        let collectors: [Box<dyn Collector>; 22] = [
+            Box::new(rate_limited.clone()),
             Box::new(token_validations.clone()),
             Box::new(jwks_fetches.clone()),
             Box::new(upstream_retries.clone()),
@@ -215,6 +221,7 @@ impl Metrics {
             authz_decisions_total,
             received_bytes,
             sent_bytes,
+            rate_limited,
         };
         Self {
             registry,

@@ -58,6 +58,7 @@ pub(super) struct RouteFamilies {
     pub(super) authz_decisions_total: IntCounterVec,
     pub(super) received_bytes: IntCounterVec,
     pub(super) sent_bytes: IntCounterVec,
+    pub(super) rate_limited: IntCounterVec,
 }
 
 impl RouteFamilies {
@@ -75,6 +76,7 @@ impl RouteFamilies {
             }),
             bytes_in: self.received_bytes.with_label_values(&[name]),
             bytes_out: self.sent_bytes.with_label_values(&[name]),
+            rate_limited: self.rate_limited.with_label_values(&[name, "rate"]),
         }
     }
 }
@@ -89,9 +91,15 @@ pub struct RouteMetrics {
     decisions: [IntCounter; 4],
     bytes_in: IntCounter,
     bytes_out: IntCounter,
+    rate_limited: IntCounter,
 }
 
 impl RouteMetrics {
+    /// Counts a request the route's rate limit refused.
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
     pub fn decision(&self, v: Verdict) {
         let i = VERDICTS.iter().position(|x| *x == v).unwrap_or(0);
         self.decisions[i].inc();

@@ -1,0 +1,42 @@
+//! The raw abuse-control tables: a route's `rate_limit = {…}`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `rate_limit = { requests, per, burst, key }` on a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// Sustained rate: this many requests …
+    pub requests: u32,
+    /// … per this long.
+    #[serde(with = "humantime_serde")]
+    pub per: Duration,
+    /// Requests allowed at once after a quiet period; default `requests`.
+    pub burst: Option<u32>,
+    #[serde(default)]
+    pub key: LimitKeyKind,
+}
+
+/// What a limit counts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKeyKind {
+    /// The client certificate; the source IP for a client without one.
+    #[default]
+    Identity,
+    SourceIp,
+    /// One budget shared by every client of the route.
+    Route,
+}
+
+impl LimitKeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::SourceIp => "source_ip",
+            Self::Route => "route",
+        }
+    }
+}
