@@ -12,6 +12,7 @@ use super::path;
 use super::rules::Rule;
 use super::token::TokenRequirement;
 use super::{DecidedBy, Decision, RequestParts, Verdict};
+use crate::limits::quota::{Quota, QuotaSpec};
 use crate::limits::{RateLimit, RateLimitSpec};
 use std::sync::Arc;
 
@@ -39,6 +40,9 @@ pub struct Route {
     pub rate_limit_spec: Option<RateLimitSpec>,
     /// Attached from the limit registry when the snapshot is built.
     pub rate_limit: Option<Arc<RateLimit>>,
+    /// `quota`, validated; [`Route::quota`] is its live counters.
+    pub quota_spec: Option<QuotaSpec>,
+    pub quota: Option<Arc<Quota>>,
 }
 /// A route compile error: the key (relative to the route) and the problem.
 #[derive(Debug)]
@@ -158,6 +162,13 @@ impl Route {
                 .transpose()
                 .map_err(|(k, p)| err(k, p))?,
             rate_limit: None,
+            quota_spec: raw
+                .quota
+                .as_ref()
+                .map(QuotaSpec::compile)
+                .transpose()
+                .map_err(|(k, p)| err(k, p))?,
+            quota: None,
         })
     }
 

@@ -201,6 +201,19 @@ pub(super) fn explain(config: &Path, req: Request<'_>) -> ExitCode {
                     }
                 );
             }
+            if let Some(q) = &r.quota_spec {
+                println!(
+                    "limit     quota{}{} per {} window, counted per {}",
+                    q.requests
+                        .map(|n| format!(" {n} requests"))
+                        .unwrap_or_default(),
+                    q.bytes
+                        .map(|b| format!(" {} of responses", bytesize::ByteSize(b)))
+                        .unwrap_or_default(),
+                    humantime::format_duration(q.per),
+                    q.key.as_str()
+                );
+            }
         }
     }
     let mut token_ok = true;

@@ -252,7 +252,7 @@ pub fn summary(s: &Snapshot) -> String {
         );
         let _ = writeln!(
             o,
-            "route      {:<20} {} {}{} -> {} (allow {}, deny {}{}{}{})",
+            "route      {:<20} {} {}{} -> {} (allow {}, deny {}{}{}{}{})",
             r.name,
             methods,
             r.host().unwrap_or(""),
@@ -273,6 +273,20 @@ pub fn summary(s: &Snapshot) -> String {
                     humantime::format_duration(l.per),
                     l.burst,
                     l.key.as_str()
+                ))
+                .unwrap_or_default(),
+            r.quota_spec
+                .as_ref()
+                .map(|q| format!(
+                    ", quota{}{} per {} per {}",
+                    q.requests
+                        .map(|n| format!(" {n} requests"))
+                        .unwrap_or_default(),
+                    q.bytes
+                        .map(|b| format!(" {}", bytesize::ByteSize(b)))
+                        .unwrap_or_default(),
+                    humantime::format_duration(q.per),
+                    q.key.as_str()
                 ))
                 .unwrap_or_default(),
             r.token

@@ -1,4 +1,4 @@
-//! The raw abuse-control tables: a route's `rate_limit = {…}`.
+//! The raw abuse-control tables: a route's `rate_limit = {…}` and `quota = {…}`.
 
 use std::time::Duration;
 
@@ -39,4 +39,20 @@ impl LimitKeyKind {
             Self::Route => "route",
         }
     }
+}
+
+/// `quota = { requests, bytes, per, key }` on a route: a fixed-window budget per key, the
+/// bulk-extraction guard. At least one of `requests` and `bytes`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    /// Requests per window.
+    pub requests: Option<u64>,
+    /// Response body bytes (as sent to the client) per window.
+    pub bytes: Option<bytesize::ByteSize>,
+    /// The window; windows start at multiples of it since the Unix epoch.
+    #[serde(with = "humantime_serde")]
+    pub per: Duration,
+    #[serde(default)]
+    pub key: LimitKeyKind,
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::defaults::*;
-use super::limits::RawRateLimit;
+use super::limits::{RawQuota, RawRateLimit};
 use super::tokens::{RawRouteToken, RawTokenIssuer};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -371,6 +371,8 @@ pub struct RawRoute {
     pub token: Option<RawRouteToken>,
     /// Requests per identity, source IP or route (GCRA: smooth, with a burst).
     pub rate_limit: Option<RawRateLimit>,
+    /// Requests and response bytes per key per fixed window.
+    pub quota: Option<RawQuota>,
 }
 
 /// One allow/deny entry: every key present must match (AND).

@@ -88,8 +88,9 @@ pub enum RequestError {
     #[error("access token refused: {0}")]
     Token(TokenRefused),
     /// Over the route's rate limit.
-    #[error("rate limited; retry after {}s", crate::limits::retry_after_secs(*retry_after))]
+    #[error("{} limit reached; retry after {}s", kind.label(), crate::limits::retry_after_secs(*retry_after))]
     RateLimited {
+        kind: crate::limits::LimitKind,
         retry_after: Duration,
         policy: http::HeaderValue,
     },

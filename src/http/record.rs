@@ -19,6 +19,8 @@ use crate::authz::{DecidedBy, Verdict};
 use crate::http::conn::ConnContext;
 use crate::http::error::{RequestError, Side};
 use crate::http::headers::request_id;
+use crate::limits::LimitKind;
+use crate::limits::quota::Charge;
 use crate::state::snapshot::Snapshot;
 use crate::upstream::body::BodyMeter;
 use crate::upstream::pool::ResponseBody;
@@ -113,8 +115,10 @@ pub struct Exchange {
     pub(super) bytes_out: u64,
     /// The access token's check, on routes that need one.
     pub(super) token: Option<TokenRecord>,
-    /// The route's rate limit refused the request.
-    pub(super) limited: bool,
+    /// The limit that refused the request.
+    pub(super) limited: Option<LimitKind>,
+    /// What the request drew from the route's quota: the response's bytes are added to it.
+    pub(super) quota_charge: Option<Charge>,
     /// What the rate limit would still let through at once, when it let this one through.
     pub(super) limit_remaining: Option<u32>,
 }
@@ -192,7 +196,8 @@ impl Exchange {
             bytes_in: None,
             bytes_out: 0,
             token: None,
-            limited: false,
+            limited: None,
+            quota_charge: None,
             limit_remaining: None,
         }
     }
@@ -228,8 +233,11 @@ impl Exchange {
             }
         }
         metrics.finished(&self.method, self.status, elapsed, bytes_in, self.bytes_out);
-        if self.limited {
-            metrics.rate_limited();
+        if let Some(kind) = self.limited {
+            metrics.rate_limited(kind);
+        }
+        if let Some(c) = &self.quota_charge {
+            c.cell.add_bytes(c.window, self.bytes_out);
         }
 
         let route = self
@@ -276,7 +284,7 @@ impl Exchange {
             token_sub = token.and_then(|t| t.claim(|v| v.sub.as_ref())),
             token_client_id = token.and_then(|t| t.claim(|v| v.client_id.as_ref())),
             token_jti = token.and_then(|t| t.claim(|v| v.jti.as_ref())),
-            limit = self.limited.then_some("rate"),
+            limit = self.limited.map(LimitKind::label),
             limit_remaining = self.limit_remaining,
             "request"
         );

@@ -67,13 +67,14 @@ fn add_error_headers(e: &RequestError, h: &mut HeaderMap) {
         }
         // draft-ietf-httpapi-ratelimit-headers: the policy and what is left of it.
         RequestError::RateLimited {
+            kind,
             retry_after,
             policy,
         } => {
             let secs = crate::limits::retry_after_secs(*retry_after);
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             h.insert("ratelimit-policy", policy.clone());
-            if let Ok(v) = HeaderValue::from_str(&format!("\"rate\";r=0;t={secs}")) {
+            if let Ok(v) = HeaderValue::from_str(&format!("\"{}\";r=0;t={secs}", kind.label())) {
                 h.insert("ratelimit", v);
             }
         }

@@ -2,6 +2,7 @@
 //! identity, source IP or route. The limiters are live state ([`registry`]): a reload that
 //! leaves a route's limit as it was keeps its counters.
 
+pub mod quota;
 pub mod registry;
 
 use std::net::IpAddr;
@@ -15,6 +16,24 @@ use governor::{Quota, RateLimiter};
 use http::HeaderValue;
 
 use crate::config::{LimitKeyKind, RawRateLimit};
+
+/// Which limit refused a request: the `kind` label of `certgate_rate_limited_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Rate,
+    Quota,
+}
+
+impl LimitKind {
+    pub const ALL: [LimitKind; 2] = [Self::Rate, Self::Quota];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Rate => "rate",
+            Self::Quota => "quota",
+        }
+    }
+}
 
 /// What one request is counted against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

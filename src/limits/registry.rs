@@ -5,12 +5,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::quota::{Quota, QuotaSpec};
 use super::{RateLimit, RateLimitSpec};
 
 /// Locked only while a snapshot is built or swapped in, never on the request path.
 #[derive(Default)]
 pub struct LimitRegistry {
     live: Mutex<HashMap<String, Arc<RateLimit>>>,
+    quotas: Mutex<HashMap<String, Arc<Quota>>>,
 }
 
 impl LimitRegistry {
@@ -21,6 +23,22 @@ impl LimitRegistry {
             Some(l) if l.spec == spec => l.clone(),
             _ => Arc::new(RateLimit::new(spec)),
         }
+    }
+
+    /// The quota of route `route` for `spec`: the live one (with its counters) when unchanged.
+    pub fn resolve_quota(&self, route: &str, spec: QuotaSpec) -> Arc<Quota> {
+        let live = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        match live.get(route) {
+            Some(q) if q.spec == spec => q.clone(),
+            _ => Arc::new(Quota::new(spec)),
+        }
+    }
+
+    /// Makes `quotas` (route name, quota) the registered set.
+    pub fn adopt_quotas<'a>(&self, quotas: impl Iterator<Item = (&'a str, &'a Arc<Quota>)>) {
+        let mut live = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        live.clear();
+        live.extend(quotas.map(|(n, q)| (n.to_string(), q.clone())));
     }
 
     /// Makes `limits` (route name, limiter; those of the snapshot going live) the registered set.

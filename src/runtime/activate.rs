@@ -35,6 +35,12 @@ pub fn activate(gateway: &Gateway, new: Arc<Snapshot>) {
             .iter()
             .filter_map(|r| r.rate_limit.as_ref().map(|l| (r.name.as_str(), l))),
     );
+    gateway.registries.limits.adopt_quotas(
+        new.routes
+            .routes()
+            .iter()
+            .filter_map(|r| r.quota.as_ref().map(|q| (r.name.as_str(), q))),
+    );
     crate::authn::token::remote::spawn_background(new.remote_jwks());
     let generation = new.generation;
     gateway.current.store(new);

@@ -44,6 +44,10 @@ impl Snapshot {
                 .rate_limit_spec
                 .clone()
                 .map(|spec| registries.limits.resolve(&r.name, spec));
+            r.quota = r
+                .quota_spec
+                .clone()
+                .map(|spec| registries.limits.resolve_quota(&r.name, spec));
         }
         let route_obs = routes
             .iter()

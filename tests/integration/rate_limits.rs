@@ -230,3 +230,91 @@ fn check_refuses_malformed_limits_and_shows_good_ones() {
         );
     }
 }
+
+#[tokio::test]
+async fn quotas_in_bytes_and_requests_the_crossing_response_completes() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    pki.client(&pki.root, "a", workload("a"));
+    pki.client(&pki.root, "b", workload("b"));
+    let body = format!(
+        r#"{}{}
+[[routes]]
+name = "bulk"
+path_prefix = "/download"
+upstream = "up"
+allow = [{{ any = true }}]
+quota = {{ bytes = "100KiB", per = "1h" }}
+
+[[routes]]
+name = "counted"
+path_prefix = "/"
+upstream = "up"
+allow = [{{ any = true }}]
+quota = {{ requests = 2, per = "1h", key = "identity" }}
+"#,
+        client_auth("require", ""),
+        upstream_section("up", &up.url(), ""),
+    );
+    let gw = Gateway::start(&pki, &body).await;
+    let a = TlsClient::new(&pki, gw.addr, Some("a"));
+    let b = TlsClient::new(&pki, gw.addr, Some("b"));
+    // 64 KiB, then 64 KiB more crosses 100 KiB and still arrives whole; then refused.
+    let first = status(&a, "/download/1").await;
+    assert_eq!((first.status.as_u16(), first.body.len()), (200, 65536));
+    let crossing = status(&a, "/download/1").await;
+    assert_eq!(
+        (crossing.status.as_u16(), crossing.body.len()),
+        (200, 65536),
+        "not cut"
+    );
+    let r = status(&a, "/download/1").await;
+    assert_eq!(r.status, 429);
+    let retry: u64 = r
+        .headers
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=3600).contains(&retry),
+        "until the window ends: {retry}"
+    );
+    assert_eq!(
+        r.headers.get("ratelimit-policy").unwrap(),
+        "\"quota\";q=102400;w=3600"
+    );
+    assert!(
+        r.headers
+            .get("ratelimit")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("\"quota\";r=0;t=")
+    );
+    assert_eq!(
+        status(&b, "/download/1").await.status,
+        200,
+        "b has its own quota"
+    );
+
+    assert_eq!(status(&a, "/x").await.status, 200);
+    assert_eq!(status(&a, "/y").await.status, 200);
+    assert_eq!(status(&a, "/z").await.status, 429, "2 requests per hour");
+    gw.assert_metric(
+        "certgate_rate_limited_total{kind=\"quota\",route=\"bulk\"}",
+        1.0,
+    )
+    .await;
+    gw.assert_metric(
+        "certgate_rate_limited_total{kind=\"quota\",route=\"counted\"}",
+        1.0,
+    )
+    .await;
+    let pki_config = pki.path("certgate.toml");
+    let (code, out, _) = run_cli(&["check", "--config", pki_config.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("quota 100.0 KiB per 1h per identity"), "{out}");
+}

@@ -8,6 +8,7 @@ use http::{Method, StatusCode};
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec};
 
 use crate::authz::Verdict;
+use crate::limits::LimitKind;
 
 /// Bounded `method` label: the standard methods, everything else `OTHER`.
 const METHODS: [&str; 10] = [
@@ -76,7 +77,8 @@ impl RouteFamilies {
             }),
             bytes_in: self.received_bytes.with_label_values(&[name]),
             bytes_out: self.sent_bytes.with_label_values(&[name]),
-            rate_limited: self.rate_limited.with_label_values(&[name, "rate"]),
+            rate_limited: LimitKind::ALL
+                .map(|k| self.rate_limited.with_label_values(&[name, k.label()])),
         }
     }
 }
@@ -91,13 +93,15 @@ pub struct RouteMetrics {
     decisions: [IntCounter; 4],
     bytes_in: IntCounter,
     bytes_out: IntCounter,
-    rate_limited: IntCounter,
+    /// By [`LimitKind::ALL`].
+    rate_limited: [IntCounter; 2],
 }
 
 impl RouteMetrics {
-    /// Counts a request the route's rate limit refused.
-    pub fn rate_limited(&self) {
-        self.rate_limited.inc();
+    /// Counts a request a limit of the route refused.
+    pub fn rate_limited(&self, kind: LimitKind) {
+        let i = LimitKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.rate_limited[i].inc();
     }
 
     pub fn decision(&self, v: Verdict) {
