@@ -7,7 +7,7 @@ mod routes;
 mod rules;
 pub mod token;
 
-pub use routes::{Route, RouteError, RouteTable};
+pub use routes::{Route, RouteError, RouteTable, Shadow};
 pub use rules::Rule;
 pub use token::TokenRequirement;
 
@@ -64,6 +64,8 @@ pub enum Verdict {
     Unauthenticated,
     /// No route matches (404).
     NoRoute,
+    /// An audit route: the policy refuses the request, which is forwarded anyway.
+    WouldDeny,
 }
 
 impl Verdict {
@@ -74,6 +76,7 @@ impl Verdict {
             Self::Deny => "deny",
             Self::Unauthenticated => "unauthenticated",
             Self::NoRoute => "no_route",
+            Self::WouldDeny => "would_deny",
         }
     }
 }

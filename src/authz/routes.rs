@@ -43,6 +43,31 @@ pub struct Route {
     /// `quota`, validated; [`Route::quota`] is its live counters.
     pub quota_spec: Option<QuotaSpec>,
     pub quota: Option<Arc<Quota>>,
+    /// `enforcement = "audit"`: refusals are logged and counted, the request forwarded.
+    pub audit: bool,
+    /// A candidate policy, evaluated and recorded only.
+    pub shadow: Option<Shadow>,
+}
+
+/// A route's `shadow` policy: allow and deny entries, evaluated like the real ones.
+#[derive(Debug)]
+pub struct Shadow {
+    pub allow: Vec<Rule>,
+    pub deny: Vec<Rule>,
+}
+
+impl Shadow {
+    /// The candidate policy's verdict: deny entries first, then allow; no certificate allows
+    /// only where the route allows unauthenticated clients.
+    pub fn decide(&self, identity: Option<&ClientIdentity>, allow_unauthenticated: bool) -> bool {
+        match identity {
+            None => allow_unauthenticated,
+            Some(id) => {
+                !self.deny.iter().any(|r| r.matches(id))
+                    && (self.allow.iter().any(|r| r.matches(id)) || allow_unauthenticated)
+            }
+        }
+    }
 }
 /// A route compile error: the key (relative to the route) and the problem.
 #[derive(Debug)]
@@ -169,6 +194,14 @@ impl Route {
                 .transpose()
                 .map_err(|(k, p)| err(k, p))?,
             quota: None,
+            audit: raw.enforcement == crate::config::Enforcement::Audit,
+            shadow: match &raw.shadow {
+                None => None,
+                Some(s) => Some(Shadow {
+                    allow: compile_list("shadow.allow", &s.allow)?,
+                    deny: compile_list("shadow.deny", &s.deny)?,
+                }),
+            },
         })
     }
 

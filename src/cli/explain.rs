@@ -174,17 +174,27 @@ pub(super) fn explain(config: &Path, req: Request<'_>) -> ExitCode {
                 certgate::authz::DecidedBy::Deny(i) => r.deny.get(i).map(|x| x.text.as_str()),
                 _ => None,
             };
-            let status = match d.verdict {
-                Verdict::Allow => "allowed",
-                Verdict::Deny => "denied -> 403",
-                Verdict::Unauthenticated => "no certificate -> 401",
-                Verdict::NoRoute => "-> 404",
+            let status = match (d.verdict, r.audit) {
+                (Verdict::Allow, _) => "allowed",
+                (Verdict::Deny | Verdict::Unauthenticated | Verdict::WouldDeny, true) => {
+                    "would be refused; audit route: logged as would_deny and forwarded"
+                }
+                (Verdict::Deny, false) => "denied -> 403",
+                (Verdict::Unauthenticated, false) => "no certificate -> 401",
+                (Verdict::NoRoute, _) | (Verdict::WouldDeny, false) => "-> 404",
             };
             println!(
                 "decision  {status} by {}{}",
                 d.decided_by,
                 rule_text.map(|t| format!(" {t}")).unwrap_or_default()
             );
+            if let Some(s) = &r.shadow {
+                let allow = s.decide(identity.as_ref(), r.allow_unauthenticated);
+                println!(
+                    "shadow    the candidate policy would {} (recorded, never enforced)",
+                    if allow { "allow" } else { "deny" }
+                );
+            }
             if let Some(l) = &r.rate_limit_spec {
                 println!(
                     "limit     rate {} per {}, burst {}, counted per {}{}",

@@ -373,6 +373,30 @@ pub struct RawRoute {
     pub rate_limit: Option<RawRateLimit>,
     /// Requests and response bytes per key per fixed window.
     pub quota: Option<RawQuota>,
+    /// `audit`: every refusal of policy, token and limits is logged and counted as
+    /// `would_deny` / `would_limit`, and the request is forwarded.
+    #[serde(default)]
+    pub enforcement: Enforcement,
+    /// A candidate policy evaluated beside the real one, logged and counted, never enforced.
+    pub shadow: Option<RawShadow>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+/// `shadow = { allow = [...], deny = [...] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShadow {
+    #[serde(default)]
+    pub allow: Vec<RawMatcher>,
+    #[serde(default)]
+    pub deny: Vec<RawMatcher>,
 }
 
 /// One allow/deny entry: every key present must match (AND).

@@ -68,6 +68,12 @@ pub(super) fn check_token<B>(
         Err(r) => {
             issuer.count(Err(r.failure));
             x.token = Some(TokenRecord::refused(need.issuer, r.failure, r.token));
+            if route.audit {
+                // Forwarded without any x-token-* header: nothing about the token is vouched for.
+                x.would.get_or_insert("token");
+                x.verdict = Some(crate::authz::Verdict::WouldDeny);
+                return Ok(None);
+            }
             Err(refusal(need, r.failure))
         }
     }

@@ -217,13 +217,23 @@ fn authorize<'s>(
     if without_params.is_some() && decision.route.is_some_and(|r| !r.allow_path_params) {
         return Err(Malformed::PathParams.into());
     }
-    x.verdict = Some(decision.verdict);
+    let mut verdict = decision.verdict;
+    if let Some(r) = decision.route {
+        if let Some(shadow) = &r.shadow {
+            x.shadow = Some(shadow.decide(ctx.identity.as_deref(), r.allow_unauthenticated));
+        }
+        if r.audit && matches!(verdict, Verdict::Deny | Verdict::Unauthenticated) {
+            verdict = Verdict::WouldDeny;
+            x.would.get_or_insert("policy");
+        }
+    }
+    x.verdict = Some(verdict);
     x.decided_by = Some(decision.decided_by);
-    match (decision.verdict, decision.route) {
-        (Verdict::Allow, Some(r)) => Ok(r),
+    match (verdict, decision.route) {
+        (Verdict::Allow | Verdict::WouldDeny, Some(r)) => Ok(r),
         (Verdict::Unauthenticated, _) => Err(RequestError::Unauthenticated),
         (Verdict::Deny, _) => Err(RequestError::Forbidden),
-        (Verdict::Allow | Verdict::NoRoute, _) => {
+        (Verdict::Allow | Verdict::NoRoute | Verdict::WouldDeny, _) => {
             if without_params.is_some() {
                 // No route takes it: say why the path is refused rather than "not found".
                 return Err(Malformed::PathParams.into());
@@ -234,28 +244,28 @@ fn authorize<'s>(
 }
 
 /// Phase: the route's rate limit, then its quota, after authentication and authorisation,
-/// before anything goes upstream.
+/// before anything goes upstream. On an audit route a refusal is recorded and the request goes
+/// on.
 fn check_limits(ctx: &ConnContext, route: &Route, x: &mut Exchange) -> Result<(), RequestError> {
     let leaf = ctx.identity.as_deref().map(|i| &i.sha256);
     let ip = ctx.peer.ip();
-    let refused = |x: &mut Exchange, kind, retry_after, policy: &HeaderValue| {
-        x.limited = Some(kind);
-        RequestError::RateLimited {
+    let refused = |x: &mut Exchange, kind: LimitKind, retry_after, policy: &HeaderValue| {
+        x.limited = Some((kind, route.audit));
+        if route.audit {
+            x.would.get_or_insert(kind.label());
+            return Ok(());
+        }
+        Err(RequestError::RateLimited {
             kind,
             retry_after,
             policy: policy.clone(),
-        }
+        })
     };
     if let Some(limit) = &route.rate_limit {
         match limit.check(&LimitKey::of(limit.spec.key, leaf, ip)) {
             Outcome::Allowed { remaining } => x.limit_remaining = Some(remaining),
             Outcome::Limited { retry_after } => {
-                return Err(refused(
-                    x,
-                    LimitKind::Rate,
-                    retry_after,
-                    &limit.policy_header,
-                ));
+                refused(x, LimitKind::Rate, retry_after, &limit.policy_header)?;
             }
         }
     }
@@ -267,12 +277,7 @@ fn check_limits(ctx: &ConnContext, route: &Route, x: &mut Exchange) -> Result<()
                 x.quota_charge = charge;
             }
             (Outcome::Limited { retry_after }, _) => {
-                return Err(refused(
-                    x,
-                    LimitKind::Quota,
-                    retry_after,
-                    &quota.policy_header,
-                ));
+                refused(x, LimitKind::Quota, retry_after, &quota.policy_header)?;
             }
         }
     }

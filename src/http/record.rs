@@ -115,8 +115,13 @@ pub struct Exchange {
     pub(super) bytes_out: u64,
     /// The access token's check, on routes that need one.
     pub(super) token: Option<TokenRecord>,
-    /// The limit that refused the request.
-    pub(super) limited: Option<LimitKind>,
+    /// The limit that refused the request, and whether only in audit (forwarded anyway).
+    pub(super) limited: Option<(LimitKind, bool)>,
+    /// On an audit route: what would have refused the request (`policy`, `token`, `rate`,
+    /// `quota`), the first such check.
+    pub(super) would: Option<&'static str>,
+    /// The route's shadow policy: true = it would allow.
+    pub(super) shadow: Option<bool>,
     /// What the request drew from the route's quota: the response's bytes are added to it.
     pub(super) quota_charge: Option<Charge>,
     /// What the rate limit would still let through at once, when it let this one through.
@@ -197,6 +202,8 @@ impl Exchange {
             bytes_out: 0,
             token: None,
             limited: None,
+            would: None,
+            shadow: None,
             quota_charge: None,
             limit_remaining: None,
         }
@@ -233,8 +240,11 @@ impl Exchange {
             }
         }
         metrics.finished(&self.method, self.status, elapsed, bytes_in, self.bytes_out);
-        if let Some(kind) = self.limited {
-            metrics.rate_limited(kind);
+        if let Some((kind, audit)) = self.limited {
+            metrics.rate_limited(kind, audit);
+        }
+        if let Some(allow) = self.shadow {
+            metrics.shadow_decision(allow);
         }
         if let Some(c) = &self.quota_charge {
             c.cell.add_bytes(c.window, self.bytes_out);
@@ -284,7 +294,9 @@ impl Exchange {
             token_sub = token.and_then(|t| t.claim(|v| v.sub.as_ref())),
             token_client_id = token.and_then(|t| t.claim(|v| v.client_id.as_ref())),
             token_jti = token.and_then(|t| t.claim(|v| v.jti.as_ref())),
-            limit = self.limited.map(LimitKind::label),
+            limit = self.limited.map(|(k, _)| k.label()),
+            would = self.would,
+            shadow_decision = self.shadow.map(|a| if a { "allow" } else { "deny" }),
             limit_remaining = self.limit_remaining,
             "request"
         );

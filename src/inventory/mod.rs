@@ -81,7 +81,7 @@ impl Entry {
         self.last_seen.fetch_max(now, Ordering::Relaxed);
         let (count, routes) = match verdict {
             Verdict::Allow => (&self.allowed, &self.routes_allowed),
-            Verdict::Deny => (&self.denied, &self.routes_refused),
+            Verdict::Deny | Verdict::WouldDeny => (&self.denied, &self.routes_refused),
             Verdict::Unauthenticated | Verdict::NoRoute => return,
         };
         count.fetch_add(1, Ordering::Relaxed);

@@ -318,3 +318,83 @@ quota = {{ requests = 2, per = "1h", key = "identity" }}
     assert_eq!(code, 0);
     assert!(out.contains("quota 100.0 KiB per 1h per identity"), "{out}");
 }
+
+#[tokio::test]
+async fn audit_routes_forward_what_enforce_refuses_and_shadow_policies_are_only_recorded() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    pki.client(&pki.root, "reader", workload("reader"));
+    pki.client(&pki.root, "stranger", workload("stranger"));
+    let body = format!(
+        r#"{}{}
+[[routes]]
+name = "audited"
+path_prefix = "/audited"
+upstream = "up"
+enforcement = "audit"
+allow = [{{ uri = "{}" }}]
+rate_limit = {{ requests = 1, per = "1h", burst = 1 }}
+shadow = {{ allow = [{{ uri = "{}" }}] }}
+
+[[routes]]
+name = "enforced"
+path_prefix = "/"
+upstream = "up"
+allow = [{{ uri = "{}" }}]
+shadow = {{ deny = [{{ uri = "{}" }}], allow = [{{ any = true }}] }}
+"#,
+        client_auth("require", ""),
+        upstream_section("up", &up.url(), ""),
+        spiffe("reader"),
+        spiffe("stranger"),
+        spiffe("reader"),
+        spiffe("reader"),
+    );
+    let gw = Gateway::start(&pki, &body).await;
+    let reader = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let stranger = TlsClient::new(&pki, gw.addr, Some("stranger"));
+    // The stranger is not allowed on the audit route: forwarded, counted as would_deny.
+    assert_eq!(status(&stranger, "/audited/1").await.status, 200);
+    // Over the rate limit on the audit route: forwarded, counted as would_rate.
+    assert_eq!(status(&reader, "/audited/2").await.status, 200);
+    assert_eq!(status(&reader, "/audited/3").await.status, 200);
+    assert_eq!(up.seen().len(), 3, "every request went upstream");
+    gw.assert_metric(
+        "certgate_authz_decisions_total{decision=\"would_deny\",route=\"audited\"}",
+        1.0,
+    )
+    .await;
+    gw.assert_metric(
+        "certgate_rate_limited_total{kind=\"would_rate\",route=\"audited\"}",
+        1.0,
+    )
+    .await;
+    // Malformed requests are refused even on audit routes.
+    let raw = raw_exchange(
+        &stranger,
+        b"GET /audited/%2e%2e/%2f HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&raw), 400, "{raw}");
+
+    // Shadow: the enforced route's candidate policy denies reader and allows the stranger,
+    // while the real policy does the opposite; only the real one is enforced.
+    assert_eq!(status(&reader, "/x").await.status, 200);
+    assert_eq!(status(&stranger, "/x").await.status, 403);
+    gw.assert_metric(
+        "certgate_shadow_decisions_total{decision=\"deny\",route=\"enforced\"}",
+        1.0,
+    )
+    .await;
+    gw.assert_metric(
+        "certgate_shadow_decisions_total{decision=\"allow\",route=\"enforced\"}",
+        1.0,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = gw.logs();
+    assert!(logs.contains("\"would\":\"policy\""), "{logs}");
+    assert!(logs.contains("\"would\":\"rate\""));
+    assert!(logs.contains("\"decision\":\"would_deny\""));
+    assert!(logs.contains("\"shadow_decision\":\"deny\""));
+}

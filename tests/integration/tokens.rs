@@ -855,3 +855,34 @@ async fn a_reload_that_brings_a_jwks_url_fetches_it_before_going_live() {
     );
     assert_eq!(idp.hits(), 1);
 }
+
+#[tokio::test]
+async fn an_audit_route_forwards_a_request_whose_token_is_refused_without_token_headers() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    pki.client(&pki.root, "ledger", workload("ledger"));
+    let key = SigningKey::generate(Algorithm::ES256, "k1");
+    pki.write("jwks.json", &jwks(&[&key]));
+    let body = config(&up.url(), "").replace(
+        "name = \"fwd\"\n",
+        "name = \"fwd\"\nenforcement = \"audit\"\n",
+    );
+    let gw = Gateway::start(&pki, &body).await;
+    let client = TlsClient::new(&pki, gw.addr, Some("ledger"));
+    let r = call(&client, "/fwd", &[], &[("x-token-subject", "admin")]).await;
+    assert_eq!(r.status, 200, "audit: forwarded");
+    let seen = up.seen();
+    assert!(seen[0].headers.get("x-token-subject").is_none());
+    gw.assert_metric(
+        "certgate_token_validations_total{issuer=\"corp\",result=\"missing\"}",
+        1.0,
+    )
+    .await;
+    gw.assert_metric(
+        "certgate_authz_decisions_total{decision=\"would_deny\",route=\"fwd\"}",
+        1.0,
+    )
+    .await;
+    // The enforced route still refuses.
+    assert_eq!(call(&client, "/pay", &[], &[]).await.status, 401);
+}

@@ -167,8 +167,13 @@ impl Metrics {
 
         let rate_limited = counter_vec(
             "certgate_rate_limited_total",
-            "Requests refused by a limit, by route and kind (rate).",
+            "Requests refused by a limit, by route and kind (rate, quota; would_rate, would_quota on audit routes).",
             &["route", "kind"],
+        );
+        let shadow_decisions = counter_vec(
+            "certgate_shadow_decisions_total",
+            "Decisions of routes' shadow (candidate) policies, never enforced, by route and decision.",
+            &["route", "decision"],
         );
         let token_validations = counter_vec(
             "certgate_token_validations_total",
@@ -182,7 +187,8 @@ impl Metrics {
         );
 
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 22] = [
+        let collectors: [Box<dyn Collector>; 23] = [
+            Box::new(shadow_decisions.clone()),
             Box::new(rate_limited.clone()),
             Box::new(token_validations.clone()),
             Box::new(jwks_fetches.clone()),
@@ -222,6 +228,7 @@ impl Metrics {
             received_bytes,
             sent_bytes,
             rate_limited,
+            shadow_decisions,
         };
         Self {
             registry,

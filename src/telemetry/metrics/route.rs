@@ -45,9 +45,10 @@ fn code_index(code: u16) -> Option<usize> {
     CACHED_CODES.iter().position(|c| *c == code)
 }
 
-const VERDICTS: [Verdict; 4] = [
+const VERDICTS: [Verdict; 5] = [
     Verdict::Allow,
     Verdict::Deny,
+    Verdict::WouldDeny,
     Verdict::Unauthenticated,
     Verdict::NoRoute,
 ];
@@ -60,6 +61,7 @@ pub(super) struct RouteFamilies {
     pub(super) received_bytes: IntCounterVec,
     pub(super) sent_bytes: IntCounterVec,
     pub(super) rate_limited: IntCounterVec,
+    pub(super) shadow_decisions: IntCounterVec,
 }
 
 impl RouteFamilies {
@@ -77,8 +79,14 @@ impl RouteFamilies {
             }),
             bytes_in: self.received_bytes.with_label_values(&[name]),
             bytes_out: self.sent_bytes.with_label_values(&[name]),
-            rate_limited: LimitKind::ALL
-                .map(|k| self.rate_limited.with_label_values(&[name, k.label()])),
+            rate_limited: [
+                LimitKind::Rate.label(),
+                LimitKind::Quota.label(),
+                "would_rate",
+                "would_quota",
+            ]
+            .map(|k| self.rate_limited.with_label_values(&[name, k])),
+            shadow: ["allow", "deny"].map(|d| self.shadow_decisions.with_label_values(&[name, d])),
         }
     }
 }
@@ -90,18 +98,25 @@ pub struct RouteMetrics {
     /// `METHODS × CACHED_CODES` counters, created on first use.
     requests: Box<[OnceLock<IntCounter>]>,
     duration: Histogram,
-    decisions: [IntCounter; 4],
+    decisions: [IntCounter; 5],
     bytes_in: IntCounter,
     bytes_out: IntCounter,
-    /// By [`LimitKind::ALL`].
-    rate_limited: [IntCounter; 2],
+    /// By [`LimitKind::ALL`], enforced then audited (`would_…`).
+    rate_limited: [IntCounter; 4],
+    /// `shadow_decisions_total{decision=allow|deny}`.
+    shadow: [IntCounter; 2],
 }
 
 impl RouteMetrics {
-    /// Counts a request a limit of the route refused.
-    pub fn rate_limited(&self, kind: LimitKind) {
+    /// Counts a request a limit of the route refused (or, `audit`, would have refused).
+    pub fn rate_limited(&self, kind: LimitKind, audit: bool) {
         let i = LimitKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.rate_limited[i].inc();
+        self.rate_limited[i + if audit { 2 } else { 0 }].inc();
+    }
+
+    /// Counts a shadow policy's decision.
+    pub fn shadow_decision(&self, allow: bool) {
+        self.shadow[usize::from(!allow)].inc();
     }
 
     pub fn decision(&self, v: Verdict) {
