@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per request under callgrind: certgate with and without a bound token (see
-# BENCHMARKS.md, issue 13). Needs valgrind, oha, openssl, curl; run after a release build of
+# BENCHMARKS.md, issue 13), and with a per-identity rate limit that never triggers (issue 14). Needs valgrind, oha, openssl, curl; run after a release build of
 # the binary and the `certgate-bench` example. Writes into /tmp/cg.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -35,6 +35,12 @@ issuer = "https://idp.bench"
 audiences = ["https://api.bench"]
 jwks = "jwks.json"
 [[routes]]
+name = "limited"
+path_prefix = "/rl"
+upstream = "app"
+allow = [{ uri = "spiffe://bench/loadgen" }]
+rate_limit = { requests = 10000000, per = "1s", key = "identity" }
+[[routes]]
 name = "token"
 path_prefix = "/tok"
 upstream = "app"
@@ -64,6 +70,8 @@ run -c 4 -H "Authorization: Bearer $TOKEN" https://localhost:19543/tok
 phase h1-plain -c 4 https://localhost:19543/bench
 phase h1-token -c 4 -H "Authorization: Bearer $TOKEN" https://localhost:19543/tok
 phase h1-header -c 4 -H "Authorization: Bearer $TOKEN" https://localhost:19543/bench
+phase h1-ratelimit -c 4 https://localhost:19543/rl
+phase h1-plain-again -c 4 https://localhost:19543/bench
 phase h2-plain -c 4 -p 8 --http2 https://localhost:19543/bench
 phase h2-token -c 4 -p 8 --http2 -H "Authorization: Bearer $TOKEN" https://localhost:19543/tok
 phase h2-header -c 4 -p 8 --http2 -H "Authorization: Bearer $TOKEN" https://localhost:19543/bench
