@@ -5,10 +5,12 @@ pub mod authority;
 pub mod path;
 mod routes;
 mod rules;
+mod shadow;
 pub mod token;
 
-pub use routes::{Route, RouteError, RouteTable, Shadow};
+pub use routes::{Route, RouteError, RouteTable};
 pub use rules::Rule;
+pub use shadow::Shadow;
 pub use token::TokenRequirement;
 
 use std::fmt;

@@ -10,6 +10,7 @@ use crate::config::{RawMatcher, RawRoute};
 
 use super::path;
 use super::rules::Rule;
+use super::shadow::Shadow;
 use super::token::TokenRequirement;
 use super::{DecidedBy, Decision, RequestParts, Verdict};
 use crate::limits::quota::{Quota, QuotaSpec};
@@ -49,26 +50,6 @@ pub struct Route {
     pub shadow: Option<Shadow>,
 }
 
-/// A route's `shadow` policy: allow and deny entries, evaluated like the real ones.
-#[derive(Debug)]
-pub struct Shadow {
-    pub allow: Vec<Rule>,
-    pub deny: Vec<Rule>,
-}
-
-impl Shadow {
-    /// The candidate policy's verdict: deny entries first, then allow; no certificate allows
-    /// only where the route allows unauthenticated clients.
-    pub fn decide(&self, identity: Option<&ClientIdentity>, allow_unauthenticated: bool) -> bool {
-        match identity {
-            None => allow_unauthenticated,
-            Some(id) => {
-                !self.deny.iter().any(|r| r.matches(id))
-                    && (self.allow.iter().any(|r| r.matches(id)) || allow_unauthenticated)
-            }
-        }
-    }
-}
 /// A route compile error: the key (relative to the route) and the problem.
 #[derive(Debug)]
 pub struct RouteError {

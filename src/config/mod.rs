@@ -7,10 +7,12 @@
 mod defaults;
 mod limits;
 mod raw;
+mod routes;
 mod tokens;
 
 pub use limits::*;
 pub use raw::*;
+pub use routes::*;
 pub use tokens::*;
 
 use std::path::{Path, PathBuf};

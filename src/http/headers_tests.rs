@@ -1,0 +1,152 @@
+//! Unit tests of the header rewriting.
+use super::*;
+
+#[test]
+fn request_ids_are_kept_only_when_well_formed() {
+    let mut h = HeaderMap::new();
+    h.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123_x.y"));
+    assert_eq!(request_id(&h), "abc-123_x.y");
+    h.insert(&X_REQUEST_ID, HeaderValue::from_static("bad id\"<>"));
+    let generated = request_id(&h);
+    assert_eq!(generated.len(), 32);
+    assert!(generated.as_bytes().iter().all(u8::is_ascii_hexdigit));
+    assert_ne!(generated, request_id(&HeaderMap::new()));
+    let mut out = [0u8; 16];
+    hex_u64(0x0123_4567_89ab_cdef, &mut out);
+    assert_eq!(&out, b"0123456789abcdef");
+}
+
+#[test]
+fn hop_by_hop_and_connection_named_headers_are_stripped() {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONNECTION,
+        HeaderValue::from_static("close, x-secret-hop"),
+    );
+    h.insert("x-secret-hop", HeaderValue::from_static("1"));
+    h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(
+        "http2-settings",
+        HeaderValue::from_static("AAMAAABkAAQAoAAAAAIAAAAA"),
+    );
+    h.insert("x-kept", HeaderValue::from_static("1"));
+    strip_hop_by_hop(&mut h);
+    assert_eq!(h.len(), 1);
+    assert!(h.contains_key("x-kept"));
+}
+
+#[test]
+fn screened_families() {
+    for n in [
+        "x-forwarded-client-cert",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-ssl-cert",
+        "x-ssl-client-s-dn",
+        "x-client-s-dn",
+        "x-client-cert",
+        "x-arr-clientcert",
+        "x-amzn-mtls-clientcert",
+        "x-amzn-mtls-clientcert-leaf",
+        "x-remote-user",
+        "x-spiffe-id",
+        "x-real-ip",
+        "x-certgate-identity",
+        "x-token-subject",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "client-cert",
+        "client-cert-chain",
+        "forwarded",
+        "ssl-client-cert",
+        "remote-user",
+        "x_forwarded_client_cert",
+        "user_agent",
+    ] {
+        assert!(is_screened(&HeaderName::from_static(n)), "{n}");
+    }
+    for n in [
+        "authorization",
+        "x-request-id",
+        "user-agent",
+        "traceparent",
+        "content-type",
+        "x-api-version",
+        "forwarded-secret-ish",
+    ] {
+        assert!(!is_screened(&HeaderName::from_static(n)), "{n}");
+    }
+}
+
+#[test]
+fn xfcc_in_envoy_syntax() {
+    use certgate_testpki::{Ca, LeafSpec};
+    let ca = Ca::root("Test Root").unwrap();
+    let leaf = ca
+        .issue(&LeafSpec {
+            cn: "billing, reader".into(),
+            o: Some("Example".into()),
+            ou: Some("finance".into()),
+            uris: vec!["spiffe://example.org/ns/billing/sa/reader".into()],
+            dns: vec!["reader.example.org".into()],
+            ..LeafSpec::client("x")
+        })
+        .unwrap();
+    let id = ClientIdentity::from_der(&leaf.der).unwrap();
+    let expect_hash = &id.sha256_hex;
+    assert_eq!(
+        xfcc(&id).to_str().unwrap(),
+        format!(
+            "Hash={expect_hash};Subject=\"CN=billing\\\\, reader,OU=finance,O=Example\";\
+             URI=spiffe://example.org/ns/billing/sa/reader;DNS=reader.example.org"
+        )
+    );
+}
+
+#[test]
+fn forwarding_sets_host_and_drops_operator_names() {
+    let mut h = HeaderMap::new();
+    h.insert(header::HOST, HeaderValue::from_static("B.example:1"));
+    h.insert("x-internal-user", HeaderValue::from_static("root"));
+    h.insert("x-kept", HeaderValue::from_static("1"));
+    h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+    h.insert("x-token-subject", HeaderValue::from_static("spoofed"));
+    let authority = HeaderValue::from_static("a.example");
+    let strip = [HeaderName::from_static("x-internal-user")];
+    let token = TokenHeaders {
+        subject: Some(HeaderValue::from_static("svc")),
+        client_id: None,
+        scope: Some(HeaderValue::from_static("a b")),
+    };
+    let forward = |h: &mut HeaderMap, token, keep_authorization| {
+        forwarding_headers(
+            h,
+            &Forwarding {
+                xfcc: None,
+                peer_ip: &HeaderValue::from_static("127.0.0.1"),
+                request_id: &HeaderValue::from_static("id"),
+                authority: &authority,
+                upgrade: None,
+                strip: &strip,
+                token,
+                keep_authorization,
+            },
+        )
+    };
+    let mut kept = h.clone();
+    forward(&mut kept, None, true);
+    assert_eq!(kept.get(header::HOST).unwrap(), "a.example");
+    assert!(kept.get("x-internal-user").is_none());
+    assert_eq!(kept.get("x-kept").unwrap(), "1");
+    assert_eq!(kept.get(header::AUTHORIZATION).unwrap(), "Bearer t");
+    assert!(kept.get("x-token-subject").is_none());
+
+    forward(&mut h, Some(&token), false);
+    assert!(h.get(header::AUTHORIZATION).is_none());
+    assert_eq!(h.get("x-token-subject").unwrap(), "svc");
+    assert!(h.get("x-token-client-id").is_none());
+    assert_eq!(h.get("x-token-scope").unwrap(), "a b");
+}
