@@ -247,6 +247,7 @@ fn issuer(
         Issuer::compile(IssuerSpec {
             name: "corp",
             raw: &raw,
+            algorithms: algs.clone(),
             source: JwksSource::File("jwks.json".into()),
             keys: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(keys)),
             remote: None,

@@ -99,7 +99,6 @@ fn claim_has(claim: Option<&Value>, want: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::token::TokenHeaders;
 
     fn requirement(scopes: &[&str], claims: &[(&str, &str)]) -> TokenRequirement {
         let raw = RawRouteToken {
@@ -116,17 +115,9 @@ mod tests {
 
     fn token(scopes: &[&str], claims: serde_json::Value) -> VerifiedToken {
         VerifiedToken {
-            keys_generation: 1,
-            exp: 0,
-            nbf: None,
-            iat: None,
-            sub: None,
-            client_id: None,
-            jti: None,
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            bound_to: None,
             claims: claims.as_object().cloned().unwrap_or_default(),
-            headers: TokenHeaders::default(),
+            ..Default::default()
         }
     }
 

@@ -28,7 +28,7 @@ pub(super) fn compile_issuers(
         let allowed =
             parse_algorithms(&raw.algorithms).map_err(|e| file.invalid(key("algorithms"), e))?;
         let (source, keys, remote) = if raw.jwks_is_url() {
-            let remote = resolve_remote(name, raw, file, telemetry, registry)
+            let remote = resolve_remote(name, raw, &allowed, file, telemetry, registry)
                 .map_err(|(k, e)| file.invalid(key(k), e))?;
             (
                 JwksSource::Url(raw.jwks.clone()),
@@ -64,6 +64,7 @@ pub(super) fn compile_issuers(
         let issuer = Issuer::compile(IssuerSpec {
             name,
             raw,
+            algorithms: allowed,
             source,
             keys,
             remote,
@@ -79,6 +80,7 @@ pub(super) fn compile_issuers(
 fn resolve_remote(
     name: &str,
     raw: &RawTokenIssuer,
+    allowed: &[jsonwebtoken::Algorithm],
     file: &ConfigFile,
     telemetry: &Telemetry,
     registry: &JwksRegistry,
@@ -98,7 +100,7 @@ fn resolve_remote(
     let definition = Definition {
         url: raw.jwks.clone(),
         refresh: raw.jwks_refresh,
-        algorithms: parse_algorithms(&raw.algorithms).map_err(|e| ("algorithms", e))?,
+        algorithms: allowed.to_vec(),
         ca_digest,
     };
     registry

@@ -23,21 +23,11 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::token::TokenHeaders;
 
     fn token(bound_to: Option<[u8; 32]>) -> VerifiedToken {
         VerifiedToken {
-            keys_generation: 1,
-            exp: 0,
-            nbf: None,
-            iat: None,
-            sub: None,
-            client_id: None,
-            jti: None,
-            scopes: Vec::new(),
             bound_to,
-            claims: Default::default(),
-            headers: TokenHeaders::default(),
+            ..Default::default()
         }
     }
 

@@ -84,7 +84,7 @@ impl fmt::Display for TokenFailure {
 
 /// The claims of a token whose signature, issuer, audience and type were verified, as the
 /// request path needs them. Shared by every request that presents the same token.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct VerifiedToken {
     /// The key set generation it was verified with.
     pub keys_generation: u64,
@@ -164,6 +164,8 @@ pub struct Issuer {
 pub struct IssuerSpec<'a> {
     pub name: &'a str,
     pub raw: &'a crate::config::RawTokenIssuer,
+    /// `raw.algorithms`, parsed once by the caller ([`parse_algorithms`]).
+    pub algorithms: Vec<Algorithm>,
     pub source: JwksSource,
     pub keys: Arc<ArcSwap<KeySet>>,
     pub remote: Option<Arc<remote::RemoteJwks>>,
@@ -196,7 +198,7 @@ pub fn parse_algorithms(list: &[String]) -> Result<Vec<Algorithm>, String> {
 impl Issuer {
     pub fn compile(spec: IssuerSpec<'_>) -> Result<Self, (&'static str, String)> {
         let raw = spec.raw;
-        let algorithms = parse_algorithms(&raw.algorithms).map_err(|e| ("algorithms", e))?;
+        let algorithms = spec.algorithms;
         if raw.issuer.is_empty() {
             return Err(("issuer", "must not be empty".into()));
         }
