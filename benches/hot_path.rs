@@ -6,6 +6,8 @@
 //! - `headers/forwarding`: rewriting a request's headers for the upstream, XFCC included.
 //! - `record/*`: what recording one finished request costs (metrics + credential inventory).
 //! - `rate_limit/check_100k_identities`: one rate-limit check with 100,000 identities tracked.
+//! - `anomaly/observe_100k_identities`: folding one request into the anomaly signals' state with
+//!   100,000 identities watched (`observe_10_identities`: a handful of callers).
 //! - `token/*`: an access token's first verification (signature, per algorithm), and a token
 //!   taken from the issuer's shared cache or the connection's cache (binding and time checked).
 
@@ -333,8 +335,58 @@ fn rate_limits(c: &mut Criterion) {
     g.finish();
 }
 
+fn anomalies(c: &mut Criterion) {
+    use certgate::config::RawAnomaly;
+    use certgate::telemetry::anomaly::{AnomalySpec, Request, Watched};
+    let telemetry = Telemetry::new(10);
+    let spec = AnomalySpec::compile(&RawAnomaly::default())
+        .unwrap()
+        .unwrap();
+    let ip: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    let hashes: Vec<([u8; 32], String)> = (0..100_000u32)
+        .map(|i| {
+            let h = certgate::util::digest::sha256(&i.to_le_bytes());
+            (h, hex::encode(h))
+        })
+        .collect();
+    fn request(id: &([u8; 32], String), source: std::net::IpAddr) -> Request<'_> {
+        Request {
+            who: Watched::Certificate(id.0),
+            identity: Some((id.1.as_str(), "CN=reader,O=Example")),
+            owner: None,
+            source,
+            route: Some("payments-read"),
+            refused: false,
+        }
+    }
+    for h in &hashes {
+        telemetry.anomalies.observe(&spec, &request(h, ip));
+    }
+    let mut g = c.benchmark_group("anomaly");
+    let mut i = 0usize;
+    g.bench_function("observe_100k_identities", |b| {
+        b.iter(|| {
+            i = (i + 7919) % hashes.len();
+            telemetry
+                .anomalies
+                .observe(&spec, black_box(&request(&hashes[i], ip)))
+        })
+    });
+    // A sidecar's usual case: a handful of callers, their state in cache.
+    g.bench_function("observe_10_identities", |b| {
+        b.iter(|| {
+            i = (i + 1) % 10;
+            telemetry
+                .anomalies
+                .observe(&spec, black_box(&request(&hashes[i], ip)))
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    anomalies,
     policy,
     path,
     identity_extraction,

@@ -29,6 +29,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub token_issuers: BTreeMap<String, RawTokenIssuer>,
     #[serde(default)]
+    pub limits: super::limits::RawLimits,
+    #[serde(default)]
+    pub anomaly: super::limits::RawAnomaly,
+    #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,

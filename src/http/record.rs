@@ -22,6 +22,7 @@ use crate::http::headers::request_id;
 use crate::limits::LimitKind;
 use crate::limits::quota::Charge;
 use crate::state::snapshot::Snapshot;
+use crate::telemetry::anomaly::{self, Watched};
 use crate::upstream::body::BodyMeter;
 use crate::upstream::pool::ResponseBody;
 use crate::util::text::{LOG_FIELD_MAX, bounded};
@@ -249,16 +250,31 @@ impl Exchange {
         if let Some(c) = &self.quota_charge {
             c.cell.add_bytes(c.window, self.bytes_out);
         }
-
         let route = self
             .route
             .and_then(|i| snapshot.routes.routes().get(i))
             .map(|r| r.name.as_str());
+        let id = self.ctx.identity.as_deref();
+        if let Some(spec) = &snapshot.anomaly {
+            telemetry.anomalies.observe(
+                spec,
+                &anomaly::Request {
+                    who: id.map_or(Watched::SourceIp(self.ctx.peer.ip()), |i| {
+                        Watched::Certificate(i.sha256)
+                    }),
+                    identity: id.map(|i| (i.sha256_hex.as_str(), i.subject.as_str())),
+                    owner: None,
+                    source: self.ctx.peer.ip(),
+                    route,
+                    refused: matches!(self.status.as_u16(), 401 | 403 | 429),
+                },
+            );
+        }
+
         let upstream = self
             .upstream
             .and_then(|i| snapshot.upstreams.get(i))
             .map(|u| u.name.as_str());
-        let id = self.ctx.identity.as_deref();
         let token = self.token.as_ref();
         let side = self.error.as_deref().map(RequestError::side);
         tracing::info!(

@@ -1,4 +1,4 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/inventory`. Plain HTTP, loopback by
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/inventory`, `/anomalies`. Plain HTTP, loopback by
 //! default.
 
 use std::convert::Infallible;
@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 use crate::inventory::{Filter, RecordView};
 use crate::state::Gateway;
 use crate::state::{ReloadRequest, Trigger};
+use crate::telemetry::anomaly::AnomalyKind;
 use crate::util::time::unix_now;
 
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
@@ -83,6 +84,7 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             r
         }
         "/inventory" => inventory(gateway, req.uri().query()),
+        "/anomalies" => anomalies(gateway, req.uri().query()),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -146,6 +148,39 @@ fn inventory(gateway: &Gateway, query: Option<&str>) -> Response<Full<Bytes>> {
         Err(_) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot encode inventory\n",
+        ),
+    }
+}
+
+/// `GET /anomalies[?kind=KIND]`: the most recent anomaly signals, newest first.
+fn anomalies(gateway: &Gateway, query: Option<&str>) -> Response<Full<Bytes>> {
+    let mut kind = None;
+    for (k, v) in query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+    {
+        match (k, AnomalyKind::parse(v)) {
+            ("kind", Some(parsed)) => kind = Some(parsed),
+            _ => {
+                let names: Vec<_> = AnomalyKind::ALL.iter().map(|k| k.label()).collect();
+                let error = format!("unknown filter {k}={v}; use kind={}", names.join("|"));
+                let body = serde_json::json!({ "error": error }).to_string();
+                return json(StatusCode::BAD_REQUEST, body.into_bytes());
+            }
+        }
+    }
+    let events = gateway.telemetry.anomalies.recent(kind);
+    let body = serde_json::json!({
+        "generated_at": crate::util::time::fmt_time(unix_now()),
+        "count": events.len(),
+        "anomalies": events,
+    });
+    match serde_json::to_vec_pretty(&body) {
+        Ok(b) => json(StatusCode::OK, b),
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode anomalies\n",
         ),
     }
 }

@@ -26,14 +26,15 @@ pub(super) async fn summarise_refusals(gateway: Arc<Gateway>) {
     }
 }
 
-/// Every 10 s, drops the rate-limit state of keys whose budget is full again, and quota
-/// counters of windows that are over: memory follows the identities that are active, not every
-/// identity ever seen.
+/// Every 10 s, drops the rate-limit state of keys whose budget is full again, quota counters of
+/// windows that are over, and the anomaly state of identities idle for `idle_timeout`: memory
+/// follows the identities that are active, not every identity ever seen.
 pub(super) async fn sweep_rate_limits(gateway: Arc<Gateway>) {
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
         let snapshot = gateway.current.load_full();
         let now_ms = crate::util::time::unix_now_ms();
+        gateway.telemetry.anomalies.sweep(snapshot.anomaly.as_ref());
         for r in snapshot.routes.routes() {
             if let Some(l) = &r.rate_limit {
                 l.sweep();

@@ -98,6 +98,9 @@ impl Snapshot {
             log: raw.log.clone(),
             reload: raw.reload.clone(),
             expiry_window: raw.expiry.warning_window,
+            anomaly: crate::telemetry::anomaly::AnomalySpec::compile(&raw.anomaly)
+                .map_err(|(key, problem)| file.invalid(format!("anomaly.{key}"), problem))?,
+            limits: raw.limits.clone(),
             warnings,
         })
     }

@@ -80,6 +80,10 @@ pub struct Snapshot {
     pub log: crate::config::RawLog,
     pub reload: crate::config::RawReload,
     pub expiry_window: Duration,
+    /// `[anomaly]`; `None` when the signals are off.
+    pub anomaly: Option<crate::telemetry::anomaly::AnomalySpec>,
+    /// `[limits]`.
+    pub limits: crate::config::RawLimits,
     /// Non-fatal findings for `check` and the startup log.
     pub warnings: Vec<String>,
 }

@@ -1,10 +1,12 @@
 //! Process-wide observation state (metrics and the credential inventory) and log setup.
 
+pub mod anomaly;
 pub mod metrics;
 pub mod refusals;
 
 use crate::config::LogFormat;
 use crate::inventory::Inventory;
+use crate::telemetry::anomaly::Anomalies;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::refusals::Refusals;
 
@@ -14,12 +16,16 @@ pub struct Telemetry {
     pub inventory: Inventory,
     /// Refused handshakes, for the once-a-minute WARN summary.
     pub refusals: Refusals,
+    /// Per-identity traffic patterns behind the anomaly signals.
+    pub anomalies: Anomalies,
 }
 
 impl Telemetry {
     pub fn new(inventory_max_entries: usize) -> Self {
+        let metrics = Metrics::new();
         Self {
-            metrics: Metrics::new(),
+            anomalies: Anomalies::new(&metrics),
+            metrics,
             inventory: Inventory::new(inventory_max_entries),
             refusals: Refusals::default(),
         }

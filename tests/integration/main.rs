@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `certgate` binary on 127.0.0.1, real TLS, a PKI made by the tests.
 
+mod anomalies;
 mod cli;
 mod common;
 mod curl;

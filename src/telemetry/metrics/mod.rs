@@ -47,6 +47,8 @@ pub struct Metrics {
     pub inventory_evictions: IntCounter,
     token_validations: IntCounterVec,
     jwks_fetches: IntCounterVec,
+    anomalies: IntCounterVec,
+    limit_backend_errors: IntCounterVec,
     /// Handles for requests that matched no route.
     pub unrouted: RouteMetrics,
 }
@@ -185,9 +187,21 @@ impl Metrics {
             "JWKS fetches from URLs by issuer and result (ok, not_modified, error, invalid).",
             &["issuer", "result"],
         );
+        let anomalies = counter_vec(
+            "certgate_anomalies_total",
+            "Anomaly signals raised, by kind (shared_credential, denial_burst, rate_spike, new_route).",
+            &["kind"],
+        );
+        let limit_backend_errors = counter_vec(
+            "certgate_limit_backend_errors_total",
+            "Rate-limit checks the shared backend (Redis) did not answer in time, by reason (timeout, error).",
+            &["reason"],
+        );
 
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 23] = [
+        let collectors: [Box<dyn Collector>; 25] = [
+            Box::new(anomalies.clone()),
+            Box::new(limit_backend_errors.clone()),
             Box::new(shadow_decisions.clone()),
             Box::new(rate_limited.clone()),
             Box::new(token_validations.clone()),
@@ -251,7 +265,19 @@ impl Metrics {
             inventory_evictions,
             token_validations,
             jwks_fetches,
+            anomalies,
+            limit_backend_errors,
         }
+    }
+
+    /// The `certgate_anomalies_total` handle of one kind.
+    pub fn anomaly(&self, kind: &str) -> IntCounter {
+        self.anomalies.with_label_values(&[kind])
+    }
+
+    /// The `certgate_limit_backend_errors_total` handle of one reason.
+    pub fn limit_backend_error(&self, reason: &str) -> IntCounter {
+        self.limit_backend_errors.with_label_values(&[reason])
     }
 
     /// The `certgate_token_validations_total` handle of one issuer and result.
