@@ -210,6 +210,13 @@ pub(super) fn explain(config: &Path, req: Request<'_>) -> ExitCode {
                         _ => " (the client's source IP)".to_string(),
                     }
                 );
+                if let Some(b) = &snapshot.limit_backend {
+                    println!(
+                        "          counted fleet-wide in {} (if it fails: {})",
+                        b.shown,
+                        snapshot.limits.on_backend_error.as_str()
+                    );
+                }
             }
             if let Some(q) = &r.quota_spec {
                 println!(

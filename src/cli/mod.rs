@@ -245,6 +245,15 @@ pub fn summary(s: &Snapshot) -> String {
             }
         );
     }
+    if let Some(b) = &s.limit_backend {
+        let _ = writeln!(
+            o,
+            "limits     redis {} (on error: {}, timeout {})",
+            b.shown,
+            s.limits.on_backend_error.as_str(),
+            humantime::format_duration(s.limits.backend_timeout)
+        );
+    }
     for r in s.routes.routes() {
         let methods = r.methods().map_or_else(
             || "*".to_string(),

@@ -154,9 +154,13 @@ trust_store = ["ca.pem"]
             .replace("# path = \"/var", "path = \"/var")
             .replace("# host = ", "host = ")
             .replace("# client_cert = ", "client_cert = ")
-            .replace("# client_key = ", "client_key = ");
+            .replace("# client_key = ", "client_key = ")
+            .replace("# redis_url = ", "redis_url = ");
         let g = ConfigFile::parse(Path::new("config/certgate.toml"), &uncommented).unwrap();
         assert!(g.raw.inventory.path.is_some());
+        assert!(g.raw.limits.redis_url.is_some());
+        assert_eq!(f.raw.limits, RawLimits::default());
+        assert_eq!(f.raw.anomaly, RawAnomaly::default());
         assert!(g.raw.routes[0].host.is_some());
         assert!(g.raw.upstreams["ledger"].client_key.is_some());
         assert_eq!(

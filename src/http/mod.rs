@@ -7,6 +7,7 @@ mod bearer;
 pub mod error;
 pub mod framing;
 pub mod headers;
+mod limits;
 pub mod tunnel;
 
 mod conn;
@@ -35,7 +36,6 @@ use crate::http::error::{Malformed, RequestError};
 use crate::http::headers::{Forwarding, forwarding_headers, strip_hop_by_hop};
 use crate::http::record::{Exchange, Inner};
 use crate::http::respond::{is_grpc, local_response};
-use crate::limits::{LimitKey, LimitKind, Outcome};
 use crate::state::snapshot::Snapshot;
 use crate::telemetry::metrics::Limit;
 use crate::upstream::body::{BodyFault, BodyMeter, UpstreamBody, discard_rest};
@@ -96,7 +96,7 @@ async fn proxy(
     let path = normalize(&uri, x)?;
     let route = authorize(ctx, snapshot, &req, &authority, &path, x)?;
     let token = bearer::check_token(ctx, snapshot, route, &req, x)?;
-    check_limits(ctx, route, x)?;
+    limits::check_limits(ctx, snapshot, route, x).await?;
     let upstream = snapshot
         .upstreams
         .get(route.upstream)
@@ -241,47 +241,6 @@ fn authorize<'s>(
             Err(RequestError::NoRoute)
         }
     }
-}
-
-/// Phase: the route's rate limit, then its quota, after authentication and authorisation,
-/// before anything goes upstream. On an audit route a refusal is recorded and the request goes
-/// on.
-fn check_limits(ctx: &ConnContext, route: &Route, x: &mut Exchange) -> Result<(), RequestError> {
-    let leaf = ctx.identity.as_deref().map(|i| &i.sha256);
-    let ip = ctx.peer.ip();
-    let refused = |x: &mut Exchange, kind: LimitKind, retry_after, policy: &HeaderValue| {
-        x.limited = Some((kind, route.audit));
-        if route.audit {
-            x.would.get_or_insert(kind.label());
-            return Ok(());
-        }
-        Err(RequestError::RateLimited {
-            kind,
-            retry_after,
-            policy: policy.clone(),
-        })
-    };
-    if let Some(limit) = &route.rate_limit {
-        match limit.check(&LimitKey::of(limit.spec.key, leaf, ip)) {
-            Outcome::Allowed { remaining } => x.limit_remaining = Some(remaining),
-            Outcome::Limited { retry_after } => {
-                refused(x, LimitKind::Rate, retry_after, &limit.policy_header)?;
-            }
-        }
-    }
-    if let Some(quota) = &route.quota {
-        let now_ms = crate::util::time::unix_now_ms();
-        match quota.check(&LimitKey::of(quota.spec.key, leaf, ip), now_ms) {
-            (Outcome::Allowed { remaining }, charge) => {
-                x.limit_remaining = Some(x.limit_remaining.map_or(remaining, |r| r.min(remaining)));
-                x.quota_charge = charge;
-            }
-            (Outcome::Limited { retry_after }, _) => {
-                refused(x, LimitKind::Quota, retry_after, &quota.policy_header)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// What the request path settled that the upstream request carries.

@@ -127,6 +127,8 @@ pub struct Exchange {
     pub(super) quota_charge: Option<Charge>,
     /// What the rate limit would still let through at once, when it let this one through.
     pub(super) limit_remaining: Option<u32>,
+    /// Why the fleet-wide limit could not be asked (`on_backend_error` answered instead).
+    pub(super) limit_backend_error: Option<&'static str>,
 }
 
 /// What the log says about a request's access token: never the token, only its issuer, the
@@ -207,6 +209,7 @@ impl Exchange {
             shadow: None,
             quota_charge: None,
             limit_remaining: None,
+            limit_backend_error: None,
         }
     }
 
@@ -314,6 +317,7 @@ impl Exchange {
             would = self.would,
             shadow_decision = self.shadow.map(|a| if a { "allow" } else { "deny" }),
             limit_remaining = self.limit_remaining,
+            limit_backend_error = self.limit_backend_error,
             "request"
         );
         // Failures an operator must look at also get a line of their own at their level.

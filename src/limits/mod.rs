@@ -1,8 +1,10 @@
 //! Abuse controls on the request path: per-route rate limits (GCRA, burst-tolerant) keyed by
-//! identity, source IP or route. The limiters are live state ([`registry`]): a reload that
-//! leaves a route's limit as it was keeps its counters.
+//! identity, source IP or route, counted in this process or in Redis for a whole fleet
+//! ([`redis`]), and quotas ([`quota`]). The limiters are live state ([`registry`]): a reload
+//! that leaves a route's limit as it was keeps its counters.
 
 pub mod quota;
+pub mod redis;
 pub mod registry;
 
 use std::net::IpAddr;

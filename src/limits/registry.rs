@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use prometheus::IntCounter;
+
 use super::quota::{Quota, QuotaSpec};
+use super::redis::RedisBackend;
 use super::{RateLimit, RateLimitSpec};
 
 /// Locked only while a snapshot is built or swapped in, never on the request path.
@@ -13,6 +16,8 @@ use super::{RateLimit, RateLimitSpec};
 pub struct LimitRegistry {
     live: Mutex<HashMap<String, Arc<RateLimit>>>,
     quotas: Mutex<HashMap<String, Arc<Quota>>>,
+    /// The Redis backend, kept (with its connection) while `redis_url` stays the same.
+    redis: Mutex<Option<Arc<RedisBackend>>>,
 }
 
 impl LimitRegistry {
@@ -32,6 +37,27 @@ impl LimitRegistry {
             Some(q) if q.spec == spec => q.clone(),
             _ => Arc::new(Quota::new(spec)),
         }
+    }
+
+    /// The Redis backend for `url`: the live one (connected, with its health) when unchanged.
+    pub fn resolve_redis(
+        &self,
+        url: &str,
+        failures: impl FnOnce() -> [IntCounter; 3],
+    ) -> Result<Arc<RedisBackend>, String> {
+        let live = self.redis.lock().unwrap_or_else(|e| e.into_inner());
+        match &*live {
+            Some(b) if b.url == url => Ok(b.clone()),
+            _ => RedisBackend::new(url, failures()).map(Arc::new),
+        }
+    }
+
+    /// Makes `backend` the registered one and starts its connection (inside the runtime).
+    pub fn adopt_redis(&self, backend: Option<&Arc<RedisBackend>>) {
+        if let Some(b) = backend {
+            b.start();
+        }
+        *self.redis.lock().unwrap_or_else(|e| e.into_inner()) = backend.cloned();
     }
 
     /// Makes `quotas` (route name, quota) the registered set.

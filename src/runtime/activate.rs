@@ -41,6 +41,10 @@ pub fn activate(gateway: &Gateway, new: Arc<Snapshot>) {
             .iter()
             .filter_map(|r| r.quota.as_ref().map(|q| (r.name.as_str(), q))),
     );
+    gateway
+        .registries
+        .limits
+        .adopt_redis(new.limit_backend.as_ref());
     crate::authn::token::remote::spawn_background(new.remote_jwks());
     let generation = new.generation;
     gateway.current.store(new);

@@ -25,6 +25,10 @@ use crate::telemetry::Telemetry;
 /// How long the start waits for the first fetch of each JWKS URL.
 pub(crate) const FIRST_JWKS_FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long a starting gateway waits for its Redis rate-limit backend before serving anyway
+/// (under `on_backend_error`).
+const FIRST_BACKEND_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A gateway whose sockets are bound but which is not serving yet.
 pub struct Bound {
     gateway: Arc<Gateway>,
@@ -108,6 +112,10 @@ impl Bound {
         // after a while: their tokens are refused until a fetch succeeds).
         for r in snap.remote_jwks() {
             r.first_fetch(FIRST_JWKS_FETCH_WAIT).await;
+        }
+        // Likewise the fleet's rate-limit counters, so the first requests are counted there.
+        if let Some(b) = &snap.limit_backend {
+            b.wait_up(FIRST_BACKEND_WAIT).await;
         }
         info!(
             listen = %listener.local_addr()?,

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use crate::authn::tls;
 use crate::authz::{Route, RouteTable};
-use crate::config::{ClientAuthMode, ConfigError, ConfigFile, RawInventory, RawUpstream};
+use crate::config::{
+    ClientAuthMode, ConfigError, ConfigFile, LimitBackend, RawInventory, RawUpstream,
+};
+use crate::limits::redis::{BackendFailure, RedisBackend};
 use crate::telemetry::Telemetry;
 use crate::upstream::Upstream;
 use crate::upstream::registry::UpstreamRegistry;
@@ -101,6 +104,7 @@ impl Snapshot {
             anomaly: crate::telemetry::anomaly::AnomalySpec::compile(&raw.anomaly)
                 .map_err(|(key, problem)| file.invalid(format!("anomaly.{key}"), problem))?,
             limits: raw.limits.clone(),
+            limit_backend: compile_limit_backend(file, telemetry, registries)?,
             warnings,
         })
     }
@@ -178,6 +182,31 @@ fn compile_routes(
         warnings.push("no routes: every request will get 404".to_string());
     }
     Ok(routes)
+}
+
+/// `[limits]`: the Redis backend (the live one when `redis_url` is unchanged), or none for the
+/// local one.
+fn compile_limit_backend(
+    file: &ConfigFile,
+    telemetry: &Telemetry,
+    registries: &Registries,
+) -> Result<Option<Arc<RedisBackend>>, ConfigError> {
+    let l = &file.raw.limits;
+    if l.backend_timeout.is_zero() {
+        return Err(file.invalid("limits.backend_timeout", "must be greater than zero"));
+    }
+    if l.backend == LimitBackend::Local {
+        return Ok(None);
+    }
+    let Some(url) = &l.redis_url else {
+        return Err(file.invalid("limits.redis_url", "required with backend = \"redis\""));
+    };
+    let failures = || BackendFailure::ALL.map(|f| telemetry.metrics.limit_backend_error(f.label()));
+    registries
+        .limits
+        .resolve_redis(url, failures)
+        .map(Some)
+        .map_err(|e| file.invalid("limits.redis_url", e))
 }
 
 /// Limits and settings that must be in range.

@@ -84,6 +84,8 @@ pub struct Snapshot {
     pub anomaly: Option<crate::telemetry::anomaly::AnomalySpec>,
     /// `[limits]`.
     pub limits: crate::config::RawLimits,
+    /// The Redis backend when `[limits].backend = "redis"`.
+    pub limit_backend: Option<Arc<crate::limits::redis::RedisBackend>>,
     /// Non-fatal findings for `check` and the startup log.
     pub warnings: Vec<String>,
 }

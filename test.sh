@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests talk to (curl, openssl,
+# redis-server — Debian packages; the tests start their own servers on free loopback ports),
+# then runs `cargo test` with any arguments given (e.g. ./test.sh fleet_limits).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+for tool in curl:curl openssl:openssl redis-server:redis-server; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need[*]}" >&2
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" apt-get install -y -q --no-install-recommends ca-certificates "${need[@]}"
+  # Debian starts the packaged redis-server as a service; the tests do not use it.
+  if command -v systemctl >/dev/null 2>&1; then
+    "${sudo[@]}" systemctl disable --now redis-server >/dev/null 2>&1 || true
+  fi
+fi
+
+exec cargo test "$@"
