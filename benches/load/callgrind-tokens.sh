@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # Instructions per request under callgrind: certgate with and without a bound token (see
 # BENCHMARKS.md, issue 13), and with a per-identity rate limit that never triggers (issue 14). Needs valgrind, oha, openssl, curl; run after a release build of
-# the binary and the `certgate-bench` example. Writes into /tmp/cg.
+# the binary and the `certgate-bench` example. Writes into /tmp/cg. ANOMALY=off runs it with
+# the anomaly signals switched off ([anomaly] enabled = false), to compare their cost.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CERTGATE=$ROOT/target/release/certgate
 HELPER=$ROOT/target/release/examples/certgate-bench
 mkdir -p /tmp/cg && cd /tmp/cg
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca-key.pem 2>/dev/null
-openssl req -x509 -new -key ca-key.pem -days 30 -subj "/CN=Bench CA" -out ca.pem -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-issue() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1-key.pem" 2>/dev/null; openssl req -new -key "$1-key.pem" -subj "$2" -out "$1.csr" 2>/dev/null; printf '%b' "$3" > "$1.ext"; openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 7 -extfile "$1.ext" -out "$1.pem" 2>/dev/null; }
-issue server "/CN=localhost" "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-issue client "/O=Bench/CN=loadgen" "subjectAltName=URI:spiffe://bench/loadgen\nextendedKeyUsage=clientAuth\n"
+# shellcheck source=benches/load/pki.sh
+source "$ROOT/benches/load/pki.sh"
+make_pki
 TOKEN=$("$HELPER" mint --cert client.pem --jwks jwks.json --issuer https://idp.bench --audience https://api.bench)
 cat > certgate.toml <<EOT
 [listener]
@@ -27,6 +26,8 @@ bind = "127.0.0.1:19902"
 level = "warn"
 [reload]
 watch = false
+[anomaly]
+enabled = $([ "${ANOMALY:-on}" = off ] && echo false || echo true)
 [upstreams.app]
 url = "http://127.0.0.1:19081"
 retries = 0

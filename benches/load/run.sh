@@ -77,26 +77,10 @@ MAXCONN=$(( IDLE + 200 ))
 
 # --- PKI (openssl) ------------------------------------------------------------------------
 cd "$WORK"
-newkey() { # $1 = output key file
-  if [ "$KEY" = rsa ]; then openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1" 2>/dev/null
-  else openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; fi
-}
-newkey ca-key.pem
-openssl req -x509 -new -key ca-key.pem -days 30 -subj "/CN=Bench CA" -out ca.pem \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-issue() { # $1 = name, $2 = subject, $3 = extensions
-  newkey "$1-key.pem"
-  openssl req -new -key "$1-key.pem" -subj "$2" -out "$1.csr" 2>/dev/null
-  printf '%b' "$3" > "$1.ext"
-  openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 7 \
-    -extfile "$1.ext" -out "$1.pem" 2>/dev/null
-}
-issue server "/CN=localhost" "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-issue client "/O=Bench/CN=loadgen" "subjectAltName=URI:spiffe://bench/loadgen\nextendedKeyUsage=clientAuth\n"
+# shellcheck source=benches/load/pki.sh
+source "$ROOT/benches/load/pki.sh"
+make_pki
 cat server.pem server-key.pem > server-combined.pem
-touch index.txt && echo 01 > crlnumber
-printf '[ca]\ndefault_ca=l\n[l]\ndatabase=index.txt\ncrlnumber=crlnumber\ndefault_md=sha256\ndefault_crl_days=7\n' > ca.cnf
-openssl ca -config ca.cnf -cert ca.pem -keyfile ca-key.pem -gencrl -out ca.crl 2>/dev/null
 
 # An ES256 access token bound to the client certificate, for certgate's token route.
 TOKEN=$("$HELPER" mint --cert client.pem --jwks jwks.json --issuer https://idp.bench --audience https://api.bench)

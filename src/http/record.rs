@@ -213,6 +213,15 @@ impl Exchange {
         }
     }
 
+    /// The access log's `decision`: the verdict, or `would_limit` for a request an audit route
+    /// let through over its limit.
+    fn decision(&self) -> Option<&'static str> {
+        match (self.verdict, self.limited) {
+            (Some(Verdict::Allow), Some((_, true))) => Some("would_limit"),
+            (v, _) => v.map(Verdict::label),
+        }
+    }
+
     fn path(&self) -> &str {
         self.normalized.as_deref().unwrap_or(self.uri.path())
     }
@@ -296,7 +305,7 @@ impl Exchange {
             protocol = protocol_label(self.version),
             path = &*bounded(self.path(), PATH_LOG_MAX),
             route,
-            decision = self.verdict.map(Verdict::label),
+            decision = self.decision(),
             rule = self.decided_by.map(tracing::field::display),
             status = self.status.as_u16(),
             upstream,

@@ -396,5 +396,13 @@ shadow = {{ deny = [{{ uri = "{}" }}], allow = [{{ any = true }}] }}
     assert!(logs.contains("\"would\":\"policy\""), "{logs}");
     assert!(logs.contains("\"would\":\"rate\""));
     assert!(logs.contains("\"decision\":\"would_deny\""));
+    let limited = logs
+        .lines()
+        .find(|l| l.contains("\"would\":\"rate\""))
+        .unwrap();
+    assert!(
+        limited.contains("\"decision\":\"would_limit\""),
+        "{limited}"
+    );
     assert!(logs.contains("\"shadow_decision\":\"deny\""));
 }
