@@ -2,6 +2,7 @@
 //! no I/O and no hyper or rustls types.
 
 pub mod authority;
+pub mod owners;
 pub mod path;
 mod routes;
 mod rules;
@@ -41,6 +42,8 @@ pub enum DecidedBy {
     /// The connection's certificate stopped verifying (revoked, untrusted or expired since the
     /// handshake).
     CertificateNoLongerValid,
+    /// The owner policy (`[owners] unowned` / `lifetime_violation`).
+    Governance(owners::Finding),
 }
 
 impl fmt::Display for DecidedBy {
@@ -53,6 +56,7 @@ impl fmt::Display for DecidedBy {
             Self::NoAllowMatched => f.write_str("no allow entry matched"),
             Self::NoCertificate => f.write_str("no client certificate"),
             Self::CertificateNoLongerValid => f.write_str("certificate no longer valid"),
+            Self::Governance(finding) => write!(f, "owners.{}", finding.label()),
         }
     }
 }

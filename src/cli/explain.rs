@@ -118,6 +118,32 @@ pub(super) fn explain(config: &Path, req: Request<'_>) -> ExitCode {
                 println!("  dns     {d}");
             }
             println!("  issuer  {}", id.issuer);
+            if snapshot.owners.configured {
+                match snapshot
+                    .owners
+                    .owner_of(&id)
+                    .map(|i| &snapshot.owners.list[i])
+                {
+                    Some(o) => println!(
+                        "owner     {}{}{}",
+                        o.name,
+                        o.contact
+                            .as_deref()
+                            .map(|c| format!(" ({c})"))
+                            .unwrap_or_default(),
+                        o.max_lifetime
+                            .map(|m| format!(
+                                ", max_lifetime {}",
+                                certgate::util::time::short_duration(m)
+                            ))
+                            .unwrap_or_default()
+                    ),
+                    None => println!(
+                        "owner     none matches (unowned = {:?})",
+                        snapshot.owners.unowned.as_str()
+                    ),
+                }
+            }
             match certgate::authn::tls::verify_chain(
                 &*snapshot.client_verifier,
                 &chain[0],
@@ -169,6 +195,22 @@ pub(super) fn explain(config: &Path, req: Request<'_>) -> ExitCode {
                 r.name,
                 r.path_prefix()
             );
+            if let (Verdict::Allow, Some(id)) = (d.verdict, identity.as_ref())
+                && let Some((finding, policy)) =
+                    snapshot.owners.judge(id, snapshot.owners.owner_of(id))
+            {
+                if policy == certgate::config::OwnerPolicy::Deny && !r.audit {
+                    println!(
+                        "decision  denied -> 403 by owners.{0} ({0} = \"deny\")",
+                        finding.label()
+                    );
+                    return ExitCode::from(3);
+                }
+                println!(
+                    "owners    {}: logged as would_deny and forwarded (audit)",
+                    finding.label()
+                );
+            }
             let rule_text = match d.decided_by {
                 certgate::authz::DecidedBy::Allow(i) => r.allow.get(i).map(|x| x.text.as_str()),
                 certgate::authz::DecidedBy::Deny(i) => r.deny.get(i).map(|x| x.text.as_str()),

@@ -2,6 +2,7 @@
 
 mod demo;
 mod explain;
+mod inventory;
 mod token;
 
 use std::fmt::Write as _;
@@ -63,6 +64,31 @@ enum Command {
         #[arg(long)]
         token: Option<String>,
     },
+    /// The credential report: every client certificate the gateway saw, with its owner, state,
+    /// expiry and use, from the saved inventory (the gateway need not run).
+    Inventory {
+        #[arg(long, env = CONFIG_ENV)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        source: inventory::Source,
+        #[arg(long, value_enum, default_value_t)]
+        format: certgate::inventory::Format,
+        /// Only certificates no owner entry matches.
+        #[arg(long)]
+        unowned: bool,
+        /// Only certificates expiring (or expired) within this long, e.g. 30d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expiring: Option<std::time::Duration>,
+        /// Only certificates valid for longer than their owner's max_lifetime.
+        #[arg(long)]
+        lifetime_violations: bool,
+        /// Only certificates not seen for at least this long, e.g. 30d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        unused: Option<std::time::Duration>,
+        /// Only certificates that called this route.
+        #[arg(long)]
+        route: Option<String>,
+    },
     /// Run a throwaway PKI, an echo upstream and the gateway on localhost.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8443")]
@@ -98,6 +124,33 @@ pub fn main() -> ExitCode {
                 token: token.as_deref(),
             },
         ),
+        Command::Inventory {
+            config,
+            source,
+            format,
+            unowned,
+            expiring,
+            lifetime_violations,
+            unused,
+            route,
+        } => {
+            let secs = |d: std::time::Duration| d.as_secs().min(i64::MAX as u64) as i64;
+            let filter = certgate::inventory::Filter {
+                unowned,
+                expiring_within_secs: expiring.map(secs),
+                lifetime_violations,
+                unused_for_secs: unused.map(secs),
+                route,
+            };
+            inventory::inventory(
+                &config,
+                &inventory::Options {
+                    source,
+                    format,
+                    filter,
+                },
+            )
+        }
         Command::Demo {
             bind,
             admin_bind,
@@ -243,6 +296,15 @@ pub fn summary(s: &Snapshot) -> String {
             } else {
                 ", unbound tokens accepted"
             }
+        );
+    }
+    if s.owners.configured {
+        let _ = writeln!(
+            o,
+            "owners     {} owner(s) (unowned: {}, lifetime_violation: {})",
+            s.owners.list.len(),
+            s.owners.unowned.as_str(),
+            s.owners.lifetime_violation.as_str()
         );
     }
     if let Some(b) = &s.limit_backend {

@@ -6,11 +6,13 @@
 
 mod defaults;
 mod limits;
+mod owners;
 mod raw;
 mod routes;
 mod tokens;
 
 pub use limits::*;
+pub use owners::*;
 pub use raw::*;
 pub use routes::*;
 pub use tokens::*;
@@ -51,6 +53,17 @@ fn with_format_hint(message: &str) -> String {
     format!("{message}{hint}")
 }
 
+/// Parses a TOML file (the config, or a file it names); errors name `path`, the line and column.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Parse {
+        file: path.to_path_buf(),
+        message: with_format_hint(e.to_string().trim_end()),
+    })
+}
+
 /// A parsed config file together with where it came from.
 #[derive(Debug, Clone)]
 pub struct ConfigFile {
@@ -69,10 +82,7 @@ impl ConfigFile {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let raw = toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Parse {
-            file: path.to_path_buf(),
-            message: with_format_hint(e.to_string().trim_end()),
-        })?;
+        let raw = parse_toml(path, text)?;
         Ok(Self {
             path: path.to_path_buf(),
             raw,

@@ -33,6 +33,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub anomaly: super::limits::RawAnomaly,
     #[serde(default)]
+    pub owners: super::owners::RawOwners,
+    #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,

@@ -47,6 +47,9 @@ pub struct ConnContext {
     pub close: tokio::sync::Notify,
     /// The last access token verified on this connection.
     pub(super) tokens: ConnTokenCache,
+    /// The certificate's owner for one snapshot generation: `generation << 16 | (index + 1)`
+    /// (0 in the low bits: no owner; 0 overall: not looked up yet).
+    owner_memo: AtomicU64,
 }
 
 impl ConnContext {
@@ -78,7 +81,32 @@ impl ConnContext {
             verified_generation: AtomicU64::new(snapshot.generation),
             close: tokio::sync::Notify::new(),
             tokens: ConnTokenCache::default(),
+            owner_memo: AtomicU64::new(0),
         }
+    }
+
+    /// The index of the certificate's owner in `snapshot.owners`, looked up once per
+    /// connection and snapshot; the inventory entry learns it at the same time.
+    pub(super) fn owner(&self, snapshot: &Snapshot) -> Option<usize> {
+        let id = self.identity.as_deref()?;
+        let memo = self.owner_memo.load(Ordering::Relaxed);
+        if memo != 0 && memo >> 16 == snapshot.generation {
+            return (memo & 0xffff).checked_sub(1).map(|i| i as usize);
+        }
+        let owner = snapshot.owners.owner_of(id);
+        let slot = owner.map_or(0, |i| i as u64 + 1);
+        if slot <= 0xffff {
+            self.owner_memo
+                .store(snapshot.generation << 16 | slot, Ordering::Relaxed);
+        }
+        if let Some(entry) = &self.inventory {
+            entry.set_owner(
+                owner
+                    .and_then(|i| snapshot.owners.list.get(i))
+                    .map(|o| o.name.clone()),
+            );
+        }
+        owner
     }
 
     /// Re-checks the connection's certificate against `snapshot`: expiry on every request, and

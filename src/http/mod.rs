@@ -32,6 +32,7 @@ use crate::authn::token::VerifiedToken;
 use crate::authz::authority::RequestAuthority;
 use crate::authz::path;
 use crate::authz::{DecidedBy, RequestParts, Route, Verdict};
+use crate::config::OwnerPolicy;
 use crate::http::error::{Malformed, RequestError};
 use crate::http::headers::{Forwarding, forwarding_headers, strip_hop_by_hop};
 use crate::http::record::{Exchange, Inner};
@@ -218,6 +219,21 @@ fn authorize<'s>(
         return Err(Malformed::PathParams.into());
     }
     let mut verdict = decision.verdict;
+    let mut decided_by = decision.decided_by;
+    x.owner = ctx.owner(snapshot);
+    if let (Verdict::Allow, Some(id)) = (verdict, ctx.identity.as_deref())
+        && let Some((finding, policy)) = snapshot.owners.judge(id, x.owner)
+    {
+        x.owner_finding = Some(finding);
+        let audit = policy == OwnerPolicy::Audit || decision.route.is_some_and(|r| r.audit);
+        if audit {
+            verdict = Verdict::WouldDeny;
+            x.would.get_or_insert("owner");
+        } else {
+            verdict = Verdict::Deny;
+            decided_by = DecidedBy::Governance(finding);
+        }
+    }
     if let Some(r) = decision.route {
         if let Some(shadow) = &r.shadow {
             x.shadow = Some(shadow.decide(ctx.identity.as_deref(), r.allow_unauthenticated));
@@ -228,7 +244,7 @@ fn authorize<'s>(
         }
     }
     x.verdict = Some(verdict);
-    x.decided_by = Some(decision.decided_by);
+    x.decided_by = Some(decided_by);
     match (verdict, decision.route) {
         (Verdict::Allow | Verdict::WouldDeny, Some(r)) => Ok(r),
         (Verdict::Unauthenticated, _) => Err(RequestError::Unauthenticated),

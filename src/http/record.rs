@@ -15,6 +15,7 @@ use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::authn::token::{TokenFailure, VerifiedToken};
+use crate::authz::owners::{Finding, UNOWNED};
 use crate::authz::{DecidedBy, Verdict};
 use crate::http::conn::ConnContext;
 use crate::http::error::{RequestError, Side};
@@ -129,6 +130,10 @@ pub struct Exchange {
     pub(super) limit_remaining: Option<u32>,
     /// Why the fleet-wide limit could not be asked (`on_backend_error` answered instead).
     pub(super) limit_backend_error: Option<&'static str>,
+    /// The certificate's owner: an index into the snapshot's owners.
+    pub(super) owner: Option<usize>,
+    /// What the owner policy found (unowned, lifetime violation), when its policy is not allow.
+    pub(super) owner_finding: Option<Finding>,
 }
 
 /// What the log says about a request's access token: never the token, only its issuer, the
@@ -210,6 +215,8 @@ impl Exchange {
             quota_charge: None,
             limit_remaining: None,
             limit_backend_error: None,
+            owner: None,
+            owner_finding: None,
         }
     }
 
@@ -267,6 +274,10 @@ impl Exchange {
             .and_then(|i| snapshot.routes.routes().get(i))
             .map(|r| r.name.as_str());
         let id = self.ctx.identity.as_deref();
+        let owner = match self.owner.and_then(|i| snapshot.owners.list.get(i)) {
+            Some(o) => Some(&*o.name),
+            None => (id.is_some() && snapshot.owners.configured).then_some(UNOWNED),
+        };
         if let Some(spec) = &snapshot.anomaly {
             telemetry.anomalies.observe(
                 spec,
@@ -275,7 +286,7 @@ impl Exchange {
                         Watched::Certificate(i.sha256)
                     }),
                     identity: id.map(|i| (i.sha256_hex.as_str(), i.subject.as_str())),
-                    owner: None,
+                    owner,
                     source: self.ctx.peer.ip(),
                     route,
                     refused: matches!(self.status.as_u16(), 401 | 403 | 429),
@@ -299,6 +310,8 @@ impl Exchange {
             client_dns = id.map(|i| Joined(&i.dns_names)).map(tracing::field::display),
             client_issuer = id.map(|i| bounded(&i.issuer, LOG_FIELD_MAX)).as_deref(),
             client_serial = id.map(|i| i.serial.as_str()),
+            client_owner = owner,
+            owner_finding = self.owner_finding.map(Finding::label),
             method = self.method.as_str(),
             host = self.host.as_ref().and_then(|h| h.to_str().ok()),
             user_agent = self.user_agent.as_ref().and_then(|h| h.to_str().ok()).map(|u| bounded(u, LOG_FIELD_MAX)).as_deref(),

@@ -1,16 +1,42 @@
-//! The filters of `GET /inventory`.
+//! The filters of `certgate inventory` and `GET /inventory`: the same names in both.
+
+use std::time::Duration;
+
+use crate::authz::owners::Owners;
 
 use super::Record;
 
-/// Filters of `GET /inventory`.
-#[derive(Debug, Default)]
+/// Which records a report keeps; every filter given must hold (AND).
+#[derive(Debug, Default, Clone)]
 pub struct Filter {
+    /// Only certificates no owner entry matched.
+    pub unowned: bool,
+    /// Only certificates expiring (or expired) within this long from now.
     pub expiring_within_secs: Option<i64>,
+    /// Only certificates whose validity period exceeds their owner's `max_lifetime`.
+    pub lifetime_violations: bool,
+    /// Only certificates not seen for at least this long.
+    pub unused_for_secs: Option<i64>,
+    /// Only certificates that called this route.
     pub route: Option<String>,
 }
 
+fn secs(key: &str, v: &str) -> Result<i64, String> {
+    let d = humantime::parse_duration(v).map_err(|e| format!("{key}: {e} (try 30d, 12h)"))?;
+    Ok(d.as_secs().min(i64::MAX as u64) as i64)
+}
+
+fn flag(key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "" | "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{key}: use true or false")),
+    }
+}
+
 impl Filter {
-    /// Parses `expiring_within=7d&route=NAME`. Unknown parameters are errors.
+    /// Parses `unowned&expiring=30d&lifetime_violations&unused=30d&route=NAME`
+    /// (`expiring_within` is the older name of `expiring`). Unknown parameters are errors.
     pub fn from_query(query: Option<&str>) -> Result<Self, String> {
         let mut f = Filter::default();
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
@@ -19,21 +45,35 @@ impl Filter {
                 .decode_utf8()
                 .map_err(|_| format!("{k}: not UTF-8"))?;
             match k {
-                "expiring_within" => {
-                    let d = humantime::parse_duration(&v)
-                        .map_err(|e| format!("expiring_within: {e} (try 7d, 12h)"))?;
-                    f.expiring_within_secs = Some(d.as_secs().min(i64::MAX as u64) as i64);
-                }
+                "expiring" | "expiring_within" => f.expiring_within_secs = Some(secs(k, &v)?),
+                "unused" => f.unused_for_secs = Some(secs(k, &v)?),
+                "unowned" => f.unowned = flag(k, &v)?,
+                "lifetime_violations" => f.lifetime_violations = flag(k, &v)?,
                 "route" => f.route = Some(v.into_owned()),
-                other => return Err(format!("unknown parameter {other:?}")),
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?} (use unowned, expiring, lifetime_violations, unused, route)"
+                    ));
+                }
             }
         }
         Ok(f)
     }
 
-    pub fn keeps(&self, r: &Record, now: i64) -> bool {
+    pub fn keeps(&self, r: &Record, now: i64, owners: &Owners) -> bool {
+        if self.unowned && r.owner.is_some() {
+            return false;
+        }
         if let Some(w) = self.expiring_within_secs
             && r.identity.not_after >= now.saturating_add(w)
+        {
+            return false;
+        }
+        if self.lifetime_violations && lifetime_excess(r, owners).is_none() {
+            return false;
+        }
+        if let Some(u) = self.unused_for_secs
+            && r.last_seen > now.saturating_sub(u)
         {
             return false;
         }
@@ -44,4 +84,14 @@ impl Filter {
         }
         true
     }
+}
+
+/// The record's validity period when it exceeds its owner's `max_lifetime`.
+pub fn lifetime_excess(r: &Record, owners: &Owners) -> Option<Duration> {
+    let owner = r.owner.as_deref()?;
+    owners
+        .list
+        .iter()
+        .find(|o| &*o.name == owner)?
+        .lifetime_excess(r.identity.not_before, r.identity.not_after)
 }

@@ -7,25 +7,26 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::authn::identity::ClientIdentity;
 use crate::authz::Verdict;
-use crate::util::time::fmt_time;
 
 mod filter;
 mod principals;
+mod report;
 mod routes;
 mod store;
 
 use principals::Principals;
 use routes::RouteSet;
 
-pub use filter::Filter;
-pub use store::LoadOutcome;
+pub use filter::{Filter, lifetime_excess};
+pub use report::{Format, RecordView, render};
+pub use store::{LoadOutcome, read_file};
 
 /// What is known about one certificate. Counters are atomics so requests never lock.
 pub struct Entry {
@@ -39,6 +40,8 @@ pub struct Entry {
     routes_refused: RouteSet,
     /// Token `sub` and `client_id` values presented with this certificate.
     principals: Principals,
+    /// The owner the owners file gave it last (set once per connection and config).
+    owner: Mutex<Option<Arc<str>>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,7 +71,21 @@ impl Entry {
             routes_allowed: RouteSet::new(),
             routes_refused: RouteSet::new(),
             principals: Principals::default(),
+            owner: Mutex::new(None),
         }
+    }
+
+    /// Records the certificate's owner (`None`: no owner entry matches it).
+    pub fn set_owner(&self, owner: Option<Arc<str>>) {
+        let mut o = self.owner.lock().unwrap_or_else(|e| e.into_inner());
+        if *o != owner {
+            *o = owner;
+        }
+    }
+
+    fn owner(&self) -> Option<String> {
+        let o = self.owner.lock().unwrap_or_else(|e| e.into_inner());
+        o.as_deref().map(str::to_string)
     }
 
     /// Records the principals of a verified access token presented with this certificate.
@@ -117,6 +134,9 @@ pub struct Record {
     /// Further distinct subjects or client ids seen beyond those kept.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub token_principals_overflow: u64,
+    /// The owner (from the owners file) when last seen; absent: none matched, or no owners file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -133,30 +153,14 @@ impl Record {
     pub fn not_after(&self) -> i64 {
         self.identity.not_after
     }
-}
-
-/// A record with human-readable times, for the admin API.
-#[derive(Serialize)]
-pub struct RecordView<'a> {
-    #[serde(flatten)]
-    record: &'a Record,
-    not_before_utc: String,
-    not_after_utc: String,
-    first_seen_utc: String,
-    last_seen_utc: String,
-    expires_in_days: i64,
-}
-
-impl<'a> RecordView<'a> {
-    pub fn new(record: &'a Record, now: i64) -> Self {
-        Self {
-            not_before_utc: fmt_time(record.identity.not_before),
-            not_after_utc: fmt_time(record.identity.not_after),
-            first_seen_utc: fmt_time(record.first_seen),
-            last_seen_utc: fmt_time(record.last_seen),
-            expires_in_days: (record.identity.not_after - now).div_euclid(86400),
-            record,
-        }
+    pub fn not_before(&self) -> i64 {
+        self.identity.not_before
+    }
+    pub fn issuer(&self) -> &str {
+        &self.identity.issuer
+    }
+    pub fn serial(&self) -> &str {
+        &self.identity.serial
     }
 }
 
@@ -296,6 +300,7 @@ impl Inventory {
                     token_subjects,
                     token_client_ids,
                     token_principals_overflow,
+                    owner: v.owner(),
                 }
             })
             .collect();
@@ -306,12 +311,42 @@ impl Inventory {
         out
     }
 
+    /// Certificates by owner (`unowned` for none) and state: `expired`, `expiring` (within
+    /// `window_secs`) or `active`.
+    pub fn credential_counts(
+        &self,
+        now: i64,
+        window_secs: i64,
+    ) -> HashMap<(String, &'static str), i64> {
+        let mut counts = HashMap::new();
+        for e in self.entries.iter() {
+            let v = e.value();
+            let owner = v
+                .owner()
+                .unwrap_or_else(|| crate::authz::owners::UNOWNED.to_string());
+            let state = credential_state(v.identity.not_after, now, window_secs);
+            *counts.entry((owner, state)).or_insert(0) += 1;
+        }
+        counts
+    }
+
     /// How many certificates expire before `now + window_secs` (already expired included).
     pub fn expiring_within(&self, now: i64, window_secs: i64) -> usize {
         self.entries
             .iter()
             .filter(|e| e.value().identity.not_after < now + window_secs)
             .count()
+    }
+}
+
+/// `expired`, `expiring` (before `now + window_secs`) or `active`.
+pub fn credential_state(not_after: i64, now: i64, window_secs: i64) -> &'static str {
+    if not_after < now {
+        "expired"
+    } else if not_after < now.saturating_add(window_secs) {
+        "expiring"
+    } else {
+        "active"
     }
 }
 

@@ -26,6 +26,21 @@ pub enum LoadOutcome {
     SetAside(PathBuf, String),
 }
 
+/// The records of an inventory file, read only (`certgate inventory`); `None` when there is no
+/// file.
+pub fn read_file(path: &Path) -> Result<Option<Vec<Record>>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let file: InventoryFile = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    if file.version != 1 {
+        return Err(format!("unsupported version {}", file.version));
+    }
+    Ok(Some(file.identities))
+}
+
 impl Inventory {
     /// Writes the inventory to `path` atomically (temporary file, fsync, rename).
     pub fn save(&self, path: &Path) -> std::io::Result<usize> {
@@ -50,20 +65,13 @@ impl Inventory {
     /// Loads a saved inventory. A missing file is fine; an unreadable one is renamed aside and
     /// reported, never fatal.
     pub fn load(&self, path: &Path) -> LoadOutcome {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return LoadOutcome::NoFile,
-            Err(e) => return self.set_aside(path, e.to_string()),
+        let identities = match read_file(path) {
+            Ok(Some(ids)) => ids,
+            Ok(None) => return LoadOutcome::NoFile,
+            Err(e) => return self.set_aside(path, e),
         };
-        let file: InventoryFile = match serde_json::from_slice(&bytes) {
-            Ok(f) => f,
-            Err(e) => return self.set_aside(path, e.to_string()),
-        };
-        if file.version != 1 {
-            return self.set_aside(path, format!("unsupported version {}", file.version));
-        }
-        let n = file.identities.len();
-        for r in file.identities {
+        let n = identities.len();
+        for r in identities {
             let Some(key) = hex::decode(&r.identity.sha256)
                 .ok()
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
@@ -71,6 +79,7 @@ impl Inventory {
                 continue;
             };
             let entry = Entry::new(r.identity, r.first_seen, r.last_seen);
+            entry.set_owner(r.owner.as_deref().map(Arc::from));
             entry.allowed.store(r.requests_allowed, Ordering::Relaxed);
             entry.denied.store(r.requests_denied, Ordering::Relaxed);
             for name in &r.routes_allowed {

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::inventory::{Filter, RecordView};
+use crate::inventory::{Filter, Format, RecordView, render};
 use crate::state::Gateway;
 use crate::state::{ReloadRequest, Trigger};
 use crate::telemetry::anomaly::AnomalyKind;
@@ -75,7 +75,8 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         }
         "/metrics" => {
             let telemetry = &gateway.telemetry;
-            telemetry.refresh_inventory_gauges(unix_now());
+            let window = gateway.current.load().expiry_window.as_secs() as i64;
+            telemetry.refresh_inventory_gauges(unix_now(), window);
             let mut r = Response::new(Full::new(Bytes::from(telemetry.metrics.render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -122,7 +123,8 @@ async fn reload(gateway: &Gateway, method: &Method) -> Response<Full<Bytes>> {
     json(body.0, body.1.to_string().into_bytes())
 }
 
-/// `GET /inventory[?expiring_within=7d][&route=NAME]`: known client certificates as JSON.
+/// `GET /inventory[?unowned][&expiring=30d][&lifetime_violations][&unused=30d][&route=NAME]`:
+/// known client certificates as JSON, filtered like `certgate inventory`.
 fn inventory(gateway: &Gateway, query: Option<&str>) -> Response<Full<Bytes>> {
     let filter = match Filter::from_query(query) {
         Ok(f) => f,
@@ -132,19 +134,16 @@ fn inventory(gateway: &Gateway, query: Option<&str>) -> Response<Full<Bytes>> {
         }
     };
     let now = unix_now();
+    let snapshot = gateway.current.load();
+    let window = snapshot.expiry_window.as_secs() as i64;
     let records = gateway.telemetry.inventory.records();
     let views: Vec<RecordView<'_>> = records
         .iter()
-        .filter(|r| filter.keeps(r, now))
-        .map(|r| RecordView::new(r, now))
+        .filter(|r| filter.keeps(r, now, &snapshot.owners))
+        .map(|r| RecordView::new(r, now, window, &snapshot.owners))
         .collect();
-    let body = serde_json::json!({
-        "generated_at": crate::util::time::fmt_time(now),
-        "count": views.len(),
-        "identities": views,
-    });
-    match serde_json::to_vec_pretty(&body) {
-        Ok(b) => json(StatusCode::OK, b),
+    match render(&views, Format::Json, now) {
+        Ok(b) => json(StatusCode::OK, b.into_bytes()),
         Err(_) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot encode inventory\n",

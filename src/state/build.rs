@@ -105,6 +105,7 @@ impl Snapshot {
                 .map_err(|(key, problem)| file.invalid(format!("anomaly.{key}"), problem))?,
             limits: raw.limits.clone(),
             limit_backend: compile_limit_backend(file, telemetry, registries)?,
+            owners: super::owners::compile_owners(file)?,
             warnings,
         })
     }
@@ -283,6 +284,7 @@ fn inputs_of(file: &ConfigFile) -> Vec<PathBuf> {
                 .filter_map(|t| t.jwks_ca.as_ref()),
         )
         .map(|p| file.resolve(p));
+    let owners_file = raw.owners.file.iter().map(|p| file.resolve(p));
     let jwks_files = raw
         .token_issuers
         .values()
@@ -291,6 +293,7 @@ fn inputs_of(file: &ConfigFile) -> Vec<PathBuf> {
     std::iter::once(file.path.clone())
         .chain(referenced)
         .chain(jwks_files)
+        .chain(owners_file)
         .collect()
 }
 

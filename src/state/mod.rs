@@ -17,10 +17,19 @@ use crate::upstream::registry::UpstreamRegistry;
 
 mod build;
 mod issuers;
+mod owners;
 pub mod snapshot;
 mod trust;
 
 pub use snapshot::Snapshot;
+
+/// The owners file `[owners]` names, compiled (for `certgate inventory`, which needs no more
+/// of the config than that and `[inventory]`).
+pub fn load_owners(
+    file: &crate::config::ConfigFile,
+) -> Result<crate::authz::owners::Owners, crate::config::ConfigError> {
+    owners::compile_owners(file)
+}
 
 /// The live registries a snapshot is compiled against: what outlives snapshots and is
 /// reconciled by name on each reload.

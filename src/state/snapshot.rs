@@ -80,6 +80,8 @@ pub struct Snapshot {
     pub log: crate::config::RawLog,
     pub reload: crate::config::RawReload,
     pub expiry_window: Duration,
+    /// `[owners]`: the owners file compiled, and the governance policy.
+    pub owners: crate::authz::owners::Owners,
     /// `[anomaly]`; `None` when the signals are off.
     pub anomaly: Option<crate::telemetry::anomaly::AnomalySpec>,
     /// `[limits]`.

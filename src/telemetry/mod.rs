@@ -31,9 +31,12 @@ impl Telemetry {
         }
     }
 
-    /// Refreshes the gauges derived from the inventory (called when /metrics is scraped).
-    pub fn refresh_inventory_gauges(&self, now: i64) {
+    /// Refreshes the gauges derived from the inventory (called when /metrics is scraped);
+    /// `expiring_secs` is the window of the `expiring` state.
+    pub fn refresh_inventory_gauges(&self, now: i64, expiring_secs: i64) {
         let inv = &self.inventory;
+        self.metrics
+            .set_credentials(inv.credential_counts(now, expiring_secs));
         self.metrics.inventory_identities.set(inv.len() as i64);
         for (label, days) in [("1d", 1), ("7d", 7), ("30d", 30)] {
             self.metrics

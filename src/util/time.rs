@@ -57,3 +57,31 @@ pub fn fmt_time(unix: i64) -> String {
         })
         .unwrap_or_else(|_| unix.to_string())
 }
+
+/// A duration as an operator writes it in the config: "90d", "12h", "30m", "45s" when whole,
+/// else humantime's form.
+pub fn short_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_nanos() == 0 && s > 0 {
+        for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+            if s.is_multiple_of(n) {
+                return format!("{}{unit}", s / n);
+            }
+        }
+    }
+    humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod short_duration_tests {
+    use super::short_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn whole_units_read_as_written() {
+        assert_eq!(short_duration(Duration::from_secs(90 * 86400)), "90d");
+        assert_eq!(short_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(short_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(short_duration(Duration::from_millis(1500)), "1s 500ms");
+    }
+}

@@ -12,6 +12,7 @@ mod kubernetes;
 mod lifecycle;
 mod limits;
 mod observability;
+mod owners;
 mod paths;
 mod policy;
 mod pools;

@@ -10,9 +10,11 @@ use prometheus::{
 
 use crate::authn::tls::HandshakeResult;
 
+mod limit;
 mod route;
 mod upstream;
 
+pub use limit::Limit;
 use route::RouteFamilies;
 pub use route::{RouteMetrics, method_label};
 pub use upstream::{UpstreamMetrics, UpstreamOutcome};
@@ -49,6 +51,7 @@ pub struct Metrics {
     jwks_fetches: IntCounterVec,
     anomalies: IntCounterVec,
     limit_backend_errors: IntCounterVec,
+    credentials: IntGaugeVec,
     /// Handles for requests that matched no route.
     pub unrouted: RouteMetrics,
 }
@@ -197,9 +200,18 @@ impl Metrics {
             "Rate-limit checks the shared backend (Redis) did not answer in time, by reason (timeout, error).",
             &["reason"],
         );
+        let credentials = IntGaugeVec::new(
+            Opts::new(
+                "certgate_credentials",
+                "Client certificates in the inventory by owner (unowned for none) and state (active, expiring within [expiry] warning_window, expired).",
+            ),
+            &["owner", "state"],
+        )
+        .expect("static metric definition");
 
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 25] = [
+        let collectors: [Box<dyn Collector>; 26] = [
+            Box::new(credentials.clone()),
             Box::new(anomalies.clone()),
             Box::new(limit_backend_errors.clone()),
             Box::new(shadow_decisions.clone()),
@@ -267,6 +279,15 @@ impl Metrics {
             jwks_fetches,
             anomalies,
             limit_backend_errors,
+            credentials,
+        }
+    }
+
+    /// Replaces `certgate_credentials` with `counts` by (owner, state).
+    pub fn set_credentials(&self, counts: std::collections::HashMap<(String, &'static str), i64>) {
+        self.credentials.reset();
+        for ((owner, state), n) in counts {
+            self.credentials.with_label_values(&[&owner, state]).set(n);
         }
     }
 
@@ -344,45 +365,6 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// The `limit` label of `certgate_limit_hits_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// Request head larger than `max_request_header_bytes` (431).
-    HeaderBytes,
-    /// Request body larger than the route's `max_request_body` (413).
-    BodyBytes,
-    /// Request head not complete within `header_read_timeout` (connection closed).
-    HeaderTimeout,
-    /// `max_connections` reached: accepting waits.
-    Connections,
-    /// `max_requests_per_connection` reached: connection closed / GOAWAY.
-    RequestsPerConnection,
-    /// TLS handshake not complete within `handshake_timeout`.
-    HandshakeTimeout,
-}
-
-impl Limit {
-    pub const ALL: [Limit; 6] = [
-        Self::HeaderBytes,
-        Self::BodyBytes,
-        Self::HeaderTimeout,
-        Self::Connections,
-        Self::RequestsPerConnection,
-        Self::HandshakeTimeout,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::HeaderBytes => "header_bytes",
-            Self::BodyBytes => "body_bytes",
-            Self::HeaderTimeout => "header_timeout",
-            Self::Connections => "connections",
-            Self::RequestsPerConnection => "requests_per_connection",
-            Self::HandshakeTimeout => "handshake_timeout",
-        }
     }
 }
 

@@ -1,0 +1,65 @@
+//! `certgate inventory`: the credential report from the persisted inventory file (the gateway
+//! need not run), joined with the owners file, filtered, as a table, JSON or CSV.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use certgate::config::ConfigFile;
+use certgate::inventory::{Filter, Format, RecordView, read_file, render};
+use certgate::util::time::unix_now;
+
+/// Where the report reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Source {
+    /// `[inventory].path`, as the gateway last saved it.
+    #[default]
+    File,
+}
+
+pub struct Options {
+    pub source: Source,
+    pub format: Format,
+    pub filter: Filter,
+}
+
+pub fn inventory(config: &Path, o: &Options) -> ExitCode {
+    match report(config, o) {
+        Ok(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(config: &Path, o: &Options) -> Result<String, String> {
+    let file = ConfigFile::load(config).map_err(|e| e.to_string())?;
+    let owners = certgate::state::load_owners(&file).map_err(|e| e.to_string())?;
+    let Source::File = o.source;
+    let Some(path) = &file.raw.inventory.path else {
+        return Err(format!(
+            "{}: inventory.path is not set: the gateway keeps its inventory in memory only \
+             (GET /inventory on the admin listener); set it to keep and report it",
+            file.path.display()
+        ));
+    };
+    let path = file.resolve(path);
+    let mut records = read_file(&path)
+        .map_err(|e| format!("{}: not an inventory file: {e}", path.display()))?
+        .unwrap_or_default();
+    records.sort_by(|a, b| (a.subject(), a.sha256()).cmp(&(b.subject(), b.sha256())));
+    let now = unix_now();
+    let window = file.raw.expiry.warning_window.as_secs() as i64;
+    let views: Vec<RecordView<'_>> = records
+        .iter()
+        .filter(|r| o.filter.keeps(r, now, &owners))
+        .map(|r| RecordView::new(r, now, window, &owners))
+        .collect();
+    render(&views, o.format, now)
+}

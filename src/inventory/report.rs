@@ -1,0 +1,193 @@
+//! Inventory reports: each record with its owner, state and times made readable, as JSON (the
+//! admin API and tools), CSV (spreadsheets) or an aligned table (people, with relative times
+//! like "in 12 days").
+
+use serde::Serialize;
+
+use crate::authz::owners::{Owners, UNOWNED};
+use crate::util::time::fmt_time;
+
+use super::{Record, credential_state, lifetime_excess};
+
+/// A record as reports show it.
+#[derive(Serialize)]
+pub struct RecordView<'a> {
+    #[serde(flatten)]
+    record: &'a Record,
+    /// active | expiring | expired.
+    state: &'static str,
+    not_before_utc: String,
+    not_after_utc: String,
+    first_seen_utc: String,
+    last_seen_utc: String,
+    expires_in_days: i64,
+    lifetime_days: i64,
+    /// Longer than the owner's `max_lifetime`.
+    lifetime_violation: bool,
+}
+
+impl<'a> RecordView<'a> {
+    /// `expiring_secs`: the window of the `expiring` state.
+    pub fn new(record: &'a Record, now: i64, expiring_secs: i64, owners: &Owners) -> Self {
+        let id = &record.identity;
+        Self {
+            state: credential_state(id.not_after, now, expiring_secs),
+            not_before_utc: fmt_time(id.not_before),
+            not_after_utc: fmt_time(id.not_after),
+            first_seen_utc: fmt_time(record.first_seen),
+            last_seen_utc: fmt_time(record.last_seen),
+            expires_in_days: (id.not_after - now).div_euclid(86400),
+            lifetime_days: (id.not_after - id.not_before).div_euclid(86400),
+            lifetime_violation: lifetime_excess(record, owners).is_some(),
+            record,
+        }
+    }
+}
+
+/// Output format of `certgate inventory`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+    Csv,
+}
+
+/// The report in `format`; `generated_at` and the count head the JSON form.
+pub fn render(views: &[RecordView<'_>], format: Format, now: i64) -> Result<String, String> {
+    match format {
+        Format::Json => {
+            let body = serde_json::json!({
+                "generated_at": fmt_time(now),
+                "count": views.len(),
+                "identities": views,
+            });
+            serde_json::to_string_pretty(&body).map_err(|e| e.to_string())
+        }
+        Format::Csv => csv(views),
+        Format::Table => Ok(table(views, now)),
+    }
+}
+
+const COLUMNS: [&str; 12] = [
+    "subject",
+    "owner",
+    "state",
+    "expires",
+    "lifetime",
+    "last_seen",
+    "allowed",
+    "refused",
+    "routes",
+    "issuer",
+    "serial",
+    "sha256",
+];
+
+fn csv(views: &[RecordView<'_>]) -> Result<String, String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let e = |e: csv::Error| e.to_string();
+    w.write_record(COLUMNS).map_err(e)?;
+    for v in views {
+        let r = v.record;
+        let lifetime = format!(
+            "{}{}",
+            v.lifetime_days,
+            if v.lifetime_violation { "!" } else { "" }
+        );
+        w.write_record([
+            r.identity.subject.as_str(),
+            r.owner.as_deref().unwrap_or(UNOWNED),
+            v.state,
+            &v.not_after_utc,
+            &lifetime,
+            &v.last_seen_utc,
+            &r.requests_allowed.to_string(),
+            &r.requests_denied.to_string(),
+            &r.routes.join(" "),
+            &r.identity.issuer,
+            &r.identity.serial,
+            &r.identity.sha256,
+        ])
+        .map_err(e)?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|e| e.to_string())
+}
+
+fn table(views: &[RecordView<'_>], now: i64) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING);
+    t.force_no_tty();
+    t.set_header([
+        "SUBJECT",
+        "OWNER",
+        "STATE",
+        "EXPIRES",
+        "LIFETIME",
+        "LAST SEEN",
+        "ALLOWED",
+        "REFUSED",
+        "ROUTES",
+        "SHA256",
+    ]);
+    for v in views {
+        let r = v.record;
+        t.add_row([
+            r.identity.subject.clone(),
+            r.owner.clone().unwrap_or_else(|| UNOWNED.to_string()),
+            v.state.to_string(),
+            relative(r.identity.not_after - now),
+            format!(
+                "{}d{}",
+                v.lifetime_days,
+                if v.lifetime_violation {
+                    " (too long)"
+                } else {
+                    ""
+                }
+            ),
+            relative(r.last_seen - now),
+            r.requests_allowed.to_string(),
+            r.requests_denied.to_string(),
+            r.routes.join(","),
+            r.identity.sha256.chars().take(16).collect(),
+        ]);
+    }
+    format!("{t}\n{} certificate(s)\n", views.len())
+}
+
+/// `delta` seconds from now in words: "in 12 days", "3 hours ago", "now".
+pub fn relative(delta: i64) -> String {
+    let n = delta.unsigned_abs();
+    let (value, unit) = match n {
+        0..60 => return "now".to_string(),
+        60..3600 => (n / 60, "minute"),
+        3600..86400 => (n / 3600, "hour"),
+        _ => (n / 86400, "day"),
+    };
+    let unit = if value == 1 {
+        unit.to_string()
+    } else {
+        format!("{unit}s")
+    };
+    if delta > 0 {
+        format!("in {value} {unit}")
+    } else {
+        format!("{value} {unit} ago")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+
+    #[test]
+    fn relative_times_read_like_words() {
+        assert_eq!(relative(12 * 86400 + 5), "in 12 days");
+        assert_eq!(relative(-3 * 3600), "3 hours ago");
+        assert_eq!(relative(86400), "in 1 day");
+        assert_eq!(relative(-61), "1 minute ago");
+        assert_eq!(relative(30), "now");
+    }
+}
