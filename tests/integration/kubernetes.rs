@@ -85,6 +85,18 @@ fn manifests_are_consistent() {
             .as_str()
             .is_some()
     );
+    // The owners file comes from its own ConfigMap and compiles.
+    let owners_path = raw.owners.file.as_ref().expect("owners file");
+    assert_eq!(owners_path.parent().unwrap(), mount_of("owners"));
+    let owners_cm = find(&all, "ConfigMap", s(&volume("owners")["configMap"]["name"]));
+    let owners_text = s(&owners_cm["data"][owners_path.file_name().unwrap().to_str().unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("owners.toml"), owners_text).unwrap();
+    let mut local = config.clone();
+    local.raw.owners.file = Some(dir.path().join("owners.toml"));
+    let owners = certgate::state::load_owners(&local).expect("owners file compiles");
+    assert_eq!(owners.list.len(), 1);
+
     // The inventory is written to a writable volume (the root file system is read-only).
     assert_eq!(
         gw["securityContext"]["readOnlyRootFilesystem"].as_bool(),
