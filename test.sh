@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests talk to (curl, openssl,
-# redis-server — Debian packages; the tests start their own servers on free loopback ports),
+# redis-server, postgresql — Debian packages; the tests start their own servers on free
+# loopback ports, PostgreSQL as the `postgres` user),
 # then runs `cargo test` with any arguments given (e.g. ./test.sh fleet_limits).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -9,6 +10,7 @@ need=()
 for tool in curl:curl openssl:openssl redis-server:redis-server; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   sudo=()
@@ -16,9 +18,9 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -q
   "${sudo[@]}" apt-get install -y -q --no-install-recommends ca-certificates "${need[@]}"
-  # Debian starts the packaged redis-server as a service; the tests do not use it.
+  # Debian starts the packaged servers as services; the tests do not use them.
   if command -v systemctl >/dev/null 2>&1; then
-    "${sudo[@]}" systemctl disable --now redis-server >/dev/null 2>&1 || true
+    "${sudo[@]}" systemctl disable --now redis-server postgresql >/dev/null 2>&1 || true
   fi
 fi
 

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use certgate::config::ConfigFile;
-use certgate::inventory::{Filter, Format, RecordView, read_file, render};
+use certgate::inventory::fleet::fleet_records;
+use certgate::inventory::{Filter, Format, Record, RecordView, read_file, render};
 use certgate::util::time::unix_now;
 
 /// Where the report reads from.
@@ -14,6 +15,8 @@ pub enum Source {
     /// `[inventory].path`, as the gateway last saved it.
     #[default]
     File,
+    /// `[inventory].postgres`: the fleet view, every gateway that saw each credential.
+    Postgres,
 }
 
 pub struct Options {
@@ -41,18 +44,10 @@ pub fn inventory(config: &Path, o: &Options) -> ExitCode {
 fn report(config: &Path, o: &Options) -> Result<String, String> {
     let file = ConfigFile::load(config).map_err(|e| e.to_string())?;
     let owners = certgate::state::load_owners(&file).map_err(|e| e.to_string())?;
-    let Source::File = o.source;
-    let Some(path) = &file.raw.inventory.path else {
-        return Err(format!(
-            "{}: inventory.path is not set: the gateway keeps its inventory in memory only \
-             (GET /inventory on the admin listener); set it to keep and report it",
-            file.path.display()
-        ));
+    let mut records = match o.source {
+        Source::File => from_file(&file)?,
+        Source::Postgres => from_postgres(&file)?,
     };
-    let path = file.resolve(path);
-    let mut records = read_file(&path)
-        .map_err(|e| format!("{}: not an inventory file: {e}", path.display()))?
-        .unwrap_or_default();
     records.sort_by(|a, b| (a.subject(), a.sha256()).cmp(&(b.subject(), b.sha256())));
     let now = unix_now();
     let window = file.raw.expiry.warning_window.as_secs() as i64;
@@ -62,4 +57,39 @@ fn report(config: &Path, o: &Options) -> Result<String, String> {
         .map(|r| RecordView::new(r, now, window, &owners))
         .collect();
     render(&views, o.format, now)
+}
+
+fn from_file(file: &ConfigFile) -> Result<Vec<Record>, String> {
+    let Some(path) = &file.raw.inventory.path else {
+        return Err(format!(
+            "{}: inventory.path is not set: the gateway keeps its inventory in memory only \
+             (GET /inventory on the admin listener); set it to keep and report it",
+            file.path.display()
+        ));
+    };
+    let path = file.resolve(path);
+    Ok(read_file(&path)
+        .map_err(|e| format!("{}: not an inventory file: {e}", path.display()))?
+        .unwrap_or_default())
+}
+
+fn from_postgres(file: &ConfigFile) -> Result<Vec<Record>, String> {
+    let Some(url) = &file.raw.inventory.postgres else {
+        return Err(format!(
+            "{}: inventory.postgres is not set: there is no fleet inventory to read",
+            file.path.display()
+        ));
+    };
+    let ca = file
+        .raw
+        .inventory
+        .postgres_ca
+        .as_deref()
+        .map(|p| file.resolve(p));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(fleet_records(url, ca.as_deref()))
+        .map_err(|e| format!("inventory.postgres: {e}"))
 }

@@ -233,6 +233,12 @@ pub struct RawInventory {
     pub path: Option<PathBuf>,
     #[serde(default = "default_inventory_flush", with = "humantime_serde")]
     pub flush_interval: Duration,
+    /// The fleet inventory: `postgres://user:password@host:port/db[?sslmode=require]`.
+    pub postgres: Option<String>,
+    /// Trust for the database's TLS certificate (default: the system roots).
+    pub postgres_ca: Option<PathBuf>,
+    /// This gateway's name in the fleet inventory (default: the host name).
+    pub gateway_id: Option<String>,
 }
 
 impl Default for RawInventory {
@@ -241,6 +247,9 @@ impl Default for RawInventory {
             max_entries: default_inventory_max(),
             path: None,
             flush_interval: default_inventory_flush(),
+            postgres: None,
+            postgres_ca: None,
+            gateway_id: None,
         }
     }
 }

@@ -16,15 +16,19 @@ use crate::authn::identity::ClientIdentity;
 use crate::authz::Verdict;
 
 mod filter;
+pub mod fleet;
 mod principals;
+mod record;
 mod report;
 mod routes;
 mod store;
 
 use principals::Principals;
-use routes::RouteSet;
+pub use routes::RouteCount;
+use routes::{RouteCounts, RouteSet};
 
 pub use filter::{Filter, lifetime_excess};
+pub use record::{Record, RouteUse};
 pub use report::{Format, RecordView, render};
 pub use store::{LoadOutcome, read_file};
 
@@ -42,6 +46,8 @@ pub struct Entry {
     principals: Principals,
     /// The owner the owners file gave it last (set once per connection and config).
     owner: Mutex<Option<Arc<str>>>,
+    /// Requests per route, allowed and refused, with first and last seen.
+    route_counts: RouteCounts,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +78,7 @@ impl Entry {
             routes_refused: RouteSet::new(),
             principals: Principals::default(),
             owner: Mutex::new(None),
+            route_counts: RouteCounts::default(),
         }
     }
 
@@ -104,63 +111,9 @@ impl Entry {
         count.fetch_add(1, Ordering::Relaxed);
         if let Some(id) = route_id {
             routes.insert(id);
+            self.route_counts
+                .record(id, matches!(verdict, Verdict::Allow), now);
         }
-    }
-}
-
-/// One inventory entry as persisted and as served by `GET /inventory`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
-    #[serde(flatten)]
-    identity: Identity,
-    pub first_seen: i64,
-    pub last_seen: i64,
-    pub requests_allowed: u64,
-    pub requests_denied: u64,
-    /// Every route it called (allowed or refused), sorted.
-    pub routes: Vec<String>,
-    /// Routes it was allowed on.
-    #[serde(default)]
-    pub routes_allowed: Vec<String>,
-    /// Routes it was only ever refused on: probing, or a policy that needs attention.
-    #[serde(default)]
-    pub routes_refused: Vec<String>,
-    /// Access-token subjects (`sub`) presented with this certificate (at most 16).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub token_subjects: Vec<String>,
-    /// Access-token `client_id`s presented with this certificate (at most 16).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub token_client_ids: Vec<String>,
-    /// Further distinct subjects or client ids seen beyond those kept.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub token_principals_overflow: u64,
-    /// The owner (from the owners file) when last seen; absent: none matched, or no owners file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-impl Record {
-    pub fn sha256(&self) -> &str {
-        &self.identity.sha256
-    }
-    pub fn subject(&self) -> &str {
-        &self.identity.subject
-    }
-    pub fn not_after(&self) -> i64 {
-        self.identity.not_after
-    }
-    pub fn not_before(&self) -> i64 {
-        self.identity.not_before
-    }
-    pub fn issuer(&self) -> &str {
-        &self.identity.issuer
-    }
-    pub fn serial(&self) -> &str {
-        &self.identity.serial
     }
 }
 
@@ -202,6 +155,14 @@ impl Inventory {
     /// Total evictions since start.
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Route names by id.
+    fn route_names_snapshot(&self) -> Vec<String> {
+        match self.route_names.read() {
+            Ok(n) => n.names.clone(),
+            Err(poisoned) => poisoned.into_inner().names.clone(),
+        }
     }
 
     /// A stable id for a route name (call at config load).
@@ -301,6 +262,21 @@ impl Inventory {
                     token_client_ids,
                     token_principals_overflow,
                     owner: v.owner(),
+                    route_counts: v
+                        .route_counts
+                        .all()
+                        .iter()
+                        .filter_map(|c| {
+                            Some(RouteUse {
+                                route: names.names.get(c.id as usize)?.clone(),
+                                first_seen: c.first_seen,
+                                last_seen: c.last_seen.load(Ordering::Relaxed),
+                                allowed: c.allowed.load(Ordering::Relaxed),
+                                refused: c.refused.load(Ordering::Relaxed),
+                            })
+                        })
+                        .collect(),
+                    gateways: Vec::new(),
                 }
             })
             .collect();

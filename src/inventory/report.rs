@@ -69,7 +69,7 @@ pub fn render(views: &[RecordView<'_>], format: Format, now: i64) -> Result<Stri
     }
 }
 
-const COLUMNS: [&str; 12] = [
+const COLUMNS: [&str; 13] = [
     "subject",
     "owner",
     "state",
@@ -82,6 +82,7 @@ const COLUMNS: [&str; 12] = [
     "issuer",
     "serial",
     "sha256",
+    "gateways",
 ];
 
 fn csv(views: &[RecordView<'_>]) -> Result<String, String> {
@@ -108,6 +109,7 @@ fn csv(views: &[RecordView<'_>]) -> Result<String, String> {
             &r.identity.issuer,
             &r.identity.serial,
             &r.identity.sha256,
+            &r.gateways.join(" "),
         ])
         .map_err(e)?;
     }
@@ -119,7 +121,8 @@ fn table(views: &[RecordView<'_>], now: i64) -> String {
     let mut t = comfy_table::Table::new();
     t.load_style(comfy_table::presets::NOTHING);
     t.force_no_tty();
-    t.set_header([
+    let fleet = views.iter().any(|v| !v.record.gateways.is_empty());
+    let mut header = vec![
         "SUBJECT",
         "OWNER",
         "STATE",
@@ -130,10 +133,14 @@ fn table(views: &[RecordView<'_>], now: i64) -> String {
         "REFUSED",
         "ROUTES",
         "SHA256",
-    ]);
+    ];
+    if fleet {
+        header.push("GATEWAYS");
+    }
+    t.set_header(header);
     for v in views {
         let r = v.record;
-        t.add_row([
+        let mut row = vec![
             r.identity.subject.clone(),
             r.owner.clone().unwrap_or_else(|| UNOWNED.to_string()),
             v.state.to_string(),
@@ -152,7 +159,11 @@ fn table(views: &[RecordView<'_>], now: i64) -> String {
             r.requests_denied.to_string(),
             r.routes.join(","),
             r.identity.sha256.chars().take(16).collect(),
-        ]);
+        ];
+        if fleet {
+            row.push(r.gateways.join(","));
+        }
+        t.add_row(row);
     }
     format!("{t}\n{} certificate(s)\n", views.len())
 }

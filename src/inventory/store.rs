@@ -93,6 +93,12 @@ impl Inventory {
             for name in &r.routes_refused {
                 entry.routes_refused.insert(self.route_id(name));
             }
+            for u in &r.route_counts {
+                let id = self.route_id(&u.route);
+                entry
+                    .route_counts
+                    .restore(id, u.first_seen, u.last_seen, u.allowed, u.refused);
+            }
             // Files written before the two lists existed only say "called": kept as allowed.
             if r.routes_allowed.is_empty() && r.routes_refused.is_empty() {
                 for name in &r.routes {

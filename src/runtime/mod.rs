@@ -18,12 +18,16 @@ use tracing::{info, warn};
 
 use crate::authn::identity::IdentityCache;
 use crate::inventory::LoadOutcome;
+use crate::inventory::fleet::FleetSink;
 use crate::runtime::activate::activate;
 use crate::state::{Gateway, Registries, ReloadRequest, Snapshot};
 use crate::telemetry::Telemetry;
 
 /// How long the start waits for the first fetch of each JWKS URL.
 pub(crate) const FIRST_JWKS_FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a stopping gateway gives its last fleet-inventory sync.
+const FINAL_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a starting gateway waits for its Redis rate-limit backend before serving anyway
 /// (under `on_backend_error`).
@@ -128,6 +132,13 @@ impl Bound {
         );
         let admin_task = tokio::spawn(admin::serve(admin, gateway.clone()));
         let flush_task = tokio::spawn(tasks::flush_inventory_periodically(gateway.clone()));
+        let gateway_id = snap
+            .inventory
+            .gateway_id
+            .clone()
+            .unwrap_or_else(crate::inventory::fleet::default_gateway_id);
+        let fleet = Arc::new(tokio::sync::Mutex::new(FleetSink::new(gateway_id)));
+        let fleet_task = tokio::spawn(tasks::sync_fleet_inventory(gateway.clone(), fleet.clone()));
         let reload_task = tokio::spawn(reload::run(gateway.clone(), reload_requests));
         reload::spawn_sighup(gateway.reloads.clone());
         if snap.reload.watch {
@@ -141,11 +152,15 @@ impl Bound {
         crate::listener::serve(gateway.clone(), listener, shutdown).await;
         admin_task.abort();
         flush_task.abort();
+        fleet_task.abort();
         reload_task.abort();
         expiry_task.abort();
         refusals_task.abort();
         limits_task.abort();
         tasks::save_inventory(&gateway).await;
+        // What was counted since the last sync goes to the fleet inventory too, if it answers.
+        let _ =
+            tokio::time::timeout(FINAL_SYNC_WAIT, tasks::sync_fleet_once(&gateway, &fleet)).await;
         Ok(())
     }
 }

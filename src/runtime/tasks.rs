@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use tracing::{debug, warn};
+use tokio::sync::Mutex;
+use tracing::{debug, error, info, warn};
+
+use crate::inventory::fleet::FleetSink;
 
 use crate::state::Gateway;
 use crate::telemetry::refusals::SUMMARY_EVERY_SECS;
@@ -54,6 +57,59 @@ pub(super) async fn warn_about_expiry_hourly(gateway: Arc<Gateway>) {
             warn!(warning = %w, "expiry");
         }
     }
+}
+
+/// Every `flush_interval`, writes what the inventory counted since the last sync to the fleet
+/// inventory (`[inventory] postgres`), when one is configured. The first attempt is at start.
+pub(super) async fn sync_fleet_inventory(gateway: Arc<Gateway>, sink: Arc<Mutex<FleetSink>>) {
+    loop {
+        sync_fleet_once(&gateway, &sink).await;
+        let every = gateway.current.load().inventory.flush_interval;
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// One sync attempt (also the last one at shutdown), logged on every change between working
+/// and failing.
+pub(super) async fn sync_fleet_once(gateway: &Arc<Gateway>, sink: &Arc<Mutex<FleetSink>>) {
+    let snapshot = gateway.current.load_full();
+    let Some(url) = &snapshot.inventory.postgres else {
+        return;
+    };
+    let telemetry = &gateway.telemetry;
+    let mut sink = sink.lock().await;
+    let was_failing = sink.failing;
+    match sink
+        .sync(
+            &telemetry.inventory,
+            url,
+            snapshot.inventory.postgres_ca.as_ref(),
+        )
+        .await
+    {
+        Ok(done) => {
+            telemetry.metrics.inventory_sync_ok.inc();
+            sink.failing = false;
+            if was_failing {
+                info!(target: "certgate::inventory", gateway_id = %sink.gateway_id, synced = ?done, "fleet inventory reachable again");
+            } else {
+                debug!(target: "certgate::inventory", synced = ?done, "fleet inventory synced");
+            }
+        }
+        Err(e) => {
+            telemetry.metrics.inventory_sync_error.inc();
+            if !sink.failing {
+                error!(target: "certgate::inventory", gateway_id = %sink.gateway_id, error = %e, "fleet inventory unavailable: counts stay pending until it is back");
+            } else {
+                debug!(target: "certgate::inventory", error = %e, "fleet inventory still unavailable");
+            }
+            sink.failing = true;
+        }
+    }
+    telemetry
+        .metrics
+        .inventory_pending_rows
+        .set(sink.pending(&telemetry.inventory) as i64);
 }
 
 pub(super) async fn flush_inventory_periodically(gateway: Arc<Gateway>) {

@@ -96,6 +96,11 @@ impl Snapshot {
             crls: trust.crls,
             inventory: RawInventory {
                 path: raw.inventory.path.as_deref().map(|p| file.resolve(p)),
+                postgres_ca: raw
+                    .inventory
+                    .postgres_ca
+                    .as_deref()
+                    .map(|p| file.resolve(p)),
                 ..raw.inventory.clone()
             },
             log: raw.log.clone(),
@@ -235,6 +240,22 @@ fn check_limits(file: &ConfigFile) -> Result<(), ConfigError> {
     if raw.inventory.flush_interval.is_zero() {
         return Err(file.invalid("inventory.flush_interval", "must be greater than zero"));
     }
+    if let Some(url) = &raw.inventory.postgres {
+        crate::inventory::fleet::parse_url(url)
+            .map_err(|e| file.invalid("inventory.postgres", e))?;
+    }
+    if let Some(ca) = &raw.inventory.postgres_ca {
+        crate::inventory::fleet::load_roots(&file.resolve(ca))
+            .map_err(|e| file.invalid("inventory.postgres_ca", e))?;
+    }
+    if raw
+        .inventory
+        .gateway_id
+        .as_deref()
+        .is_some_and(|g| g.trim().is_empty())
+    {
+        return Err(file.invalid("inventory.gateway_id", "must not be empty"));
+    }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
         return Err(file.invalid("log.level", format!("{:?}: {e}", raw.log.level)));
     }
@@ -284,7 +305,12 @@ fn inputs_of(file: &ConfigFile) -> Vec<PathBuf> {
                 .filter_map(|t| t.jwks_ca.as_ref()),
         )
         .map(|p| file.resolve(p));
-    let owners_file = raw.owners.file.iter().map(|p| file.resolve(p));
+    let owners_file = raw
+        .owners
+        .file
+        .iter()
+        .chain(&raw.inventory.postgres_ca)
+        .map(|p| file.resolve(p));
     let jwks_files = raw
         .token_issuers
         .values()

@@ -4,6 +4,7 @@ mod anomalies;
 mod cli;
 mod common;
 mod curl;
+mod fleet_inventory;
 mod fleet_limits;
 mod forwarding;
 mod foundation;

@@ -110,3 +110,200 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A PostgreSQL server (Debian's `postgresql` package) on 127.0.0.1: `initdb` and `pg_ctl` run
+/// as the `postgres` user when the tests run as root (PostgreSQL refuses to run as root).
+/// Database `certgate`, owned by user `certgate` with password `secret` (scram-sha-256).
+pub struct PgServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    running: bool,
+}
+
+pub const PG_PASSWORD: &str = "secret";
+
+impl PgServer {
+    pub async fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path().join("bin"))
+                    .filter(|p| p.join("initdb").exists())
+                    .max()
+            })
+            .expect("PostgreSQL server binaries not found under /usr/lib/postgresql: run ./test.sh, which installs them");
+        let dir = tempfile::tempdir().expect("pg dir");
+        let s = Self {
+            port: free_addr().port(),
+            dir,
+            bin,
+            running: false,
+        };
+        std::fs::set_permissions(
+            s.dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::write(s.dir.path().join("pw"), PG_PASSWORD).unwrap();
+        s.chown();
+        s.run(
+            "initdb",
+            &[
+                "-D",
+                &s.data(),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--no-sync",
+                &format!("--pwfile={}", s.dir.path().join("pw").display()),
+            ],
+        );
+        let mut s = s;
+        s.restart().await;
+        s.psql("CREATE USER certgate PASSWORD 'secret'");
+        s.psql("CREATE DATABASE certgate OWNER certgate");
+        s
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn as_root() -> bool {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    }
+
+    fn chown(&self) {
+        if Self::as_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(self.dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown to postgres");
+        }
+    }
+
+    /// Runs a PostgreSQL program (as `postgres` when root); panics with its output on failure.
+    fn run(&self, program: &str, args: &[&str]) -> String {
+        let exe = self.bin.join(program);
+        let mut cmd = if Self::as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let out = cmd
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
+        text
+    }
+
+    /// Runs one SQL statement in database `certgate` (as the superuser, over the socket) and
+    /// returns its rows, one per line, fields separated by `|`.
+    pub fn psql_db(&self, db: &str, sql: &str) -> String {
+        self.run(
+            "psql",
+            &[
+                "-h",
+                &self.dir.path().display().to_string(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+                sql,
+            ],
+        )
+    }
+
+    pub fn psql(&self, sql: &str) -> String {
+        self.psql_db("postgres", sql)
+    }
+
+    pub fn query(&self, sql: &str) -> String {
+        self.psql_db("certgate", sql)
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://certgate:{PG_PASSWORD}@127.0.0.1:{}/certgate",
+            self.port
+        )
+    }
+
+    /// Starts it (again) on the same port and data.
+    pub async fn restart(&mut self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
+        self.running = true;
+    }
+
+    /// Stops it (fast: connections are closed).
+    pub fn stop(&mut self) {
+        if self.running {
+            self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+            self.running = false;
+        }
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        if self.running {
+            let exe = self.bin.join("pg_ctl");
+            let data = self.data();
+            let mut cmd = if Self::as_root() {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(&exe);
+                c
+            } else {
+                Command::new(&exe)
+            };
+            let _ = cmd
+                .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}

@@ -52,6 +52,9 @@ pub struct Metrics {
     anomalies: IntCounterVec,
     limit_backend_errors: IntCounterVec,
     credentials: IntGaugeVec,
+    pub inventory_sync_ok: IntCounter,
+    pub inventory_sync_error: IntCounter,
+    pub inventory_pending_rows: IntGauge,
     /// Handles for requests that matched no route.
     pub unrouted: RouteMetrics,
 }
@@ -209,8 +212,21 @@ impl Metrics {
         )
         .expect("static metric definition");
 
+        let inventory_sync = counter_vec(
+            "certgate_inventory_sync_total",
+            "Fleet inventory (PostgreSQL) syncs by result (ok, error).",
+            &["result"],
+        );
+        let inventory_pending_rows = IntGauge::new(
+            "certgate_inventory_pending_rows",
+            "Credential × route rows counted here and not yet in the fleet inventory.",
+        )
+        .expect("static metric definition");
+
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 26] = [
+        let collectors: [Box<dyn Collector>; 28] = [
+            Box::new(inventory_sync.clone()),
+            Box::new(inventory_pending_rows.clone()),
             Box::new(credentials.clone()),
             Box::new(anomalies.clone()),
             Box::new(limit_backend_errors.clone()),
@@ -280,6 +296,9 @@ impl Metrics {
             anomalies,
             limit_backend_errors,
             credentials,
+            inventory_sync_ok: inventory_sync.with_label_values(&["ok"]),
+            inventory_sync_error: inventory_sync.with_label_values(&["error"]),
+            inventory_pending_rows,
         }
     }
 
