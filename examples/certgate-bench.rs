@@ -29,6 +29,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The inventory with COUNT distinct credentials (3 routes each): memory, and with --url the
+    /// time to write it to a PostgreSQL fleet inventory (first sync, then an update of every row).
+    Inventory {
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        #[arg(long)]
+        url: Option<String>,
+    },
     Upstream {
         #[arg(long)]
         bind: SocketAddr,
@@ -80,7 +88,91 @@ fn main() -> anyhow::Result<()> {
             issuer,
             audience,
         } => mint(&cert, &jwks, &issuer, &audience),
+        Command::Inventory { count, url } => rt.block_on(inventory(count, url)),
     }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn inventory(count: usize, url: Option<String>) -> anyhow::Result<()> {
+    use certgate::authn::identity::ClientIdentity;
+    use certgate::authz::Verdict;
+    use certgate::inventory::Inventory;
+    use certgate::inventory::fleet::FleetSink;
+    let before = rss_kib();
+    let inv = Inventory::new(count);
+    let routes = ["payments-read", "payments-write", "ledger"].map(|r| inv.route_id(r));
+    let now = certgate::util::time::unix_now();
+    let started = std::time::Instant::now();
+    let mut entries = Vec::with_capacity(count);
+    for i in 0..count {
+        let sha = certgate::util::digest::sha256(&(i as u64).to_le_bytes());
+        let id = ClientIdentity {
+            subject: format!("CN=workload-{i},O=Example"),
+            common_names: vec![format!("workload-{i}")],
+            organizations: vec!["Example".into()],
+            organizational_units: vec![],
+            issuer: "CN=Bench CA".into(),
+            issuer_common_names: vec!["Bench CA".into()],
+            uris: vec![format!("spiffe://bench/ns/a/sa/workload-{i}")],
+            dns_names: vec![],
+            emails: vec![],
+            serial: format!("{i:x}"),
+            not_before: now - 86400,
+            not_after: now + 30 * 86400,
+            sha256: sha,
+            sha256_hex: hex::encode(sha),
+            der: CertificateDer::from(Vec::new()),
+        };
+        let (entry, _) = inv.observe(&id, now);
+        for r in routes {
+            entry.record(Some(r), Verdict::Allow, now);
+        }
+        entries.push(entry);
+    }
+    let filled = started.elapsed();
+    let after = rss_kib();
+    println!(
+        "inventory: {count} credentials x {} routes filled in {:.2} s; RSS +{:.1} MB ({:.0} bytes per credential)",
+        routes.len(),
+        filled.as_secs_f64(),
+        (after - before) as f64 / 1024.0,
+        (after - before) as f64 * 1024.0 / count as f64
+    );
+    let Some(url) = url else { return Ok(()) };
+    let mut sink = FleetSink::new("bench".into());
+    let t = std::time::Instant::now();
+    let done = sink
+        .sync(&inv, &url, None)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "first sync (connect, schema, insert): {done:?} in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    for e in &entries {
+        e.record(Some(routes[0]), Verdict::Allow, now + 1);
+    }
+    let t = std::time::Instant::now();
+    let done = sink
+        .sync(&inv, &url, None)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "second sync (one route of every credential changed): {done:?} in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    println!("peak RSS: {:.1} MB", rss_kib() as f64 / 1024.0);
+    Ok(())
 }
 
 fn mint(

@@ -166,11 +166,15 @@ trust_store = ["ca.pem"]
             .replace("# client_cert = ", "client_cert = ")
             .replace("# client_key = ", "client_key = ")
             .replace("# redis_url = ", "redis_url = ")
-            .replace("# file = \"owners.toml\"", "file = \"owners.toml\"");
+            .replace("# file = \"owners.toml\"", "file = \"owners.toml\"")
+            .replace("# postgres = ", "postgres = ")
+            .replace("# gateway_id = ", "gateway_id = ");
         let g = ConfigFile::parse(Path::new("config/certgate.toml"), &uncommented).unwrap();
         assert!(g.raw.inventory.path.is_some());
         assert!(g.raw.limits.redis_url.is_some());
         assert!(g.raw.owners.file.is_some());
+        assert!(g.raw.inventory.postgres.is_some());
+        assert!(g.raw.inventory.gateway_id.is_some());
         assert_eq!(f.raw.owners, RawOwners::default());
         assert_eq!(f.raw.limits, RawLimits::default());
         assert_eq!(f.raw.anomaly, RawAnomaly::default());

@@ -72,7 +72,7 @@ async fn wait_for_rows(pg: &PgServer, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut last = String::new();
     while Instant::now() < deadline {
-        last = pg.query(SIGHTINGS);
+        last = pg.try_query(SIGHTINGS).unwrap_or_else(|e| e);
         if last.trim() == want.trim() {
             return;
         }
@@ -196,6 +196,53 @@ async fn two_gateways_share_one_database_through_an_outage_without_loss_or_doubl
     assert!(
         table.contains("GATEWAYS") && table.contains("pod-a,pod-b"),
         "{table}"
+    );
+}
+
+#[tokio::test]
+async fn tls_to_the_database_is_verified() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    pki.client(&pki.root, "a", workload("a"));
+    let pg = PgServer::start_with_tls(Some((&pki.server.cert_pem, &pki.server.key_pem))).await;
+    let url = format!(
+        "postgres://certgate:secret@localhost:{}/certgate?sslmode=require",
+        pg.port
+    );
+    // Trusting the database's CA: TLS, and the counts arrive.
+    let g = launch(
+        &pki,
+        "tls",
+        &up.url(),
+        &format!("postgres = \"{url}\"\npostgres_ca = \"ca.pem\"\ngateway_id = \"pod-tls\""),
+    )
+    .await;
+    get(&pki, &g, "a", "/x", 2).await;
+    wait_for_rows(&pg, "CN=a,O=Example|pod-tls|api|2|0").await;
+    assert_eq!(
+        pg.query("SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'certgate'"),
+        "t\n",
+        "the gateway's connection is TLS"
+    );
+    drop(g);
+    // Without that trust (system roots only) the certificate is refused: nothing is written.
+    let g = launch(
+        &pki,
+        "untrusted",
+        &up.url(),
+        &format!("postgres = \"{url}\"\ngateway_id = \"pod-x\""),
+    )
+    .await;
+    get(&pki, &g, "a", "/x", 1).await;
+    g.wait_for_log("fleet inventory unavailable").await;
+    assert!(
+        g.logs().to_lowercase().contains("certificate"),
+        "{}",
+        g.logs()
+    );
+    assert_eq!(
+        pg.query("SELECT count(*) FROM certgate_sightings WHERE gateway_id = 'pod-x'"),
+        "0\n"
     );
 }
 

@@ -39,6 +39,9 @@ file = "owners.toml"
 path = "inventory.json"
 flush_interval = "1h"
 
+[anomaly]
+denial_burst = 1
+
 {}{}
 [[routes]]
 name = "api"
@@ -132,7 +135,18 @@ async fn owners_policies_log_metrics_and_hot_reload() {
     .await;
     assert_eq!(code(&pki, &gw, "stray").await, 403);
     assert_eq!(code(&pki, &gw, "pay-legacy").await, 403);
+    assert_eq!(code(&pki, &gw, "pay-legacy").await, 403);
     assert_eq!(code(&pki, &gw, "pay").await, 200);
+    // Anomaly signals carry the owner too.
+    let (_, body) = admin_get(gw.admin, "/anomalies?kind=denial_burst")
+        .await
+        .unwrap();
+    let signals: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(signals["anomalies"][0]["owner"], "payments", "{signals:#}");
+    assert_eq!(
+        signals["anomalies"][0]["subject"],
+        "CN=pay-legacy,O=Example"
+    );
     gw.wait_for_log("\"rule\":\"owners.lifetime_violation\"")
         .await;
     assert!(gw.logs().contains("\"rule\":\"owners.unowned\""));

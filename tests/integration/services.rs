@@ -119,12 +119,19 @@ pub struct PgServer {
     dir: tempfile::TempDir,
     bin: std::path::PathBuf,
     running: bool,
+    /// Serve TLS with `server.crt` / `server.key` in the data directory.
+    tls: bool,
 }
 
 pub const PG_PASSWORD: &str = "secret";
 
 impl PgServer {
     pub async fn start() -> Self {
+        Self::start_with_tls(None).await
+    }
+
+    /// With `Some((cert_pem, key_pem))` it also serves TLS (`ssl = on`) with that certificate.
+    pub async fn start_with_tls(tls: Option<(&str, &str)>) -> Self {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|d| {
@@ -140,6 +147,7 @@ impl PgServer {
             dir,
             bin,
             running: false,
+            tls: tls.is_some(),
         };
         std::fs::set_permissions(
             s.dir.path(),
@@ -161,6 +169,17 @@ impl PgServer {
                 &format!("--pwfile={}", s.dir.path().join("pw").display()),
             ],
         );
+        if let Some((cert, key)) = tls {
+            let data = s.dir.path().join("data");
+            std::fs::write(data.join("server.crt"), cert).unwrap();
+            std::fs::write(data.join("server.key"), key).unwrap();
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .unwrap();
+            s.chown();
+        }
         let mut s = s;
         s.restart().await;
         s.psql("CREATE USER certgate PASSWORD 'secret'");
@@ -192,6 +211,11 @@ impl PgServer {
 
     /// Runs a PostgreSQL program (as `postgres` when root); panics with its output on failure.
     fn run(&self, program: &str, args: &[&str]) -> String {
+        self.try_run(program, args)
+            .unwrap_or_else(|text| panic!("{program} {args:?} failed:\n{text}"))
+    }
+
+    fn try_run(&self, program: &str, args: &[&str]) -> Result<String, String> {
         let exe = self.bin.join(program);
         let mut cmd = if Self::as_root() {
             let mut c = Command::new("runuser");
@@ -210,14 +234,27 @@ impl PgServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
-        text
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
     }
 
     /// Runs one SQL statement in database `certgate` (as the superuser, over the socket) and
     /// returns its rows, one per line, fields separated by `|`.
     pub fn psql_db(&self, db: &str, sql: &str) -> String {
-        self.run(
+        self.try_psql_db(db, sql)
+            .unwrap_or_else(|e| panic!("psql {sql:?} failed:\n{e}"))
+    }
+
+    /// As [`PgServer::query`], the error as text (e.g. a table not created yet).
+    pub fn try_query(&self, sql: &str) -> Result<String, String> {
+        self.try_psql_db("certgate", sql)
+    }
+
+    fn try_psql_db(&self, db: &str, sql: &str) -> Result<String, String> {
+        self.try_run(
             "psql",
             &[
                 "-h",
@@ -254,11 +291,14 @@ impl PgServer {
 
     /// Starts it (again) on the same port and data.
     pub async fn restart(&mut self) {
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.path().display()
         );
+        if self.tls {
+            opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let log = self.dir.path().join("log").display().to_string();
         self.run(
             "pg_ctl",

@@ -34,14 +34,18 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Everything counted since the last commit: one row per (credential, route) that changed.
-    pub fn collect(inventory: &Inventory, seq: i64) -> Self {
+    /// What was counted since the last commit, one row per (credential, route) that changed,
+    /// at most `limit` rows (the rest goes in the next batch).
+    pub fn collect(inventory: &Inventory, seq: i64, limit: usize) -> Self {
         let names = inventory.route_names_snapshot();
         let mut b = Batch {
             seq,
             ..Batch::default()
         };
         for e in inventory.entries.iter() {
+            if b.rows() >= limit {
+                break;
+            }
             let entry = e.value();
             let mut any = false;
             for c in entry.route_counts.all() {

@@ -9,6 +9,10 @@ use super::batch::Batch;
 use super::{connect, schema};
 use crate::inventory::Inventory;
 
+/// Rows per batch (one transaction each): bounds the memory and the length of a transaction
+/// when much is pending (a first sync, or after an outage).
+const BATCH_ROWS: usize = 10_000;
+
 /// What one sync attempt did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Synced {
@@ -54,7 +58,7 @@ impl FleetSink {
     pub fn pending(&self, inventory: &Inventory) -> usize {
         match &self.in_flight {
             Some(b) => b.rows(),
-            None => Batch::collect(inventory, 0).rows(),
+            None => Batch::collect(inventory, 0, usize::MAX).rows(),
         }
     }
 
@@ -84,18 +88,34 @@ impl FleetSink {
             self.client = Some(client);
             self.target = Some(target);
         }
-        let result = self.send(inventory).await;
-        if result.is_err() {
-            self.client = None;
+        // Batch after batch until a batch is not full (what traffic adds meanwhile waits for
+        // the next sync); the first error stops, and keeps, the batch.
+        let mut total = Synced::Rows(0);
+        loop {
+            let retry = self.in_flight.is_some();
+            let done = match self.send(inventory).await {
+                Ok(done) => done,
+                Err(e) => {
+                    self.client = None;
+                    return Err(e);
+                }
+            };
+            let (Synced::Rows(n) | Synced::AlreadyApplied(n)) = done;
+            total = match (total, done) {
+                (Synced::Rows(t), Synced::Rows(_)) => Synced::Rows(t + n),
+                (Synced::Rows(t) | Synced::AlreadyApplied(t), _) => Synced::AlreadyApplied(t + n),
+            };
+            if !retry && n < BATCH_ROWS {
+                return Ok(total);
+            }
         }
-        result
     }
 
     async fn send(&mut self, inventory: &Inventory) -> Result<Synced, String> {
         let batch = match self.in_flight.take() {
             Some(b) => b,
             None => {
-                let b = Batch::collect(inventory, self.next_seq);
+                let b = Batch::collect(inventory, self.next_seq, BATCH_ROWS);
                 if b.rows() == 0 {
                     return Ok(Synced::Rows(0));
                 }
