@@ -294,14 +294,21 @@ impl Inventory {
         now: i64,
         window_secs: i64,
     ) -> HashMap<(String, &'static str), i64> {
-        let mut counts = HashMap::new();
+        // Keyed by the shared owner name first: no allocation per credential.
+        let mut by_arc: HashMap<(Option<Arc<str>>, &'static str), i64> = HashMap::new();
         for e in self.entries.iter() {
             let v = e.value();
-            let owner = v
-                .owner()
-                .unwrap_or_else(|| crate::authz::owners::UNOWNED.to_string());
+            let owner = v.owner.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let state = credential_state(v.identity.not_after, now, window_secs);
-            *counts.entry((owner, state)).or_insert(0) += 1;
+            *by_arc.entry((owner, state)).or_insert(0) += 1;
+        }
+        let mut counts = HashMap::new();
+        for ((owner, state), n) in by_arc {
+            let name = owner.map_or_else(
+                || crate::authz::owners::UNOWNED.to_string(),
+                |o| o.to_string(),
+            );
+            *counts.entry((name, state)).or_insert(0) += n;
         }
         counts
     }
