@@ -262,3 +262,85 @@ fn check_refuses_a_bad_database_url_naming_the_key() {
         "{out}{err}"
     );
 }
+
+/// A loopback TCP proxy to PostgreSQL that, when armed, forwards the next `COMMIT` and then cuts
+/// the connection before the answer comes back: the commit happened, the gateway cannot know.
+struct CommitCutter {
+    addr: SocketAddr,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CommitCutter {
+    async fn start(upstream: SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cuts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (a, c) = (armed.clone(), cuts.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let (a, c) = (a.clone(), c.clone());
+                let back = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        let commit = buf[..n].windows(6).any(|w| w == b"COMMIT");
+                        if commit && a.swap(false, Ordering::SeqCst) {
+                            // Let the server commit, then drop the answer and the connection.
+                            back.abort();
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            c.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, armed, cuts }
+    }
+}
+
+#[tokio::test]
+async fn a_batch_whose_commit_answer_is_lost_is_not_counted_twice() {
+    use std::sync::atomic::Ordering;
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    pki.client(&pki.root, "a", workload("a"));
+    let pg = PgServer::start().await;
+    let cutter = CommitCutter::start(SocketAddr::from(([127, 0, 0, 1], pg.port))).await;
+    let url = format!("postgres://certgate:secret@{}/certgate", cutter.addr);
+    let g = launch(
+        &pki,
+        "gw",
+        &up.url(),
+        &format!("postgres = \"{url}\"\ngateway_id = \"pod-a\""),
+    )
+    .await;
+    get(&pki, &g, "a", "/x", 2).await;
+    wait_for_rows(&pg, "CN=a,O=Example|pod-a|api|2|0").await;
+    // The next batch commits, but the gateway never hears so: it retries the same batch.
+    cutter.armed.store(true, Ordering::SeqCst);
+    get(&pki, &g, "a", "/x", 3).await;
+    g.wait_for_log("AlreadyApplied").await;
+    assert_eq!(cutter.cuts.load(Ordering::SeqCst), 1);
+    wait_for_rows(&pg, "CN=a,O=Example|pod-a|api|5|0").await;
+    get(&pki, &g, "a", "/x", 1).await;
+    wait_for_rows(&pg, "CN=a,O=Example|pod-a|api|6|0").await;
+}
