@@ -2,6 +2,7 @@
 //! intermediates and CRLs ([`tls`]), and the [`identity::ClientIdentity`] read once per
 //! connection from the verified leaf.
 
+pub mod crl;
 pub mod fetch;
 pub mod identity;
 pub mod tls;

@@ -77,42 +77,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     })
 }
 
-/// A loaded CRL plus what `check` and metrics want to know about it.
-#[derive(Debug, Clone)]
-pub struct LoadedCrl {
-    pub der: CertificateRevocationListDer<'static>,
-    pub issuer: String,
-    /// Seconds since the epoch; `None` when the CRL has no nextUpdate.
-    pub next_update: Option<i64>,
-    pub revoked_count: usize,
-}
-
-/// Reads CRLs from a file holding PEM `X509 CRL` blocks or one DER CRL.
-pub fn load_crls(path: &Path) -> Result<Vec<LoadedCrl>, String> {
-    let bytes = read(path)?;
-    let pem: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&bytes)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: invalid PEM: {e}", path.display()))?;
-    let ders = if pem.is_empty() {
-        vec![CertificateRevocationListDer::from(bytes)]
-    } else {
-        pem
-    };
-    ders.into_iter()
-        .map(|der| {
-            let (_, crl) = x509_parser::parse_x509_crl(der.as_ref())
-                .map_err(|e| format!("{}: not a CRL (PEM or DER expected): {e}", path.display()))?;
-            Ok(LoadedCrl {
-                issuer: crate::authn::identity::rfc4514(crl.issuer()),
-                next_update: crl.next_update().map(|t| t.timestamp()),
-                revoked_count: crl.iter_revoked_certificates().count(),
-                der: der.clone(),
-            })
-        })
-        .collect()
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
@@ -125,6 +90,9 @@ pub struct ClientAuthSettings {
     pub revocation_scope: RevocationScope,
     pub unknown_revocation: UnknownRevocation,
     pub stale_crl: StaleCrl,
+    /// Subjects (DER) of CAs whose CRL is unusable: their certificates' revocation status is
+    /// unknown, so refused under `unknown_revocation = "deny"`.
+    pub revocation_unknown: Vec<Vec<u8>>,
 }
 
 /// Builds the WebPKI client verifier (chain, validity, EKU clientAuth, CRLs).
@@ -147,9 +115,14 @@ pub fn client_verifier(s: ClientAuthSettings) -> Result<Arc<dyn ClientCertVerifi
         }
     }
     let inner = b.build().map_err(|e| e.to_string())?;
+    let revocation_unknown = match s.unknown_revocation {
+        UnknownRevocation::Deny => s.revocation_unknown,
+        UnknownRevocation::Allow => Vec::new(),
+    };
     Ok(Arc::new(ClientVerifier {
         inner,
         extra: s.intermediates,
+        revocation_unknown,
     }))
 }
 
@@ -178,6 +151,27 @@ pub async fn capture_refused_leaf<F: std::future::Future>(
 struct ClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     extra: Vec<CertificateDer<'static>>,
+    /// Issuers (DER subjects) whose certificates are refused as revocation-unknown.
+    revocation_unknown: Vec<Vec<u8>>,
+}
+
+impl ClientVerifier {
+    /// True when the leaf or a presented intermediate was issued by a CA whose CRL is unusable.
+    fn issued_by_unknown_revocation(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> bool {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        std::iter::once(end_entity)
+            .chain(intermediates)
+            .filter_map(|c| X509Certificate::from_der(c.as_ref()).ok())
+            .any(|(_, c)| {
+                self.revocation_unknown
+                    .iter()
+                    .any(|s| s.as_slice() == c.issuer().as_raw())
+            })
+    }
 }
 
 impl ClientCertVerifier for ClientVerifier {
@@ -196,7 +190,13 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let result = if self.extra.is_empty() {
+        let result = if !self.revocation_unknown.is_empty()
+            && self.issued_by_unknown_revocation(end_entity, intermediates)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownRevocationStatus,
+            ))
+        } else if self.extra.is_empty() {
             self.inner
                 .verify_client_cert(end_entity, intermediates, now)
         } else {

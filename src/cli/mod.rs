@@ -216,7 +216,16 @@ fn check(config: &Path) -> ExitCode {
     match load_for_inspection(config) {
         Ok(s) => {
             print!("{}", summary(&s));
-            ExitCode::SUCCESS
+            // An unusable CRL does not stop the gateway (its CA's clients are refused), but it
+            // is an error to fix: check fails.
+            for p in &s.crl_checks.problems {
+                eprintln!("error: {p}");
+            }
+            if s.crl_checks.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tracing::warn;
+use tracing::{error, warn};
 
 use crate::state::{Gateway, Snapshot};
 use crate::util::time::unix_now;
@@ -22,6 +22,9 @@ pub fn activate(gateway: &Gateway, new: Arc<Snapshot>) {
     for w in &new.warnings {
         warn!(warning = %w, "config");
     }
+    for p in &new.crl_checks.problems {
+        error!(target: "certgate::tls", problem = %p, "crl");
+    }
     for w in new.expiry_warnings(unix_now()) {
         warn!(warning = %w, "expiry");
     }
@@ -29,6 +32,7 @@ pub fn activate(gateway: &Gateway, new: Arc<Snapshot>) {
     gateway.registries.upstreams.adopt(&new.upstreams);
     crate::upstream::spawn_background(&new.upstreams);
     gateway.registries.jwks.adopt(new.remote_jwks());
+    gateway.registries.crls.adopt(&new.crls);
     gateway.registries.limits.adopt(
         new.routes
             .routes()

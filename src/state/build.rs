@@ -33,7 +33,7 @@ impl Snapshot {
         let mut warnings = Vec::new();
         check_limits(file)?;
         let server = ServerCert::load(file)?;
-        let trust = Trust::load(file, &mut warnings)?;
+        let trust = Trust::load(file, &registries.crls, &mut warnings)?;
         let tls_config = tls::server_config(server.chain, server.key, trust.verifier.clone())
             .map_err(|e| {
                 file.invalid("listener.key", format!("does not fit listener.cert: {e}"))
@@ -94,6 +94,7 @@ impl Snapshot {
             trust_anchors: trust.anchors,
             intermediates: trust.intermediates,
             crls: trust.crls,
+            crl_checks: trust.checks,
             inventory: RawInventory {
                 path: raw.inventory.path.as_deref().map(|p| file.resolve(p)),
                 postgres_ca: raw

@@ -19,7 +19,7 @@ mod build;
 mod issuers;
 mod owners;
 pub mod snapshot;
-mod trust;
+pub mod trust;
 
 pub use snapshot::Snapshot;
 
@@ -41,6 +41,8 @@ pub struct Registries {
     pub jwks: JwksRegistry,
     /// Routes' rate limiters and their counters.
     pub limits: LimitRegistry,
+    /// The last good CRL of each source.
+    pub crls: trust::CrlRegistry,
 }
 
 /// State shared by the listeners: the current snapshot, metrics, readiness.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use rustls::server::danger::ClientCertVerifier;
 
+use crate::authn::crl::LoadedCrl;
 use crate::authn::identity::ClientIdentity;
-use crate::authn::tls::LoadedCrl;
 use crate::authn::token::Issuer;
 use crate::authz::RouteTable;
 use crate::config::{ClientAuthMode, ConfigError, ConfigFile};
@@ -75,6 +75,8 @@ pub struct Snapshot {
     pub trust_anchors: Vec<CertSummary>,
     pub intermediates: Vec<CertSummary>,
     pub crls: Vec<CrlSummary>,
+    /// Which configured CRLs are usable, and the problems of those that are not.
+    pub crl_checks: super::trust::CrlChecks,
     /// `[inventory]`, with `path` resolved against the config file's directory.
     pub inventory: crate::config::RawInventory,
     pub log: crate::config::RawLog,
@@ -150,6 +152,12 @@ impl Snapshot {
             .map(|c| (c.file.display().to_string(), c.crl.next_update))
             .collect();
         metrics.set_crl_next_updates(files.iter().map(|(f, t)| (f.as_str(), *t)));
+        metrics.set_crl_usable(
+            self.crl_checks
+                .usable
+                .iter()
+                .map(|(source, ok)| (source.as_str(), *ok)),
+        );
     }
 }
 

@@ -1,13 +1,16 @@
 //! The TLS inputs of a snapshot: the listener's certificate and key, and who may connect —
 //! trust anchors, intermediates and CRLs compiled into the client verifier.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 
+use crate::authn::crl;
 use crate::authn::identity::ClientIdentity;
 use crate::authn::tls::{self, ClientAuthSettings};
 use crate::config::{ConfigError, ConfigFile, StaleCrl, UnknownRevocation};
@@ -57,10 +60,49 @@ pub(super) struct Trust {
     pub(super) anchors: Vec<CertSummary>,
     pub(super) intermediates: Vec<CertSummary>,
     pub(super) crls: Vec<CrlSummary>,
+    pub(super) checks: CrlChecks,
+}
+
+/// What checking the configured CRLs found.
+#[derive(Debug, Default)]
+pub struct CrlChecks {
+    /// Per configured CRL source: usable or not (`certgate_crl_usable{source}`).
+    pub usable: Vec<(String, bool)>,
+    /// Unusable CRLs, by file and reason: ERROR at start and reload, `check` fails.
+    pub problems: Vec<String>,
+    /// Issuers (DER names) of unusable CRLs with no last good one.
+    revocation_unknown: Vec<Vec<u8>>,
+}
+
+/// The last good CRLs of each source, kept across reloads so an unusable replacement does not
+/// undo revocations that were in force.
+#[derive(Default)]
+pub struct CrlRegistry {
+    good: Mutex<HashMap<PathBuf, Vec<CrlSummary>>>,
+}
+
+impl CrlRegistry {
+    fn last_good(&self, source: &Path) -> Option<Vec<CrlSummary>> {
+        let good = self.good.lock().unwrap_or_else(|e| e.into_inner());
+        good.get(source).cloned()
+    }
+
+    /// Makes the snapshot's CRLs (those in force) the last good ones.
+    pub fn adopt(&self, crls: &[CrlSummary]) {
+        let mut good = self.good.lock().unwrap_or_else(|e| e.into_inner());
+        good.clear();
+        for c in crls {
+            good.entry(c.file.clone()).or_default().push(c.clone());
+        }
+    }
 }
 
 impl Trust {
-    pub(super) fn load(file: &ConfigFile, warnings: &mut Vec<String>) -> Result<Self, ConfigError> {
+    pub(super) fn load(
+        file: &ConfigFile,
+        registry: &CrlRegistry,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self, ConfigError> {
         let ca = &file.raw.client_auth;
         if ca.trust_store.is_empty() {
             return Err(file.invalid(
@@ -70,11 +112,13 @@ impl Trust {
         }
         let mut roots = RootCertStore::empty();
         let mut anchors = Vec::new();
+        let mut cas = Vec::new();
         for (i, p) in ca.trust_store.iter().enumerate() {
             let key = format!("client_auth.trust_store[{i}]");
             let path = file.resolve(p);
             for cert in tls::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
                 anchors.push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
+                cas.push(cert.clone());
                 roots.add(cert).map_err(|e| {
                     file.invalid(
                         &key,
@@ -90,10 +134,13 @@ impl Trust {
             let path = file.resolve(p);
             for cert in tls::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
                 intermediates.push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
+                cas.push(cert.clone());
                 intermediate_certs.push(cert);
             }
         }
-        let crls = load_crls(file, &anchors, &intermediates, warnings)?;
+        let mut checks = CrlChecks::default();
+        let crls = load_crls(file, &cas, registry, warnings, &mut checks)?;
+        warn_about_ca_without_crl(file, &crls, &anchors, &intermediates, warnings);
         let verifier = tls::client_verifier(ClientAuthSettings {
             mode: ca.mode,
             roots,
@@ -102,6 +149,7 @@ impl Trust {
             revocation_scope: ca.revocation_scope,
             unknown_revocation: ca.unknown_revocation,
             stale_crl: ca.stale_crl,
+            revocation_unknown: checks.revocation_unknown.clone(),
         })
         .map_err(|e| file.invalid("client_auth", e))?;
         Ok(Self {
@@ -109,18 +157,21 @@ impl Trust {
             anchors,
             intermediates,
             crls,
+            checks,
         })
     }
 }
 
-/// `client_auth.crls`: each must be issued by a CA in the trust store or the intermediates (a
-/// CRL for a CA certgate does not trust is a mistake, usually a wrong file); stale ones and CAs
-/// without a CRL are warnings.
+/// `client_auth.crls`, each checked before the verifier gets it: an unusable one (unparseable,
+/// issuer not trusted, issuer without cRLSign, bad signature, rejected by the verifier) is
+/// reported and replaced by the last good CRL of the same file, or else leaves its CA's clients
+/// revocation-unknown. Stale ones are warnings.
 fn load_crls(
     file: &ConfigFile,
-    anchors: &[CertSummary],
-    intermediates: &[CertSummary],
+    cas: &[CertificateDer<'static>],
+    registry: &CrlRegistry,
     warnings: &mut Vec<String>,
+    checked: &mut CrlChecks,
 ) -> Result<Vec<CrlSummary>, ConfigError> {
     let ca = &file.raw.client_auth;
     let now = unix_now();
@@ -128,21 +179,43 @@ fn load_crls(
     for (i, p) in ca.crls.iter().enumerate() {
         let key = format!("client_auth.crls[{i}]");
         let path = file.resolve(p);
-        for crl in tls::load_crls(&path).map_err(|e| file.invalid(&key, e))? {
-            if !anchors
+        let loaded = crl::load_crls(&path).map_err(|e| file.invalid(&key, e))?;
+        let usable = match loaded {
+            Err(why) => Err((None, why)),
+            Ok(list) => match list
                 .iter()
-                .chain(intermediates)
-                .any(|c| c.subject == crl.issuer)
+                .find_map(|c| crl::unusable(c, cas).map(|why| (c.issuer_der.clone(), why)))
             {
-                return Err(file.invalid(
-                    &key,
-                    format!(
-                        "{}: CRL issued by {}, which is neither in client_auth.trust_store nor in client_auth.intermediates",
-                        path.display(),
-                        crl.issuer
-                    ),
-                ));
+                Some((issuer, why)) => Err((Some(issuer), why)),
+                None => Ok(list),
+            },
+        };
+        checked
+            .usable
+            .push((path.display().to_string(), usable.is_ok()));
+        let list = match usable {
+            Ok(list) => list,
+            Err((issuer, why)) => {
+                match registry.last_good(&path) {
+                    Some(kept) => {
+                        checked.problems.push(format!(
+                            "{key}: {}: unusable CRL ({why}); the last good CRL loaded from it stays in force",
+                            path.display()
+                        ));
+                        crls.extend(kept);
+                    }
+                    None => {
+                        checked.problems.push(format!(
+                            "{key}: {}: unusable CRL ({why}); the clients of its CA are revocation-unknown",
+                            path.display()
+                        ));
+                        checked.revocation_unknown.extend(issuer);
+                    }
+                }
+                continue;
             }
+        };
+        for crl in list {
             if crl.next_update.is_some_and(|t| t < now) {
                 warnings.push(format!(
                     "{}: CRL of {} is past its nextUpdate{}",
@@ -161,12 +234,24 @@ fn load_crls(
             });
         }
     }
-    if crls.is_empty() {
+    Ok(crls)
+}
+
+/// Warnings: no CRL configured at all, or a CA without a CRL in force.
+fn warn_about_ca_without_crl(
+    file: &ConfigFile,
+    crls: &[CrlSummary],
+    anchors: &[CertSummary],
+    intermediates: &[CertSummary],
+    warnings: &mut Vec<String>,
+) {
+    let ca = &file.raw.client_auth;
+    if ca.crls.is_empty() {
         warnings.push(
             "client_auth.crls is empty: revoked client certificates will be accepted until they expire"
                 .to_string(),
         );
-        return Ok(crls);
+        return;
     }
     let deny = ca.unknown_revocation == UnknownRevocation::Deny;
     for c in anchors.iter().chain(intermediates) {
@@ -180,7 +265,6 @@ fn load_crls(
             ));
         }
     }
-    Ok(crls)
 }
 
 fn summarize(path: &Path, cert: &CertificateDer<'_>) -> Result<CertSummary, String> {

@@ -19,6 +19,7 @@ mod policy;
 mod pools;
 mod protocols;
 mod rate_limits;
+mod revocation;
 mod services;
 mod tls_auth;
 mod tokens;

@@ -10,6 +10,7 @@ use prometheus::{
 
 use crate::authn::tls::HandshakeResult;
 
+mod gauges;
 mod limit;
 mod route;
 mod upstream;
@@ -52,6 +53,7 @@ pub struct Metrics {
     anomalies: IntCounterVec,
     limit_backend_errors: IntCounterVec,
     credentials: IntGaugeVec,
+    crl_usable: IntGaugeVec,
     pub inventory_sync_ok: IntCounter,
     pub inventory_sync_error: IntCounter,
     pub inventory_pending_rows: IntGauge,
@@ -223,8 +225,18 @@ impl Metrics {
         )
         .expect("static metric definition");
 
+        let crl_usable = IntGaugeVec::new(
+            Opts::new(
+                "certgate_crl_usable",
+                "1 when the configured CRL source is usable, 0 when it is not (bad signature, unknown critical extension, untrusted issuer, unparseable).",
+            ),
+            &["source"],
+        )
+        .expect("static metric definition");
+
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 28] = [
+        let collectors: [Box<dyn Collector>; 29] = [
+            Box::new(crl_usable.clone()),
             Box::new(inventory_sync.clone()),
             Box::new(inventory_pending_rows.clone()),
             Box::new(credentials.clone()),
@@ -296,17 +308,10 @@ impl Metrics {
             anomalies,
             limit_backend_errors,
             credentials,
+            crl_usable,
             inventory_sync_ok: inventory_sync.with_label_values(&["ok"]),
             inventory_sync_error: inventory_sync.with_label_values(&["error"]),
             inventory_pending_rows,
-        }
-    }
-
-    /// Replaces `certgate_credentials` with `counts` by (owner, state).
-    pub fn set_credentials(&self, counts: std::collections::HashMap<(String, &'static str), i64>) {
-        self.credentials.reset();
-        for ((owner, state), n) in counts {
-            self.credentials.with_label_values(&[&owner, state]).set(n);
         }
     }
 
@@ -359,16 +364,6 @@ impl Metrics {
         let i = HandshakeResult::ALL.iter().position(|r| *r == result);
         if let Some(c) = i.and_then(|i| self.handshakes.get(i)) {
             c.inc();
-        }
-    }
-
-    /// Publishes the expiry of the loaded CRLs, replacing what a previous config published.
-    pub fn set_crl_next_updates<'a>(&self, crls: impl Iterator<Item = (&'a str, Option<i64>)>) {
-        self.crl_next_update.reset();
-        for (file, next) in crls {
-            if let Some(t) = next {
-                self.crl_next_update.with_label_values(&[file]).set(t);
-            }
         }
     }
 

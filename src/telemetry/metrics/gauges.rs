@@ -1,0 +1,34 @@
+//! Gauges that are replaced whole (from the snapshot or the inventory) rather than updated by
+//! requests.
+
+use super::Metrics;
+
+impl Metrics {
+    /// Publishes the expiry of the loaded CRLs, replacing what a previous config published.
+    pub fn set_crl_next_updates<'a>(&self, crls: impl Iterator<Item = (&'a str, Option<i64>)>) {
+        self.crl_next_update.reset();
+        for (file, next) in crls {
+            if let Some(t) = next {
+                self.crl_next_update.with_label_values(&[file]).set(t);
+            }
+        }
+    }
+
+    /// Replaces `certgate_crl_usable` with the configured sources' state.
+    pub fn set_crl_usable<'a>(&self, sources: impl Iterator<Item = (&'a str, bool)>) {
+        self.crl_usable.reset();
+        for (source, ok) in sources {
+            self.crl_usable
+                .with_label_values(&[source])
+                .set(i64::from(ok));
+        }
+    }
+
+    /// Replaces `certgate_credentials` with `counts` by (owner, state).
+    pub fn set_credentials(&self, counts: std::collections::HashMap<(String, &'static str), i64>) {
+        self.credentials.reset();
+        for ((owner, state), n) in counts {
+            self.credentials.with_label_values(&[&owner, state]).set(n);
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Revocation at scale (issue 16, first part): an unusable CRL is contained — the gateway starts,
+//! every other CA keeps working, that CA's clients are refused as revocation-unknown, `check`
+//! fails naming the file — and a reload that brings an unusable CRL keeps the last good one.
+
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use certgate_testpki::Ca;
+
+use crate::common::*;
+
+/// The same CRL with one bit of its signature flipped.
+fn with_bad_signature(pem: &str) -> String {
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut der = STANDARD.decode(b64).unwrap();
+    let last = der.len() - 1;
+    der[last] ^= 0x01;
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n",
+        lines.join("\n")
+    )
+}
+
+/// A CRL signed by `ca` that carries an unknown critical extension (made with openssl).
+fn with_unknown_critical_extension(pki: &Pki, ca: &Ca, name: &str) -> String {
+    let dir = pki.path(&format!("{name}-openssl"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), &ca.cert_pem).unwrap();
+    std::fs::write(dir.join("ca-key.pem"), ca.key_pem()).unwrap();
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+    std::fs::write(
+        dir.join("ca.cnf"),
+        "[ca]\ndefault_ca = l\n[l]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n[crl_ext]\n1.3.6.1.4.1.55555.1 = critical,ASN1:NULL\n",
+    )
+    .unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "ca",
+            "-gencrl",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            "ca.pem",
+            "-keyfile",
+            "ca-key.pem",
+            "-crlexts",
+            "crl_ext",
+            "-out",
+            "out.crl",
+        ])
+        .current_dir(&dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(dir.join("out.crl")).unwrap()
+}
+
+fn config(up: &str, crls: &str) -> String {
+    format!(
+        r#"[reload]
+watch = false
+
+{}{}
+[[routes]]
+name = "api"
+path_prefix = "/"
+upstream = "up"
+allow = [{{ any = true }}]
+"#,
+        client_auth(
+            "require",
+            &format!("trust_store = [\"ca.pem\", \"b.pem\", \"c.pem\"]\ncrls = [{crls}]")
+        )
+        .replace("trust_store = [\"ca.pem\"]\n", ""),
+        upstream_section("up", up, ""),
+    )
+}
+
+async fn served(pki: &Pki, gw: &Gateway, who: &str) -> bool {
+    matches!(
+        TlsClient::new(pki, gw.addr, Some(who)).get("/x").await,
+        Ok(r) if r.status == 200
+    )
+}
+
+#[tokio::test]
+async fn unusable_crls_are_reported_and_only_their_ca_is_refused() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let b = Ca::root("CA B").unwrap();
+    let c = Ca::root("CA C").unwrap();
+    let stranger = Ca::root("Stranger CA").unwrap();
+    pki.write("b.pem", &b.cert_pem);
+    pki.write("c.pem", &c.cert_pem);
+    let revoked = pki.client(&pki.root, "a-revoked", workload("a-revoked"));
+    pki.client(&pki.root, "a-ok", workload("a-ok"));
+    pki.client(&b, "b-ok", workload("b-ok"));
+    pki.client(&c, "c-ok", workload("c-ok"));
+    let day = Duration::from_secs(86400);
+    pki.write("a.crl", &pki.root.crl(&[revoked.serial()], day).unwrap());
+    pki.write("b.crl", &with_bad_signature(&b.crl(&[], day).unwrap()));
+    pki.write("c.crl", &with_unknown_critical_extension(&pki, &c, "c"));
+    pki.write("stranger.crl", &stranger.crl(&[], day).unwrap());
+    let crls = r#""a.crl", "b.crl", "c.crl", "stranger.crl""#;
+    let gw = Gateway::start(&pki, &config(&up.url(), crls)).await;
+
+    assert!(served(&pki, &gw, "a-ok").await, "CA A keeps working");
+    assert!(
+        !served(&pki, &gw, "a-revoked").await,
+        "its CRL still applies"
+    );
+    assert!(!served(&pki, &gw, "b-ok").await, "CA B: revocation unknown");
+    assert!(!served(&pki, &gw, "c-ok").await, "CA C: revocation unknown");
+    let usable = |name: &str| {
+        format!(
+            "certgate_crl_usable{{source=\"{}\"}}",
+            pki.path(name).display()
+        )
+    };
+    gw.assert_metric(&usable("a.crl"), 1.0).await;
+    for bad in ["b.crl", "c.crl", "stranger.crl"] {
+        gw.assert_metric(&usable(bad), 0.0).await;
+    }
+    let logs = gw.logs();
+    assert!(
+        logs.contains("b.crl: unusable CRL (bad signature"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("c.crl: unusable CRL (rejected by the verifier"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(
+            "stranger.crl: unusable CRL (issued by CN=Stranger CA, which is not in the trust store"
+        ),
+        "{logs}"
+    );
+
+    // check fails, naming each file and why.
+    let (code, _, err) = run_cli(&[
+        "check",
+        "--config",
+        pki.path("certgate.toml").to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    for needle in [
+        "client_auth.crls[1]",
+        "b.crl",
+        "bad signature",
+        "client_auth.crls[2]",
+        "c.crl",
+        "client_auth.crls[3]",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_reload_with_an_unusable_crl_keeps_the_last_good_one() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let b = Ca::root("CA B").unwrap();
+    let c = Ca::root("CA C").unwrap();
+    pki.write("b.pem", &b.cert_pem);
+    pki.write("c.pem", &c.cert_pem);
+    let revoked = pki.client(&pki.root, "a-revoked", workload("a-revoked"));
+    pki.client(&pki.root, "a-ok", workload("a-ok"));
+    let day = Duration::from_secs(86400);
+    let good = pki.root.crl(&[revoked.serial()], day).unwrap();
+    pki.write("a.crl", &good);
+    let gw = Gateway::start(&pki, &config(&up.url(), r#""a.crl""#)).await;
+    assert!(served(&pki, &gw, "a-ok").await);
+    assert!(!served(&pki, &gw, "a-revoked").await);
+
+    // The CRL file is replaced by a tampered one: the reload goes through, reports it, and the
+    // revocations in force stay in force.
+    pki.write("a.crl", &with_bad_signature(&good));
+    let (code, body) = admin_post(gw.admin, "/reload").await;
+    assert_eq!(code, 200, "{body}");
+    gw.wait_for_log("the last good CRL loaded from it stays in force")
+        .await;
+    assert!(served(&pki, &gw, "a-ok").await, "still served");
+    assert!(!served(&pki, &gw, "a-revoked").await, "still revoked");
+    gw.assert_metric(
+        &format!(
+            "certgate_crl_usable{{source=\"{}\"}}",
+            pki.path("a.crl").display()
+        ),
+        0.0,
+    )
+    .await;
+    // A good CRL again: usable.
+    pki.write("a.crl", &good);
+    let (code, body) = admin_post(gw.admin, "/reload").await;
+    assert_eq!(code, 200, "{body}");
+    gw.assert_metric(
+        &format!(
+            "certgate_crl_usable{{source=\"{}\"}}",
+            pki.path("a.crl").display()
+        ),
+        1.0,
+    )
+    .await;
+}
