@@ -37,6 +37,14 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// A CA (DIR/ca.pem, DIR/ca-key.pem), a client of it (DIR/client.pem, DIR/client-key.pem)
+    /// and a CRL (DIR/ca.crl) revoking COUNT other serials: the large-CRL benchmark's inputs.
+    Crl {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u64,
+    },
     Upstream {
         #[arg(long)]
         bind: SocketAddr,
@@ -89,7 +97,36 @@ fn main() -> anyhow::Result<()> {
             audience,
         } => mint(&cert, &jwks, &issuer, &audience),
         Command::Inventory { count, url } => rt.block_on(inventory(count, url)),
+        Command::Crl { dir, count } => big_crl(&dir, count),
     }
+}
+
+fn big_crl(dir: &std::path::Path, count: u64) -> anyhow::Result<()> {
+    use certgate_testpki::{Ca, LeafSpec, SerialNumber};
+    std::fs::create_dir_all(dir)?;
+    let ca = Ca::root("Bench CRL CA")?;
+    let client = ca.issue(&LeafSpec {
+        uris: vec!["spiffe://bench/loadgen".into()],
+        ..LeafSpec::client("loadgen")
+    })?;
+    let server = ca.issue(&LeafSpec::localhost_server())?;
+    std::fs::write(dir.join("ca.pem"), &ca.cert_pem)?;
+    std::fs::write(dir.join("client.pem"), &client.cert_pem)?;
+    std::fs::write(dir.join("client-key.pem"), &client.key_pem)?;
+    std::fs::write(dir.join("server.pem"), &server.cert_pem)?;
+    std::fs::write(dir.join("server-key.pem"), &server.key_pem)?;
+    let t = std::time::Instant::now();
+    let serials: Vec<SerialNumber> = (0..count)
+        .map(|i| SerialNumber::from((0x7000_0000_0000u64 + i).to_be_bytes().to_vec()))
+        .collect();
+    let crl = ca.crl(&serials, std::time::Duration::from_secs(86400))?;
+    std::fs::write(dir.join("ca.crl"), &crl)?;
+    println!(
+        "CRL with {count} entries: {} MB PEM, made in {:.1} s",
+        crl.len() / 1_000_000,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn rss_kib() -> u64 {
