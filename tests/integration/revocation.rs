@@ -68,6 +68,119 @@ fn with_unknown_critical_extension(pki: &Pki, ca: &Ca, name: &str) -> String {
     std::fs::read_to_string(dir.join("out.crl")).unwrap()
 }
 
+/// A CA whose keyUsage lacks cRLSign (`name.pem`), a client of it (`name-client`) and a CRL it
+/// signed anyway (`name.crl`), all made with openssl.
+fn ca_without_crl_sign(pki: &Pki, name: &str) {
+    let dir = pki.path(&format!("{name}-openssl"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "ca-key.pem",
+    ]);
+    run(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca-key.pem",
+        "-days",
+        "7",
+        "-subj",
+        "/CN=No CRL Sign CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "client-key.pem",
+    ]);
+    run(&[
+        "req",
+        "-new",
+        "-key",
+        "client-key.pem",
+        "-subj",
+        "/CN=d-client",
+        "-out",
+        "client.csr",
+    ]);
+    std::fs::write(
+        dir.join("client.ext"),
+        "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "7",
+        "-extfile",
+        "client.ext",
+        "-out",
+        "client.pem",
+    ]);
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+    std::fs::write(
+        dir.join("ca.cnf"),
+        "[ca]\ndefault_ca = l\n[l]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n",
+    )
+    .unwrap();
+    run(&[
+        "ca",
+        "-gencrl",
+        "-config",
+        "ca.cnf",
+        "-cert",
+        "ca.pem",
+        "-keyfile",
+        "ca-key.pem",
+        "-out",
+        "ca.crl",
+    ]);
+    for (from, to) in [
+        ("ca.pem", format!("{name}.pem")),
+        ("ca.crl", format!("{name}.crl")),
+        ("client.pem", format!("{name}-client.pem")),
+        ("client-key.pem", format!("{name}-client-key.pem")),
+    ] {
+        std::fs::copy(dir.join(from), pki.path(&to)).unwrap();
+    }
+}
+
 fn config(up: &str, crls: &str) -> String {
     format!(
         r#"[reload]
@@ -82,7 +195,9 @@ allow = [{{ any = true }}]
 "#,
         client_auth(
             "require",
-            &format!("trust_store = [\"ca.pem\", \"b.pem\", \"c.pem\"]\ncrls = [{crls}]")
+            &format!(
+                "trust_store = [\"ca.pem\", \"b.pem\", \"c.pem\", \"d.pem\"]\ncrls = [{crls}]"
+            )
         )
         .replace("trust_store = [\"ca.pem\"]\n", ""),
         upstream_section("up", up, ""),
@@ -104,6 +219,7 @@ async fn unusable_crls_are_reported_and_only_their_ca_is_refused() {
     let c = Ca::root("CA C").unwrap();
     let stranger = Ca::root("Stranger CA").unwrap();
     pki.write("b.pem", &b.cert_pem);
+    ca_without_crl_sign(&pki, "d");
     pki.write("c.pem", &c.cert_pem);
     let revoked = pki.client(&pki.root, "a-revoked", workload("a-revoked"));
     pki.client(&pki.root, "a-ok", workload("a-ok"));
@@ -114,7 +230,11 @@ async fn unusable_crls_are_reported_and_only_their_ca_is_refused() {
     pki.write("b.crl", &with_bad_signature(&b.crl(&[], day).unwrap()));
     pki.write("c.crl", &with_unknown_critical_extension(&pki, &c, "c"));
     pki.write("stranger.crl", &stranger.crl(&[], day).unwrap());
-    let crls = r#""a.crl", "b.crl", "c.crl", "stranger.crl""#;
+    pki.write(
+        "garbage.crl",
+        "-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n",
+    );
+    let crls = r#""a.crl", "b.crl", "c.crl", "stranger.crl", "d.crl", "garbage.crl""#;
     let gw = Gateway::start(&pki, &config(&up.url(), crls)).await;
 
     assert!(served(&pki, &gw, "a-ok").await, "CA A keeps working");
@@ -124,6 +244,10 @@ async fn unusable_crls_are_reported_and_only_their_ca_is_refused() {
     );
     assert!(!served(&pki, &gw, "b-ok").await, "CA B: revocation unknown");
     assert!(!served(&pki, &gw, "c-ok").await, "CA C: revocation unknown");
+    assert!(
+        !served(&pki, &gw, "d-client").await,
+        "CA D: revocation unknown"
+    );
     let usable = |name: &str| {
         format!(
             "certgate_crl_usable{{source=\"{}\"}}",
@@ -131,7 +255,7 @@ async fn unusable_crls_are_reported_and_only_their_ca_is_refused() {
         )
     };
     gw.assert_metric(&usable("a.crl"), 1.0).await;
-    for bad in ["b.crl", "c.crl", "stranger.crl"] {
+    for bad in ["b.crl", "c.crl", "stranger.crl", "d.crl", "garbage.crl"] {
         gw.assert_metric(&usable(bad), 0.0).await;
     }
     let logs = gw.logs();
@@ -147,6 +271,14 @@ async fn unusable_crls_are_reported_and_only_their_ca_is_refused() {
         logs.contains(
             "stranger.crl: unusable CRL (issued by CN=Stranger CA, which is not in the trust store"
         ),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("d.crl: unusable CRL (its issuer CN=No CRL Sign CA may not sign CRLs"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("garbage.crl: unusable CRL (not a CRL"),
         "{logs}"
     );
 
@@ -176,6 +308,7 @@ async fn a_reload_with_an_unusable_crl_keeps_the_last_good_one() {
     let b = Ca::root("CA B").unwrap();
     let c = Ca::root("CA C").unwrap();
     pki.write("b.pem", &b.cert_pem);
+    ca_without_crl_sign(&pki, "d");
     pki.write("c.pem", &c.cert_pem);
     let revoked = pki.client(&pki.root, "a-revoked", workload("a-revoked"));
     pki.client(&pki.root, "a-ok", workload("a-ok"));
