@@ -355,7 +355,7 @@ fn anomalies(c: &mut Criterion) {
             identity: Some((id.1.as_str(), "CN=reader,O=Example")),
             owner: None,
             source,
-            route: Some("payments-read"),
+            route: Some((0, "payments-read")),
             refused: false,
         }
     }

@@ -288,7 +288,7 @@ impl Exchange {
                     identity: id.map(|i| (i.sha256_hex.as_str(), i.subject.as_str())),
                     owner,
                     source: self.ctx.peer.ip(),
-                    route,
+                    route: route.zip(route_obs).map(|(name, o)| (o.inventory_id, name)),
                     refused: matches!(self.status.as_u16(), 401 | 403 | 429),
                 },
             );

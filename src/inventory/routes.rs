@@ -101,6 +101,22 @@ impl RouteCount {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// What the database does not have yet: `(allowed, refused, last_seen)` now, when any of
+    /// them moved since the last commit.
+    pub fn unsynced(&self) -> Option<(u64, u64, i64)> {
+        let now = (
+            self.allowed.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+            self.last_seen.load(Ordering::Relaxed),
+        );
+        let synced = (
+            self.synced_allowed.load(Ordering::Relaxed),
+            self.synced_refused.load(Ordering::Relaxed),
+            self.synced_last_seen.load(Ordering::Relaxed),
+        );
+        (now != synced).then_some(now)
+    }
+
     /// Marks everything counted so far as in the database (a restored inventory was synced
     /// before it was saved, or is deliberately not counted twice).
     pub fn mark_synced(&self) {

@@ -903,6 +903,22 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
 }
 
 /// `[client_auth]` in require mode trusting the PKI root, plus `extra` lines.
+/// One gateway of several sharing a PKI directory: `body` (everything after `[listener]`,
+/// `[admin]` and `[reload] watch = false`, which are added on free ports) is written to
+/// `name`.toml. Returns the file and the two addresses, for [`Gateway::launch`].
+pub fn write_named_config(
+    pki: &Pki,
+    name: &str,
+    body: &str,
+) -> (std::path::PathBuf, SocketAddr, SocketAddr) {
+    let (addr, admin) = (free_addr(), free_addr());
+    let text = format!(
+        "[listener]\nbind = \"{addr}\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n\n\
+         [admin]\nbind = \"{admin}\"\n\n[reload]\nwatch = false\n\n{body}"
+    );
+    (pki.write(&format!("{name}.toml"), &text), addr, admin)
+}
+
 pub fn client_auth(mode: &str, extra: &str) -> String {
     format!("[client_auth]\nmode = \"{mode}\"\ntrust_store = [\"ca.pem\"]\n{extra}\n")
 }

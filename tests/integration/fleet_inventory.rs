@@ -14,20 +14,8 @@ fn write_config(
     up: &str,
     inventory: &str,
 ) -> (std::path::PathBuf, SocketAddr, SocketAddr) {
-    let (addr, admin) = (free_addr(), free_addr());
-    let text = format!(
-        r#"[listener]
-bind = "{addr}"
-cert = "server.pem"
-key = "server-key.pem"
-
-[admin]
-bind = "{admin}"
-
-[reload]
-watch = false
-
-[inventory]
+    let body = format!(
+        r#"[inventory]
 flush_interval = "300ms"
 {inventory}
 
@@ -48,7 +36,7 @@ allow = [{{ any = true }}]
         upstream_section("up", up, ""),
         spiffe("ops"),
     );
-    (pki.write(&format!("{name}.toml"), &text), addr, admin)
+    write_named_config(pki, name, &body)
 }
 
 async fn launch(pki: &Pki, name: &str, up: &str, inventory: &str) -> Gateway {

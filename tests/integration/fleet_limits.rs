@@ -14,20 +14,8 @@ fn write_config(
     up: &str,
     limits: &str,
 ) -> (std::path::PathBuf, SocketAddr, SocketAddr) {
-    let (addr, admin) = (free_addr(), free_addr());
-    let text = format!(
-        r#"[listener]
-bind = "{addr}"
-cert = "server.pem"
-key = "server-key.pem"
-
-[admin]
-bind = "{admin}"
-
-[reload]
-watch = false
-
-[limits]
+    let body = format!(
+        r#"[limits]
 {limits}
 
 {}{}
@@ -41,7 +29,7 @@ rate_limit = {{ requests = 1, per = "1h", burst = 4, key = "identity" }}
         client_auth("require", ""),
         upstream_section("up", up, ""),
     );
-    (pki.write(&format!("{name}.toml"), &text), addr, admin)
+    write_named_config(pki, name, &body)
 }
 
 async fn launch(pki: &Pki, name: &str, up: &str, limits: &str) -> Gateway {

@@ -49,17 +49,11 @@ impl Batch {
             let entry = e.value();
             let mut any = false;
             for c in entry.route_counts.all() {
-                let allowed = c.allowed.load(Ordering::Relaxed);
-                let refused = c.refused.load(Ordering::Relaxed);
-                let last = c.last_seen.load(Ordering::Relaxed);
+                let Some((allowed, refused, last)) = c.unsynced() else {
+                    continue;
+                };
                 let synced_allowed = c.synced_allowed.load(Ordering::Relaxed);
                 let synced_refused = c.synced_refused.load(Ordering::Relaxed);
-                if allowed == synced_allowed
-                    && refused == synced_refused
-                    && last == c.synced_last_seen.load(Ordering::Relaxed)
-                {
-                    continue;
-                }
                 let Some(route) = names.get(c.id as usize) else {
                     continue;
                 };
@@ -86,6 +80,22 @@ impl Batch {
             }
         }
         b
+    }
+
+    /// Rows a batch would carry now, counted without building one.
+    pub fn pending(inventory: &Inventory) -> usize {
+        inventory
+            .entries
+            .iter()
+            .map(|e| {
+                e.value()
+                    .route_counts
+                    .all()
+                    .iter()
+                    .filter(|c| c.unsynced().is_some())
+                    .count()
+            })
+            .sum()
     }
 
     /// Rows waiting for the database.

@@ -58,7 +58,7 @@ impl FleetSink {
     pub fn pending(&self, inventory: &Inventory) -> usize {
         match &self.in_flight {
             Some(b) => b.rows(),
-            None => Batch::collect(inventory, 0, usize::MAX).rows(),
+            None => Batch::pending(inventory),
         }
     }
 

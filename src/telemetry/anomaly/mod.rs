@@ -11,7 +11,6 @@
 mod track;
 
 use std::collections::VecDeque;
-use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -149,7 +148,8 @@ pub struct Request<'a> {
     pub identity: Option<(&'a str, &'a str)>,
     pub owner: Option<&'a str>,
     pub source: IpAddr,
-    pub route: Option<&'a str>,
+    /// The route's inventory id (stable by name across reloads) and its name.
+    pub route: Option<(u32, &'a str)>,
     /// Answered 401, 403 or 429.
     pub refused: bool,
 }
@@ -200,7 +200,7 @@ impl Anomalies {
             now_ms: self.now_ms(),
             source: r.source,
             has_certificate: matches!(r.who, Watched::Certificate(_)),
-            route: r.route.map(|name| (route_hash(name), name)),
+            route: r.route,
             refused: r.refused,
         };
         let mut raised: Vec<(AnomalyKind, String)> = Vec::new();
@@ -234,7 +234,7 @@ impl Anomalies {
                 .identity
                 .map(|(_, s)| bounded(s, LOG_FIELD_MAX).into_owned()),
             owner: r.owner.map(str::to_string),
-            route: r.route.map(str::to_string),
+            route: r.route.map(|(_, name)| name.to_string()),
             source_ip: r.source.to_string(),
             detail,
         };
@@ -286,13 +286,6 @@ impl Anomalies {
     }
 }
 
-/// A stable hash of a route name: routes are remembered by name across reloads.
-fn route_hash(name: &str) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    name.hash(&mut h);
-    h.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,7 +327,7 @@ mod tests {
             identity: None,
             owner: None,
             source: ip,
-            route: Some("r"),
+            route: Some((0, "r")),
             refused: true,
         };
         a.observe(&spec, &req);

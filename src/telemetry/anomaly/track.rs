@@ -18,8 +18,8 @@ pub struct Seen<'a> {
     pub source: IpAddr,
     /// Whether source addresses say anything (a certificate, not a bare source IP).
     pub has_certificate: bool,
-    /// Hash of the route name, and the name for details; `None` when no route matched.
-    pub route: Option<(u64, &'a str)>,
+    /// The route's inventory id, and its name for details; `None` when no route matched.
+    pub route: Option<(u32, &'a str)>,
     /// Answered 401, 403 or 429.
     pub refused: bool,
 }
@@ -33,7 +33,7 @@ pub struct Track {
     ips: Vec<(IpAddr, u64)>,
     denials: SlidingCount,
     spike: Spike,
-    routes: Vec<u64>,
+    routes: Vec<u32>,
     /// When each kind was last raised (ms + 1; 0 = never), by [`AnomalyKind::ALL`] index.
     raised: [u64; 4],
 }
@@ -106,11 +106,11 @@ impl Track {
                 ),
             );
         }
-        if let Some((hash, name)) = s.route
-            && !self.routes.contains(&hash)
+        if let Some((id, name)) = s.route
+            && !self.routes.contains(&id)
             && self.routes.len() < MAX_ROUTES
         {
-            self.routes.push(hash);
+            self.routes.push(id);
             let known_for = now.saturating_sub(self.first_ms);
             if known_for >= spec.learning_ms() {
                 raise(
@@ -256,7 +256,7 @@ mod tests {
         AnomalySpec::compile(&raw).unwrap().unwrap()
     }
 
-    fn seen(now_ms: u64, ip: [u8; 4], route: Option<(u64, &str)>, refused: bool) -> Seen<'_> {
+    fn seen(now_ms: u64, ip: [u8; 4], route: Option<(u32, &str)>, refused: bool) -> Seen<'_> {
         Seen {
             now_ms,
             source: IpAddr::from(ip),
