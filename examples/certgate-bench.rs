@@ -116,9 +116,7 @@ fn big_crl(dir: &std::path::Path, count: u64) -> anyhow::Result<()> {
     std::fs::write(dir.join("server.pem"), &server.cert_pem)?;
     std::fs::write(dir.join("server-key.pem"), &server.key_pem)?;
     let t = std::time::Instant::now();
-    let serials: Vec<SerialNumber> = (0..count)
-        .map(|i| SerialNumber::from((0x7000_0000_0000u64 + i).to_be_bytes().to_vec()))
-        .collect();
+    let serials: Vec<SerialNumber> = certgate_testpki::synthetic_serials(count).collect();
     let crl = ca.crl(&serials, std::time::Duration::from_secs(86400))?;
     std::fs::write(dir.join("ca.crl"), &crl)?;
     println!(

@@ -4,6 +4,8 @@
 # server verifies the client certificate, CRL included, before it answers). Loopback only.
 #
 #   bash benches/load/big-crl.sh [COUNT]        # default 1000000
+# Prints, for each CRL size: time until /ready answers, RSS after start (and its peak), the mean
+# new-connection time, and what `certgate check` takes (time, peak RSS).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 COUNT=${1:-1000000}
@@ -49,12 +51,16 @@ EOT
   for _ in $(seq 1 400); do curl -sf -o /dev/null "${T[@]}" https://localhost:19843/ready && break; sleep 0.05; done
   ready=$(python3 -c "import time; print('%.2f' % (time.time() - $start))")
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   total=0
   for _ in $(seq 1 20); do
     t=$(curl -s -o /dev/null -w "%{time_total}" "${T[@]}" https://localhost:19843/x)
     total=$(python3 -c "print($total + $t)")
   done
-  echo "CRL entries $n: serving after ${ready} s, RSS $((rss / 1024)) MB, new connection + request $(python3 -c "print('%.1f' % ($total / 20 * 1000))") ms (mean of 20)"
+  echo "CRL entries $n: serving after ${ready} s, RSS $((rss / 1024)) MB (peak $((hwm / 1024)) MB), new connection + request $(python3 -c "print('%.1f' % ($total / 20 * 1000))") ms (mean of 20)"
   kill "$pid"; wait "$pid" 2>/dev/null || true
+  /usr/bin/time -f "%e %M" -o check.time "$CERTGATE" check --config c.toml > /dev/null 2>&1 || true
+  read -r secs kb < check.time
+  echo "CRL entries $n: certgate check ${secs} s, peak RSS $((kb / 1024)) MB"
   cd "$ROOT"
 done

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -16,7 +16,8 @@ use rustls::{
     SignatureScheme,
 };
 
-use crate::config::{ClientAuthMode, RevocationScope, StaleCrl, UnknownRevocation};
+use super::revocation::check::Revocation;
+use crate::config::ClientAuthMode;
 
 /// The one crypto provider certgate uses (aws-lc-rs).
 pub fn provider() -> Arc<CryptoProvider> {
@@ -85,44 +86,24 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, String> {
 pub struct ClientAuthSettings {
     pub mode: ClientAuthMode,
     pub roots: RootCertStore,
-    pub crls: Vec<CertificateRevocationListDer<'static>>,
     pub intermediates: Vec<CertificateDer<'static>>,
-    pub revocation_scope: RevocationScope,
-    pub unknown_revocation: UnknownRevocation,
-    pub stale_crl: StaleCrl,
-    /// Subjects (DER) of CAs whose CRL is unusable: their certificates' revocation status is
-    /// unknown, so refused under `unknown_revocation = "deny"`.
-    pub revocation_unknown: Vec<Vec<u8>>,
+    /// Revocation checking, when any CRL source is configured: done by certgate after the
+    /// chain verifies, against CRLs verified once at load (the WebPKI verifier gets none, so
+    /// it never re-verifies a CRL's signature per handshake).
+    pub revocation: Option<Revocation>,
 }
 
-/// Builds the WebPKI client verifier (chain, validity, EKU clientAuth, CRLs).
+/// Builds the client verifier: WebPKI for chain, validity and EKU clientAuth, then the CRLs.
 pub fn client_verifier(s: ClientAuthSettings) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let has_crls = !s.crls.is_empty();
-    let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(s.roots), provider())
-        .with_crls(s.crls);
+    let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(s.roots), provider());
     if s.mode == ClientAuthMode::Optional {
         b = b.allow_unauthenticated();
     }
-    if has_crls {
-        if s.revocation_scope == RevocationScope::EndEntity {
-            b = b.only_check_end_entity_revocation();
-        }
-        if s.unknown_revocation == UnknownRevocation::Allow {
-            b = b.allow_unknown_revocation_status();
-        }
-        if s.stale_crl == StaleCrl::Deny {
-            b = b.enforce_revocation_expiration();
-        }
-    }
     let inner = b.build().map_err(|e| e.to_string())?;
-    let revocation_unknown = match s.unknown_revocation {
-        UnknownRevocation::Deny => s.revocation_unknown,
-        UnknownRevocation::Allow => Vec::new(),
-    };
     Ok(Arc::new(ClientVerifier {
         inner,
         extra: s.intermediates,
-        revocation_unknown,
+        revocation: s.revocation,
     }))
 }
 
@@ -146,31 +127,47 @@ pub async fn capture_refused_leaf<F: std::future::Future>(
 }
 
 /// The WebPKI verifier plus: configured intermediates added to the ones a client sent (for
-/// clients that send only their leaf), and the refused leaf remembered for the log.
+/// clients that send only their leaf), revocation checking, and the refused leaf remembered for
+/// the log.
 #[derive(Debug)]
 struct ClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     extra: Vec<CertificateDer<'static>>,
-    /// Issuers (DER subjects) whose certificates are refused as revocation-unknown.
-    revocation_unknown: Vec<Vec<u8>>,
+    revocation: Option<Revocation>,
 }
 
 impl ClientVerifier {
-    /// True when the leaf or a presented intermediate was issued by a CA whose CRL is unusable.
-    fn issued_by_unknown_revocation(
+    /// The chain, then the revocation status of its certificates.
+    fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-    ) -> bool {
-        use x509_parser::prelude::{FromDer, X509Certificate};
-        std::iter::once(end_entity)
-            .chain(intermediates)
-            .filter_map(|c| X509Certificate::from_der(c.as_ref()).ok())
-            .any(|(_, c)| {
-                self.revocation_unknown
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = if self.extra.is_empty() {
+            self.inner
+                .verify_client_cert(end_entity, intermediates, now)?
+        } else {
+            let mut all: Vec<CertificateDer<'_>> =
+                Vec::with_capacity(intermediates.len() + self.extra.len());
+            all.extend(
+                intermediates
                     .iter()
-                    .any(|s| s.as_slice() == c.issuer().as_raw())
-            })
+                    .map(|c| CertificateDer::from(c.as_ref())),
+            );
+            all.extend(self.extra.iter().map(|c| CertificateDer::from(c.as_ref())));
+            self.inner.verify_client_cert(end_entity, &all, now)?
+        };
+        if let Some(r) = &self.revocation {
+            let chain: Vec<&[u8]> = intermediates
+                .iter()
+                .map(|c| c.as_ref())
+                .chain(self.extra.iter().map(|c| c.as_ref()))
+                .collect();
+            r.check(end_entity.as_ref(), &chain, now.as_secs() as i64)
+                .map_err(rustls::Error::InvalidCertificate)?;
+        }
+        Ok(verified)
     }
 }
 
@@ -190,26 +187,7 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let result = if !self.revocation_unknown.is_empty()
-            && self.issued_by_unknown_revocation(end_entity, intermediates)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownRevocationStatus,
-            ))
-        } else if self.extra.is_empty() {
-            self.inner
-                .verify_client_cert(end_entity, intermediates, now)
-        } else {
-            let mut all: Vec<CertificateDer<'_>> =
-                Vec::with_capacity(intermediates.len() + self.extra.len());
-            all.extend(
-                intermediates
-                    .iter()
-                    .map(|c| CertificateDer::from(c.as_ref())),
-            );
-            all.extend(self.extra.iter().map(|c| CertificateDer::from(c.as_ref())));
-            self.inner.verify_client_cert(end_entity, &all, now)
-        };
+        let result = self.verify(end_entity, intermediates, now);
         if result.is_err() {
             // Outside a capture scope (e.g. `explain`) there is nowhere to put it; that is fine.
             let _ = REFUSED_LEAF.try_with(|c| *c.borrow_mut() = Some(end_entity.to_vec()));

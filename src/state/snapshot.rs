@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use rustls::server::danger::ClientCertVerifier;
 
-use crate::authn::crl::LoadedCrl;
 use crate::authn::identity::ClientIdentity;
+use crate::authn::revocation::crl::LoadedCrl;
 use crate::authn::token::Issuer;
 use crate::authz::RouteTable;
 use crate::config::{ClientAuthMode, ConfigError, ConfigFile};

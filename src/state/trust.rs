@@ -10,8 +10,9 @@ use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 
-use crate::authn::crl;
 use crate::authn::identity::ClientIdentity;
+use crate::authn::revocation::check::Revocation;
+use crate::authn::revocation::crl::{self, LoadedCrl, Unusable};
 use crate::authn::tls::{self, ClientAuthSettings};
 use crate::config::{ConfigError, ConfigFile, StaleCrl, UnknownRevocation};
 use crate::util::time::{fmt_time, unix_now};
@@ -70,15 +71,23 @@ pub struct CrlChecks {
     pub usable: Vec<(String, bool)>,
     /// Unusable CRLs, by file and reason: ERROR at start and reload, `check` fails.
     pub problems: Vec<String>,
-    /// Issuers (DER names) of unusable CRLs with no last good one.
-    revocation_unknown: Vec<Vec<u8>>,
 }
 
-/// The last good CRLs of each source, kept across reloads so an unusable replacement does not
-/// undo revocations that were in force.
+/// CRL state kept across reloads: the last good CRLs of each source, so an unusable
+/// replacement does not undo revocations that were in force; and the last verification of each
+/// source, so a reload that leaves a (possibly million-entry) CRL file and the CAs unchanged
+/// does not verify it again.
 #[derive(Default)]
 pub struct CrlRegistry {
     good: Mutex<HashMap<PathBuf, Vec<CrlSummary>>>,
+    verified: Mutex<HashMap<PathBuf, Verified>>,
+}
+
+/// One verification of a CRL file: the digests of its bytes and of the CAs, and the outcome.
+struct Verified {
+    bytes: [u8; 32],
+    cas: [u8; 32],
+    outcome: Result<Vec<LoadedCrl>, Unusable>,
 }
 
 impl CrlRegistry {
@@ -95,6 +104,51 @@ impl CrlRegistry {
             good.entry(c.file.clone()).or_default().push(c.clone());
         }
     }
+
+    /// Reads and verifies a CRL file, or reuses the last outcome when neither its bytes nor the
+    /// CAs changed. The outer error is a file that cannot be read.
+    fn load(
+        &self,
+        path: &Path,
+        cas: &[CertificateDer<'static>],
+        cas_digest: [u8; 32],
+    ) -> Result<Result<Vec<LoadedCrl>, Unusable>, String> {
+        let bytes = tls::read(path)?;
+        let digest = sha256(&[&bytes]);
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = verified.get(path)
+            && v.bytes == digest
+            && v.cas == cas_digest
+        {
+            return Ok(v.outcome.clone());
+        }
+        let outcome = crl::parse_crls(&bytes, cas);
+        verified.insert(
+            path.to_path_buf(),
+            Verified {
+                bytes: digest,
+                cas: cas_digest,
+                outcome: outcome.clone(),
+            },
+        );
+        Ok(outcome)
+    }
+
+    /// Forgets the verifications of files no longer configured.
+    fn keep_only(&self, paths: &[PathBuf]) {
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        verified.retain(|p, _| paths.contains(p));
+    }
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 impl Trust {
@@ -112,12 +166,14 @@ impl Trust {
         }
         let mut roots = RootCertStore::empty();
         let mut anchors = Vec::new();
+        let mut anchor_subjects = Vec::new();
         let mut cas = Vec::new();
         for (i, p) in ca.trust_store.iter().enumerate() {
             let key = format!("client_auth.trust_store[{i}]");
             let path = file.resolve(p);
             for cert in tls::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
                 anchors.push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
+                anchor_subjects.push(subject_der(&cert));
                 cas.push(cert.clone());
                 roots.add(cert).map_err(|e| {
                     file.invalid(
@@ -141,15 +197,20 @@ impl Trust {
         let mut checks = CrlChecks::default();
         let crls = load_crls(file, &cas, registry, warnings, &mut checks)?;
         warn_about_ca_without_crl(file, &crls, &anchors, &intermediates, warnings);
+        let revocation = (!ca.crls.is_empty()).then(|| {
+            Revocation::new(
+                crls.iter().map(|c| c.crl.clone()),
+                anchor_subjects,
+                ca.revocation_scope,
+                ca.unknown_revocation,
+                ca.stale_crl,
+            )
+        });
         let verifier = tls::client_verifier(ClientAuthSettings {
             mode: ca.mode,
             roots,
-            crls: crls.iter().map(|c| c.crl.der.clone()).collect(),
             intermediates: intermediate_certs,
-            revocation_scope: ca.revocation_scope,
-            unknown_revocation: ca.unknown_revocation,
-            stale_crl: ca.stale_crl,
-            revocation_unknown: checks.revocation_unknown.clone(),
+            revocation,
         })
         .map_err(|e| file.invalid("client_auth", e))?;
         Ok(Self {
@@ -162,10 +223,10 @@ impl Trust {
     }
 }
 
-/// `client_auth.crls`, each checked before the verifier gets it: an unusable one (unparseable,
-/// issuer not trusted, issuer without cRLSign, bad signature, rejected by the verifier) is
-/// reported and replaced by the last good CRL of the same file, or else leaves its CA's clients
-/// revocation-unknown. Stale ones are warnings.
+/// `client_auth.crls`, each verified when read (or when it or the CAs changed): an unusable one
+/// (unparseable, issuer not trusted, issuer without cRLSign, bad signature, rejected by the
+/// verifier) is reported and replaced by the last good CRL of the same file, or else leaves its
+/// CA's clients revocation-unknown. Stale ones are warnings.
 fn load_crls(
     file: &ConfigFile,
     cas: &[CertificateDer<'static>],
@@ -175,43 +236,32 @@ fn load_crls(
 ) -> Result<Vec<CrlSummary>, ConfigError> {
     let ca = &file.raw.client_auth;
     let now = unix_now();
+    let cas_digest = sha256(&cas.iter().map(|c| c.as_ref()).collect::<Vec<_>>());
+    let paths: Vec<PathBuf> = ca.crls.iter().map(|p| file.resolve(p)).collect();
+    registry.keep_only(&paths);
     let mut crls = Vec::new();
-    for (i, p) in ca.crls.iter().enumerate() {
+    for (i, path) in paths.iter().enumerate() {
         let key = format!("client_auth.crls[{i}]");
-        let path = file.resolve(p);
-        let loaded = crl::load_crls(&path).map_err(|e| file.invalid(&key, e))?;
-        let usable = match loaded {
-            Err(why) => Err((None, why)),
-            Ok(list) => match list
-                .iter()
-                .find_map(|c| crl::unusable(c, cas).map(|why| (c.issuer_der.clone(), why)))
-            {
-                Some((issuer, why)) => Err((Some(issuer), why)),
-                None => Ok(list),
-            },
-        };
+        let loaded = registry
+            .load(path, cas, cas_digest)
+            .map_err(|e| file.invalid(&key, e))?;
         checked
             .usable
-            .push((path.display().to_string(), usable.is_ok()));
-        let list = match usable {
+            .push((path.display().to_string(), loaded.is_ok()));
+        let list = match loaded {
             Ok(list) => list,
-            Err((issuer, why)) => {
-                match registry.last_good(&path) {
-                    Some(kept) => {
-                        checked.problems.push(format!(
-                            "{key}: {}: unusable CRL ({why}); the last good CRL loaded from it stays in force",
-                            path.display()
-                        ));
-                        crls.extend(kept);
+            Err(Unusable { why, .. }) => {
+                let kept = registry.last_good(path);
+                checked.problems.push(format!(
+                    "{key}: {}: unusable CRL ({why}); {}",
+                    path.display(),
+                    if kept.is_some() {
+                        "the last good CRL loaded from it stays in force"
+                    } else {
+                        "the clients of its CA are revocation-unknown"
                     }
-                    None => {
-                        checked.problems.push(format!(
-                            "{key}: {}: unusable CRL ({why}); the clients of its CA are revocation-unknown",
-                            path.display()
-                        ));
-                        checked.revocation_unknown.extend(issuer);
-                    }
-                }
+                ));
+                crls.extend(kept.unwrap_or_default());
                 continue;
             }
         };
@@ -265,6 +315,14 @@ fn warn_about_ca_without_crl(
             ));
         }
     }
+}
+
+/// A certificate's subject name as DER (as certificates' issuer fields carry it).
+fn subject_der(cert: &CertificateDer<'_>) -> Vec<u8> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    X509Certificate::from_der(cert.as_ref())
+        .map(|(_, c)| c.subject().as_raw().to_vec())
+        .unwrap_or_default()
 }
 
 fn summarize(path: &Path, cert: &CertificateDer<'_>) -> Result<CertSummary, String> {

@@ -54,6 +54,8 @@ pub struct LeafSpec {
     pub not_before_secs: i64,
     pub not_after_secs: i64,
     pub usage: LeafUsage,
+    /// CRL distribution point URIs (one distribution point naming them all).
+    pub crl_distribution_points: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +78,7 @@ impl LeafSpec {
             not_before_secs: -3600,
             not_after_secs: 30 * 86400,
             usage: LeafUsage::Client,
+            crl_distribution_points: Vec::new(),
         }
     }
 
@@ -193,6 +196,11 @@ impl Ca {
             LeafUsage::Server => ExtendedKeyUsagePurpose::ServerAuth,
         }];
         p.use_authority_key_identifier_extension = true;
+        if !spec.crl_distribution_points.is_empty() {
+            p.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+                uris: spec.crl_distribution_points.clone(),
+            }];
+        }
         let serial = random_serial();
         p.serial_number = Some(serial.clone());
         let cert = p.signed_by(&key, &self.issuer)?;
@@ -224,6 +232,23 @@ impl Ca {
         self.crl_with_times(revoked, offset(-60), offset(valid_for.as_secs() as i64))
     }
 
+    /// A partitioned CRL (PEM): its issuing distribution point names `uri`, and with
+    /// `users_only` it speaks for end-entity certificates only.
+    pub fn partitioned_crl(
+        &self,
+        revoked: &[SerialNumber],
+        uri: &str,
+        users_only: bool,
+    ) -> Result<String, rcgen::Error> {
+        let idp = rcgen::CrlIssuingDistributionPoint {
+            distribution_point: rcgen::CrlDistributionPoint {
+                uris: vec![uri.to_string()],
+            },
+            scope: users_only.then_some(rcgen::CrlScope::UserCertsOnly),
+        };
+        self.crl_params(revoked, offset(-60), offset(86400), Some(idp))
+    }
+
     /// A CRL (PEM) whose nextUpdate is already in the past.
     pub fn stale_crl(&self, revoked: &[SerialNumber]) -> Result<String, rcgen::Error> {
         self.crl_with_times(revoked, offset(-7200), offset(-3600))
@@ -235,6 +260,16 @@ impl Ca {
         this_update: OffsetDateTime,
         next_update: OffsetDateTime,
     ) -> Result<String, rcgen::Error> {
+        self.crl_params(revoked, this_update, next_update, None)
+    }
+
+    fn crl_params(
+        &self,
+        revoked: &[SerialNumber],
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+        issuing_distribution_point: Option<rcgen::CrlIssuingDistributionPoint>,
+    ) -> Result<String, rcgen::Error> {
         let n = self
             .crl_number
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -242,7 +277,7 @@ impl Ca {
             this_update,
             next_update,
             crl_number: SerialNumber::from(n),
-            issuing_distribution_point: None,
+            issuing_distribution_point,
             revoked_certs: revoked
                 .iter()
                 .map(|c| RevokedCertParams {
@@ -256,4 +291,16 @@ impl Ca {
         };
         params.signed_by(&self.issuer)?.pem()
     }
+}
+
+/// `count` distinct 16-byte serial numbers shaped like CAs issue them (a scrambled high half
+/// and the index), for large-CRL tests and benchmarks.
+pub fn synthetic_serials(count: u64) -> impl Iterator<Item = SerialNumber> {
+    (0..count).map(|i| {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1).to_be_bytes());
+        b[0] = (b[0] & 0x7f) | 0x10;
+        b[8..].copy_from_slice(&i.to_be_bytes());
+        SerialNumber::from(b.to_vec())
+    })
 }

@@ -349,3 +349,61 @@ async fn a_reload_with_an_unusable_crl_keeps_the_last_good_one() {
     )
     .await;
 }
+
+/// One CA (the test PKI's root) with the CRL file `crl`.
+fn one_ca(up: &str, crl: &str) -> String {
+    format!(
+        "[reload]\nwatch = false\n\n{}{}\n[[routes]]\nname = \"api\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+        client_auth("require", &format!("crls = [\"{crl}\"]")),
+        upstream_section("up", up, ""),
+    )
+}
+
+/// VmRSS of a process, in MB.
+fn rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+#[tokio::test]
+async fn a_million_entry_crl_is_held_compactly_and_looked_up_exactly() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let revoked = pki.client(&pki.root, "revoked", workload("revoked"));
+    pki.client(&pki.root, "ok", workload("ok"));
+    let day = Duration::from_secs(86400);
+    // 16-byte serials, as CAs issue them; the client's serial sits among them.
+    let mut serials: Vec<_> = certgate_testpki::synthetic_serials(999_999).collect();
+    serials.insert(500_000, revoked.serial());
+    pki.write(
+        "small.crl",
+        &pki.root.crl(&[revoked.serial()], day).unwrap(),
+    );
+    let small = Gateway::start(&pki, &one_ca(&up.url(), "small.crl")).await;
+    let baseline = rss_mb(small.pid());
+    drop(small);
+
+    pki.write("a.crl", &pki.root.crl(&serials, day).unwrap());
+    let gw = Gateway::start(&pki, &one_ca(&up.url(), "a.crl")).await;
+    assert!(served(&pki, &gw, "ok").await);
+    assert!(!served(&pki, &gw, "revoked").await);
+    let extra = rss_mb(gw.pid()).saturating_sub(baseline);
+    // 1M × 16 bytes of serials, plus allocator slack; the limit is 200 MB.
+    assert!(
+        extra < 100,
+        "a 1M-entry CRL holds {extra} MB above a 1-entry one"
+    );
+    let (code, out, err) = run_cli(&[
+        "check",
+        "--config",
+        pki.path("certgate.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("revoked 1000000"), "{out}");
+}

@@ -262,6 +262,83 @@ async fn intermediate_chains_and_intermediate_revocation() {
 }
 
 #[tokio::test]
+async fn end_entity_scope_checks_only_the_leaf() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let issuing = pki.root.intermediate("Issuing CA").unwrap();
+    pki.client(&issuing, "leaf", workload("svc"));
+    let revoked = pki.client(&issuing, "revoked-leaf", workload("gone"));
+    pki.write("issuing.pem", &issuing.cert_pem);
+    // The root revoked the intermediate; the intermediate revoked one leaf.
+    pki.write(
+        "root.crl",
+        &pki.root
+            .crl(&[issuing.serial()], Duration::from_secs(86400))
+            .unwrap(),
+    );
+    pki.write(
+        "issuing.crl",
+        &issuing
+            .crl(&[revoked.serial()], Duration::from_secs(86400))
+            .unwrap(),
+    );
+    let crls = "crls = [\"root.crl\", \"issuing.crl\"]\nintermediates = [\"issuing.pem\"]";
+    let gw = gateway(&pki, crls, &up).await;
+    assert_refused(&pki, &gw, Some("leaf"), "revoked").await;
+    drop(gw);
+    // end_entity: the intermediate's status is not looked at; the leaf's still is.
+    let gw = gateway(
+        &pki,
+        &format!("{crls}\nrevocation_scope = \"end_entity\""),
+        &up,
+    )
+    .await;
+    assert_served(&pki, &gw, Some("leaf")).await;
+    assert_refused(&pki, &gw, Some("revoked-leaf"), "revoked").await;
+}
+
+#[tokio::test]
+async fn a_partitioned_crl_speaks_only_for_its_distribution_point() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let spec = |sa: &str, dp: &str| LeafSpec {
+        crl_distribution_points: vec![format!("http://crl.test/{dp}.crl")],
+        ..workload(sa)
+    };
+    let in_a = pki.client(&pki.root, "in-a", spec("a", "a"));
+    let in_b = pki.client(&pki.root, "in-b", spec("b", "b"));
+    let no_dp = pki.client(&pki.root, "no-dp", workload("c"));
+    pki.client(&pki.root, "good-a", spec("d", "a"));
+    // Partition "a" lists all three serials; it does not speak for partition "b".
+    pki.write(
+        "a.crl",
+        &pki.root
+            .partitioned_crl(
+                &[in_a.serial(), in_b.serial(), no_dp.serial()],
+                "http://crl.test/a.crl",
+                true,
+            )
+            .unwrap(),
+    );
+    let gw = gateway(&pki, "crls = [\"a.crl\"]", &up).await;
+    assert_refused(&pki, &gw, Some("in-a"), "revoked").await;
+    // A certificate without distribution points is covered by any CRL of its issuer.
+    assert_refused(&pki, &gw, Some("no-dp"), "revoked").await;
+    assert_served(&pki, &gw, Some("good-a")).await;
+    // Partition b's status is unknown (refused by default), not "listed in a".
+    assert_refused(&pki, &gw, Some("in-b"), "bad_certificate").await;
+    drop(gw);
+    let gw = gateway(
+        &pki,
+        "crls = [\"a.crl\"]\nunknown_revocation = \"allow\"",
+        &up,
+    )
+    .await;
+    assert_served(&pki, &gw, Some("in-b")).await;
+    assert_refused(&pki, &gw, Some("in-a"), "revoked").await;
+}
+
+#[tokio::test]
 async fn tls12_and_h2_are_served() {
     let pki = Pki::new();
     let up = Upstream::start().await;

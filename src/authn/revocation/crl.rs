@@ -1,0 +1,236 @@
+//! CRLs: loaded, checked and verified once, when they are read — never again per handshake. A
+//! CRL the verifier would reject, or one that is not provably from a trusted CA (issuer
+//! unknown, issuer without cRLSign, bad signature), is *unusable*: reported and left out, so it
+//! cannot take the other CAs down with it; its CA's clients are then revocation-unknown. A
+//! usable CRL keeps only what lookups need: its issuer, dates, scope and a compact sorted set of
+//! revoked serials ([`SerialSet`]); [`super::check::Revocation`] looks certificates up in them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
+use x509_parser::asn1_rs::{Any, BitString, Class, Tag};
+use x509_parser::prelude::{
+    ASN1Time, AlgorithmIdentifier, DistributionPointName, FromDer, GeneralName,
+    IssuingDistributionPoint, ParsedExtension, X509Certificate, X509Extension, X509Name,
+};
+
+use super::serials::{SerialSet, canonical};
+use crate::authn::tls::read;
+
+/// A verified CRL: what revocation lookups and `check` need, without the DER.
+#[derive(Debug, Clone)]
+pub struct LoadedCrl {
+    pub issuer: String,
+    /// The issuer's name as DER, to match certificates issued by it.
+    pub issuer_der: Vec<u8>,
+    /// Seconds since the epoch.
+    pub this_update: i64,
+    /// Seconds since the epoch; `None` when the CRL has no nextUpdate.
+    pub next_update: Option<i64>,
+    pub revoked_count: usize,
+    /// The issuing distribution point: which certificates this CRL speaks for.
+    pub scope: Option<CrlScope>,
+    pub serials: Arc<SerialSet>,
+}
+
+/// A CRL's issuingDistributionPoint (RFC 5280 §5.2.5), as far as it limits the CRL's scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrlScope {
+    pub only_user_certs: bool,
+    pub only_ca_certs: bool,
+    /// The distribution point's URIs: a certificate that names CRL distribution points is
+    /// covered only if one of them is among these.
+    pub uris: Vec<String>,
+}
+
+/// Why a CRL cannot be used, and whose CRL it was when that could be read.
+#[derive(Debug, Clone)]
+pub struct Unusable {
+    pub issuer_der: Option<Vec<u8>>,
+    pub why: String,
+}
+
+impl Unusable {
+    fn new(issuer_der: Option<&[u8]>, why: impl Into<String>) -> Self {
+        Self {
+            issuer_der: issuer_der.map(<[u8]>::to_vec),
+            why: why.into(),
+        }
+    }
+}
+
+/// Reads and verifies the CRLs of a file (PEM `X509 CRL` blocks or one DER CRL) against the CAs
+/// `cas` (trust anchors and intermediates). The outer error is a file that cannot be read (a
+/// config error); the inner one the first unusable CRL in it.
+pub fn load_crls(
+    path: &Path,
+    cas: &[CertificateDer<'_>],
+) -> Result<Result<Vec<LoadedCrl>, Unusable>, String> {
+    let bytes = read(path)?;
+    Ok(parse_crls(&bytes, cas))
+}
+
+/// Verifies the CRLs in `bytes` (PEM `X509 CRL` blocks or one DER CRL) against `cas`.
+pub fn parse_crls(bytes: &[u8], cas: &[CertificateDer<'_>]) -> Result<Vec<LoadedCrl>, Unusable> {
+    let pem: Vec<_> = CertificateRevocationListDer::pem_slice_iter(bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| Unusable::new(None, format!("invalid PEM: {e}")))?;
+    if pem.is_empty() {
+        return Ok(vec![verify(bytes, cas)?]);
+    }
+    pem.iter().map(|der| verify(der.as_ref(), cas)).collect()
+}
+
+/// Checks one DER CRL and keeps what lookups need.
+fn verify(der: &[u8], cas: &[CertificateDer<'_>]) -> Result<LoadedCrl, Unusable> {
+    let head = Header::parse(der).map_err(|why| Unusable::new(None, why))?;
+    let issuer_der = head.issuer.as_raw();
+    let issuer = crate::authn::identity::rfc4514(&head.issuer);
+    let unusable = |why: String| Unusable::new(Some(issuer_der), why);
+    // What the verifier itself refuses: unknown critical extensions, delta CRLs, v1 CRLs, …
+    let list = webpki::BorrowedCertRevocationList::from_der(der)
+        .map_err(|e| unusable(format!("rejected by the verifier: {e:?}")))?;
+    check_signature(&head, &issuer, cas).map_err(unusable)?;
+    // Every entry must be well formed (and carry no unknown critical extension).
+    let mut width = 0;
+    let mut count = 0;
+    for entry in &list {
+        let entry = entry.map_err(|e| unusable(format!("bad revoked-certificate entry: {e:?}")))?;
+        width = width.max(canonical(entry.serial_number).len());
+        count += 1;
+    }
+    let serials = SerialSet::build(
+        (&list)
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|e| e.serial_number),
+        width,
+    );
+    Ok(LoadedCrl {
+        issuer,
+        issuer_der: issuer_der.to_vec(),
+        this_update: head.this_update,
+        next_update: head.next_update,
+        revoked_count: count,
+        scope: head.scope,
+        serials: Arc::new(serials),
+    })
+}
+
+/// The CRL's issuer is one of `cas`, may sign CRLs, and signed this one.
+fn check_signature(
+    head: &Header<'_>,
+    issuer: &str,
+    cas: &[CertificateDer<'_>],
+) -> Result<(), String> {
+    let issuers: Vec<X509Certificate<'_>> = cas
+        .iter()
+        .filter_map(|c| X509Certificate::from_der(c.as_ref()).ok().map(|(_, c)| c))
+        .filter(|c| c.subject().as_raw() == head.issuer.as_raw())
+        .collect();
+    if issuers.is_empty() {
+        return Err(format!(
+            "issued by {issuer}, which is not in the trust store or the intermediates"
+        ));
+    }
+    let mut why = String::new();
+    for ca in &issuers {
+        if let Ok(Some(ku)) = ca.key_usage()
+            && !ku.value.crl_sign()
+        {
+            why = format!("its issuer {issuer} may not sign CRLs (keyUsage without cRLSign)");
+            continue;
+        }
+        match x509_parser::verify::verify_signature(ca.public_key(), &head.alg, &head.sig, head.tbs)
+        {
+            Ok(()) => return Ok(()),
+            Err(e) => why = format!("bad signature (not signed by {issuer}): {e}"),
+        }
+    }
+    Err(why)
+}
+
+/// The parts of a CRL read without walking its revoked-certificate list.
+struct Header<'a> {
+    /// The signed bytes (tbsCertList, with its tag and length).
+    tbs: &'a [u8],
+    alg: AlgorithmIdentifier<'a>,
+    sig: BitString<'a>,
+    issuer: X509Name<'a>,
+    this_update: i64,
+    next_update: Option<i64>,
+    scope: Option<CrlScope>,
+}
+
+impl<'a> Header<'a> {
+    fn parse(der: &'a [u8]) -> Result<Self, String> {
+        fn bad<E: std::fmt::Debug>(e: E) -> String {
+            format!("not a CRL (PEM or DER expected): {e:?}")
+        }
+        let (_, list) = Any::from_der(der).map_err(bad)?;
+        let (rest, tbs) = Any::from_der(list.data).map_err(bad)?;
+        let signed = &list.data[..list.data.len() - rest.len()];
+        let (rest, alg) = AlgorithmIdentifier::from_der(rest).map_err(bad)?;
+        let (_, sig) = BitString::from_der(rest).map_err(bad)?;
+        let (i, _version) = Option::<u32>::from_der(tbs.data).map_err(bad)?;
+        let (i, _) = AlgorithmIdentifier::from_der(i).map_err(bad)?;
+        let (i, issuer) = X509Name::from_der(i).map_err(bad)?;
+        let (i, this_update) = ASN1Time::from_der(i).map_err(bad)?;
+        let (mut i, next_update) = match ASN1Time::from_der(i) {
+            Ok((i, t)) => (i, Some(t.timestamp())),
+            Err(_) => (i, None),
+        };
+        // The rest: the revoked certificates (SEQUENCE, skipped here) and [0] extensions.
+        let mut scope = None;
+        while !i.is_empty() {
+            let (r, item) = Any::from_der(i).map_err(bad)?;
+            i = r;
+            if item.class() == Class::ContextSpecific && item.tag() == Tag(0) {
+                let (_, exts) = Any::from_der(item.data).map_err(bad)?;
+                let mut e = exts.data;
+                while !e.is_empty() {
+                    let (r, ext) = X509Extension::from_der(e).map_err(bad)?;
+                    e = r;
+                    if let ParsedExtension::IssuingDistributionPoint(idp) = ext.parsed_extension() {
+                        scope = Some(CrlScope::from(idp));
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            tbs: signed,
+            alg,
+            sig,
+            issuer,
+            this_update: this_update.timestamp(),
+            next_update,
+            scope,
+        })
+    }
+}
+
+impl From<&IssuingDistributionPoint<'_>> for CrlScope {
+    fn from(idp: &IssuingDistributionPoint<'_>) -> Self {
+        Self {
+            only_user_certs: idp.only_contains_user_certs,
+            only_ca_certs: idp.only_contains_ca_certs,
+            uris: match &idp.distribution_point {
+                Some(DistributionPointName::FullName(names)) => uris(names),
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+/// The URIs among general names.
+pub(crate) fn uris(names: &[GeneralName<'_>]) -> Vec<String> {
+    names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(u) => Some((*u).to_string()),
+            _ => None,
+        })
+        .collect()
+}
