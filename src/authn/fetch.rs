@@ -32,6 +32,26 @@ pub struct Validators {
     pub last_modified: Option<HeaderValue>,
 }
 
+/// `…_fetches_total{…,result}` handles of one fetched document.
+pub struct FetchCounters {
+    pub ok: prometheus::IntCounter,
+    pub not_modified: prometheus::IntCounter,
+    pub error: prometheus::IntCounter,
+    pub invalid: prometheus::IntCounter,
+}
+
+impl FetchCounters {
+    /// `counter` gives the handle for a result label.
+    pub fn new(counter: &dyn Fn(&str) -> prometheus::IntCounter) -> Self {
+        Self {
+            ok: counter("ok"),
+            not_modified: counter("not_modified"),
+            error: counter("error"),
+            invalid: counter("invalid"),
+        }
+    }
+}
+
 pub enum Fetched {
     /// 304: the document did not change.
     NotModified,

@@ -221,6 +221,10 @@ fn check(config: &Path) -> ExitCode {
             for p in &s.crl_checks.problems {
                 eprintln!("error: {p}");
             }
+            // check does not fetch: a URL not fetched yet is fetched by the gateway at start.
+            for p in &s.crl_checks.pending {
+                eprintln!("warning: {p}");
+            }
             if s.crl_checks.problems.is_empty() {
                 ExitCode::SUCCESS
             } else {
@@ -268,10 +272,19 @@ pub fn summary(s: &Snapshot) -> String {
         let _ = writeln!(
             o,
             "  crl      {} issuer {} revoked {} next update {}",
-            c.file.display(),
+            c.source,
             c.crl.issuer,
             c.crl.revoked_count,
             c.crl.next_update.map_or_else(|| "none".into(), fmt_time)
+        );
+    }
+    for r in &s.remote_crls {
+        let _ = writeln!(
+            o,
+            "  crl url  {} every {} (cache {})",
+            r.source,
+            humantime::format_duration(r.definition.refresh),
+            r.definition.cache.display()
         );
     }
     let _ = writeln!(o, "admin      {}", s.admin_bind);

@@ -103,6 +103,14 @@ pub(super) fn default_log_level() -> String {
     "info".to_string()
 }
 
+pub(super) fn default_crl_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+
+pub(super) fn default_crl_cache_dir() -> std::path::PathBuf {
+    "/var/lib/certgate/crls".into()
+}
+
 pub(super) fn default_jwks_refresh() -> Duration {
     Duration::from_secs(300)
 }

@@ -138,6 +138,14 @@ pub struct RawClientAuth {
     pub unknown_revocation: UnknownRevocation,
     #[serde(default)]
     pub stale_crl: StaleCrl,
+    /// http(s) URLs of CRLs, fetched at start and every `crl_refresh`.
+    #[serde(default)]
+    pub crl_urls: Vec<String>,
+    #[serde(default = "default_crl_refresh", with = "humantime_serde")]
+    pub crl_refresh: Duration,
+    /// Where fetched CRLs are kept (the last good copy of each URL).
+    #[serde(default = "default_crl_cache_dir")]
+    pub crl_cache_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]

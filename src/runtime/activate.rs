@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tracing::{error, warn};
 
-use crate::state::{Gateway, Snapshot};
+use crate::state::{Gateway, ReloadRequest, Snapshot, Trigger};
 use crate::util::time::unix_now;
 
 /// Makes `new` the gateway's current snapshot. Never fails: `new` was validated when built.
@@ -25,6 +25,9 @@ pub fn activate(gateway: &Gateway, new: Arc<Snapshot>) {
     for p in &new.crl_checks.problems {
         error!(target: "certgate::tls", problem = %p, "crl");
     }
+    for p in &new.crl_checks.pending {
+        warn!(target: "certgate::tls", problem = %p, "crl");
+    }
     for w in new.expiry_warnings(unix_now()) {
         warn!(warning = %w, "expiry");
     }
@@ -33,6 +36,10 @@ pub fn activate(gateway: &Gateway, new: Arc<Snapshot>) {
     crate::upstream::spawn_background(&new.upstreams);
     gateway.registries.jwks.adopt(new.remote_jwks());
     gateway.registries.crls.adopt(&new.crls);
+    gateway
+        .registries
+        .crl_urls
+        .adopt(new.remote_crls.iter(), &new.client_cas);
     gateway.registries.limits.adopt(
         new.routes
             .routes()
@@ -50,7 +57,27 @@ pub fn activate(gateway: &Gateway, new: Arc<Snapshot>) {
         .limits
         .adopt_redis(new.limit_backend.as_ref());
     crate::authn::token::remote::spawn_background(new.remote_jwks());
+    crate::authn::revocation::remote::spawn_background(
+        new.remote_crls.iter(),
+        &reload_on_crl_change(gateway),
+    );
     let generation = new.generation;
     gateway.current.store(new);
     gateway.snapshot_swaps.send_replace(generation);
+}
+
+/// What a CRL URL's task calls when it cached a new CRL: a reload, as a changed CRL file gets.
+fn reload_on_crl_change(gateway: &Gateway) -> crate::authn::revocation::remote::OnChange {
+    let reloads = gateway.reloads.clone();
+    Arc::new(move || {
+        let reloads = reloads.clone();
+        tokio::spawn(async move {
+            let _ = reloads
+                .send(ReloadRequest {
+                    trigger: Trigger::CrlFetched,
+                    reply: None,
+                })
+                .await;
+        });
+    })
 }

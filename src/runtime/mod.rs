@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::authn::identity::IdentityCache;
 use crate::inventory::LoadOutcome;
@@ -24,6 +24,8 @@ use crate::state::{Gateway, Registries, ReloadRequest, Snapshot};
 use crate::telemetry::Telemetry;
 
 /// How long the start waits for the first fetch of each JWKS URL.
+/// How long the first fetch of a JWKS or CRL URL may hold up serving (at start and when a
+/// reload brings a new URL).
 pub(crate) const FIRST_JWKS_FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long a stopping gateway gives its last fleet-inventory sync.
@@ -112,10 +114,25 @@ impl Bound {
         } = self;
         let snap = gateway.current.load_full();
         activate(&gateway, snap.clone());
+        let reload_task = tokio::spawn(reload::run(gateway.clone(), reload_requests));
         // Keys from JWKS URLs are fetched before the first request is served (or given up on
         // after a while: their tokens are refused until a fetch succeeds).
         for r in snap.remote_jwks() {
             r.first_fetch(FIRST_JWKS_FETCH_WAIT).await;
+        }
+        // CRLs from URLs likewise: a fetched CRL goes to the cache and a reload brings it in.
+        let mut fetched = false;
+        for r in &snap.remote_crls {
+            fetched |= r.first_fetch(FIRST_JWKS_FETCH_WAIT).await;
+        }
+        if fetched {
+            let mut swaps = gateway.snapshot_swaps.subscribe();
+            let first = snap.generation;
+            let _ =
+                tokio::time::timeout(FIRST_JWKS_FETCH_WAIT, swaps.wait_for(|g| *g != first)).await;
+        }
+        for p in &gateway.current.load().crl_checks.pending {
+            error!(target: "certgate::tls", problem = %p, "crl");
         }
         // Likewise the fleet's rate-limit counters, so the first requests are counted there.
         if let Some(b) = &snap.limit_backend {
@@ -139,7 +156,6 @@ impl Bound {
             .unwrap_or_else(crate::inventory::fleet::default_gateway_id);
         let fleet = Arc::new(tokio::sync::Mutex::new(FleetSink::new(gateway_id)));
         let fleet_task = tokio::spawn(tasks::sync_fleet_inventory(gateway.clone(), fleet.clone()));
-        let reload_task = tokio::spawn(reload::run(gateway.clone(), reload_requests));
         reload::spawn_sighup(gateway.reloads.clone());
         if snap.reload.watch {
             reload::spawn_watcher(gateway.clone(), gateway.reloads.clone());

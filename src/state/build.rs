@@ -33,7 +33,7 @@ impl Snapshot {
         let mut warnings = Vec::new();
         check_limits(file)?;
         let server = ServerCert::load(file)?;
-        let trust = Trust::load(file, &registries.crls, &mut warnings)?;
+        let trust = Trust::load(file, registries, telemetry, &mut warnings)?;
         let tls_config = tls::server_config(server.chain, server.key, trust.verifier.clone())
             .map_err(|e| {
                 file.invalid("listener.key", format!("does not fit listener.cert: {e}"))
@@ -95,6 +95,8 @@ impl Snapshot {
             intermediates: trust.intermediates,
             crls: trust.crls,
             crl_checks: trust.checks,
+            remote_crls: trust.remote_crls,
+            client_cas: trust.cas,
             inventory: RawInventory {
                 path: raw.inventory.path.as_deref().map(|p| file.resolve(p)),
                 postgres_ca: raw

@@ -41,8 +41,10 @@ pub struct Registries {
     pub jwks: JwksRegistry,
     /// Routes' rate limiters and their counters.
     pub limits: LimitRegistry,
-    /// The last good CRL of each source.
+    /// The last good CRL of each source, and the last verification of each CRL file.
     pub crls: trust::CrlRegistry,
+    /// CRL URLs and their fetch tasks.
+    pub crl_urls: crate::authn::revocation::remote::CrlUrlRegistry,
 }
 
 /// State shared by the listeners: the current snapshot, metrics, readiness.
@@ -66,6 +68,8 @@ pub enum Trigger {
     Signal,
     Admin,
     FileChange,
+    /// A CRL URL's task cached a new CRL.
+    CrlFetched,
 }
 
 impl Trigger {
@@ -74,6 +78,7 @@ impl Trigger {
             Self::Signal => "SIGHUP",
             Self::Admin => "POST /reload",
             Self::FileChange => "file change",
+            Self::CrlFetched => "CRL fetched",
         }
     }
 }

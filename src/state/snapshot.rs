@@ -30,7 +30,10 @@ pub struct CertSummary {
 /// A CRL as `check` reports it.
 #[derive(Debug, Clone)]
 pub struct CrlSummary {
+    /// The file read (for a URL, its cache file).
     pub file: PathBuf,
+    /// The file, or the URL (without userinfo): what logs and metrics call it.
+    pub source: String,
     pub crl: LoadedCrl,
 }
 
@@ -77,6 +80,10 @@ pub struct Snapshot {
     pub crls: Vec<CrlSummary>,
     /// Which configured CRLs are usable, and the problems of those that are not.
     pub crl_checks: super::trust::CrlChecks,
+    /// `client_auth.crl_urls`, fetched in the background into their cache files.
+    pub remote_crls: Vec<Arc<crate::authn::revocation::remote::RemoteCrl>>,
+    /// Trust anchors and intermediates: what a fetched CRL must be issued by.
+    pub client_cas: Arc<Vec<rustls::pki_types::CertificateDer<'static>>>,
     /// `[inventory]`, with `path` resolved against the config file's directory.
     pub inventory: crate::config::RawInventory,
     pub log: crate::config::RawLog,
@@ -128,13 +135,13 @@ impl Snapshot {
             if next <= now {
                 out.push(format!(
                     "CRL {} is past its nextUpdate ({})",
-                    c.file.display(),
+                    c.source,
                     fmt_time(next)
                 ));
             } else if next - now <= window {
                 out.push(format!(
                     "CRL {} reaches its nextUpdate at {} (in {:.1} days): republish it",
-                    c.file.display(),
+                    c.source,
                     fmt_time(next),
                     days(next)
                 ));
@@ -149,7 +156,7 @@ impl Snapshot {
         let files: Vec<(String, Option<i64>)> = self
             .crls
             .iter()
-            .map(|c| (c.file.display().to_string(), c.crl.next_update))
+            .map(|c| (c.source.clone(), c.crl.next_update))
             .collect();
         metrics.set_crl_next_updates(files.iter().map(|(f, t)| (f.as_str(), *t)));
         metrics.set_crl_usable(

@@ -13,10 +13,14 @@ use rustls::server::danger::ClientCertVerifier;
 use crate::authn::identity::ClientIdentity;
 use crate::authn::revocation::check::Revocation;
 use crate::authn::revocation::crl::{self, LoadedCrl, Unusable};
+use crate::authn::revocation::remote::{self, CrlUrlRegistry, RemoteCrl};
 use crate::authn::tls::{self, ClientAuthSettings};
 use crate::config::{ConfigError, ConfigFile, StaleCrl, UnknownRevocation};
+use crate::telemetry::Telemetry;
+use crate::util::digest::sha256;
 use crate::util::time::{fmt_time, unix_now};
 
+use super::Registries;
 use super::snapshot::{CertSummary, CrlSummary};
 
 /// The listener's certificate chain and key.
@@ -62,6 +66,9 @@ pub(super) struct Trust {
     pub(super) intermediates: Vec<CertSummary>,
     pub(super) crls: Vec<CrlSummary>,
     pub(super) checks: CrlChecks,
+    /// `client_auth.crl_urls`, and the CAs their CRLs must come from.
+    pub(super) remote_crls: Vec<Arc<RemoteCrl>>,
+    pub(super) cas: Arc<Vec<CertificateDer<'static>>>,
 }
 
 /// What checking the configured CRLs found.
@@ -71,6 +78,9 @@ pub struct CrlChecks {
     pub usable: Vec<(String, bool)>,
     /// Unusable CRLs, by file and reason: ERROR at start and reload, `check` fails.
     pub problems: Vec<String>,
+    /// CRL URLs with no copy yet (never fetched, nothing cached): ERROR once the first fetch
+    /// failed; a warning for `check`, which does not fetch.
+    pub pending: Vec<String>,
 }
 
 /// CRL state kept across reloads: the last good CRLs of each source, so an unusable
@@ -114,7 +124,7 @@ impl CrlRegistry {
         cas_digest: [u8; 32],
     ) -> Result<Result<Vec<LoadedCrl>, Unusable>, String> {
         let bytes = tls::read(path)?;
-        let digest = sha256(&[&bytes]);
+        let digest = sha256(&bytes);
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(v) = verified.get(path)
             && v.bytes == digest
@@ -141,20 +151,11 @@ impl CrlRegistry {
     }
 }
 
-fn sha256(parts: &[&[u8]]) -> [u8; 32] {
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for p in parts {
-        ctx.update(p);
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
-}
-
 impl Trust {
     pub(super) fn load(
         file: &ConfigFile,
-        registry: &CrlRegistry,
+        registries: &Registries,
+        telemetry: &Telemetry,
         warnings: &mut Vec<String>,
     ) -> Result<Self, ConfigError> {
         let ca = &file.raw.client_auth;
@@ -195,9 +196,18 @@ impl Trust {
             }
         }
         let mut checks = CrlChecks::default();
-        let crls = load_crls(file, &cas, registry, warnings, &mut checks)?;
+        let remote_crls = resolve_crl_urls(file, &registries.crl_urls, telemetry)?;
+        let sources = crl_sources(file, &remote_crls);
+        let crls = load_crls(
+            file,
+            &sources,
+            &cas,
+            &registries.crls,
+            warnings,
+            &mut checks,
+        )?;
         warn_about_ca_without_crl(file, &crls, &anchors, &intermediates, warnings);
-        let revocation = (!ca.crls.is_empty()).then(|| {
+        let revocation = (!sources.is_empty()).then(|| {
             Revocation::new(
                 crls.iter().map(|c| c.crl.clone()),
                 anchor_subjects,
@@ -219,8 +229,77 @@ impl Trust {
             intermediates,
             crls,
             checks,
+            remote_crls,
+            cas: Arc::new(cas),
         })
     }
+}
+
+/// One configured CRL source: a file, or a URL read from its cache file.
+struct CrlSource {
+    /// `client_auth.crls[i]` or `client_auth.crl_urls[i]`.
+    key: String,
+    /// The file, or the URL without userinfo.
+    name: String,
+    path: PathBuf,
+    url: bool,
+}
+
+fn crl_sources(file: &ConfigFile, remote: &[Arc<RemoteCrl>]) -> Vec<CrlSource> {
+    let ca = &file.raw.client_auth;
+    let files = ca.crls.iter().enumerate().map(|(i, p)| {
+        let path = file.resolve(p);
+        CrlSource {
+            key: format!("client_auth.crls[{i}]"),
+            name: path.display().to_string(),
+            path,
+            url: false,
+        }
+    });
+    let urls = remote.iter().enumerate().map(|(i, r)| CrlSource {
+        key: format!("client_auth.crl_urls[{i}]"),
+        name: r.source.clone(),
+        path: r.definition.cache.clone(),
+        url: true,
+    });
+    files.chain(urls).collect()
+}
+
+/// `client_auth.crl_urls`: each URL's fetcher, kept from the registry while unchanged.
+fn resolve_crl_urls(
+    file: &ConfigFile,
+    registry: &CrlUrlRegistry,
+    telemetry: &Telemetry,
+) -> Result<Vec<Arc<RemoteCrl>>, ConfigError> {
+    let ca = &file.raw.client_auth;
+    if ca.crl_urls.is_empty() {
+        return Ok(Vec::new());
+    }
+    if ca.crl_refresh.as_secs() < 1 {
+        return Err(file.invalid("client_auth.crl_refresh", "must be at least 1s"));
+    }
+    let dir = file.resolve(&ca.crl_cache_dir);
+    let mut seen = std::collections::HashSet::new();
+    ca.crl_urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let key = format!("client_auth.crl_urls[{i}]");
+            if !seen.insert(url.as_str()) {
+                return Err(file.invalid(&key, format!("{url:?} is listed twice")));
+            }
+            let definition = remote::Definition {
+                url: url.clone(),
+                refresh: ca.crl_refresh,
+                cache: remote::cache_path(&dir, url),
+            };
+            registry
+                .resolve(definition, &|source, result| {
+                    telemetry.metrics.crl_fetch(source, result)
+                })
+                .map_err(|e| file.invalid(&key, e))
+        })
+        .collect()
 }
 
 /// `client_auth.crls`, each verified when read (or when it or the CAs changed): an unusable one
@@ -229,6 +308,7 @@ impl Trust {
 /// CA's clients revocation-unknown. Stale ones are warnings.
 fn load_crls(
     file: &ConfigFile,
+    sources: &[CrlSource],
     cas: &[CertificateDer<'static>],
     registry: &CrlRegistry,
     warnings: &mut Vec<String>,
@@ -236,25 +316,31 @@ fn load_crls(
 ) -> Result<Vec<CrlSummary>, ConfigError> {
     let ca = &file.raw.client_auth;
     let now = unix_now();
-    let cas_digest = sha256(&cas.iter().map(|c| c.as_ref()).collect::<Vec<_>>());
-    let paths: Vec<PathBuf> = ca.crls.iter().map(|p| file.resolve(p)).collect();
-    registry.keep_only(&paths);
+    let cas_digest = sha256(&cas.iter().map(|c| c.as_ref()).collect::<Vec<_>>().concat());
+    registry.keep_only(&sources.iter().map(|s| s.path.clone()).collect::<Vec<_>>());
     let mut crls = Vec::new();
-    for (i, path) in paths.iter().enumerate() {
-        let key = format!("client_auth.crls[{i}]");
+    for source in sources {
+        let CrlSource {
+            key, name, path, ..
+        } = source;
+        if source.url && !path.exists() {
+            checked.usable.push((name.clone(), false));
+            checked.pending.push(format!(
+                "{key}: {name}: no copy yet (not fetched, nothing cached at {}); the clients of its CA are revocation-unknown until a fetch succeeds",
+                path.display()
+            ));
+            continue;
+        }
         let loaded = registry
             .load(path, cas, cas_digest)
-            .map_err(|e| file.invalid(&key, e))?;
-        checked
-            .usable
-            .push((path.display().to_string(), loaded.is_ok()));
+            .map_err(|e| file.invalid(key, e))?;
+        checked.usable.push((name.clone(), loaded.is_ok()));
         let list = match loaded {
             Ok(list) => list,
             Err(Unusable { why, .. }) => {
                 let kept = registry.last_good(path);
                 checked.problems.push(format!(
-                    "{key}: {}: unusable CRL ({why}); {}",
-                    path.display(),
+                    "{key}: {name}: unusable CRL ({why}); {}",
                     if kept.is_some() {
                         "the last good CRL loaded from it stays in force"
                     } else {
@@ -268,8 +354,7 @@ fn load_crls(
         for crl in list {
             if crl.next_update.is_some_and(|t| t < now) {
                 warnings.push(format!(
-                    "{}: CRL of {} is past its nextUpdate{}",
-                    path.display(),
+                    "{name}: CRL of {} is past its nextUpdate{}",
                     crl.issuer,
                     match ca.stale_crl {
                         StaleCrl::Deny =>
@@ -280,6 +365,7 @@ fn load_crls(
             }
             crls.push(CrlSummary {
                 file: path.clone(),
+                source: name.clone(),
                 crl,
             });
         }
@@ -296,7 +382,7 @@ fn warn_about_ca_without_crl(
     warnings: &mut Vec<String>,
 ) {
     let ca = &file.raw.client_auth;
-    if ca.crls.is_empty() {
+    if ca.crls.is_empty() && ca.crl_urls.is_empty() {
         warnings.push(
             "client_auth.crls is empty: revoked client certificates will be accepted until they expire"
                 .to_string(),

@@ -407,3 +407,127 @@ async fn a_million_entry_crl_is_held_compactly_and_looked_up_exactly() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("revoked 1000000"), "{out}");
 }
+
+/// One CA with its CRL from `url`, refreshed every second, cached in `cache`.
+fn from_url(up: &str, url: &str, cache: &str) -> String {
+    format!(
+        "[reload]\nwatch = false\n\n{}{}\n[[routes]]\nname = \"api\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+        client_auth(
+            "require",
+            &format!("crl_urls = [\"{url}\"]\ncrl_refresh = \"1s\"\ncrl_cache_dir = \"{cache}\"")
+        ),
+        upstream_section("up", up, ""),
+    )
+}
+
+fn fetches(url: &str, result: &str) -> String {
+    format!("certgate_crl_fetches_total{{result=\"{result}\",source=\"{url}\"}}")
+}
+
+#[tokio::test]
+async fn crls_from_urls_are_fetched_refreshed_kept_and_cached() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let day = Duration::from_secs(86400);
+    let first = pki.client(&pki.root, "first", workload("first"));
+    let victim = pki.client(&pki.root, "victim", workload("victim"));
+    pki.client(&pki.root, "ok", workload("ok"));
+    let crl1 = pki.root.crl(&[first.serial()], day).unwrap();
+    let doc = DocServer::start(&crl1, None).await;
+    let url = format!("http://{}/ca.crl", doc.addr);
+    let gw = Gateway::start(&pki, &from_url(&up.url(), &url, "cache")).await;
+
+    // Fetched before serving: its revocations apply from the first handshake.
+    assert!(!served(&pki, &gw, "first").await);
+    assert!(served(&pki, &gw, "ok").await);
+    gw.assert_metric(&fetches(&url, "ok"), 1.0).await;
+    gw.assert_metric(&format!("certgate_crl_usable{{source=\"{url}\"}}"), 1.0)
+        .await;
+    let cached = std::fs::read_dir(pki.path("cache")).unwrap().count();
+    assert_eq!(cached, 1, "one cache file");
+    // Refreshed with a conditional GET: unchanged → 304.
+    let hits = doc.hits();
+    doc.wait_hits(hits + 2).await;
+    assert!(gw.metric(&fetches(&url, "not_modified")).await >= 1.0);
+
+    // A new CRL revokes a client holding a kept-alive connection: its next request on that
+    // connection is refused, and so is its next handshake.
+    let client = TlsClient::new(&pki, gw.addr, Some("victim"));
+    let mut held = client.h1().await.unwrap();
+    let req = || {
+        http::Request::get("/held")
+            .header("host", "localhost")
+            .body(TestBody::empty())
+            .unwrap()
+    };
+    assert_eq!(held.send_request(req()).await.unwrap().status(), 200);
+    doc.set(
+        200,
+        &pki.root
+            .crl(&[first.serial(), victim.serial()], day)
+            .unwrap(),
+    );
+    gw.assert_metric(&fetches(&url, "ok"), 2.0).await;
+    // The fetch at start was the first reload for a fetched CRL; this is the second.
+    for _ in 0..100 {
+        if gw.logs().matches("\"trigger\":\"CRL fetched\"").count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        gw.logs().matches("\"trigger\":\"CRL fetched\"").count(),
+        2,
+        "{}",
+        gw.logs()
+    );
+    assert_eq!(held.send_request(req()).await.unwrap().status(), 403);
+    assert!(!served(&pki, &gw, "victim").await);
+    assert!(served(&pki, &gw, "ok").await);
+
+    // The URL fails (500), then serves junk: the last good CRL stays in force.
+    doc.set(500, "oops");
+    let errors = gw.metric(&fetches(&url, "error")).await;
+    doc.wait_hits(doc.hits() + 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(gw.metric(&fetches(&url, "error")).await > errors);
+    doc.set(
+        200,
+        "-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n",
+    );
+    doc.wait_hits(doc.hits() + 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(gw.metric(&fetches(&url, "invalid")).await >= 1.0);
+    assert!(!served(&pki, &gw, "victim").await, "still revoked");
+    assert!(served(&pki, &gw, "ok").await);
+    drop(gw);
+
+    // Restart with the URL down: the cached copy is in force from the start.
+    doc.stop();
+    let gw = Gateway::start(&pki, &from_url(&up.url(), &url, "cache")).await;
+    assert!(!served(&pki, &gw, "victim").await, "revoked from the cache");
+    assert!(served(&pki, &gw, "ok").await);
+    gw.assert_metric(&format!("certgate_crl_usable{{source=\"{url}\"}}"), 1.0)
+        .await;
+    assert!(gw.logs().contains("CRL fetch failed"), "{}", gw.logs());
+    drop(gw);
+
+    // Down and nothing cached: no CRL for that CA, so its clients are revocation-unknown
+    // (refused under the default unknown_revocation = "deny"), and the log says why.
+    let gw = Gateway::start(&pki, &from_url(&up.url(), &url, "empty-cache")).await;
+    assert!(!served(&pki, &gw, "ok").await);
+    gw.wait_for_log("no copy yet").await;
+    gw.assert_metric(&format!("certgate_crl_usable{{source=\"{url}\"}}"), 0.0)
+        .await;
+    // check names the URL (a warning: check does not fetch).
+    let (code, _, err) = run_cli(&[
+        "check",
+        "--config",
+        pki.path("certgate.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("client_auth.crl_urls[0]") && err.contains("no copy yet"),
+        "{err}"
+    );
+}

@@ -14,7 +14,7 @@ use jsonwebtoken::Algorithm;
 use tracing::{info, warn};
 
 use super::jwks::{KeySet, MAX_JWKS_BYTES};
-use crate::authn::fetch::{Fetched, Fetcher, Validators};
+use crate::authn::fetch::{FetchCounters, Fetched, Fetcher, Validators};
 
 /// Unknown-`kid` refetches are at most this frequent.
 pub const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(30);
@@ -47,15 +47,7 @@ pub struct RemoteJwks {
     first_done: tokio::sync::watch::Sender<bool>,
     fetched_ok: AtomicBool,
     background: Once,
-    metrics: FetchMetrics,
-}
-
-/// `certgate_jwks_fetches_total{issuer,result}` handles.
-struct FetchMetrics {
-    ok: prometheus::IntCounter,
-    not_modified: prometheus::IntCounter,
-    error: prometheus::IntCounter,
-    invalid: prometheus::IntCounter,
+    metrics: FetchCounters,
 }
 
 impl RemoteJwks {
@@ -65,7 +57,6 @@ impl RemoteJwks {
         fetcher: Fetcher,
         counter: &dyn Fn(&str) -> prometheus::IntCounter,
     ) -> Self {
-        let m = |result| counter(result);
         Self {
             issuer: issuer.to_string(),
             definition,
@@ -77,12 +68,7 @@ impl RemoteJwks {
             first_done: tokio::sync::watch::channel(false).0,
             fetched_ok: AtomicBool::new(false),
             background: Once::new(),
-            metrics: FetchMetrics {
-                ok: m("ok"),
-                not_modified: m("not_modified"),
-                error: m("error"),
-                invalid: m("invalid"),
-            },
+            metrics: FetchCounters::new(counter),
         }
     }
 

@@ -50,6 +50,7 @@ pub struct Metrics {
     pub inventory_evictions: IntCounter,
     token_validations: IntCounterVec,
     jwks_fetches: IntCounterVec,
+    crl_fetches: IntCounterVec,
     anomalies: IntCounterVec,
     limit_backend_errors: IntCounterVec,
     credentials: IntGaugeVec,
@@ -195,6 +196,11 @@ impl Metrics {
             "JWKS fetches from URLs by issuer and result (ok, not_modified, error, invalid).",
             &["issuer", "result"],
         );
+        let crl_fetches = counter_vec(
+            "certgate_crl_fetches_total",
+            "CRL fetches from crl_urls by source and result (ok, not_modified, error, invalid).",
+            &["source", "result"],
+        );
         let anomalies = counter_vec(
             "certgate_anomalies_total",
             "Anomaly signals raised, by kind (shared_credential, denial_burst, rate_spike, new_route).",
@@ -235,7 +241,7 @@ impl Metrics {
         .expect("static metric definition");
 
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 29] = [
+        let collectors: [Box<dyn Collector>; 30] = [
             Box::new(crl_usable.clone()),
             Box::new(inventory_sync.clone()),
             Box::new(inventory_pending_rows.clone()),
@@ -246,6 +252,7 @@ impl Metrics {
             Box::new(rate_limited.clone()),
             Box::new(token_validations.clone()),
             Box::new(jwks_fetches.clone()),
+            Box::new(crl_fetches.clone()),
             Box::new(upstream_retries.clone()),
             Box::new(upstream_ejections.clone()),
             Box::new(upstream_connections.clone()),
@@ -305,6 +312,7 @@ impl Metrics {
             inventory_evictions,
             token_validations,
             jwks_fetches,
+            crl_fetches,
             anomalies,
             limit_backend_errors,
             credentials,
@@ -333,6 +341,11 @@ impl Metrics {
     /// The `certgate_jwks_fetches_total` handle of one issuer and result.
     pub fn jwks_fetch(&self, issuer: &str, result: &str) -> IntCounter {
         self.jwks_fetches.with_label_values(&[issuer, result])
+    }
+
+    /// The `certgate_crl_fetches_total` handle of one CRL URL and result.
+    pub fn crl_fetch(&self, source: &str, result: &str) -> IntCounter {
+        self.crl_fetches.with_label_values(&[source, result])
     }
 
     /// Pre-resolved handles for one route (call at config load).
