@@ -16,6 +16,7 @@ use crate::telemetry::Telemetry;
 use crate::upstream::registry::UpstreamRegistry;
 
 mod build;
+pub mod crls;
 mod issuers;
 mod owners;
 pub mod snapshot;
@@ -42,7 +43,7 @@ pub struct Registries {
     /// Routes' rate limiters and their counters.
     pub limits: LimitRegistry,
     /// The last good CRL of each source, and the last verification of each CRL file.
-    pub crls: trust::CrlRegistry,
+    pub crls: crls::CrlRegistry,
     /// CRL URLs and their fetch tasks.
     pub crl_urls: crate::authn::revocation::remote::CrlUrlRegistry,
 }

@@ -79,7 +79,7 @@ pub struct Snapshot {
     pub intermediates: Vec<CertSummary>,
     pub crls: Vec<CrlSummary>,
     /// Which configured CRLs are usable, and the problems of those that are not.
-    pub crl_checks: super::trust::CrlChecks,
+    pub crl_checks: super::crls::CrlChecks,
     /// `client_auth.crl_urls`, fetched in the background into their cache files.
     pub remote_crls: Vec<Arc<crate::authn::revocation::remote::RemoteCrl>>,
     /// Trust anchors and intermediates: what a fetched CRL must be issued by.

@@ -1,10 +1,8 @@
 //! The TLS inputs of a snapshot: the listener's certificate and key, and who may connect —
 //! trust anchors, intermediates and CRLs compiled into the client verifier.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::Mutex;
 
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -12,15 +10,14 @@ use rustls::server::danger::ClientCertVerifier;
 
 use crate::authn::identity::ClientIdentity;
 use crate::authn::revocation::check::Revocation;
-use crate::authn::revocation::crl::{self, LoadedCrl, Unusable};
-use crate::authn::revocation::remote::{self, CrlUrlRegistry, RemoteCrl};
+use crate::authn::revocation::remote::RemoteCrl;
 use crate::authn::tls::{self, ClientAuthSettings};
-use crate::config::{ConfigError, ConfigFile, StaleCrl, UnknownRevocation};
+use crate::config::{ConfigError, ConfigFile, UnknownRevocation};
 use crate::telemetry::Telemetry;
-use crate::util::digest::sha256;
 use crate::util::time::{fmt_time, unix_now};
 
 use super::Registries;
+use super::crls::{CrlChecks, crl_sources, load_crls, resolve_crl_urls};
 use super::snapshot::{CertSummary, CrlSummary};
 
 /// The listener's certificate chain and key.
@@ -69,86 +66,6 @@ pub(super) struct Trust {
     /// `client_auth.crl_urls`, and the CAs their CRLs must come from.
     pub(super) remote_crls: Vec<Arc<RemoteCrl>>,
     pub(super) cas: Arc<Vec<CertificateDer<'static>>>,
-}
-
-/// What checking the configured CRLs found.
-#[derive(Debug, Default)]
-pub struct CrlChecks {
-    /// Per configured CRL source: usable or not (`certgate_crl_usable{source}`).
-    pub usable: Vec<(String, bool)>,
-    /// Unusable CRLs, by file and reason: ERROR at start and reload, `check` fails.
-    pub problems: Vec<String>,
-    /// CRL URLs with no copy yet (never fetched, nothing cached): ERROR once the first fetch
-    /// failed; a warning for `check`, which does not fetch.
-    pub pending: Vec<String>,
-}
-
-/// CRL state kept across reloads: the last good CRLs of each source, so an unusable
-/// replacement does not undo revocations that were in force; and the last verification of each
-/// source, so a reload that leaves a (possibly million-entry) CRL file and the CAs unchanged
-/// does not verify it again.
-#[derive(Default)]
-pub struct CrlRegistry {
-    good: Mutex<HashMap<PathBuf, Vec<CrlSummary>>>,
-    verified: Mutex<HashMap<PathBuf, Verified>>,
-}
-
-/// One verification of a CRL file: the digests of its bytes and of the CAs, and the outcome.
-struct Verified {
-    bytes: [u8; 32],
-    cas: [u8; 32],
-    outcome: Result<Vec<LoadedCrl>, Unusable>,
-}
-
-impl CrlRegistry {
-    fn last_good(&self, source: &Path) -> Option<Vec<CrlSummary>> {
-        let good = self.good.lock().unwrap_or_else(|e| e.into_inner());
-        good.get(source).cloned()
-    }
-
-    /// Makes the snapshot's CRLs (those in force) the last good ones.
-    pub fn adopt(&self, crls: &[CrlSummary]) {
-        let mut good = self.good.lock().unwrap_or_else(|e| e.into_inner());
-        good.clear();
-        for c in crls {
-            good.entry(c.file.clone()).or_default().push(c.clone());
-        }
-    }
-
-    /// Reads and verifies a CRL file, or reuses the last outcome when neither its bytes nor the
-    /// CAs changed. The outer error is a file that cannot be read.
-    fn load(
-        &self,
-        path: &Path,
-        cas: &[CertificateDer<'static>],
-        cas_digest: [u8; 32],
-    ) -> Result<Result<Vec<LoadedCrl>, Unusable>, String> {
-        let bytes = tls::read(path)?;
-        let digest = sha256(&bytes);
-        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = verified.get(path)
-            && v.bytes == digest
-            && v.cas == cas_digest
-        {
-            return Ok(v.outcome.clone());
-        }
-        let outcome = crl::parse_crls(&bytes, cas);
-        verified.insert(
-            path.to_path_buf(),
-            Verified {
-                bytes: digest,
-                cas: cas_digest,
-                outcome: outcome.clone(),
-            },
-        );
-        Ok(outcome)
-    }
-
-    /// Forgets the verifications of files no longer configured.
-    fn keep_only(&self, paths: &[PathBuf]) {
-        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        verified.retain(|p, _| paths.contains(p));
-    }
 }
 
 impl Trust {
@@ -233,144 +150,6 @@ impl Trust {
             cas: Arc::new(cas),
         })
     }
-}
-
-/// One configured CRL source: a file, or a URL read from its cache file.
-struct CrlSource {
-    /// `client_auth.crls[i]` or `client_auth.crl_urls[i]`.
-    key: String,
-    /// The file, or the URL without userinfo.
-    name: String,
-    path: PathBuf,
-    url: bool,
-}
-
-fn crl_sources(file: &ConfigFile, remote: &[Arc<RemoteCrl>]) -> Vec<CrlSource> {
-    let ca = &file.raw.client_auth;
-    let files = ca.crls.iter().enumerate().map(|(i, p)| {
-        let path = file.resolve(p);
-        CrlSource {
-            key: format!("client_auth.crls[{i}]"),
-            name: path.display().to_string(),
-            path,
-            url: false,
-        }
-    });
-    let urls = remote.iter().enumerate().map(|(i, r)| CrlSource {
-        key: format!("client_auth.crl_urls[{i}]"),
-        name: r.source.clone(),
-        path: r.definition.cache.clone(),
-        url: true,
-    });
-    files.chain(urls).collect()
-}
-
-/// `client_auth.crl_urls`: each URL's fetcher, kept from the registry while unchanged.
-fn resolve_crl_urls(
-    file: &ConfigFile,
-    registry: &CrlUrlRegistry,
-    telemetry: &Telemetry,
-) -> Result<Vec<Arc<RemoteCrl>>, ConfigError> {
-    let ca = &file.raw.client_auth;
-    if ca.crl_urls.is_empty() {
-        return Ok(Vec::new());
-    }
-    if ca.crl_refresh.as_secs() < 1 {
-        return Err(file.invalid("client_auth.crl_refresh", "must be at least 1s"));
-    }
-    let dir = file.resolve(&ca.crl_cache_dir);
-    let mut seen = std::collections::HashSet::new();
-    ca.crl_urls
-        .iter()
-        .enumerate()
-        .map(|(i, url)| {
-            let key = format!("client_auth.crl_urls[{i}]");
-            if !seen.insert(url.as_str()) {
-                return Err(file.invalid(&key, format!("{url:?} is listed twice")));
-            }
-            let definition = remote::Definition {
-                url: url.clone(),
-                refresh: ca.crl_refresh,
-                cache: remote::cache_path(&dir, url),
-            };
-            registry
-                .resolve(definition, &|source, result| {
-                    telemetry.metrics.crl_fetch(source, result)
-                })
-                .map_err(|e| file.invalid(&key, e))
-        })
-        .collect()
-}
-
-/// `client_auth.crls`, each verified when read (or when it or the CAs changed): an unusable one
-/// (unparseable, issuer not trusted, issuer without cRLSign, bad signature, rejected by the
-/// verifier) is reported and replaced by the last good CRL of the same file, or else leaves its
-/// CA's clients revocation-unknown. Stale ones are warnings.
-fn load_crls(
-    file: &ConfigFile,
-    sources: &[CrlSource],
-    cas: &[CertificateDer<'static>],
-    registry: &CrlRegistry,
-    warnings: &mut Vec<String>,
-    checked: &mut CrlChecks,
-) -> Result<Vec<CrlSummary>, ConfigError> {
-    let ca = &file.raw.client_auth;
-    let now = unix_now();
-    let cas_digest = sha256(&cas.iter().map(|c| c.as_ref()).collect::<Vec<_>>().concat());
-    registry.keep_only(&sources.iter().map(|s| s.path.clone()).collect::<Vec<_>>());
-    let mut crls = Vec::new();
-    for source in sources {
-        let CrlSource {
-            key, name, path, ..
-        } = source;
-        if source.url && !path.exists() {
-            checked.usable.push((name.clone(), false));
-            checked.pending.push(format!(
-                "{key}: {name}: no copy yet (not fetched, nothing cached at {}); the clients of its CA are revocation-unknown until a fetch succeeds",
-                path.display()
-            ));
-            continue;
-        }
-        let loaded = registry
-            .load(path, cas, cas_digest)
-            .map_err(|e| file.invalid(key, e))?;
-        checked.usable.push((name.clone(), loaded.is_ok()));
-        let list = match loaded {
-            Ok(list) => list,
-            Err(Unusable { why, .. }) => {
-                let kept = registry.last_good(path);
-                checked.problems.push(format!(
-                    "{key}: {name}: unusable CRL ({why}); {}",
-                    if kept.is_some() {
-                        "the last good CRL loaded from it stays in force"
-                    } else {
-                        "the clients of its CA are revocation-unknown"
-                    }
-                ));
-                crls.extend(kept.unwrap_or_default());
-                continue;
-            }
-        };
-        for crl in list {
-            if crl.next_update.is_some_and(|t| t < now) {
-                warnings.push(format!(
-                    "{name}: CRL of {} is past its nextUpdate{}",
-                    crl.issuer,
-                    match ca.stale_crl {
-                        StaleCrl::Deny =>
-                            "; with stale_crl = \"deny\" every client of that CA is refused",
-                        StaleCrl::Warn => "",
-                    }
-                ));
-            }
-            crls.push(CrlSummary {
-                file: path.clone(),
-                source: name.clone(),
-                crl,
-            });
-        }
-    }
-    Ok(crls)
 }
 
 /// Warnings: no CRL configured at all, or a CA without a CRL in force.
