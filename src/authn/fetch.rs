@@ -1,5 +1,6 @@
-//! Fetching a small document (a JWKS, a CRL) over `http://` or `https://`: one HTTP/1.1 GET on
-//! a fresh connection, bounded in time and size, conditional on the last ETag/Last-Modified.
+//! Fetching a document (a JWKS, a CRL) over `http://` or `https://`: one HTTP/1.1 GET on a
+//! fresh connection, bounded in time and size, conditional on the last ETag/Last-Modified; and
+//! one POST (an OCSP request).
 //! Used only off the request path.
 
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -120,19 +121,69 @@ impl Fetcher {
             .map_err(|_| format!("no complete answer within {timeout:?}"))?
     }
 
-    async fn exchange(&self, last: &Validators, max_bytes: usize) -> Result<Fetched, String> {
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+    /// One POST of `body` (`content_type`) within `timeout`; the answer must be 200 with a body
+    /// of at most `max_bytes`.
+    pub async fn post(
+        &self,
+        body: Vec<u8>,
+        content_type: &'static str,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<Bytes, String> {
+        let exchange = async {
+            let mut req = self.request(http::Method::POST, Full::new(Bytes::from(body)))?;
+            req.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            let resp = self.send(req).await?;
+            if resp.status() != StatusCode::OK {
+                return Err(format!("HTTP status {}", resp.status()));
+            }
+            read_body(resp, max_bytes).await
+        };
+        tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let mut req = Request::get(self.uri.clone())
+            .map_err(|_| format!("no complete answer within {timeout:?}"))?
+    }
+
+    fn request(
+        &self,
+        method: http::Method,
+        body: Full<Bytes>,
+    ) -> Result<Request<Full<Bytes>>, String> {
+        Request::builder()
+            .method(method)
+            .uri(self.uri.clone())
             .header(
                 header::HOST,
                 self.uri.authority().map_or("", |a| a.as_str()),
             )
             .header(header::USER_AGENT, "certgate")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
+            .body(body)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, String> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            Some((connector, name)) => {
+                let stream = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                send(TokioIo::new(stream), req).await
+            }
+            None => send(TokioIo::new(tcp), req).await,
+        }
+    }
+
+    async fn exchange(&self, last: &Validators, max_bytes: usize) -> Result<Fetched, String> {
+        let mut req = self.request(http::Method::GET, Full::new(Bytes::new()))?;
         let h = req.headers_mut();
         if let Some(v) = &last.etag {
             h.insert(header::IF_NONE_MATCH, v.clone());
@@ -140,16 +191,7 @@ impl Fetcher {
         if let Some(v) = &last.last_modified {
             h.insert(header::IF_MODIFIED_SINCE, v.clone());
         }
-        let resp = match &self.tls {
-            Some((connector, name)) => {
-                let stream = connector
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| format!("TLS: {e}"))?;
-                send(TokioIo::new(stream), req).await?
-            }
-            None => send(TokioIo::new(tcp), req).await?,
-        };
+        let resp = self.send(req).await?;
         match resp.status() {
             StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified),
             StatusCode::OK => {
@@ -157,11 +199,7 @@ impl Fetcher {
                     etag: resp.headers().get(header::ETAG).cloned(),
                     last_modified: resp.headers().get(header::LAST_MODIFIED).cloned(),
                 };
-                let body = Limited::new(resp.into_body(), max_bytes)
-                    .collect()
-                    .await
-                    .map_err(|e| format!("body: {e}"))?
-                    .to_bytes();
+                let body = read_body(resp, max_bytes).await?;
                 Ok(Fetched::Document { body, validators })
             }
             s => Err(format!("HTTP status {s}")),
@@ -169,9 +207,20 @@ impl Fetcher {
     }
 }
 
+async fn read_body(
+    resp: http::Response<hyper::body::Incoming>,
+    max_bytes: usize,
+) -> Result<Bytes, String> {
+    Ok(Limited::new(resp.into_body(), max_bytes)
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes())
+}
+
 async fn send<T>(
     io: TokioIo<T>,
-    req: Request<Empty<Bytes>>,
+    req: Request<Full<Bytes>>,
 ) -> Result<http::Response<hyper::body::Incoming>, String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,

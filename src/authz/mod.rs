@@ -42,6 +42,9 @@ pub enum DecidedBy {
     /// The connection's certificate stopped verifying (revoked, untrusted or expired since the
     /// handshake).
     CertificateNoLongerValid,
+    /// The certificate's OCSP status (the result label: revoked, or unknown/error/invalid under
+    /// `ocsp = "hard"`).
+    Ocsp(&'static str),
     /// The owner policy (`[owners] unowned` / `lifetime_violation`).
     Governance(owners::Finding),
 }
@@ -56,6 +59,7 @@ impl fmt::Display for DecidedBy {
             Self::NoAllowMatched => f.write_str("no allow entry matched"),
             Self::NoCertificate => f.write_str("no client certificate"),
             Self::CertificateNoLongerValid => f.write_str("certificate no longer valid"),
+            Self::Ocsp(result) => write!(f, "ocsp.{result}"),
             Self::Governance(finding) => write!(f, "owners.{}", finding.label()),
         }
     }

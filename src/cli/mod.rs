@@ -3,9 +3,11 @@
 mod demo;
 mod explain;
 mod inventory;
+mod summary;
 mod token;
 
-use std::fmt::Write as _;
+use summary::summary;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,12 +16,10 @@ use clap::{Parser, Subcommand};
 
 use std::sync::Arc;
 
-use certgate::authn::token::JwksSource;
 use certgate::config::{CONFIG_ENV, LogFormat};
 use certgate::state::Registries;
 use certgate::state::snapshot::Snapshot;
 use certgate::telemetry::{Telemetry, init_logging};
-use certgate::util::time::{fmt_time, unix_now};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -236,170 +236,4 @@ fn check(config: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The one-screen summary `check` prints.
-pub fn summary(s: &Snapshot) -> String {
-    let mut o = String::new();
-    let now = unix_now();
-    let _ = writeln!(o, "config OK: {}", s.config_path.display());
-    let _ = writeln!(o, "listener   {} (TLS 1.2/1.3, ALPN h2, http/1.1)", s.bind);
-    let _ = writeln!(
-        o,
-        "server     {} (expires {}, {} days)",
-        s.server_cert.subject,
-        fmt_time(s.server_cert.not_after),
-        (s.server_cert.not_after - now) / 86400
-    );
-    let _ = writeln!(o, "client_auth mode = {}", s.client_auth_mode.as_str());
-    for c in &s.trust_anchors {
-        let _ = writeln!(
-            o,
-            "  trust    {} (expires {})",
-            c.subject,
-            fmt_time(c.not_after)
-        );
-    }
-    for c in &s.intermediates {
-        let _ = writeln!(
-            o,
-            "  inter    {} (expires {})",
-            c.subject,
-            fmt_time(c.not_after)
-        );
-    }
-    for c in &s.crls {
-        let _ = writeln!(
-            o,
-            "  crl      {} issuer {} revoked {} next update {}",
-            c.source,
-            c.crl.issuer,
-            c.crl.revoked_count,
-            c.crl.next_update.map_or_else(|| "none".into(), fmt_time)
-        );
-    }
-    for r in &s.remote_crls {
-        let _ = writeln!(
-            o,
-            "  crl url  {} every {} (cache {})",
-            r.source,
-            humantime::format_duration(r.definition.refresh),
-            r.definition.cache.display()
-        );
-    }
-    let _ = writeln!(o, "admin      {}", s.admin_bind);
-    for u in &s.upstreams {
-        let _ = writeln!(
-            o,
-            "upstream   {} -> {} ({}, {}, timeout {})",
-            u.name,
-            u.endpoint_list(),
-            u.protocol.as_str(),
-            u.lb.as_str(),
-            humantime::format_duration(u.timeout)
-        );
-    }
-    for i in &s.token_issuers {
-        let keys = i.keys.load();
-        let source = match &i.source {
-            JwksSource::File(p) => format!("{} ({} keys)", p.display(), keys.keys.len()),
-            JwksSource::Url(u) => format!("{u} (fetched when serving)"),
-        };
-        let _ = writeln!(
-            o,
-            "issuer     {} iss {} aud {} jwks {} algs {:?}{}",
-            i.name,
-            i.issuer,
-            i.audiences.join(","),
-            source,
-            i.algorithms,
-            if i.require_binding {
-                ", binding required"
-            } else {
-                ", unbound tokens accepted"
-            }
-        );
-    }
-    if s.owners.configured {
-        let _ = writeln!(
-            o,
-            "owners     {} owner(s) (unowned: {}, lifetime_violation: {})",
-            s.owners.list.len(),
-            s.owners.unowned.as_str(),
-            s.owners.lifetime_violation.as_str()
-        );
-    }
-    if let Some(b) = &s.limit_backend {
-        let _ = writeln!(
-            o,
-            "limits     redis {} (on error: {}, timeout {})",
-            b.shown,
-            s.limits.on_backend_error.as_str(),
-            humantime::format_duration(s.limits.backend_timeout)
-        );
-    }
-    for r in s.routes.routes() {
-        let methods = r.methods().map_or_else(
-            || "*".to_string(),
-            |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
-        );
-        let _ = writeln!(
-            o,
-            "route      {:<20} {} {}{} -> {} (allow {}, deny {}{}{}{}{})",
-            r.name,
-            methods,
-            r.host().unwrap_or(""),
-            r.path_prefix(),
-            s.upstreams.get(r.upstream).map_or("?", |u| u.name.as_str()),
-            r.allow.len(),
-            r.deny.len(),
-            if r.allow_unauthenticated {
-                ", unauthenticated allowed"
-            } else {
-                ""
-            },
-            r.rate_limit_spec
-                .as_ref()
-                .map(|l| format!(
-                    ", rate {}/{} burst {} per {}",
-                    l.requests,
-                    humantime::format_duration(l.per),
-                    l.burst,
-                    l.key.as_str()
-                ))
-                .unwrap_or_default(),
-            r.quota_spec
-                .as_ref()
-                .map(|q| format!(
-                    ", quota{}{} per {} per {}",
-                    q.requests
-                        .map(|n| format!(" {n} requests"))
-                        .unwrap_or_default(),
-                    q.bytes
-                        .map(|b| format!(" {}", bytesize::ByteSize(b)))
-                        .unwrap_or_default(),
-                    humantime::format_duration(q.per),
-                    q.key.as_str()
-                ))
-                .unwrap_or_default(),
-            r.token
-                .as_ref()
-                .map(|t| format!(
-                    ", token from {}{}",
-                    s.token_issuers
-                        .get(t.issuer)
-                        .map_or("?", |i| i.name.as_str()),
-                    if t.scopes.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" with {}", t.scopes.join(" "))
-                    }
-                ))
-                .unwrap_or_default()
-        );
-    }
-    for w in &s.warnings {
-        let _ = writeln!(o, "warning: {w}");
-    }
-    o
 }

@@ -111,6 +111,14 @@ pub(super) fn default_crl_cache_dir() -> std::path::PathBuf {
     "/var/lib/certgate/crls".into()
 }
 
+pub(super) fn default_ocsp_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+pub(super) fn default_ocsp_max_age() -> Duration {
+    Duration::from_secs(3600)
+}
+
 pub(super) fn default_jwks_refresh() -> Duration {
     Duration::from_secs(300)
 }

@@ -115,6 +115,19 @@ pub enum UnknownRevocation {
     Allow,
 }
 
+/// `client_auth.ocsp`: whether the leaf's status is asked of an OCSP responder, and what an
+/// unreachable responder or an `unknown` answer means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OcspMode {
+    #[default]
+    Off,
+    /// Unreachable or `unknown`: allowed (and counted).
+    Soft,
+    /// Unreachable or `unknown`: refused.
+    Hard,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StaleCrl {
@@ -146,6 +159,15 @@ pub struct RawClientAuth {
     /// Where fetched CRLs are kept (the last good copy of each URL).
     #[serde(default = "default_crl_cache_dir")]
     pub crl_cache_dir: PathBuf,
+    #[serde(default)]
+    pub ocsp: OcspMode,
+    /// Overrides the leaf's AIA OCSP URL; empty: use the AIA.
+    #[serde(default)]
+    pub ocsp_responder: String,
+    #[serde(default = "default_ocsp_timeout", with = "humantime_serde")]
+    pub ocsp_timeout: Duration,
+    #[serde(default = "default_ocsp_max_age", with = "humantime_serde")]
+    pub ocsp_max_age: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

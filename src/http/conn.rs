@@ -9,6 +9,7 @@ use http::header::HeaderValue;
 use rustls::pki_types::CertificateDer;
 
 use crate::authn::identity::ClientIdentity;
+use crate::authn::revocation::ocsp::Outcome;
 use crate::authn::tls;
 use crate::authn::token::cache::ConnTokenCache;
 use crate::inventory;
@@ -50,6 +51,9 @@ pub struct ConnContext {
     /// The certificate's owner for one snapshot generation: `generation << 16 | (index + 1)`
     /// (0 in the low bits: no owner; 0 overall: not looked up yet).
     owner_memo: AtomicU64,
+    /// The certificate's OCSP outcome and until when it stands: `until << 3 | code` (0: not
+    /// looked up yet).
+    ocsp_memo: AtomicU64,
 }
 
 impl ConnContext {
@@ -82,6 +86,7 @@ impl ConnContext {
             close: tokio::sync::Notify::new(),
             tokens: ConnTokenCache::default(),
             owner_memo: AtomicU64::new(0),
+            ocsp_memo: AtomicU64::new(0),
         }
     }
 
@@ -107,6 +112,23 @@ impl ConnContext {
             );
         }
         owner
+    }
+
+    /// The OCSP outcome remembered for this connection, if it still stands at `now`.
+    pub(super) fn ocsp_memo(&self, now: i64) -> Option<Outcome> {
+        let memo = self.ocsp_memo.load(Ordering::Relaxed);
+        if (memo >> 3) as i64 > now {
+            Outcome::from_code(memo & 7)
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn remember_ocsp(&self, outcome: Outcome, until: i64) {
+        self.ocsp_memo.store(
+            (until.max(0) as u64) << 3 | outcome.code(),
+            Ordering::Relaxed,
+        );
     }
 
     /// Re-checks the connection's certificate against `snapshot`: expiry on every request, and

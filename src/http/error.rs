@@ -99,6 +99,9 @@ pub enum RequestError {
     TokenRequest(&'static str),
     #[error("{0}")]
     CertificateNoLongerValid(String),
+    /// `ocsp = "hard"` and the responder gave no usable answer.
+    #[error("{0}")]
+    RevocationUnavailable(String),
     #[error("{0}")]
     Upstream(ForwardError),
     #[error("upstream answered an upgrade with {0:?}")]
@@ -125,6 +128,7 @@ impl RequestError {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::CertificateNoLongerValid(_) => StatusCode::FORBIDDEN,
+            Self::RevocationUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Token(t) if t.failure.is_forbidden() => StatusCode::FORBIDDEN,
             Self::Token(_) => StatusCode::UNAUTHORIZED,
             Self::TokenRequest(_) => StatusCode::BAD_REQUEST,

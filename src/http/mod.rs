@@ -8,6 +8,7 @@ pub mod error;
 pub mod framing;
 pub mod headers;
 mod limits;
+mod ocsp;
 pub mod tunnel;
 
 mod conn;
@@ -52,13 +53,20 @@ pub async fn handle(
     let snapshot = ctx.gateway.current.load_full();
     let mut x = Exchange::new(&ctx, snapshot.clone(), &req);
     let grpc = is_grpc(&req);
-    let result = match ctx.revalidate(&snapshot) {
+    let checked = match ctx.revalidate(&snapshot) {
+        Ok(()) => ocsp::check(&ctx, &snapshot).await,
+        Err(why) => Err((
+            DecidedBy::CertificateNoLongerValid,
+            RequestError::CertificateNoLongerValid(why),
+        )),
+    };
+    let result = match checked {
         Ok(()) => proxy(&ctx, &snapshot, req, &mut x).await,
-        Err(why) => {
+        Err((by, e)) => {
             x.verdict = Some(Verdict::Deny);
-            x.decided_by = Some(DecidedBy::CertificateNoLongerValid);
+            x.decided_by = Some(by);
             ctx.close.notify_one();
-            Err(RequestError::CertificateNoLongerValid(why))
+            Err(e)
         }
     };
     let resp = match result {

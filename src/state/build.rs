@@ -97,6 +97,7 @@ impl Snapshot {
             crl_checks: trust.checks,
             remote_crls: trust.remote_crls,
             client_cas: trust.cas,
+            ocsp: trust.ocsp,
             inventory: RawInventory {
                 path: raw.inventory.path.as_deref().map(|p| file.resolve(p)),
                 postgres_ca: raw

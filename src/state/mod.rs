@@ -44,6 +44,8 @@ pub struct Registries {
     pub limits: LimitRegistry,
     /// The last good CRL of each source, and the last verification of each CRL file.
     pub crls: crls::CrlRegistry,
+    /// OCSP answers cached per certificate, and responder connections.
+    pub ocsp: crate::authn::revocation::ocsp::OcspCache,
     /// CRL URLs and their fetch tasks.
     pub crl_urls: crate::authn::revocation::remote::CrlUrlRegistry,
 }

@@ -82,6 +82,8 @@ pub struct Snapshot {
     pub crl_checks: super::crls::CrlChecks,
     /// `client_auth.crl_urls`, fetched in the background into their cache files.
     pub remote_crls: Vec<Arc<crate::authn::revocation::remote::RemoteCrl>>,
+    /// `client_auth.ocsp`, unless "off".
+    pub ocsp: Option<Arc<crate::authn::revocation::ocsp::OcspPolicy>>,
     /// Trust anchors and intermediates: what a fetched CRL must be issued by.
     pub client_cas: Arc<Vec<rustls::pki_types::CertificateDer<'static>>>,
     /// `[inventory]`, with `path` resolved against the config file's directory.

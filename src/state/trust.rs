@@ -10,9 +10,10 @@ use rustls::server::danger::ClientCertVerifier;
 
 use crate::authn::identity::ClientIdentity;
 use crate::authn::revocation::check::Revocation;
+use crate::authn::revocation::ocsp::OcspPolicy;
 use crate::authn::revocation::remote::RemoteCrl;
 use crate::authn::tls::{self, ClientAuthSettings};
-use crate::config::{ConfigError, ConfigFile, UnknownRevocation};
+use crate::config::{ConfigError, ConfigFile, OcspMode, UnknownRevocation};
 use crate::telemetry::Telemetry;
 use crate::util::time::{fmt_time, unix_now};
 
@@ -66,6 +67,7 @@ pub(super) struct Trust {
     /// `client_auth.crl_urls`, and the CAs their CRLs must come from.
     pub(super) remote_crls: Vec<Arc<RemoteCrl>>,
     pub(super) cas: Arc<Vec<CertificateDer<'static>>>,
+    pub(super) ocsp: Option<Arc<OcspPolicy>>,
 }
 
 impl Trust {
@@ -140,6 +142,8 @@ impl Trust {
             revocation,
         })
         .map_err(|e| file.invalid("client_auth", e))?;
+        let cas = Arc::new(cas);
+        let ocsp = ocsp_policy(file, &cas)?;
         Ok(Self {
             verifier,
             anchors,
@@ -147,9 +151,36 @@ impl Trust {
             crls,
             checks,
             remote_crls,
-            cas: Arc::new(cas),
+            cas,
+            ocsp,
         })
     }
+}
+
+/// `client_auth.ocsp*`: `None` when OCSP is off.
+fn ocsp_policy(
+    file: &ConfigFile,
+    cas: &Arc<Vec<CertificateDer<'static>>>,
+) -> Result<Option<Arc<OcspPolicy>>, ConfigError> {
+    let ca = &file.raw.client_auth;
+    if ca.ocsp == OcspMode::Off {
+        return Ok(None);
+    }
+    if ca.ocsp_timeout.is_zero() {
+        return Err(file.invalid("client_auth.ocsp_timeout", "must be more than 0"));
+    }
+    if ca.ocsp_max_age.as_secs() < 1 {
+        return Err(file.invalid("client_auth.ocsp_max_age", "must be at least 1s"));
+    }
+    OcspPolicy::new(
+        ca.ocsp,
+        &ca.ocsp_responder,
+        ca.ocsp_timeout,
+        ca.ocsp_max_age,
+        cas.clone(),
+    )
+    .map(|p| Some(Arc::new(p)))
+    .map_err(|e| file.invalid("client_auth.ocsp_responder", e))
 }
 
 /// Warnings: no CRL configured at all, or a CA without a CRL in force.
@@ -162,6 +193,9 @@ fn warn_about_ca_without_crl(
 ) {
     let ca = &file.raw.client_auth;
     if ca.crls.is_empty() && ca.crl_urls.is_empty() {
+        if ca.ocsp != OcspMode::Off {
+            return;
+        }
         warnings.push(
             "client_auth.crls is empty: revoked client certificates will be accepted until they expire"
                 .to_string(),

@@ -62,6 +62,8 @@ pub struct LeafSpec {
 pub enum LeafUsage {
     Client,
     Server,
+    /// A delegated OCSP responder (EKU id-kp-OCSPSigning).
+    OcspSigning,
 }
 
 impl LeafSpec {
@@ -194,6 +196,7 @@ impl Ca {
         p.extended_key_usages = vec![match spec.usage {
             LeafUsage::Client => ExtendedKeyUsagePurpose::ClientAuth,
             LeafUsage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+            LeafUsage::OcspSigning => ExtendedKeyUsagePurpose::OcspSigning,
         }];
         p.use_authority_key_identifier_extension = true;
         if !spec.crl_distribution_points.is_empty() {

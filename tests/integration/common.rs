@@ -768,7 +768,7 @@ impl Upstream {
     }
 }
 
-async fn serve_io<I, S>(io: TokioIo<I>, svc: S, h2: bool)
+pub async fn serve_io<I, S>(io: TokioIo<I>, svc: S, h2: bool)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<

@@ -13,6 +13,7 @@ mod kubernetes;
 mod lifecycle;
 mod limits;
 mod observability;
+mod ocsp;
 mod owners;
 mod paths;
 mod policy;

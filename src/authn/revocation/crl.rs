@@ -143,8 +143,7 @@ fn check_signature(
             why = format!("its issuer {issuer} may not sign CRLs (keyUsage without cRLSign)");
             continue;
         }
-        match x509_parser::verify::verify_signature(ca.public_key(), &head.alg, &head.sig, head.tbs)
-        {
+        match head.signed.verify(ca.public_key()) {
             Ok(()) => return Ok(()),
             Err(e) => why = format!("bad signature (not signed by {issuer}): {e}"),
         }
@@ -152,12 +151,45 @@ fn check_signature(
     Err(why)
 }
 
+/// A signed ASN.1 structure (`SEQUENCE { tbs, signatureAlgorithm, signature, … }`: a CRL, a
+/// certificate, a basic OCSP response) split without decoding what was signed.
+pub(crate) struct Signed<'a> {
+    /// The signed bytes, with their tag and length.
+    pub tbs: &'a [u8],
+    /// What is inside them.
+    pub content: &'a [u8],
+    pub alg: AlgorithmIdentifier<'a>,
+    pub sig: BitString<'a>,
+}
+
+impl<'a> Signed<'a> {
+    pub fn split(der: &'a [u8]) -> Result<Self, String> {
+        fn bad<E: std::fmt::Debug>(e: E) -> String {
+            format!("{e:?}")
+        }
+        let (_, outer) = Any::from_der(der).map_err(bad)?;
+        let (rest, tbs) = Any::from_der(outer.data).map_err(bad)?;
+        let signed = &outer.data[..outer.data.len() - rest.len()];
+        let (rest, alg) = AlgorithmIdentifier::from_der(rest).map_err(bad)?;
+        let (_, sig) = BitString::from_der(rest).map_err(bad)?;
+        Ok(Self {
+            tbs: signed,
+            content: tbs.data,
+            alg,
+            sig,
+        })
+    }
+
+    /// Whether the key `spki` made the signature.
+    pub fn verify(&self, spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<(), String> {
+        x509_parser::verify::verify_signature(spki, &self.alg, &self.sig, self.tbs)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// The parts of a CRL read without walking its revoked-certificate list.
 struct Header<'a> {
-    /// The signed bytes (tbsCertList, with its tag and length).
-    tbs: &'a [u8],
-    alg: AlgorithmIdentifier<'a>,
-    sig: BitString<'a>,
+    signed: Signed<'a>,
     issuer: X509Name<'a>,
     this_update: i64,
     next_update: Option<i64>,
@@ -169,12 +201,8 @@ impl<'a> Header<'a> {
         fn bad<E: std::fmt::Debug>(e: E) -> String {
             format!("not a CRL (PEM or DER expected): {e:?}")
         }
-        let (_, list) = Any::from_der(der).map_err(bad)?;
-        let (rest, tbs) = Any::from_der(list.data).map_err(bad)?;
-        let signed = &list.data[..list.data.len() - rest.len()];
-        let (rest, alg) = AlgorithmIdentifier::from_der(rest).map_err(bad)?;
-        let (_, sig) = BitString::from_der(rest).map_err(bad)?;
-        let (i, _version) = Option::<u32>::from_der(tbs.data).map_err(bad)?;
+        let signed = Signed::split(der).map_err(bad)?;
+        let (i, _version) = Option::<u32>::from_der(signed.content).map_err(bad)?;
         let (i, _) = AlgorithmIdentifier::from_der(i).map_err(bad)?;
         let (i, issuer) = X509Name::from_der(i).map_err(bad)?;
         let (i, this_update) = ASN1Time::from_der(i).map_err(bad)?;
@@ -200,9 +228,7 @@ impl<'a> Header<'a> {
             }
         }
         Ok(Self {
-            tbs: signed,
-            alg,
-            sig,
+            signed,
             issuer,
             this_update: this_update.timestamp(),
             next_update,

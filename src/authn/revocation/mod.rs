@@ -4,5 +4,6 @@
 
 pub mod check;
 pub mod crl;
+pub mod ocsp;
 pub mod remote;
 pub mod serials;

@@ -51,6 +51,7 @@ pub struct Metrics {
     token_validations: IntCounterVec,
     jwks_fetches: IntCounterVec,
     crl_fetches: IntCounterVec,
+    ocsp_checks: IntCounterVec,
     anomalies: IntCounterVec,
     limit_backend_errors: IntCounterVec,
     credentials: IntGaugeVec,
@@ -201,6 +202,14 @@ impl Metrics {
             "CRL fetches from crl_urls by source and result (ok, not_modified, error, invalid).",
             &["source", "result"],
         );
+        let ocsp_checks = counter_vec(
+            "certgate_ocsp_checks_total",
+            "OCSP status of client certificates, checked once per connection, by result (good, revoked, unknown, error, invalid).",
+            &["result"],
+        );
+        for o in crate::authn::revocation::ocsp::Outcome::ALL {
+            ocsp_checks.with_label_values(&[o.label()]);
+        }
         let anomalies = counter_vec(
             "certgate_anomalies_total",
             "Anomaly signals raised, by kind (shared_credential, denial_burst, rate_spike, new_route).",
@@ -241,7 +250,7 @@ impl Metrics {
         .expect("static metric definition");
 
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 30] = [
+        let collectors: [Box<dyn Collector>; 31] = [
             Box::new(crl_usable.clone()),
             Box::new(inventory_sync.clone()),
             Box::new(inventory_pending_rows.clone()),
@@ -253,6 +262,7 @@ impl Metrics {
             Box::new(token_validations.clone()),
             Box::new(jwks_fetches.clone()),
             Box::new(crl_fetches.clone()),
+            Box::new(ocsp_checks.clone()),
             Box::new(upstream_retries.clone()),
             Box::new(upstream_ejections.clone()),
             Box::new(upstream_connections.clone()),
@@ -313,6 +323,7 @@ impl Metrics {
             token_validations,
             jwks_fetches,
             crl_fetches,
+            ocsp_checks,
             anomalies,
             limit_backend_errors,
             credentials,
@@ -346,6 +357,11 @@ impl Metrics {
     /// The `certgate_crl_fetches_total` handle of one CRL URL and result.
     pub fn crl_fetch(&self, source: &str, result: &str) -> IntCounter {
         self.crl_fetches.with_label_values(&[source, result])
+    }
+
+    /// The `certgate_ocsp_checks_total` handle of one result.
+    pub fn ocsp_check(&self, result: &str) -> IntCounter {
+        self.ocsp_checks.with_label_values(&[result])
     }
 
     /// Pre-resolved handles for one route (call at config load).
@@ -485,6 +501,10 @@ mod tests {
                 &m,
                 r#"certgate_authz_decisions_total{decision="no_route",route="_none"}"#
             ),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(&m, r#"certgate_ocsp_checks_total{result="revoked"}"#),
             Some(0.0)
         );
     }

@@ -1,0 +1,68 @@
+//! The OCSP gate of a request: the connection's certificate status, looked up once per
+//! connection (and again only when the answer's time is up), applied to every request.
+
+use tracing::warn;
+
+use super::conn::ConnContext;
+use super::error::RequestError;
+use crate::authn::revocation::ocsp::Outcome;
+use crate::authz::DecidedBy;
+use crate::config::OcspMode;
+use crate::state::snapshot::Snapshot;
+use crate::util::time::coarse_unix_now;
+
+/// Lets the request through, or says why not: a revoked certificate gets 403; under
+/// `ocsp = "hard"` so does an `unknown` one, and no usable answer gets 503.
+pub(super) async fn check(
+    ctx: &ConnContext,
+    snapshot: &Snapshot,
+) -> Result<(), (DecidedBy, RequestError)> {
+    let (Some(policy), Some(id)) = (&snapshot.ocsp, &ctx.identity) else {
+        return Ok(());
+    };
+    let now = coarse_unix_now();
+    let outcome = match ctx.ocsp_memo(now) {
+        Some(o) => o,
+        None => {
+            let gateway = &ctx.gateway;
+            let l = policy
+                .lookup(&gateway.registries.ocsp, &id.der, &ctx.intermediates, now)
+                .await;
+            gateway
+                .telemetry
+                .metrics
+                .ocsp_check(l.outcome.label())
+                .inc();
+            if l.outcome == Outcome::Revoked {
+                warn!(target: "certgate::tls", client_subject = %id.subject, client_serial = %id.serial, cached = l.cached, "client certificate revoked (OCSP)");
+            } else if l.outcome != Outcome::Good && policy.mode == OcspMode::Soft {
+                warn!(target: "certgate::tls", client_subject = %id.subject, client_serial = %id.serial, result = l.outcome.label(), "OCSP status not confirmed; allowed (ocsp = \"soft\")");
+            }
+            ctx.remember_ocsp(l.outcome, l.until);
+            l.outcome
+        }
+    };
+    if outcome.allows(policy.mode) {
+        return Ok(());
+    }
+    let by = DecidedBy::Ocsp(outcome.label());
+    Err(match outcome {
+        Outcome::Revoked => (
+            by,
+            RequestError::CertificateNoLongerValid("client certificate revoked (OCSP)".into()),
+        ),
+        Outcome::Unknown => (
+            by,
+            RequestError::CertificateNoLongerValid(
+                "the OCSP responder does not know the client certificate (ocsp = \"hard\")".into(),
+            ),
+        ),
+        _ => (
+            by,
+            RequestError::RevocationUnavailable(
+                "the client certificate's OCSP status could not be confirmed (ocsp = \"hard\")"
+                    .into(),
+            ),
+        ),
+    })
+}
