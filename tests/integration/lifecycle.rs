@@ -145,6 +145,9 @@ async fn presented_server_cert(client: &TlsClient) -> Vec<u8> {
         .to_vec()
 }
 
+/// Requests the load must have served (through every rotation) for the test to mean something.
+const MIN_LOAD: usize = 500;
+
 /// Bounded loopback load: keep-alive and new-connection clients, counting every failure.
 struct Load {
     stop: Arc<AtomicBool>,
@@ -210,7 +213,13 @@ impl Load {
         }
     }
 
+    /// Stops the load once it served at least `MIN_LOAD` requests (waiting at most 20 s for
+    /// that on a busy machine), and returns what it counted.
     async fn finish(self) -> (usize, Vec<String>) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.ok.load(Ordering::Relaxed) < MIN_LOAD && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             t.await.unwrap();
@@ -360,7 +369,7 @@ async fn rotations_under_load_lose_no_requests_and_apply_at_once() {
         failures.len(),
         &failures[..failures.len().min(5)]
     );
-    assert!(ok >= 500, "only {ok} requests under load");
+    assert!(ok >= MIN_LOAD, "only {ok} requests under load");
     assert_eq!(reloads(&s.gw, "error").await, 0.0);
     assert_eq!(s.tls.version, 4);
 }

@@ -1,37 +1,52 @@
-//! The revoked serial numbers of one CRL as a compact sorted set: every serial stored
-//! right-aligned in a fixed-width slot of one flat buffer (so numeric order is byte order), found
-//! by binary search. A million 16-byte serials take 16 MB and one allocation, instead of a
-//! million small heap blocks.
+//! The revoked serial numbers of one CRL as a compact sorted set: every serial stored in a
+//! fixed-width slot of one flat buffer (its length, then its bytes), found by binary search. A
+//! million 16-byte serials take 17 MB and one allocation, instead of a million small heap
+//! blocks.
 
-/// Revoked serial numbers, in canonical form (big-endian, no leading zero bytes).
+/// Revoked serial numbers, in canonical form (minimal two's-complement DER INTEGER content).
 #[derive(Debug, Default)]
 pub struct SerialSet {
+    /// Bytes per slot: one length byte, then `width - 1` bytes of serial, zero-padded.
     width: usize,
     slots: Vec<u8>,
 }
 
-/// The canonical form of a DER INTEGER's content octets: leading zero bytes dropped, so the
-/// same number is found however the certificate and the CRL padded it.
+/// The canonical form of a DER INTEGER's content octets: redundant leading sign bytes dropped
+/// (0x00 before a byte below 0x80, 0xFF before one from 0x80), so the same number is found
+/// however leniently the certificate and the CRL encoded it — and 255 (`00 FF`) stays distinct
+/// from -1 (`FF`), as NIST PKITS 4.4.14 requires.
 pub fn canonical(serial: &[u8]) -> &[u8] {
-    let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
-    &serial[start..]
+    let mut s = serial;
+    while let [first, next, ..] = s {
+        let redundant = (*first == 0x00 && *next < 0x80) || (*first == 0xff && *next >= 0x80);
+        if !redundant {
+            break;
+        }
+        s = &s[1..];
+    }
+    s
 }
 
 impl SerialSet {
     /// Builds the set from serials (in any order, any padding); duplicates are kept once.
-    /// `width` must be at least the longest canonical serial.
-    pub fn build<'a, I>(serials: I, width: usize) -> Self
+    /// `longest` must be at least the longest canonical serial (and below 256).
+    pub fn build<'a, I>(serials: I, longest: usize) -> Self
     where
         I: Iterator<Item = &'a [u8]>,
     {
+        let longest = longest.min(255);
+        let width = longest + 1;
         let mut slots = Vec::new();
         for s in serials {
             let s = canonical(s);
-            debug_assert!(s.len() <= width);
-            slots.resize(slots.len() + width - s.len(), 0);
+            if s.len() > longest {
+                continue;
+            }
+            slots.push(s.len() as u8);
             slots.extend_from_slice(s);
+            slots.resize(slots.len() + longest - s.len(), 0);
         }
-        let n = slots.len().checked_div(width).unwrap_or(0);
+        let n = slots.len() / width;
         let slot = |i: usize| &slots[i * width..(i + 1) * width];
         let mut order: Vec<u32> = (0..n as u32).collect();
         order.sort_unstable_by(|a, b| slot(*a as usize).cmp(slot(*b as usize)));
@@ -54,22 +69,24 @@ impl SerialSet {
         self.slots.is_empty()
     }
 
-    /// Whether `serial` (DER INTEGER content octets, padded or not) is in the set: O(log n),
-    /// no allocation.
+    /// Whether `serial` (DER INTEGER content octets) is in the set: O(log n), no allocation.
     pub fn contains(&self, serial: &[u8]) -> bool {
         let s = canonical(serial);
-        if s.len() > self.width || self.is_empty() {
+        if self.is_empty() || s.len() >= self.width {
             return false;
         }
-        let pad = self.width - s.len();
+        // Compare a slot with `s` as its slot would be, without building that slot.
         let cmp = |slot: &[u8]| {
-            // Compare the slot with `s` right-aligned in `width` bytes, without building it.
-            let (head, tail) = slot.split_at(pad);
-            if head.iter().any(|b| *b != 0) {
-                std::cmp::Ordering::Greater
-            } else {
-                tail.cmp(s)
-            }
+            slot[0].cmp(&(s.len() as u8)).then_with(|| {
+                let (body, pad) = slot[1..].split_at(s.len());
+                body.cmp(s).then_with(|| {
+                    if pad.iter().any(|b| *b != 0) {
+                        std::cmp::Ordering::Greater
+                    } else {
+                        std::cmp::Ordering::Equal
+                    }
+                })
+            })
         };
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
@@ -113,14 +130,31 @@ mod tests {
         assert_eq!(s.len(), 4);
         assert!(s.contains(&[0x01]));
         assert!(s.contains(&[0x00, 0x01]));
-        assert!(s.contains(&[0x80, 0x01]));
+        assert!(!s.contains(&[0x80, 0x01]), "a negative number");
         assert!(s.contains(&[0x00, 0x80, 0x01]));
+        assert!(s.contains(&[0x00, 0x00, 0x80, 0x01]));
         assert!(s.contains(&[0x7f, 0xff, 0xff]));
         assert!(s.contains(&[0x02, 0x00]));
         assert!(!s.contains(&[0x02]));
         assert!(!s.contains(&[0x00]));
         assert!(!s.contains(&[0x01, 0x00, 0x00, 0x00]));
-        assert!(!s.contains(&[0x80, 0x02]));
+        assert!(!s.contains(&[0x00, 0x80, 0x02]));
+    }
+
+    #[test]
+    fn the_sign_is_kept() {
+        // 255 and -1 (PKITS 4.4.14 / 4.4.15), 128 and -128.
+        let s = set(&[&[0xff], &[0x80]]);
+        assert!(s.contains(&[0xff]));
+        assert!(s.contains(&[0xff, 0xff]), "-1, not minimally encoded");
+        assert!(!s.contains(&[0x00, 0xff]), "255 is not -1");
+        assert!(!s.contains(&[0x00, 0x80]), "128 is not -128");
+        assert!(s.contains(&[0x80]));
+        assert_eq!(canonical(&[0x00, 0x00, 0x7f]), &[0x7f]);
+        assert_eq!(canonical(&[0x00, 0x80]), &[0x00, 0x80]);
+        assert_eq!(canonical(&[0xff, 0xff, 0x80]), &[0x80]);
+        assert_eq!(canonical(&[0xff, 0x7f]), &[0xff, 0x7f]);
+        assert_eq!(canonical(&[0x00]), &[0x00]);
     }
 
     #[test]
@@ -132,18 +166,23 @@ mod tests {
         assert!(e.is_empty());
         assert!(!e.contains(&[5]));
         assert!(!e.contains(&[]));
+        assert_eq!(set(&[&[0], &[]]).len(), 2, "0 and an empty serial differ");
     }
 
     #[test]
     fn agrees_with_a_sorted_list_over_many_serials() {
-        let serials: Vec<Vec<u8>> = (0u64..5000)
-            .map(|i| (i * 7919 + 3).to_be_bytes().to_vec())
-            .collect();
-        let s = SerialSet::build(serials.iter().map(|v| v.as_slice()), 8);
+        // Big-endian u64s with a zero byte in front: positive whatever their top bit.
+        let der = |i: u64| {
+            let mut v = vec![0u8];
+            v.extend_from_slice(&i.to_be_bytes());
+            v
+        };
+        let serials: Vec<Vec<u8>> = (0u64..5000).map(|i| der(i * 7919 + 3)).collect();
+        let s = SerialSet::build(serials.iter().map(|v| v.as_slice()), 9);
         assert_eq!(s.len(), 5000);
         for i in 0u64..40000 {
             let member = i >= 3 && (i - 3) % 7919 == 0 && (i - 3) / 7919 < 5000;
-            assert_eq!(s.contains(&i.to_be_bytes()), member, "{i}");
+            assert_eq!(s.contains(&der(i)), member, "{i}");
         }
     }
 }

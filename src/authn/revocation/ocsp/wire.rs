@@ -66,7 +66,11 @@ pub fn request(issuer: &X509Certificate<'_>, serial: &[u8]) -> Result<Query, Str
         },
         issuer_name_hash: OctetString::new(sha1(issuer.subject().as_raw())).map_err(bad)?,
         issuer_key_hash: OctetString::new(key_hash(issuer)).map_err(bad)?,
-        serial_number: SerialNumber::new(canonical(serial)).map_err(bad)?,
+        // As signed (two's complement), not read as unsigned: a negative serial stays negative.
+        serial_number: der::asn1::Int::new(canonical(serial))
+            .and_then(|i| i.to_der())
+            .and_then(|d| SerialNumber::from_der(&d))
+            .map_err(bad)?,
     };
     let mut nonce = vec![0u8; 16];
     aws_lc_rs::rand::fill(&mut nonce).map_err(|_| "no randomness for the OCSP nonce")?;
