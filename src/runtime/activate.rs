@@ -67,7 +67,9 @@ pub fn activate(gateway: &Gateway, new: Arc<Snapshot>) {
 }
 
 /// What a CRL URL's task calls when it cached a new CRL: a reload, as a changed CRL file gets.
-fn reload_on_crl_change(gateway: &Gateway) -> crate::authn::revocation::remote::OnChange {
+pub(crate) fn reload_on_crl_change(
+    gateway: &Gateway,
+) -> crate::authn::revocation::remote::OnChange {
     let reloads = gateway.reloads.clone();
     Arc::new(move || {
         let reloads = reloads.clone();

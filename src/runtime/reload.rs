@@ -19,6 +19,46 @@ pub fn channel() -> (mpsc::Sender<ReloadRequest>, mpsc::Receiver<ReloadRequest>)
     mpsc::channel(16)
 }
 
+/// Builds a snapshot from the config file off the async threads.
+async fn build(
+    gateway: &Arc<Gateway>,
+) -> Result<Result<Snapshot, crate::config::ConfigError>, String> {
+    let path = gateway.current.load().config_path.clone();
+    let building = gateway.clone();
+    tokio::task::spawn_blocking(move || {
+        Snapshot::load(&path, &building.telemetry, &building.registries)
+    })
+    .await
+    .map_err(|e| format!("reload task failed: {e}"))
+}
+
+/// A CRL URL new in this config (nothing cached yet) is fetched before the config goes live,
+/// so its CA's clients are not refused as revocation-unknown in the meantime: when the first
+/// fetch brings a CRL, the snapshot is built again with it.
+async fn fetch_new_crl_urls(gateway: &Arc<Gateway>, new: Snapshot) -> Snapshot {
+    if new.crl_checks.pending.is_empty() {
+        return new;
+    }
+    for r in &new.remote_crls {
+        r.set_cas(new.client_cas.clone());
+    }
+    crate::authn::revocation::remote::spawn_background(
+        new.remote_crls.iter(),
+        &crate::runtime::activate::reload_on_crl_change(gateway),
+    );
+    let mut fetched = false;
+    for r in &new.remote_crls {
+        fetched |= r.first_fetch(crate::runtime::FIRST_JWKS_FETCH_WAIT).await;
+    }
+    if !fetched {
+        return new;
+    }
+    match build(gateway).await {
+        Ok(Ok(with_crls)) => with_crls,
+        _ => new,
+    }
+}
+
 /// Serves reload requests until the gateway goes away. File-change requests only reload when
 /// the content of an input actually changed.
 pub async fn run(gateway: Arc<Gateway>, mut requests: mpsc::Receiver<ReloadRequest>) {
@@ -45,15 +85,8 @@ pub async fn run(gateway: Arc<Gateway>, mut requests: mpsc::Receiver<ReloadReque
 }
 
 async fn reload(gateway: &Arc<Gateway>, trigger: Trigger) -> Result<u64, String> {
-    let path = gateway.current.load().config_path.clone();
     let metrics = &gateway.telemetry.metrics;
-    let building = gateway.clone();
-    let built = tokio::task::spawn_blocking(move || {
-        Snapshot::load(&path, &building.telemetry, &building.registries)
-    })
-    .await
-    .map_err(|e| format!("reload task failed: {e}"))?;
-    let new = match built {
+    let new = match build(gateway).await? {
         Ok(s) => s,
         Err(e) => {
             metrics.config_reloads_error.inc();
@@ -74,6 +107,7 @@ async fn reload(gateway: &Arc<Gateway>, trigger: Trigger) -> Result<u64, String>
     for r in new.remote_jwks() {
         r.first_fetch(crate::runtime::FIRST_JWKS_FETCH_WAIT).await;
     }
+    let new = fetch_new_crl_urls(gateway, new).await;
     let generation = new.generation;
     activate(gateway, Arc::new(new));
     metrics.config_reloads_ok.inc();

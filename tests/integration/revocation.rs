@@ -531,3 +531,33 @@ async fn crls_from_urls_are_fetched_refreshed_kept_and_cached() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_reload_that_adds_a_crl_url_fetches_it_before_going_live() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let day = Duration::from_secs(86400);
+    let revoked = pki.client(&pki.root, "revoked", workload("revoked"));
+    pki.client(&pki.root, "ok", workload("ok"));
+    let doc = DocServer::start(&pki.root.crl(&[revoked.serial()], day).unwrap(), None).await;
+    let url = format!("http://{}/ca.crl", doc.addr);
+    let gw = Gateway::start(
+        &pki,
+        &one_ca(&up.url(), "none.crl").replace("crls = [\"none.crl\"]", ""),
+    )
+    .await;
+    assert!(
+        served(&pki, &gw, "revoked").await,
+        "no revocation checking yet"
+    );
+    // The new config names the URL: when /reload answers, its CRL is in force.
+    let body = from_url(&up.url(), &url, "cache");
+    let config = std::fs::read_to_string(pki.path("certgate.toml")).unwrap();
+    let head = &config[..config.find("[reload]").unwrap()];
+    pki.write("certgate.toml", &format!("{head}{body}"));
+    let (code, reply) = admin_post(gw.admin, "/reload").await;
+    assert_eq!(code, 200, "{reply}");
+    assert!(!served(&pki, &gw, "revoked").await);
+    assert!(served(&pki, &gw, "ok").await);
+    assert!(!gw.logs().contains("no copy yet"), "{}", gw.logs());
+}
