@@ -8,6 +8,9 @@
 //! - `rate_limit/check_100k_identities`: one rate-limit check with 100,000 identities tracked.
 //! - `anomaly/observe_100k_identities`: folding one request into the anomaly signals' state with
 //!   100,000 identities watched (`observe_10_identities`: a handful of callers).
+//! - `revocation/verify_chain_{10,1m}_crl`: verifying a client chain as a handshake does (chain
+//!   signature, validity, EKU, then the CRL lookup) with a 10- and a 1,000,000-entry CRL loaded;
+//!   `revocation/webpki_*`: the same with rustls' WebPKI verifier holding the CRL (the baseline).
 //! - `token/*`: an access token's first verification (signature, per algorithm), and a token
 //!   taken from the issuer's shared cache or the connection's cache (binding and time checked).
 
@@ -173,6 +176,80 @@ fn identity_extraction(c: &mut Criterion) {
     c.bench_function("identity/from_der", |b| {
         b.iter(|| black_box(ClientIdentity::from_der(black_box(&leaf.der)).map(|i| i.sha256)))
     });
+}
+
+fn revocation(c: &mut Criterion) {
+    use certgate::authn::revocation::{check::Revocation, crl};
+    use certgate::config::{ClientAuthMode, RevocationScope, StaleCrl, UnknownRevocation};
+    use rustls::pki_types::CertificateDer;
+    let ca = certgate_testpki::Ca::root("Bench CA").expect("ca");
+    let leaf = ca
+        .issue(&certgate_testpki::LeafSpec::client("reader"))
+        .expect("leaf");
+    let leaf_der = CertificateDer::from(leaf.der.clone());
+    let ca_der = CertificateDer::from(ca.der.clone());
+    for (name, n) in [("10", 10u64), ("1m", 1_000_000)] {
+        let serials: Vec<_> = certgate_testpki::synthetic_serials(n).collect();
+        let pem = ca.crl(&serials, Duration::from_secs(86400)).expect("crl");
+        let crls = crl::parse_crls(pem.as_bytes(), std::slice::from_ref(&ca_der)).expect("usable");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_der.clone()).expect("root");
+        let subject = x509_parser::parse_x509_certificate(&ca.der)
+            .expect("ca")
+            .1
+            .subject()
+            .as_raw()
+            .to_vec();
+        let verifier =
+            certgate::authn::tls::client_verifier(certgate::authn::tls::ClientAuthSettings {
+                mode: ClientAuthMode::Require,
+                roots,
+                intermediates: Vec::new(),
+                revocation: Some(Revocation::new(
+                    crls,
+                    vec![subject],
+                    RevocationScope::Chain,
+                    UnknownRevocation::Deny,
+                    StaleCrl::Deny,
+                )),
+            })
+            .expect("verifier");
+        // The baseline: rustls' WebPKI verifier given the same CRL (what certgate did before).
+        use rustls::pki_types::pem::PemObject;
+        let der: Vec<_> =
+            rustls::pki_types::CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("pem");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_der.clone()).expect("root");
+        let webpki = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            certgate::authn::tls::provider(),
+        )
+        .with_crls(der)
+        .build()
+        .expect("webpki verifier");
+        c.bench_function(&format!("revocation/webpki_verify_chain_{name}_crl"), |b| {
+            b.iter(|| {
+                black_box(certgate::authn::tls::verify_chain(
+                    &*webpki,
+                    black_box(&leaf_der),
+                    &[],
+                ))
+                .is_ok()
+            })
+        });
+        c.bench_function(&format!("revocation/verify_chain_{name}_crl"), |b| {
+            b.iter(|| {
+                black_box(certgate::authn::tls::verify_chain(
+                    &*verifier,
+                    black_box(&leaf_der),
+                    &[],
+                ))
+                .is_ok()
+            })
+        });
+    }
 }
 
 fn headers(c: &mut Criterion) {
@@ -390,6 +467,7 @@ criterion_group!(
     policy,
     path,
     identity_extraction,
+    revocation,
     headers,
     record,
     tokens,
