@@ -243,36 +243,34 @@ pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// A client's `x-request-id` when well-formed, else a generated one.
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
-        let b = v.as_bytes();
-        if !b.is_empty()
-            && b.len() <= 128
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
-        {
-            return v.clone();
-        }
-    }
-    generate_request_id()
+/// The client's `x-request-id`, when well-formed: logged as `client_request_id`, never used as
+/// the gateway's own id (a client could otherwise make many requests share one id in the log).
+pub fn client_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    let v = headers.get(&X_REQUEST_ID)?;
+    let b = v.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| v.clone())
 }
 
-/// 32 hex digits: a random per-process prefix and a counter. Unique, cheap, not secret.
-fn generate_request_id() -> HeaderValue {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| {
-        let mut b = [0u8; 8];
-        let _ = aws_lc_rs::rand::fill(&mut b);
-        u64::from_le_bytes(b) ^ crate::util::time::unix_now() as u64
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+/// The gateway's id of a request: 32 hex digits of fresh randomness (128 bits), so unique and
+/// unpredictable — neither a counter nor anything a client chose.
+pub fn request_id() -> HeaderValue {
+    let mut random = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut random).is_err() {
+        // Only if the OS has no randomness: still unique within the process.
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        random[..8].copy_from_slice(&(crate::util::time::unix_now() as u64).to_be_bytes());
+        random[8..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    }
+    let (a, b) = random.split_at(8);
     let mut id = [0u8; 32];
     let (hi, lo) = id.split_at_mut(16);
-    hex_u64(prefix, hi);
-    hex_u64(n, lo);
+    hex_u64(u64::from_be_bytes(a.try_into().unwrap_or_default()), hi);
+    hex_u64(u64::from_be_bytes(b.try_into().unwrap_or_default()), lo);
     // One allocation, and clones (the upstream copy, the log) only count references; formatting
     // into a String and copying it made four per request.
     HeaderValue::from_maybe_shared(Bytes::from_owner(id))

@@ -2,15 +2,22 @@
 use super::*;
 
 #[test]
-fn request_ids_are_kept_only_when_well_formed() {
+fn request_ids_are_the_gateways_and_the_clients_is_kept_aside() {
     let mut h = HeaderMap::new();
     h.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123_x.y"));
-    assert_eq!(request_id(&h), "abc-123_x.y");
+    assert_eq!(client_request_id(&h).unwrap(), "abc-123_x.y");
     h.insert(&X_REQUEST_ID, HeaderValue::from_static("bad id\"<>"));
-    let generated = request_id(&h);
-    assert_eq!(generated.len(), 32);
-    assert!(generated.as_bytes().iter().all(u8::is_ascii_hexdigit));
-    assert_ne!(generated, request_id(&HeaderMap::new()));
+    assert_eq!(client_request_id(&h), None);
+    assert_eq!(client_request_id(&HeaderMap::new()), None);
+    let ids: std::collections::HashSet<_> = (0..1000).map(|_| request_id()).collect();
+    assert_eq!(ids.len(), 1000, "unique");
+    for id in &ids {
+        assert_eq!(id.len(), 32);
+        assert!(id.as_bytes().iter().all(u8::is_ascii_hexdigit));
+    }
+    // Not a counter: consecutive ids share no long prefix.
+    let (a, b) = (request_id(), request_id());
+    assert_ne!(a.as_bytes()[..16], b.as_bytes()[..16]);
     let mut out = [0u8; 16];
     hex_u64(0x0123_4567_89ab_cdef, &mut out);
     assert_eq!(&out, b"0123456789abcdef");

@@ -19,7 +19,7 @@ use crate::authz::owners::{Finding, UNOWNED};
 use crate::authz::{DecidedBy, Verdict};
 use crate::http::conn::ConnContext;
 use crate::http::error::{RequestError, Side};
-use crate::http::headers::request_id;
+use crate::http::headers::{client_request_id, request_id};
 use crate::limits::LimitKind;
 use crate::limits::quota::Charge;
 use crate::state::snapshot::Snapshot;
@@ -97,6 +97,8 @@ pub struct Exchange {
     pub(super) snapshot: Arc<Snapshot>,
     pub(super) start: Instant,
     pub(super) request_id: HeaderValue,
+    /// The client's own `x-request-id`, when it sent a well-formed one.
+    client_request_id: Option<HeaderValue>,
     pub(super) method: Method,
     pub(super) uri: Uri,
     pub(super) version: Version,
@@ -192,7 +194,8 @@ impl Exchange {
             ctx: ctx.clone(),
             snapshot,
             start: Instant::now(),
-            request_id: request_id(req.headers()),
+            request_id: request_id(),
+            client_request_id: client_request_id(req.headers()),
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
@@ -303,6 +306,7 @@ impl Exchange {
         tracing::info!(
             target: "certgate::access",
             request_id = self.request_id.to_str().unwrap_or(""),
+            client_request_id = self.client_request_id.as_ref().and_then(|v| v.to_str().ok()),
             client = %self.ctx.peer,
             client_sha256 = id.map(|i| i.sha256_hex.as_str()),
             client_subject = id.map(|i| bounded(&i.subject, LOG_FIELD_MAX)).as_deref(),

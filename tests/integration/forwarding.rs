@@ -58,7 +58,14 @@ async fn headers_to_and_from_the_upstream() {
         "api.example.com:8443",
         "Host is preserved"
     );
-    assert_eq!(h.get("x-request-id").unwrap(), "client-chosen-id-1");
+    // The request id is the gateway's own (unique, unpredictable); the client's is logged aside.
+    let own = h.get("x-request-id").unwrap().to_str().unwrap().to_string();
+    assert_ne!(own, "client-chosen-id-1");
+    assert_eq!(own.len(), 32, "{own}");
+    gw.wait_for_log(&format!(
+        "\"request_id\":\"{own}\",\"client_request_id\":\"client-chosen-id-1\""
+    ))
+    .await;
     assert_eq!(
         h.get("x-forwarded-for").unwrap(),
         "127.0.0.1",
@@ -69,7 +76,7 @@ async fn headers_to_and_from_the_upstream() {
     assert_eq!(h.get("te").unwrap(), "trailers");
     assert_eq!(h.get("authorization").unwrap(), "Bearer passes-through");
 
-    // A malformed request id is replaced by a generated one.
+    // A malformed client id is not logged; the gateway's id is fresh.
     let req = http::Request::get("/h2")
         .header("host", "localhost")
         .header("x-request-id", "bad id with spaces")
@@ -85,6 +92,50 @@ async fn headers_to_and_from_the_upstream() {
         .to_string();
     assert_eq!(id.len(), 32, "{id}");
     assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_ne!(id, own);
+    assert!(!gw.logs().contains("bad id with spaces"));
+}
+
+#[tokio::test]
+async fn a_client_cannot_give_its_requests_one_id() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    pki.client(&pki.root, "reader", workload("reader"));
+    let gw = Gateway::start(&pki, &config(&up.url(), "")).await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    for _ in 0..3 {
+        let req = http::Request::get("/same")
+            .header("host", "localhost")
+            .header("x-request-id", "same-id")
+            .body(TestBody::empty())
+            .unwrap();
+        assert_eq!(client.send(req).await.unwrap().status, 200);
+    }
+    let ids: std::collections::HashSet<String> = up
+        .seen()
+        .iter()
+        .map(|s| {
+            s.headers
+                .get("x-request-id")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 3, "three requests, three ids: {ids:?}");
+    for _ in 0..50 {
+        if gw
+            .logs()
+            .matches("\"client_request_id\":\"same-id\"")
+            .count()
+            == 3
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("client ids not logged: {}", gw.logs());
 }
 
 #[tokio::test]

@@ -275,7 +275,7 @@ async fn access_log_lines_carry_the_request_and_the_identity() {
     let find = |id: &str| {
         events
             .iter()
-            .find(|e| e["request_id"] == id)
+            .find(|e| e["client_request_id"] == id)
             .unwrap_or_else(|| panic!("no access log line for {id} in {events:#?}"))
             .clone()
     };
