@@ -175,12 +175,22 @@ pub struct RawClientAuth {
 pub struct RawAdmin {
     #[serde(default = "default_admin_bind")]
     pub bind: SocketAddr,
+    /// Host names (besides loopback names and `bind`) that `/reload`, `/inventory` and
+    /// `/anomalies` answer to.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// A file holding a bearer token that `/reload`, `/inventory`, `/anomalies` and `/metrics`
+    /// then require (`/healthz` and `/readyz` stay open for probes).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
         Self {
             bind: default_admin_bind(),
+            allowed_hosts: Vec::new(),
+            token_file: None,
         }
     }
 }

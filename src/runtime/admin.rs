@@ -35,6 +35,9 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
             let service = service_fn(move |req| {
                 let gateway = gateway.clone();
                 async move {
+                    if let Some(refused) = guard(&gateway, &req) {
+                        return Ok::<_, Infallible>(refused);
+                    }
                     if req.uri().path() == "/reload" {
                         return Ok::<_, Infallible>(reload(&gateway, req.method()).await);
                     }
@@ -50,6 +53,48 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
             }
         });
     }
+}
+
+/// Refuses a request to a sensitive endpoint whose Host is not the admin listener's (DNS
+/// rebinding: a web page's script sends its own site's name), or that lacks the admin token.
+fn guard(gateway: &Gateway, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    let path = req.uri().path();
+    let access = &gateway.current.load().admin_access;
+    let sensitive = matches!(path, "/reload" | "/inventory" | "/anomalies");
+    let tokened = sensitive || (path == "/metrics" && access.requires_token());
+    if sensitive {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        if !access.allows_host(host) {
+            warn!(
+                host = host.unwrap_or(""),
+                path,
+                "admin request refused: Host is not a loopback name, admin.bind or admin.allowed_hosts"
+            );
+            return Some(text(
+                StatusCode::FORBIDDEN,
+                "Host not allowed: use a loopback name, the admin address or admin.allowed_hosts\n",
+            ));
+        }
+    }
+    if tokened
+        && !access.allows_token(
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+        )
+    {
+        warn!(path, "admin request refused: missing or wrong admin token");
+        let mut r = text(StatusCode::UNAUTHORIZED, "admin token required\n");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"certgate-admin\""),
+        );
+        return Some(r);
+    }
+    None
 }
 
 fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {

@@ -72,6 +72,7 @@ impl Snapshot {
             inputs: inputs_of(file),
             bind: l.bind,
             admin_bind: raw.admin.bind,
+            admin_access: super::admin::AdminAccess::compile(file)?,
             handshake_timeout: l.handshake_timeout,
             drain_timeout: l.drain_timeout,
             shutdown_grace: l.shutdown_grace,
@@ -314,6 +315,7 @@ fn inputs_of(file: &ConfigFile) -> Vec<PathBuf> {
         .file
         .iter()
         .chain(&raw.inventory.postgres_ca)
+        .chain(&raw.admin.token_file)
         .map(|p| file.resolve(p));
     let jwks_files = raw
         .token_issuers

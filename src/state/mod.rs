@@ -15,6 +15,7 @@ use crate::limits::registry::LimitRegistry;
 use crate::telemetry::Telemetry;
 use crate::upstream::registry::UpstreamRegistry;
 
+pub mod admin;
 mod build;
 pub mod crls;
 mod issuers;

@@ -53,6 +53,8 @@ pub struct Snapshot {
     pub inputs: Vec<PathBuf>,
     pub bind: SocketAddr,
     pub admin_bind: SocketAddr,
+    /// Who may use the admin listener's sensitive endpoints.
+    pub admin_access: super::admin::AdminAccess,
     pub handshake_timeout: Duration,
     pub drain_timeout: Duration,
     pub shutdown_grace: Duration,

@@ -555,3 +555,93 @@ async fn inventory_survives_restart_and_corrupt_files_are_set_aside() {
     gw.wait_for_log("inventory file unreadable; set aside")
         .await;
 }
+
+#[tokio::test]
+async fn the_admin_listener_refuses_foreign_hosts_and_wants_its_token() {
+    use http::Method;
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    pki.write("admin-token", "correct-horse-battery-staple\n");
+    let body = format!(
+        "{}{}\n[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+        client_auth("require", ""),
+        upstream_section("up", &up.url(), "")
+    );
+    let gw = Gateway::start(&pki, &body).await;
+    let a = gw.admin;
+    // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own Host.
+    for (method, path) in [
+        (Method::GET, "/inventory"),
+        (Method::GET, "/anomalies"),
+        (Method::POST, "/reload"),
+    ] {
+        let (code, _) =
+            admin_request_with(a, method.clone(), path, &[("host", "evil.example:9901")])
+                .await
+                .unwrap();
+        assert_eq!(code, 403, "{method} {path}");
+        let (code, _) = admin_request_with(a, method.clone(), path, &[])
+            .await
+            .unwrap();
+        assert_eq!(code, 403, "{method} {path} without Host");
+        let (code, _) = admin_request_with(a, method, path, &[("host", "localhost")])
+            .await
+            .unwrap();
+        assert!(code.is_success(), "{path} from localhost: {code}");
+    }
+    // Probes and metrics are not Host-bound (Prometheus scrapes by pod IP).
+    let (code, _) = admin_request_with(a, Method::GET, "/metrics", &[("host", "10.1.2.3:9901")])
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    gw.wait_for_log("admin request refused: Host").await;
+
+    // With a token file (and an allowed host name), the token is required.
+    let config = std::fs::read_to_string(pki.path("certgate.toml"))
+        .unwrap()
+        .replace(
+            "[admin]\n",
+            "[admin]\ntoken_file = \"admin-token\"\nallowed_hosts = [\"admin.internal\"]\n",
+        );
+    pki.write("certgate.toml", &config);
+    let (code, _) = admin_request_with(a, Method::POST, "/reload", &[("host", "localhost")])
+        .await
+        .unwrap();
+    assert_eq!(
+        code, 200,
+        "applied by the config in force, which wanted no token"
+    );
+    let (code, _) = admin_request_with(a, Method::POST, "/reload", &[("host", "localhost")])
+        .await
+        .unwrap();
+    assert_eq!(code, 401, "from now on a token is needed");
+    let bearer = "Bearer correct-horse-battery-staple";
+    for (host, auth, want) in [
+        ("localhost", None, 401),
+        ("localhost", Some("Bearer wrong-token-0000000000"), 401),
+        ("localhost", Some(bearer), 200),
+        ("admin.internal:9901", Some(bearer), 200),
+        ("evil.example", Some(bearer), 403),
+    ] {
+        let mut headers = vec![("host", host)];
+        if let Some(v) = auth {
+            headers.push(("authorization", v));
+        }
+        let (code, _) = admin_request_with(a, Method::GET, "/inventory", &headers)
+            .await
+            .unwrap();
+        assert_eq!(code, want, "{host} {auth:?}");
+    }
+    let (code, _) = admin_request_with(a, Method::GET, "/metrics", &[("host", "localhost")])
+        .await
+        .unwrap();
+    assert_eq!(code, 401, "metrics need the token too");
+    let (code, _) = admin_request_with(a, Method::GET, "/healthz", &[("host", "x")])
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "probes stay open");
+    assert!(
+        !gw.logs().contains("correct-horse"),
+        "the token is never logged"
+    );
+}
