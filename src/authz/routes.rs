@@ -139,7 +139,14 @@ impl Route {
         let compile_list = |key: &str, list: &[RawMatcher]| {
             list.iter()
                 .enumerate()
-                .map(|(i, r)| Rule::compile(r).map_err(|p| err(&format!("{key}[{i}]"), p)))
+                .map(|(i, r)| {
+                    if key.ends_with("deny") {
+                        Rule::compile_deny(r)
+                    } else {
+                        Rule::compile(r)
+                    }
+                    .map_err(|p| err(&format!("{key}[{i}]"), p))
+                })
                 .collect::<Result<Vec<_>, _>>()
         };
         Ok(Route {

@@ -7,6 +7,9 @@ use crate::config::RawMatcher;
 #[derive(Debug)]
 pub struct Rule {
     matchers: Vec<Matcher>,
+    /// A deny entry: an ambiguous certificate (two CNs) matches when any value would, so it
+    /// cannot slip past a deny; an allow entry needs every value to match.
+    refusing: bool,
     /// The entry as written, for `explain` and logs.
     pub text: String,
 }
@@ -39,6 +42,11 @@ impl Pattern {
             return Err(format!("{key}: must not be empty"));
         }
         let p = if key == "uri" {
+            if v.starts_with("spiffe://") {
+                let id = v.strip_suffix('*').unwrap_or(v);
+                spiffe_id(id.strip_suffix('/').unwrap_or(id))
+                    .map_err(|e| format!("{key}: {v:?} is not a SPIFFE ID: {e}"))?;
+            }
             match v.strip_suffix('*') {
                 Some(base) if base.ends_with('/') && base.len() > 1 => {
                     Pattern::Below(base.to_string())
@@ -66,7 +74,9 @@ impl Pattern {
         Ok(p)
     }
 
-    fn matches(&self, value: &str, case_insensitive: bool) -> bool {
+    /// Whether `value` matches. `refusing` (a deny entry): lenient, so that a value that is
+    /// odd (dot segments, escapes, a wildcard certificate name) still matches what it reads as.
+    fn matches(&self, value: &str, case_insensitive: bool, refusing: bool) -> bool {
         let eq = |a: &str, b: &str| {
             if case_insensitive {
                 a.eq_ignore_ascii_case(b)
@@ -80,6 +90,7 @@ impl Pattern {
                 value.len() > base.len()
                     && value.is_char_boundary(base.len())
                     && eq(&value[..base.len()], base)
+                    && (refusing || !has_dot_segment_or_escape(&value[base.len()..]))
             }
             Pattern::OneLabel(suffix) => {
                 if value.len() <= suffix.len()
@@ -88,22 +99,93 @@ impl Pattern {
                     return false;
                 }
                 let (label, rest) = value.split_at(value.len() - suffix.len());
-                eq(rest, suffix) && !label.contains('.')
+                // One real label: a certificate whose DNS name is itself a wildcard
+                // (`*.example.com`) does not match `*.example.com`.
+                eq(rest, suffix)
+                    && !label.is_empty()
+                    && !label.contains('.')
+                    && (refusing
+                        || label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
             }
         }
     }
 }
 
+/// Whether a path below a wildcard's base could mean something else than it reads: a `.` or
+/// `..` segment, or any percent-escape (`%2e`, `%2f`, …).
+fn has_dot_segment_or_escape(rest: &str) -> bool {
+    rest.contains('%')
+        || rest
+            .split(['/', '?', '#'])
+            .any(|seg| seg == "." || seg == "..")
+}
+
+/// Checks a SPIFFE ID against the SPIFFE ID specification: `spiffe://` + a lower-case trust
+/// domain of `[a-z0-9.-_]`, then optional `/segment`s of `[A-Za-z0-9.-_]`, none empty, `.` or
+/// `..`; no percent-encoding, query, fragment, port or userinfo.
+pub fn spiffe_id(uri: &str) -> Result<(), &'static str> {
+    let rest = uri
+        .strip_prefix("spiffe://")
+        .ok_or("the scheme must be spiffe://")?;
+    let (td, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if td.is_empty() {
+        return Err("the trust domain is empty");
+    }
+    if !td
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err("the trust domain may hold only lower-case letters, digits, '.', '-' and '_'");
+    }
+    if path.is_empty() {
+        return Ok(());
+    }
+    for seg in path[1..].split('/') {
+        if seg.is_empty() {
+            return Err("a path segment is empty");
+        }
+        if seg == "." || seg == ".." {
+            return Err("a path segment is '.' or '..'");
+        }
+        if !seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        {
+            return Err("a path segment may hold only letters, digits, '.', '-' and '_'");
+        }
+    }
+    Ok(())
+}
+
+/// Whether a certificate URI may be matched: any non-SPIFFE URI, or a valid SPIFFE ID.
+fn matchable_uri(u: &str) -> bool {
+    !u.starts_with("spiffe://") || spiffe_id(u).is_ok()
+}
+
 impl Matcher {
-    fn matches(&self, id: &ClientIdentity) -> bool {
+    fn matches(&self, id: &ClientIdentity, refusing: bool) -> bool {
+        // Single-valued attributes: a certificate with two CNs matches an allow entry only if
+        // both equal it, and a deny entry if either does.
+        let single = |values: &[String], v: &str| {
+            if refusing {
+                values.iter().any(|x| x == v)
+            } else {
+                !values.is_empty() && values.iter().all(|x| x == v)
+            }
+        };
         match self {
-            Matcher::Uri(p) => id.uris.iter().any(|u| p.matches(u, false)),
-            Matcher::Dns(p) => id.dns_names.iter().any(|d| p.matches(d, true)),
+            Matcher::Uri(p) => id
+                .uris
+                .iter()
+                .any(|u| p.matches(u, false, refusing) && (refusing || matchable_uri(u))),
+            Matcher::Dns(p) => id.dns_names.iter().any(|d| p.matches(d, true, refusing)),
             Matcher::Email(e) => id.emails.iter().any(|x| email_eq(x, e)),
-            Matcher::Cn(v) => id.common_names.iter().any(|x| x == v),
+            Matcher::Cn(v) => single(&id.common_names, v),
             Matcher::O(v) => id.organizations.iter().any(|x| x == v),
             Matcher::Ou(v) => id.organizational_units.iter().any(|x| x == v),
-            Matcher::IssuerCn(v) => id.issuer_common_names.iter().any(|x| x == v),
+            Matcher::IssuerCn(v) => single(&id.issuer_common_names, v),
             Matcher::Sha256(h) => &id.sha256 == h,
             Matcher::Any => true,
         }
@@ -127,8 +209,17 @@ fn parse_sha256(v: &str) -> Result<[u8; 32], String> {
 }
 
 impl Rule {
-    /// Compiles one allow/deny entry. Errors say which key is wrong.
+    /// Compiles one allow entry (or an owner's match). Errors say which key is wrong.
     pub fn compile(raw: &RawMatcher) -> Result<Self, String> {
+        Self::compile_as(raw, false)
+    }
+
+    /// Compiles one deny entry: ambiguous certificates match it (see [`Rule`]).
+    pub fn compile_deny(raw: &RawMatcher) -> Result<Self, String> {
+        Self::compile_as(raw, true)
+    }
+
+    fn compile_as(raw: &RawMatcher, refusing: bool) -> Result<Self, String> {
         let mut m = Vec::new();
         let mut text = Vec::new();
         let mut string =
@@ -174,11 +265,12 @@ impl Rule {
         }
         Ok(Self {
             matchers: m,
+            refusing,
             text: format!("{{ {} }}", text.join(", ")),
         })
     }
 
     pub fn matches(&self, id: &ClientIdentity) -> bool {
-        self.matchers.iter().all(|m| m.matches(id))
+        self.matchers.iter().all(|m| m.matches(id, self.refusing))
     }
 }

@@ -271,3 +271,103 @@ fn indexed_lookup_keeps_file_order() {
         .is_none()
     );
 }
+
+fn deny_matcher(entry: &str) -> Rule {
+    #[derive(serde::Deserialize)]
+    struct W {
+        m: RawMatcher,
+    }
+    let w: W = toml::from_str(&format!("m = {entry}")).expect("test matcher parses");
+    Rule::compile_deny(&w.m).expect("compiles")
+}
+
+#[test]
+fn two_common_names_match_an_allow_only_if_both_do_and_a_deny_if_either_does() {
+    let mut id = identity();
+    id.common_names = vec!["reporting-batch".into(), "admin".into()];
+    assert!(
+        !matcher(r#"{ cn = "reporting-batch" }"#)
+            .unwrap()
+            .matches(&id)
+    );
+    assert!(!matcher(r#"{ cn = "admin" }"#).unwrap().matches(&id));
+    assert!(deny_matcher(r#"{ cn = "admin" }"#).matches(&id));
+    assert!(deny_matcher(r#"{ cn = "reporting-batch" }"#).matches(&id));
+    id.common_names = vec!["admin".into(), "admin".into()];
+    assert!(matcher(r#"{ cn = "admin" }"#).unwrap().matches(&id));
+    id.common_names = vec![];
+    assert!(!matcher(r#"{ cn = "admin" }"#).unwrap().matches(&id));
+    let mut id = identity();
+    id.issuer_common_names = vec!["Issuing CA".into(), "Other CA".into()];
+    assert!(
+        !matcher(r#"{ issuer_cn = "Issuing CA" }"#)
+            .unwrap()
+            .matches(&id)
+    );
+    assert!(deny_matcher(r#"{ issuer_cn = "Other CA" }"#).matches(&id));
+}
+
+#[test]
+fn uri_wildcards_never_match_dot_segments_escapes_or_invalid_spiffe_ids() {
+    let allow = matcher(r#"{ uri = "spiffe://td/ns/*" }"#).unwrap();
+    let deny = deny_matcher(r#"{ uri = "spiffe://td/ns/*" }"#);
+    let with = |u: &str| {
+        let mut id = identity();
+        id.uris = vec![u.into()];
+        id
+    };
+    assert!(allow.matches(&with("spiffe://td/ns/a/sa/b")));
+    for sneaky in [
+        "spiffe://td/ns/../admin",
+        "spiffe://td/ns/./a",
+        "spiffe://td/ns/a/..",
+        "spiffe://td/ns/%2e%2e/admin",
+        "spiffe://td/ns/a%2fb",
+        "spiffe://td/ns//a",
+        "spiffe://td/ns/a?x",
+    ] {
+        assert!(!allow.matches(&with(sneaky)), "{sneaky}");
+        assert!(deny.matches(&with(sneaky)), "deny still sees {sneaky}");
+    }
+    // Not a valid SPIFFE ID (upper-case trust domain) → matches no allow entry, exact or not.
+    let exact = matcher(r#"{ uri = "spiffe://td/ns/a" }"#).unwrap();
+    assert!(!exact.matches(&with("spiffe://TD/ns/a")));
+    // Non-SPIFFE URIs keep working, minus dot segments below a wildcard.
+    let https = matcher(r#"{ uri = "https://svc.example/api/*" }"#).unwrap();
+    assert!(https.matches(&with("https://svc.example/api/v1")));
+    assert!(!https.matches(&with("https://svc.example/api/../admin")));
+    // Config: SPIFFE IDs in rules must be valid.
+    for bad in [
+        r#"{ uri = "spiffe://TD/ns/a" }"#,
+        r#"{ uri = "spiffe://td/ns/../a" }"#,
+        r#"{ uri = "spiffe://td/ns//*" }"#,
+        r#"{ uri = "spiffe://td/a%20b" }"#,
+        r#"{ uri = "spiffe:///ns/a" }"#,
+    ] {
+        let e = matcher(bad).unwrap_err();
+        assert!(e.contains("not a SPIFFE ID"), "{bad}: {e}");
+    }
+    assert!(matcher(r#"{ uri = "spiffe://td" }"#).is_ok());
+    assert!(matcher(r#"{ uri = "spiffe://td/*" }"#).is_ok());
+}
+
+#[test]
+fn a_wildcard_dns_name_in_a_certificate_does_not_match_a_wildcard_rule() {
+    let allow = matcher(r#"{ dns = "*.example.com" }"#).unwrap();
+    let deny = deny_matcher(r#"{ dns = "*.example.com" }"#);
+    let with = |d: &str| {
+        let mut id = identity();
+        id.dns_names = vec![d.into()];
+        id
+    };
+    assert!(allow.matches(&with("api.example.com")));
+    assert!(!allow.matches(&with("*.example.com")));
+    assert!(!allow.matches(&with("a.b.example.com")));
+    assert!(!allow.matches(&with(".example.com")));
+    assert!(
+        deny.matches(&with("*.example.com")),
+        "a deny still refuses it"
+    );
+    let exact = matcher(r#"{ dns = "api.example.com" }"#).unwrap();
+    assert!(!exact.matches(&with("*.example.com")));
+}
