@@ -93,6 +93,8 @@ bind = "$CG"
 cert = "server.pem"
 key = "server-key.pem"
 max_connections = $MAXCONN
+# The idle-connection scenario holds IDLE connections of one client certificate.
+max_connections_per_identity = 0
 [client_auth]
 mode = "require"
 trust_store = ["ca.pem"]

@@ -59,6 +59,26 @@ pub(super) fn default_poll_interval() -> Duration {
     Duration::from_secs(10)
 }
 
+pub(super) fn default_listener_idle_timeout() -> Duration {
+    Duration::from_secs(180)
+}
+
+pub(super) fn default_h2_keepalive_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+pub(super) fn default_h2_keepalive_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+
+pub(super) fn default_h2_max_pending_accept_reset_streams() -> usize {
+    20
+}
+
+pub(super) fn default_h2_max_local_error_reset_streams() -> usize {
+    1024
+}
+
 pub(super) fn default_max_streams() -> u32 {
     100
 }

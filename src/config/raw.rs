@@ -80,6 +80,28 @@ pub struct RawListener {
     /// forwarding families.
     #[serde(default)]
     pub strip_request_headers: Vec<String>,
+    /// An HTTP/2 connection with no request for this long is closed (GOAWAY).
+    #[serde(default = "default_listener_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// HTTP/2 keep-alive PINGs to the client this often ("0s": none).
+    #[serde(default = "default_h2_keepalive_interval", with = "humantime_serde")]
+    pub h2_keepalive_interval: Duration,
+    /// A keep-alive PING not answered within this closes the connection.
+    #[serde(default = "default_h2_keepalive_timeout", with = "humantime_serde")]
+    pub h2_keepalive_timeout: Duration,
+    /// Streams a client may reset before the server accepted them, at once (rapid reset).
+    #[serde(default = "default_h2_max_pending_accept_reset_streams")]
+    pub h2_max_pending_accept_reset_streams: usize,
+    /// Streams the server may reset because the client erred, before GOAWAY.
+    #[serde(default = "default_h2_max_local_error_reset_streams")]
+    pub h2_max_local_error_reset_streams: usize,
+    /// Connections one client certificate may hold open; default half of max_connections,
+    /// 0 = unlimited.
+    #[serde(default)]
+    pub max_connections_per_identity: Option<usize>,
+    /// Connections one source IP may hold open (before the handshake); 0 = unlimited.
+    #[serde(default)]
+    pub max_connections_per_source_ip: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

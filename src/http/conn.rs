@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use http::header::HeaderValue;
 use rustls::pki_types::CertificateDer;
@@ -54,6 +54,22 @@ pub struct ConnContext {
     /// The certificate's OCSP outcome and until when it stands: `until << 3 | code` (0: not
     /// looked up yet).
     ocsp_memo: AtomicU64,
+    /// Requests being served, and when the last one began or ended (coarse seconds): an HTTP/2
+    /// connection with none for `idle_timeout` is closed.
+    in_flight: AtomicU64,
+    last_active: AtomicI64,
+}
+
+/// One request being served on a connection; dropped when its exchange ends, however it ends.
+pub struct ActiveRequest(Arc<ConnContext>);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0
+            .last_active
+            .store(coarse_unix_now(), Ordering::Relaxed);
+    }
 }
 
 impl ConnContext {
@@ -87,6 +103,8 @@ impl ConnContext {
             tokens: ConnTokenCache::default(),
             owner_memo: AtomicU64::new(0),
             ocsp_memo: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            last_active: AtomicI64::new(coarse_unix_now()),
         }
     }
 
@@ -112,6 +130,21 @@ impl ConnContext {
             );
         }
         owner
+    }
+
+    /// Marks a request as being served until the returned guard is dropped.
+    pub(super) fn begin_request(self: &Arc<Self>) -> ActiveRequest {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.last_active.store(coarse_unix_now(), Ordering::Relaxed);
+        ActiveRequest(self.clone())
+    }
+
+    /// Seconds without a request in flight, as of `now` (0 while one is).
+    pub fn idle_for(&self, now: i64) -> i64 {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return 0;
+        }
+        now - self.last_active.load(Ordering::Relaxed)
     }
 
     /// The OCSP outcome remembered for this connection, if it still stands at `now`.

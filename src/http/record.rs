@@ -94,6 +94,8 @@ impl Drop for ProxyBody {
 /// One request/response exchange as it will be recorded: metrics, inventory, access log.
 pub struct Exchange {
     pub(super) ctx: Arc<ConnContext>,
+    /// Keeps the connection counted as busy until the exchange ends.
+    _active: super::conn::ActiveRequest,
     pub(super) snapshot: Arc<Snapshot>,
     pub(super) start: Instant,
     pub(super) request_id: HeaderValue,
@@ -192,6 +194,7 @@ impl Exchange {
     ) -> Self {
         Self {
             ctx: ctx.clone(),
+            _active: ctx.begin_request(),
             snapshot,
             start: Instant::now(),
             request_id: request_id(),

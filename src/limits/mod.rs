@@ -3,6 +3,7 @@
 //! ([`redis`]), and quotas ([`quota`]). The limiters are live state ([`registry`]): a reload
 //! that leaves a route's limit as it was keeps its counters.
 
+pub mod conns;
 pub mod quota;
 pub mod redis;
 pub mod registry;

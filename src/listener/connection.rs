@@ -37,7 +37,10 @@ pub(super) async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
     stop: CancellationToken,
-    _slot: OwnedSemaphorePermit,
+    _slots: (
+        OwnedSemaphorePermit,
+        crate::limits::conns::Held<std::net::IpAddr>,
+    ),
 ) {
     let telemetry = gateway.telemetry.clone();
     let metrics = &telemetry.metrics;
@@ -47,6 +50,21 @@ pub(super) async fn serve(
     // and an idle keep-alive connection should not carry the handshake's.
     let Some((tls, ctx, snapshot)) = Box::pin(establish(&gateway, tcp, peer)).await else {
         return;
+    };
+    // One credential may not hold every slot of the listener.
+    let _identity_slot = match &ctx.identity {
+        None => None,
+        Some(id) => match gateway
+            .conn_caps
+            .admit_identity(id.sha256, snapshot.max_connections_per_identity)
+        {
+            Some(held) => Some(held),
+            None => {
+                metrics.limit_hit(Limit::ConnectionsPerIdentity);
+                debug!(client = %peer, subject = %id.subject, limit = snapshot.max_connections_per_identity, "connection closed: max_connections_per_identity reached");
+                return;
+            }
+        },
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let service = {
@@ -62,8 +80,16 @@ pub(super) async fn serve(
     // HTTP/2, anything else or no ALPN at all HTTP/1.1.
     let result = if h2 {
         let conn = Box::pin(http2_builder(&snapshot).serve_connection(io, service));
+        let idle = snapshot.h2.idle_timeout;
         drop(snapshot);
-        drive(conn, |c| c.graceful_shutdown(), &stop, &ctx).await
+        drive(
+            conn,
+            |c| c.graceful_shutdown(),
+            &stop,
+            &ctx,
+            Some((idle, metrics)),
+        )
+        .await
     } else {
         let conn = Box::pin(
             http1_builder(&snapshot)
@@ -71,7 +97,7 @@ pub(super) async fn serve(
                 .with_upgrades(),
         );
         drop(snapshot);
-        drive(conn, |c| c.graceful_shutdown(), &stop, &ctx).await
+        drive(conn, |c| c.graceful_shutdown(), &stop, &ctx, None).await
     };
     let Err(e) = result else { return };
     if e.is_timeout() && ctx.idle_after_response() {
@@ -151,29 +177,55 @@ fn http1_builder(snapshot: &Snapshot) -> http1::Builder {
     b
 }
 
+/// HTTP/2 with every bound set from the config, not left to library defaults.
 fn http2_builder(snapshot: &Snapshot) -> http2::Builder<TokioExecutor> {
+    let h2 = &snapshot.h2;
     let mut b = http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(snapshot.max_request_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(snapshot.max_concurrent_streams);
+        .max_concurrent_streams(snapshot.max_concurrent_streams)
+        .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(h2.max_local_error_reset_streams)
+        .keep_alive_interval(h2.keepalive_interval)
+        .keep_alive_timeout(h2.keepalive_timeout);
     b
 }
 
-/// Runs a connection to its end; shutdown or the request limit closes it gracefully (finish
-/// what is in flight, then close; HTTP/2: GOAWAY).
+/// Runs a connection to its end; shutdown, the request limit or (HTTP/2) `idle` without a
+/// request close it gracefully (finish what is in flight, then close; HTTP/2: GOAWAY).
 async fn drive<C>(
     mut conn: Pin<Box<C>>,
     drain: fn(Pin<&mut C>),
     stop: &CancellationToken,
     ctx: &ConnContext,
+    idle: Option<(std::time::Duration, &crate::telemetry::metrics::Metrics)>,
 ) -> hyper::Result<()>
 where
     C: Future<Output = hyper::Result<()>>,
 {
     let mut closing = false;
+    // One timer per connection, checked a few times per idle period (never per request).
+    let period = idle.map_or(std::time::Duration::from_secs(3600), |(d, _)| {
+        (d / 4).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(15),
+        )
+    });
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
             r = conn.as_mut() => return r,
+            _ = tick.tick(), if idle.is_some() && !closing => {
+                if let Some((limit, metrics)) = idle
+                    // Coarse seconds: "more than" makes the wait at least `limit`, never less.
+                    && ctx.idle_for(crate::util::time::coarse_unix_now()) > limit.as_secs().max(1) as i64
+                {
+                    metrics.limit_hit(Limit::Idle);
+                    debug!(client = %ctx.peer, "idle HTTP/2 connection closed (GOAWAY) after idle_timeout");
+                    closing = true;
+                    drain(conn.as_mut());
+                }
+            }
             () = stop.cancelled(), if !closing => {
                 closing = true;
                 drain(conn.as_mut());

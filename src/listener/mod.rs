@@ -60,7 +60,14 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    connections.spawn(connection::serve(gateway.clone(), tcp, peer, stop.clone(), permit));
+                    // One address may not hold every slot either (checked before any TLS work).
+                    let limit = gateway.current.load().max_connections_per_source_ip;
+                    let Some(ip_slot) = gateway.conn_caps.admit_ip(peer.ip(), limit) else {
+                        gateway.telemetry.metrics.limit_hit(Limit::ConnectionsPerSourceIp);
+                        tracing::debug!(client = %peer, limit, "connection closed: max_connections_per_source_ip reached");
+                        continue;
+                    };
+                    connections.spawn(connection::serve(gateway.clone(), tcp, peer, stop.clone(), (permit, ip_slot)));
                 }
                 Err(e) => {
                     // Typically EMFILE: back off instead of spinning.

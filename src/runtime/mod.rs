@@ -85,6 +85,7 @@ impl Bound {
                 telemetry,
                 ready: AtomicBool::new(false),
                 identities: IdentityCache::default(),
+                conn_caps: Default::default(),
                 reloads,
                 registries,
                 snapshot_swaps,

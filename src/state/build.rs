@@ -82,6 +82,18 @@ impl Snapshot {
             max_connections: l.max_connections,
             max_concurrent_streams: l.max_concurrent_streams,
             max_requests_per_connection: l.max_requests_per_connection,
+            h2: super::snapshot::H2Settings {
+                idle_timeout: l.idle_timeout,
+                keepalive_interval: (!l.h2_keepalive_interval.is_zero())
+                    .then_some(l.h2_keepalive_interval),
+                keepalive_timeout: l.h2_keepalive_timeout,
+                max_pending_accept_reset_streams: l.h2_max_pending_accept_reset_streams,
+                max_local_error_reset_streams: l.h2_max_local_error_reset_streams,
+            },
+            max_connections_per_identity: l
+                .max_connections_per_identity
+                .unwrap_or(l.max_connections.div_ceil(2)),
+            max_connections_per_source_ip: l.max_connections_per_source_ip,
             request_body_timeout: l.request_body_timeout,
             strip_request_headers: compile_strip_list(file)?,
             client_auth_mode: raw.client_auth.mode,

@@ -62,6 +62,8 @@ pub struct Gateway {
     pub registries: Registries,
     /// Client identities shared by the connections that present the same certificate.
     pub identities: IdentityCache,
+    /// Open connections per source IP and per certificate.
+    pub conn_caps: crate::limits::conns::ConnCaps,
     /// The generation of each snapshot swapped in, for what must re-check itself on a reload
     /// without a request to trigger it (upgraded tunnels).
     pub snapshot_swaps: tokio::sync::watch::Sender<u64>,

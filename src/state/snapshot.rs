@@ -27,6 +27,17 @@ pub struct CertSummary {
     pub not_after: i64,
 }
 
+/// HTTP/2 bounds, set explicitly rather than left to library defaults.
+#[derive(Debug, Clone)]
+pub struct H2Settings {
+    pub idle_timeout: Duration,
+    /// `None`: no keep-alive PINGs.
+    pub keepalive_interval: Option<Duration>,
+    pub keepalive_timeout: Duration,
+    pub max_pending_accept_reset_streams: usize,
+    pub max_local_error_reset_streams: usize,
+}
+
 /// A CRL as `check` reports it.
 #[derive(Debug, Clone)]
 pub struct CrlSummary {
@@ -63,6 +74,12 @@ pub struct Snapshot {
     pub max_connections: usize,
     pub max_concurrent_streams: u32,
     pub max_requests_per_connection: u64,
+    /// HTTP/2 connection settings and bounds (`[listener] idle_timeout`, `h2_*`).
+    pub h2: H2Settings,
+    /// Open connections per client certificate (0 = unlimited).
+    pub max_connections_per_identity: usize,
+    /// Open connections per source IP (0 = unlimited).
+    pub max_connections_per_source_ip: usize,
     pub request_body_timeout: Duration,
     /// `listener.strip_request_headers`, as header names.
     pub strip_request_headers: Vec<http::HeaderName>,

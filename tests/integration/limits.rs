@@ -147,7 +147,7 @@ async fn idle_keep_alive_connection_closes_without_counting_a_slow_head() {
 
 #[tokio::test]
 async fn connection_limit_makes_new_clients_wait() {
-    let (pki, _up, gw) = setup("max_connections = 2").await;
+    let (pki, _up, gw) = setup("max_connections = 2\nmax_connections_per_identity = 0").await;
     let client = TlsClient::new(&pki, gw.addr, Some("reader"));
     let mut first = client.h1().await.unwrap();
     let _second = client.h1().await.unwrap();
@@ -299,4 +299,79 @@ async fn slowloris_does_not_starve_good_clients() {
     let header = metric_value(&m, &limit("header_timeout")).unwrap();
     assert!(handshake >= 90.0, "stalled handshakes cut off: {handshake}");
     assert!(header >= 90.0, "stalled request heads cut off: {header}");
+}
+
+#[tokio::test]
+async fn idle_http2_connections_are_closed_with_goaway() {
+    let (pki, _up, gw) = setup("idle_timeout = \"1s\"").await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    // Preface and SETTINGS, then nothing.
+    let silent = client.h2().await.unwrap();
+    // One request, then nothing.
+    let mut used = client.h2().await.unwrap();
+    let r = used.send_request(get("/x")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(silent.is_closed() && used.is_closed()) {
+        assert!(
+            Instant::now() < deadline,
+            "idle HTTP/2 connections still open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gw.metric(&limit("idle")).await >= 2.0);
+    // A busy connection is not idle: a request that takes longer than idle_timeout finishes.
+    let mut busy = client.h2().await.unwrap();
+    for _ in 0..4 {
+        let r = busy.send_request(get("/x")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(!busy.is_closed(), "a connection in use stays open");
+}
+
+#[tokio::test]
+async fn one_identity_cannot_hold_every_connection() {
+    let pki = Pki::new();
+    pki.client(&pki.root, "hog", workload("hog"));
+    pki.client(&pki.root, "other", workload("other"));
+    let up = Upstream::start().await;
+    // max_connections 6: one certificate may hold 3 (half, the default).
+    let gw = Gateway::start_with_listener(&pki, "max_connections = 6", &config(&up)).await;
+    let hog = TlsClient::new(&pki, gw.addr, Some("hog"));
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(hog.h2().await.expect("within the per-identity cap"));
+    }
+    // The fourth is closed right after its handshake.
+    let fourth = hog.h2().await;
+    let refused = match fourth {
+        Err(_) => true,
+        Ok(mut s) => s.send_request(get("/x")).await.is_err(),
+    };
+    assert!(refused, "a fourth connection of one certificate is refused");
+    gw.assert_metric(&limit("connections_per_identity"), 1.0)
+        .await;
+    // Everyone else still gets in.
+    let other = TlsClient::new(&pki, gw.addr, Some("other"));
+    assert_eq!(other.get("/x").await.expect("other served").status, 200);
+    drop(held);
+}
+
+#[tokio::test]
+async fn one_source_ip_can_be_capped() {
+    let (pki, _up, gw) = setup("max_connections_per_source_ip = 2").await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let a = client.h2().await.unwrap();
+    let b = client.h2().await.unwrap();
+    let third = client.h2().await;
+    assert!(
+        third.is_err(),
+        "a third connection from 127.0.0.1 is closed before TLS"
+    );
+    gw.assert_metric(&limit("connections_per_source_ip"), 1.0)
+        .await;
+    drop((a, b));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(client.get("/x").await.expect("served again").status, 200);
 }

@@ -15,16 +15,25 @@ pub enum Limit {
     RequestsPerConnection,
     /// TLS handshake not complete within `handshake_timeout`.
     HandshakeTimeout,
+    /// An HTTP/2 connection idle for `idle_timeout`: GOAWAY.
+    Idle,
+    /// `max_connections_per_identity` reached: the new connection is closed.
+    ConnectionsPerIdentity,
+    /// `max_connections_per_source_ip` reached: the new connection is closed.
+    ConnectionsPerSourceIp,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 6] = [
+    pub const ALL: [Limit; 9] = [
         Self::HeaderBytes,
         Self::BodyBytes,
         Self::HeaderTimeout,
         Self::Connections,
         Self::RequestsPerConnection,
         Self::HandshakeTimeout,
+        Self::Idle,
+        Self::ConnectionsPerIdentity,
+        Self::ConnectionsPerSourceIp,
     ];
 
     pub fn label(self) -> &'static str {
@@ -35,6 +44,9 @@ impl Limit {
             Self::Connections => "connections",
             Self::RequestsPerConnection => "requests_per_connection",
             Self::HandshakeTimeout => "handshake_timeout",
+            Self::Idle => "idle",
+            Self::ConnectionsPerIdentity => "connections_per_identity",
+            Self::ConnectionsPerSourceIp => "connections_per_source_ip",
         }
     }
 }
