@@ -245,3 +245,102 @@ mod tests {
         assert!(has_prefix("/anything", "/"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Paths built from the pieces that make normalisers disagree: dot segments plain and
+    /// encoded, empty segments, encoded slashes and backslashes, bad escapes, parameters,
+    /// unreserved and reserved escapes, non-ASCII.
+    fn tricky_path() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("a".to_string()),
+            Just("B".to_string()),
+            Just(".".to_string()),
+            Just("..".to_string()),
+            Just("".to_string()),
+            Just("%2e".to_string()),
+            Just("%2E%2e".to_string()),
+            Just("%2f".to_string()),
+            Just("%5C".to_string()),
+            Just("\\".to_string()),
+            Just("%00".to_string()),
+            Just("%".to_string()),
+            Just("%zz".to_string()),
+            Just("%41".to_string()),
+            Just("%7e".to_string()),
+            Just("%3f".to_string()),
+            Just("%25".to_string()),
+            Just(";x=1".to_string()),
+            Just("é".to_string()),
+            "[a-z0-9._~-]{1,4}",
+        ];
+        prop::collection::vec(prop::collection::vec(piece, 0..3), 0..8).prop_map(|segs| {
+            let mut p = String::new();
+            for s in segs {
+                p.push('/');
+                p.push_str(&s.concat());
+            }
+            if p.is_empty() {
+                p.push('/');
+            }
+            p
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn normalising_is_idempotent(p in tricky_path()) {
+            if let Ok(once) = normalize(&p) {
+                let twice = normalize(&once).expect("a normalised path normalises");
+                prop_assert_eq!(twice.as_ref(), once.as_ref());
+            }
+        }
+
+        #[test]
+        fn a_normalised_path_has_no_dot_segments_empty_segments_or_encoded_separators(p in tricky_path()) {
+            if let Ok(n) = normalize(&p) {
+                prop_assert!(n.starts_with('/'));
+                prop_assert!(!n.contains("//"), "{n}");
+                prop_assert!(!n.contains('\\') && !n.contains('\0'), "{n}");
+                let lower = n.to_ascii_lowercase();
+                for bad in ["%2f", "%5c", "%00", "%2e", "%41", "%7e"] {
+                    prop_assert!(!lower.contains(bad), "{} in {}", bad, n);
+                }
+                for seg in n.split('/').skip(1) {
+                    prop_assert!(seg != "." && seg != "..", "{n}");
+                }
+                // Every escape left is well formed and upper-case.
+                let b = n.as_bytes();
+                for (i, c) in b.iter().enumerate() {
+                    if *c == b'%' {
+                        prop_assert!(b.len() >= i + 3, "{n}");
+                        for h in &b[i + 1..i + 3] {
+                            prop_assert!(h.is_ascii_digit() || (b'A'..=b'F').contains(h), "{n}");
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn what_is_authorised_is_what_is_forwarded(p in tricky_path()) {
+            // The route check and the upstream both get `normalize`'s output, and that output
+            // is a fixed point: a prefix check on it cannot be undone by a second decoding.
+            if let Ok(n) = normalize(&p) {
+                let forwarded = normalize(&n).expect("fixed point");
+                for prefix in ["/a", "/admin", "/a/B"] {
+                    prop_assert_eq!(has_prefix(&n, prefix), has_prefix(&forwarded, prefix));
+                }
+                if let Ok(stripped) = without_params(&n) {
+                    let again = normalize(&stripped).expect("fixed point").into_owned();
+                    prop_assert_eq!(again, stripped);
+                }
+            }
+        }
+    }
+}
