@@ -79,6 +79,10 @@ pub(super) fn default_h2_max_local_error_reset_streams() -> usize {
     1024
 }
 
+pub(super) fn default_h2_max_pings_per_second() -> u32 {
+    1000
+}
+
 pub(super) fn default_max_streams() -> u32 {
     100
 }

@@ -95,6 +95,10 @@ pub struct RawListener {
     /// Streams the server may reset because the client erred, before GOAWAY.
     #[serde(default = "default_h2_max_local_error_reset_streams")]
     pub h2_max_local_error_reset_streams: usize,
+    /// PING and SETTINGS frames a client may send per second before its connection is cut
+    /// (0: no limit).
+    #[serde(default = "default_h2_max_pings_per_second")]
+    pub h2_max_pings_per_second: u32,
     /// Connections one client certificate may hold open; default half of max_connections,
     /// 0 = unlimited.
     #[serde(default)]

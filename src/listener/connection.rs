@@ -75,6 +75,7 @@ pub(super) async fn serve(
     let io = TokioIo::new(CountingIo {
         inner: tls,
         ctx: ctx.clone(),
+        flood: h2.then(|| super::h2flood::FrameScanner::new(snapshot.h2.max_pings_per_second)),
     });
     // ALPN decides the protocol, as RFC 9113 requires over TLS (and as nginx does): "h2" gets
     // HTTP/2, anything else or no ALPN at all HTTP/1.1.
@@ -120,6 +121,8 @@ pub(super) async fn serve(
 struct CountingIo<T> {
     inner: T,
     ctx: Arc<ConnContext>,
+    /// HTTP/2 only: counts the control frames that ask for an answer.
+    flood: Option<super::h2flood::FrameScanner>,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
@@ -134,6 +137,15 @@ impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
         let n = buf.filled().len() - before;
         if n > 0 {
             this.ctx.note_read(n);
+            if let Some(scanner) = &mut this.flood
+                && let Err(count) = scanner.feed(&buf.filled()[before..])
+            {
+                let metrics = &this.ctx.gateway.telemetry.metrics;
+                metrics.limit_hit(Limit::H2ControlFlood);
+                tracing::warn!(target: "certgate::tls", client = %this.ctx.peer, client_subject = this.ctx.identity.as_ref().map(|i| i.subject.as_str()), count, "HTTP/2 PING/SETTINGS flood: connection cut");
+                this.flood = None;
+                return Poll::Ready(Err(std::io::Error::other("HTTP/2 control-frame flood")));
+            }
         }
         polled
     }

@@ -3,6 +3,7 @@
 //! HTTP/1.1 or HTTP/2 by ALPN).
 
 mod connection;
+mod h2flood;
 mod handshake;
 
 use std::future::Future;

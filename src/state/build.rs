@@ -89,6 +89,7 @@ impl Snapshot {
                 keepalive_timeout: l.h2_keepalive_timeout,
                 max_pending_accept_reset_streams: l.h2_max_pending_accept_reset_streams,
                 max_local_error_reset_streams: l.h2_max_local_error_reset_streams,
+                max_pings_per_second: l.h2_max_pings_per_second,
             },
             max_connections_per_identity: l
                 .max_connections_per_identity

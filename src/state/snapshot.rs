@@ -36,6 +36,8 @@ pub struct H2Settings {
     pub keepalive_timeout: Duration,
     pub max_pending_accept_reset_streams: usize,
     pub max_local_error_reset_streams: usize,
+    /// PING and SETTINGS frames a client may send per second (0: no limit).
+    pub max_pings_per_second: u32,
 }
 
 /// A CRL as `check` reports it.

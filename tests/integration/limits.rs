@@ -375,3 +375,33 @@ async fn one_source_ip_can_be_capped() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(client.get("/x").await.expect("served again").status, 200);
 }
+
+#[tokio::test]
+async fn a_ping_flood_is_cut_off_and_others_are_served() {
+    let (pki, _up, gw) = setup("h2_max_pings_per_second = 200").await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let mut tls = client.tls(&Proto::H2).await.unwrap();
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // empty SETTINGS
+    let ping = [0, 0, 8, 0x6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+    for _ in 0..5000 {
+        bytes.extend_from_slice(&ping);
+    }
+    // The write may fail part-way once the gateway cuts the connection: that is the point.
+    let _ = tls.write_all(&bytes).await;
+    let _ = tls.flush().await;
+    let mut sink = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), tls.read(&mut sink)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => assert!(Instant::now() < deadline, "still reading PING ACKs"),
+            Err(_) => panic!("the flooding connection stayed open"),
+        }
+    }
+    gw.assert_metric(&limit("h2_control_flood"), 1.0).await;
+    gw.wait_for_log("HTTP/2 PING/SETTINGS flood").await;
+    // A well-behaved HTTP/2 client is untouched.
+    let mut h2 = client.h2().await.unwrap();
+    assert_eq!(h2.send_request(get("/x")).await.unwrap().status(), 200);
+}

@@ -21,10 +21,12 @@ pub enum Limit {
     ConnectionsPerIdentity,
     /// `max_connections_per_source_ip` reached: the new connection is closed.
     ConnectionsPerSourceIp,
+    /// More than `h2_max_pings_per_second` PING/SETTINGS frames: the connection is cut.
+    H2ControlFlood,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 9] = [
+    pub const ALL: [Limit; 10] = [
         Self::HeaderBytes,
         Self::BodyBytes,
         Self::HeaderTimeout,
@@ -34,6 +36,7 @@ impl Limit {
         Self::Idle,
         Self::ConnectionsPerIdentity,
         Self::ConnectionsPerSourceIp,
+        Self::H2ControlFlood,
     ];
 
     pub fn label(self) -> &'static str {
@@ -47,6 +50,7 @@ impl Limit {
             Self::Idle => "idle",
             Self::ConnectionsPerIdentity => "connections_per_identity",
             Self::ConnectionsPerSourceIp => "connections_per_source_ip",
+            Self::H2ControlFlood => "h2_control_flood",
         }
     }
 }

@@ -38,7 +38,7 @@ pub struct Metrics {
     upstream_retries: IntCounterVec,
     upstream_ejections: IntCounterVec,
     upstream_connections: IntCounterVec,
-    limits: [IntCounter; 9],
+    limits: [IntCounter; 10],
     handshakes: Vec<IntCounter>,
     pub active_connections: IntGauge,
     pub config_reloads_ok: IntCounter,
