@@ -4,6 +4,7 @@
 //! carry no meaning beyond types. `Snapshot::build` (in `state`) compiles them into runtime
 //! values that cannot represent an invalid state.
 
+mod client_auth;
 mod defaults;
 mod limits;
 mod owners;
@@ -11,6 +12,7 @@ mod raw;
 mod routes;
 mod tokens;
 
+pub use client_auth::*;
 pub use limits::*;
 pub use owners::*;
 pub use raw::*;
