@@ -1,0 +1,7 @@
+//! Host / :authority parsing.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = certgate::authz::authority::RequestAuthority::parse(data);
+});
