@@ -339,23 +339,31 @@ async fn one_identity_cannot_hold_every_connection() {
     // max_connections 6: one certificate may hold 3 (half, the default).
     let gw = Gateway::start_with_listener(&pki, "max_connections = 6", &config(&up)).await;
     let hog = TlsClient::new(&pki, gw.addr, Some("hog"));
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        held.push(hog.h2().await.expect("within the per-identity cap"));
+    // Four connections of one certificate; which three the gateway admits depends on the order
+    // their handshakes finish on its side, so count: three serve a request, one is closed.
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(hog.h2().await);
     }
-    // The fourth is closed right after its handshake.
-    let fourth = hog.h2().await;
-    let refused = match fourth {
-        Err(_) => true,
-        Ok(mut s) => s.send_request(get("/x")).await.is_err(),
-    };
-    assert!(refused, "a fourth connection of one certificate is refused");
+    let mut served = 0;
+    for c in conns.iter_mut() {
+        if let Ok(s) = c
+            && let Ok(r) = s.send_request(get("/x")).await
+            && r.status() == 200
+        {
+            served += 1;
+        }
+    }
+    assert_eq!(
+        served, 3,
+        "three connections of one certificate are served, the fourth is closed"
+    );
     gw.assert_metric(&limit("connections_per_identity"), 1.0)
         .await;
     // Everyone else still gets in.
     let other = TlsClient::new(&pki, gw.addr, Some("other"));
     assert_eq!(other.get("/x").await.expect("other served").status, 200);
-    drop(held);
+    drop(conns);
 }
 
 #[tokio::test]
