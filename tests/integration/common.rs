@@ -1048,3 +1048,75 @@ pub fn localhost_tls(pki: &Pki) -> Arc<rustls::ServerConfig> {
             .expect("server config"),
     )
 }
+
+// === openssl (what rcgen will not make) ===
+
+/// Runs `openssl ARGS` in `dir`; panics with openssl's words if it fails.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A client certificate made by openssl: `subj`, extra extension lines `ext`, serial `serial`
+/// (else a random one), issued by the test root; written as `name.pem` / `name-key.pem`.
+pub fn openssl_client(pki: &Pki, name: &str, subj: &str, ext: &str, serial: Option<&str>) {
+    let dir = pki.path(&format!("{name}-openssl"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), &pki.root.cert_pem).unwrap();
+    std::fs::write(dir.join("ca-key.pem"), pki.root.key_pem()).unwrap();
+    std::fs::write(
+        dir.join("ext.cnf"),
+        format!("extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n{ext}\n"),
+    )
+    .unwrap();
+    openssl(
+        &dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "key.pem",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "req", "-new", "-key", "key.pem", "-subj", subj, "-out", "c.csr",
+        ],
+    );
+    let serial_args: &[&str] = match serial {
+        Some(s) => &["-set_serial", s],
+        None => &["-CAcreateserial"],
+    };
+    let mut args = vec![
+        "x509",
+        "-req",
+        "-in",
+        "c.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-days",
+        "7",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "c.pem",
+    ];
+    args.extend_from_slice(serial_args);
+    openssl(&dir, &args);
+    std::fs::copy(dir.join("c.pem"), pki.path(&format!("{name}.pem"))).unwrap();
+    std::fs::copy(dir.join("key.pem"), pki.path(&format!("{name}-key.pem"))).unwrap();
+}

@@ -403,70 +403,13 @@ async fn the_responder_comes_from_the_certificates_aia() {
     )
     .await;
     // A client certificate naming the responder in its AIA, issued with openssl.
-    let dir = pki.path("aia");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ca.pem"), &pki.root.cert_pem).unwrap();
-    std::fs::write(dir.join("ca-key.pem"), pki.root.key_pem()).unwrap();
-    std::fs::write(
-        dir.join("ext.cnf"),
-        format!(
-            "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\nauthorityInfoAccess=OCSP;URI:{}\n",
-            responder.url()
-        ),
-    )
-    .unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
-    run(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "key.pem",
-    ]);
-    run(&[
-        "req",
-        "-new",
-        "-key",
-        "key.pem",
-        "-subj",
+    openssl_client(
+        &pki,
+        "aia-client",
         "/CN=aia-client",
-        "-out",
-        "c.csr",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "c.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-set_serial",
-        "0x7A1A",
-        "-days",
-        "7",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "c.pem",
-    ]);
-    std::fs::copy(dir.join("c.pem"), pki.path("aia-client.pem")).unwrap();
-    std::fs::copy(dir.join("key.pem"), pki.path("aia-client-key.pem")).unwrap();
+        &format!("authorityInfoAccess=OCSP;URI:{}", responder.url()),
+        Some("0x7A1A"),
+    );
     std::fs::write(
         responder.dir.join("index.txt"),
         "R\t301231235959Z\t250101000000Z\t7A1A\tunknown\t/CN=aia-client\n",

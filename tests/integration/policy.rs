@@ -206,74 +206,24 @@ async fn optional_mode_without_certificate() {
         .await;
 }
 
-/// A client certificate made by openssl (what rcgen will not make): `subj` and extra
-/// extensions, issued by the test root, written as `name.pem` / `name-key.pem`.
-fn openssl_client(pki: &Pki, name: &str, subj: &str, ext: &str) {
-    let dir = pki.path(&format!("{name}-openssl"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ca.pem"), &pki.root.cert_pem).unwrap();
-    std::fs::write(dir.join("ca-key.pem"), pki.root.key_pem()).unwrap();
-    std::fs::write(
-        dir.join("ext.cnf"),
-        format!("extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n{ext}\n"),
-    )
-    .unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "key.pem",
-    ]);
-    run(&[
-        "req", "-new", "-key", "key.pem", "-subj", subj, "-out", "c.csr",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "c.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "7",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "c.pem",
-    ]);
-    std::fs::copy(dir.join("c.pem"), pki.path(&format!("{name}.pem"))).unwrap();
-    std::fs::copy(dir.join("key.pem"), pki.path(&format!("{name}-key.pem"))).unwrap();
-}
-
 #[tokio::test]
 async fn ambiguous_certificates_do_not_match_what_they_only_partly_are() {
     let pki = Pki::new();
     let up = Upstream::start().await;
-    openssl_client(&pki, "two-cns", "/CN=reader/CN=admin", "");
-    openssl_client(&pki, "wild", "/CN=wild", "subjectAltName=DNS:*.example.com");
+    openssl_client(&pki, "two-cns", "/CN=reader/CN=admin", "", None);
+    openssl_client(
+        &pki,
+        "wild",
+        "/CN=wild",
+        "subjectAltName=DNS:*.example.com",
+        None,
+    );
     openssl_client(
         &pki,
         "dotted",
         "/CN=dotted",
         "subjectAltName=URI:spiffe://example.org/ns/../admin",
+        None,
     );
     pki.client(&pki.root, "plain", workload("plain"));
     let body = format!(

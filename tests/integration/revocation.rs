@@ -2,7 +2,6 @@
 //! every other CA keeps working, that CA's clients are refused as revocation-unknown, `check`
 //! fails naming the file — and a reload that brings an unusable CRL keeps the last good one.
 
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
@@ -42,8 +41,9 @@ fn with_unknown_critical_extension(pki: &Pki, ca: &Ca, name: &str) -> String {
         "[ca]\ndefault_ca = l\n[l]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n[crl_ext]\n1.3.6.1.4.1.55555.1 = critical,ASN1:NULL\n",
     )
     .unwrap();
-    let out = Command::new("openssl")
-        .args([
+    openssl(
+        &dir,
+        &[
             "ca",
             "-gencrl",
             "-config",
@@ -56,14 +56,7 @@ fn with_unknown_critical_extension(pki: &Pki, ca: &Ca, name: &str) -> String {
             "crl_ext",
             "-out",
             "out.crl",
-        ])
-        .current_dir(&dir)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     std::fs::read_to_string(dir.join("out.crl")).unwrap()
 }
@@ -73,85 +66,88 @@ fn with_unknown_critical_extension(pki: &Pki, ca: &Ca, name: &str) -> String {
 fn ca_without_crl_sign(pki: &Pki, name: &str) {
     let dir = pki.path(&format!("{name}-openssl"));
     std::fs::create_dir_all(&dir).unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "ca-key.pem",
-    ]);
-    run(&[
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        "ca-key.pem",
-        "-days",
-        "7",
-        "-subj",
-        "/CN=No CRL Sign CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign",
-        "-out",
-        "ca.pem",
-    ]);
-    run(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "client-key.pem",
-    ]);
-    run(&[
-        "req",
-        "-new",
-        "-key",
-        "client-key.pem",
-        "-subj",
-        "/CN=d-client",
-        "-out",
-        "client.csr",
-    ]);
+    openssl(
+        &dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "ca-key.pem",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca-key.pem",
+            "-days",
+            "7",
+            "-subj",
+            "/CN=No CRL Sign CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "client-key.pem",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "client-key.pem",
+            "-subj",
+            "/CN=d-client",
+            "-out",
+            "client.csr",
+        ],
+    );
     std::fs::write(
         dir.join("client.ext"),
         "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n",
     )
     .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "7",
-        "-extfile",
-        "client.ext",
-        "-out",
-        "client.pem",
-    ]);
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "7",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.pem",
+        ],
+    );
     std::fs::write(dir.join("index.txt"), "").unwrap();
     std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
     std::fs::write(
@@ -159,18 +155,21 @@ fn ca_without_crl_sign(pki: &Pki, name: &str) {
         "[ca]\ndefault_ca = l\n[l]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n",
     )
     .unwrap();
-    run(&[
-        "ca",
-        "-gencrl",
-        "-config",
-        "ca.cnf",
-        "-cert",
-        "ca.pem",
-        "-keyfile",
-        "ca-key.pem",
-        "-out",
-        "ca.crl",
-    ]);
+    openssl(
+        &dir,
+        &[
+            "ca",
+            "-gencrl",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            "ca.pem",
+            "-keyfile",
+            "ca-key.pem",
+            "-out",
+            "ca.crl",
+        ],
+    );
     for (from, to) in [
         ("ca.pem", format!("{name}.pem")),
         ("ca.crl", format!("{name}.crl")),

@@ -97,8 +97,38 @@ pub struct OcspPolicy {
     responder: Option<(String, Arc<Fetcher>)>,
     timeout: Duration,
     max_age: Duration,
-    /// Trust anchors and intermediates (DER), to find a leaf's issuer.
-    issuers: Arc<Vec<CertificateDer<'static>>>,
+    /// Trust anchors and intermediates, read once at config load, to find a leaf's issuer.
+    issuers: Vec<KnownIssuer>,
+}
+
+/// A configured CA as a lookup needs it.
+struct KnownIssuer {
+    /// Subject name (DER), to match a leaf's issuer field.
+    subject: Vec<u8>,
+    /// SHA-256 of its public key: the first half of the cache key.
+    key_id: Vec<u8>,
+    der: Vec<u8>,
+}
+
+impl KnownIssuer {
+    fn read(der: &[u8]) -> Option<Self> {
+        let (_, c) = X509Certificate::from_der(der).ok()?;
+        Some(Self {
+            subject: c.subject().as_raw().to_vec(),
+            key_id: key_id(&c),
+            der: der.to_vec(),
+        })
+    }
+}
+
+/// SHA-256 of a certificate's public key.
+fn key_id(cert: &X509Certificate<'_>) -> Vec<u8> {
+    aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        &cert.public_key().subject_public_key.data,
+    )
+    .as_ref()
+    .to_vec()
 }
 
 /// One certificate's cached answer; held while it is being looked up, so concurrent
@@ -142,7 +172,10 @@ impl OcspPolicy {
             responder,
             timeout,
             max_age,
-            issuers,
+            issuers: issuers
+                .iter()
+                .filter_map(|c| KnownIssuer::read(c))
+                .collect(),
         })
     }
 
@@ -196,29 +229,25 @@ impl OcspPolicy {
     fn subject(&self, leaf: &[u8], presented: &[CertificateDer<'_>]) -> Result<Subject, String> {
         let (_, cert) =
             X509Certificate::from_der(leaf).map_err(|e| format!("unreadable leaf: {e}"))?;
-        let issuer = self
-            .issuers
-            .iter()
-            .map(|c| c.as_ref())
-            .chain(presented.iter().map(|c| c.as_ref()))
-            .find(|der| {
-                X509Certificate::from_der(der)
-                    .is_ok_and(|(_, c)| c.subject().as_raw() == cert.issuer().as_raw())
-            })
-            .ok_or("the certificate's issuer is not known")?;
-        let (_, issuer_cert) = X509Certificate::from_der(issuer).map_err(|e| e.to_string())?;
+        let wanted = cert.issuer().as_raw();
+        // A configured CA (read at config load), else one the client presented.
+        let issuer = match self.issuers.iter().find(|i| i.subject == wanted) {
+            Some(i) => (i.key_id.clone(), i.der.clone()),
+            None => presented
+                .iter()
+                .find_map(|der| {
+                    let (_, c) = X509Certificate::from_der(der).ok()?;
+                    (c.subject().as_raw() == wanted).then(|| (key_id(&c), der.to_vec()))
+                })
+                .ok_or("the certificate's issuer is not known")?,
+        };
         let serial = cert.raw_serial().to_vec();
-        let mut key = aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            &issuer_cert.public_key().subject_public_key.data,
-        )
-        .as_ref()
-        .to_vec();
+        let mut key = issuer.0;
         key.extend_from_slice(super::serials::canonical(&serial));
         Ok(Subject {
             key,
             serial,
-            issuer: issuer.to_vec(),
+            issuer: issuer.1,
             url: aia_ocsp_url(&cert),
         })
     }
