@@ -100,7 +100,7 @@ async fn owners_policies_log_metrics_and_hot_reload() {
         assert_eq!(code(&pki, &gw, who).await, 200, "{who}");
     }
     gw.wait_for_log("\"client_owner\":\"unowned\"").await;
-    assert!(gw.logs().contains("\"client_owner\":\"payments\""));
+    gw.wait_for_log("\"client_owner\":\"payments\"").await;
     gw.assert_metric(
         r#"certgate_credentials{owner="payments",state="active"}"#,
         2.0,
@@ -149,7 +149,7 @@ async fn owners_policies_log_metrics_and_hot_reload() {
     );
     gw.wait_for_log("\"rule\":\"owners.lifetime_violation\"")
         .await;
-    assert!(gw.logs().contains("\"rule\":\"owners.unowned\""));
+    gw.wait_for_log("\"rule\":\"owners.unowned\"").await;
     let explain = |who: &str| {
         let config = pki.path("certgate.toml");
         let cert = pki.path(&format!("{who}.pem"));
@@ -192,7 +192,7 @@ async fn owners_policies_log_metrics_and_hot_reload() {
     )
     .await;
     gw.wait_for_log("\"would\":\"owner\"").await;
-    assert!(gw.logs().contains("\"owner_finding\":\"unowned\""));
+    gw.wait_for_log("\"owner_finding\":\"unowned\"").await;
 
     // The owners file is watched: giving the stray an owner takes effect without a reload call.
     set_policy(&pki, &gw, &up.url(), "unowned = \"deny\"").await;

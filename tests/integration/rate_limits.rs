@@ -93,9 +93,8 @@ async fn burst_then_429_with_headers_then_recovery_and_identities_are_independen
             .count(),
         5
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(gw.logs().contains("\"limit\":\"rate\""));
-    assert!(gw.logs().contains("\"limit_remaining\":"));
+    gw.wait_for_log("\"limit\":\"rate\"").await;
+    gw.wait_for_log("\"limit_remaining\":").await;
 }
 
 #[tokio::test]
