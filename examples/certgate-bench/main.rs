@@ -1,11 +1,15 @@
 //! Helpers for the load benchmark (`benches/load/run.sh`); not part of the gateway.
 //!
-//! - `certgate-bench upstream --bind ADDR`: a minimal HTTP/1.1 upstream answering `ok`.
+//! - `certgate-bench upstream --bind ADDR [--ws-bind ADDR]`: a minimal HTTP/1.1 upstream answering
+//!   `ok`, and with `--ws-bind` a WebSocket echo server.
 //! - `certgate-bench idle --connect ADDR --count N --ca CA --cert CERT --key KEY [--hold SECS]`:
 //!   opens N mTLS connections, sends one request on each, prints `ready N` and holds them open.
 //! - `certgate-bench mint --cert CERT --jwks FILE --issuer ISS --audience AUD`: writes a JWKS
 //!   with a fresh ES256 key and prints an access token bound to CERT (RFC 8705), valid 1 hour.
+//! - `certgate-bench soak …`: the soak's clients (see `soak.rs`).
 #![forbid(unsafe_code)]
+
+mod soak;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -48,7 +52,11 @@ enum Command {
     Upstream {
         #[arg(long)]
         bind: SocketAddr,
+        #[arg(long)]
+        ws_bind: Option<SocketAddr>,
     },
+    /// Mixed well-behaved and slowloris clients against a running gateway, with reloads.
+    Soak(soak::Args),
     Idle {
         #[arg(long)]
         connect: SocketAddr,
@@ -81,7 +89,13 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match Cli::parse().command {
-        Command::Upstream { bind } => rt.block_on(upstream(bind)),
+        Command::Upstream { bind, ws_bind } => rt.block_on(upstream(bind, ws_bind)),
+        Command::Soak(args) => {
+            if !rt.block_on(soak::run(args))? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Idle {
             connect,
             count,
@@ -230,7 +244,12 @@ fn mint(
     Ok(())
 }
 
-async fn upstream(bind: SocketAddr) -> anyhow::Result<()> {
+async fn upstream(bind: SocketAddr, ws_bind: Option<SocketAddr>) -> anyhow::Result<()> {
+    if let Some(ws_bind) = ws_bind {
+        tokio::spawn(websocket_echo(
+            tokio::net::TcpListener::bind(ws_bind).await?,
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(bind).await?;
     loop {
         let (tcp, _) = listener.accept().await?;
@@ -246,6 +265,43 @@ async fn upstream(bind: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
+async fn websocket_echo(listener: tokio::net::TcpListener) {
+    use futures_util::{SinkExt, StreamExt};
+    while let Ok((tcp, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                return;
+            };
+            while let Some(Ok(msg)) = ws.next().await {
+                if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// A client configuration presenting CERT/KEY, trusting CA, offering one ALPN protocol.
+fn client_config(
+    ca: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    alpn: &[u8],
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    let mut config = rustls::ClientConfig::builder_with_provider(certgate::authn::tls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(Arc::new(config))
+}
+
 async fn idle(
     connect: SocketAddr,
     count: usize,
@@ -254,18 +310,7 @@ async fn idle(
     key: PathBuf,
     hold: u64,
 ) -> anyhow::Result<()> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&ca)? {
-        roots.add(c?)?;
-    }
-    let chain = CertificateDer::pem_file_iter(&cert)?.collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(&key)?;
-    let mut config = rustls::ClientConfig::builder_with_provider(certgate::authn::tls::provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = tokio_rustls::TlsConnector::from(client_config(&ca, &cert, &key, b"http/1.1")?);
     let mut held = Vec::with_capacity(count);
     for batch in (0..count).collect::<Vec<_>>().chunks(200) {
         let opened = futures_join(batch.iter().map(|_| {
