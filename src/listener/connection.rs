@@ -5,12 +5,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +19,9 @@ use crate::state::{Gateway, Snapshot};
 use crate::telemetry::metrics::Limit;
 use crate::util::text::error_chain;
 
+use super::h2flood::FloodGuard;
 use super::handshake::establish;
+use super::io::ClientIo;
 
 /// Decrements the active-connection gauge however the connection ends.
 struct ActiveConnection(prometheus::IntGauge);
@@ -72,11 +72,11 @@ pub(super) async fn serve(
         // Boxed so that hyper's per-connection slot for the request future stays small.
         service_fn(move |req| Box::pin(http::handle(ctx.clone(), req)))
     };
-    let io = TokioIo::new(CountingIo {
-        inner: tls,
-        ctx: ctx.clone(),
-        flood: h2.then(|| super::h2flood::FrameScanner::new(snapshot.h2.max_pings_per_second)),
-    });
+    let io = TokioIo::new(ClientIo::new(
+        tls,
+        ctx.clone(),
+        h2.then(|| FloodGuard::new(snapshot.h2.max_pings_per_second)),
+    ));
     // ALPN decides the protocol, as RFC 9113 requires over TLS (and as nginx does): "h2" gets
     // HTTP/2, anything else or no ALPN at all HTTP/1.1.
     let result = if h2 {
@@ -114,71 +114,6 @@ pub(super) async fn serve(
         metrics.limit_hit(Limit::HeaderTimeout);
     }
     debug!(client = %peer, error = %error_chain(&e), "connection ended with error");
-}
-
-/// The client's stream, counting the request bytes read (so that a header timeout on an idle
-/// keep-alive connection can be told from a slow request head).
-struct CountingIo<T> {
-    inner: T,
-    ctx: Arc<ConnContext>,
-    /// HTTP/2 only: counts the control frames that ask for an answer.
-    flood: Option<super::h2flood::FrameScanner>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            this.ctx.note_read(n);
-            if let Some(scanner) = &mut this.flood
-                && let Err(count) = scanner.feed(&buf.filled()[before..])
-            {
-                let metrics = &this.ctx.gateway.telemetry.metrics;
-                metrics.limit_hit(Limit::H2ControlFlood);
-                tracing::warn!(target: "certgate::tls", client = %this.ctx.peer, client_subject = this.ctx.identity.as_ref().map(|i| i.subject.as_str()), count, "HTTP/2 PING/SETTINGS flood: connection cut");
-                this.flood = None;
-                return Poll::Ready(Err(std::io::Error::other("HTTP/2 control-frame flood")));
-            }
-        }
-        polled
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
 }
 
 fn http1_builder(snapshot: &Snapshot) -> http1::Builder {

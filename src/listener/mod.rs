@@ -5,6 +5,7 @@
 mod connection;
 mod h2flood;
 mod handshake;
+mod io;
 
 use std::future::Future;
 use std::sync::Arc;

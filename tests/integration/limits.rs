@@ -385,30 +385,57 @@ async fn one_source_ip_can_be_capped() {
 }
 
 #[tokio::test]
-async fn a_ping_flood_is_cut_off_and_others_are_served() {
+async fn a_ping_flood_gets_goaway_enhance_your_calm_and_others_are_served() {
     let (pki, _up, gw) = setup("h2_max_pings_per_second = 200").await;
     let client = TlsClient::new(&pki, gw.addr, Some("reader"));
     let mut tls = client.tls(&Proto::H2).await.unwrap();
     let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     bytes.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // empty SETTINGS
+    // HEADERS on stream 1 (GET https://localhost/x, HPACK: :method GET, :scheme https, :path
+    // "/", :authority "localhost"), END_STREAM|END_HEADERS: the GOAWAY must name stream 1.
+    let block = [
+        0x82, 0x87, 0x84, 0x41, 9, b'l', b'o', b'c', b'a', b'l', b'h', b'o', b's', b't',
+    ];
+    bytes.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, 1]);
+    bytes.extend_from_slice(&block);
     let ping = [0, 0, 8, 0x6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
     for _ in 0..5000 {
         bytes.extend_from_slice(&ping);
     }
-    // The write may fail part-way once the gateway cuts the connection: that is the point.
+    // The write may fail part-way once the gateway closes the connection: that is the point.
     let _ = tls.write_all(&bytes).await;
     let _ = tls.flush().await;
+    let mut received = Vec::new();
     let mut sink = vec![0u8; 64 * 1024];
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match tokio::time::timeout(Duration::from_secs(5), tls.read(&mut sink)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(_)) => assert!(Instant::now() < deadline, "still reading PING ACKs"),
+            Ok(Ok(n)) => {
+                received.extend_from_slice(&sink[..n]);
+                assert!(Instant::now() < deadline, "still reading PING ACKs");
+            }
             Err(_) => panic!("the flooding connection stayed open"),
         }
     }
+    // The server's frames, whole: the last one is GOAWAY (last stream 1, ENHANCE_YOUR_CALM).
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at + 9 <= received.len() {
+        let len = usize::from(received[at]) << 16
+            | usize::from(received[at + 1]) << 8
+            | usize::from(received[at + 2]);
+        assert!(at + 9 + len <= received.len(), "a frame cut in half");
+        frames.push((received[at + 3], &received[at + 9..at + 9 + len]));
+        at += 9 + len;
+    }
+    assert_eq!(at, received.len(), "whole frames only");
+    let (kind, payload) = frames.last().expect("frames from the gateway");
+    assert_eq!(*kind, 0x7, "the last frame is GOAWAY");
+    assert_eq!(&payload[..4], &1u32.to_be_bytes(), "last stream id");
+    assert_eq!(&payload[4..8], &0xbu32.to_be_bytes(), "ENHANCE_YOUR_CALM");
     gw.assert_metric(&limit("h2_control_flood"), 1.0).await;
-    gw.wait_for_log("HTTP/2 PING/SETTINGS flood").await;
+    gw.wait_for_log("GOAWAY ENHANCE_YOUR_CALM").await;
     // A well-behaved HTTP/2 client is untouched.
     let mut h2 = client.h2().await.unwrap();
     assert_eq!(h2.send_request(get("/x")).await.unwrap().status(), 200);
