@@ -122,6 +122,10 @@ pub struct RawAdmin {
     /// then require (`/healthz` and `/readyz` stay open for probes).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// A PEM CA bundle: the admin listener then speaks TLS (with `listener.cert`) and the same
+    /// endpoints require a client certificate issued by one of these CAs.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for RawAdmin {
@@ -130,6 +134,7 @@ impl Default for RawAdmin {
             bind: default_admin_bind(),
             allowed_hosts: Vec::new(),
             token_file: None,
+            client_ca: None,
         }
     }
 }

@@ -1,7 +1,8 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/inventory`, `/anomalies`. Plain HTTP, loopback by
-//! default.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/inventory`, `/anomalies`, `/reload`.
+//! Plain HTTP on loopback by default; TLS with `[admin] client_ca`.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -26,42 +27,87 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(ADMIN_ACCEPT_BACKOFF).await;
                 continue;
             }
         };
         let gateway = gateway.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let gateway = gateway.clone();
-                async move {
-                    if let Some(refused) = guard(&gateway, &req) {
-                        return Ok::<_, Infallible>(refused);
-                    }
-                    if req.uri().path() == "/reload" {
-                        return Ok::<_, Infallible>(reload(&gateway, req.method()).await);
-                    }
-                    Ok::<_, Infallible>(respond(&gateway, &req))
+            // With admin.client_ca, TLS (as configured now: a reload applies to new connections).
+            let tls = gateway.current.load().admin_access.tls();
+            let Some(config) = tls else {
+                serve_connection(TokioIo::new(tcp), gateway, false, peer).await;
+                return;
+            };
+            let accept = tokio_rustls::TlsAcceptor::from(config).accept(tcp);
+            match tokio::time::timeout(ADMIN_TIMEOUT, accept).await {
+                Ok(Ok(tls)) => {
+                    let client_cert = tls.get_ref().1.peer_certificates().is_some();
+                    serve_connection(TokioIo::new(tls), gateway, client_cert, peer).await;
                 }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(tcp), service);
-            if let Err(e) = conn.await {
-                debug!(client = %peer, error = %e, "admin connection error");
+                Ok(Err(e)) => debug!(client = %peer, error = %e, "admin TLS handshake failed"),
+                Err(_) => debug!(client = %peer, "admin TLS handshake timed out"),
             }
         });
     }
 }
 
+const ADMIN_ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+/// For a request head and for a TLS handshake on the admin listener.
+const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One admin connection; `client_cert`: it presented a certificate the handshake verified.
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    gateway: Arc<Gateway>,
+    client_cert: bool,
+    peer: SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let gateway = gateway.clone();
+        async move {
+            if let Some(refused) = guard(&gateway, &req, client_cert) {
+                return Ok::<_, Infallible>(refused);
+            }
+            if req.uri().path() == "/reload" {
+                return Ok::<_, Infallible>(reload(&gateway, req.method()).await);
+            }
+            Ok::<_, Infallible>(respond(&gateway, &req))
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(ADMIN_TIMEOUT)
+        .serve_connection(io, service);
+    if let Err(e) = conn.await {
+        debug!(client = %peer, error = %e, "admin connection error");
+    }
+}
+
 /// Refuses a request to a sensitive endpoint whose Host is not the admin listener's (DNS
-/// rebinding: a web page's script sends its own site's name), or that lacks the admin token.
-fn guard(gateway: &Gateway, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+/// rebinding: a web page's script sends its own site's name), or that lacks the admin token or
+/// (with `client_ca`) a client certificate.
+fn guard(
+    gateway: &Gateway,
+    req: &Request<Incoming>,
+    client_cert: bool,
+) -> Option<Response<Full<Bytes>>> {
     let path = req.uri().path();
     let access = &gateway.current.load().admin_access;
     let sensitive = matches!(path, "/reload" | "/inventory" | "/anomalies");
-    let tokened = sensitive || (path == "/metrics" && access.requires_token());
+    let protected = sensitive || (path == "/metrics" && access.protects_metrics());
+    if protected && !access.allows_connection(client_cert) {
+        warn!(
+            path,
+            "admin request refused: no client certificate (admin.client_ca)"
+        );
+        return Some(text(
+            StatusCode::FORBIDDEN,
+            "a client certificate from admin.client_ca is required\n",
+        ));
+    }
     if sensitive {
         let host = req
             .headers()
@@ -79,7 +125,7 @@ fn guard(gateway: &Gateway, req: &Request<Incoming>) -> Option<Response<Full<Byt
             ));
         }
     }
-    if tokened
+    if protected
         && !access.allows_token(
             req.headers()
                 .get(header::AUTHORIZATION)

@@ -1,10 +1,17 @@
 //! Who may use the admin listener's sensitive endpoints (`/reload`, `/inventory`,
 //! `/anomalies`, and `/metrics` when a token is set): requests whose Host is a loopback name,
 //! the admin address or an allowed host — so a web page cannot reach them through DNS
-//! rebinding — and, with `[admin] token_file`, that carry its bearer token.
+//! rebinding — and, with `[admin] token_file`, that carry its bearer token; with
+//! `[admin] client_ca`, the admin listener speaks TLS and those endpoints want a client
+//! certificate from one of its CAs.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
+use rustls::server::WebPkiClientVerifier;
+
+use super::trust::ServerCert;
+use crate::authn::tls;
 use crate::config::{ConfigError, ConfigFile};
 
 /// `[admin]` access rules, compiled.
@@ -15,10 +22,13 @@ pub struct AdminAccess {
     allowed_hosts: Vec<String>,
     /// SHA-256 of the bearer token, when one is required.
     token: Option<[u8; 32]>,
+    /// With `client_ca`: the admin listener's TLS (client certificates optional at the
+    /// handshake, so probes need none; when one is sent it must chain to `client_ca`).
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl AdminAccess {
-    pub(super) fn compile(file: &ConfigFile) -> Result<Self, ConfigError> {
+    pub(super) fn compile(file: &ConfigFile, server: &ServerCert) -> Result<Self, ConfigError> {
         let a = &file.raw.admin;
         let mut allowed_hosts = Vec::new();
         for (i, h) in a.allowed_hosts.iter().enumerate() {
@@ -54,15 +64,33 @@ impl AdminAccess {
                 Some(crate::util::digest::sha256(t.as_bytes()))
             }
         };
+        let tls = match &a.client_ca {
+            None => None,
+            Some(p) => Some(admin_tls(file, &file.resolve(p), server)?),
+        };
         Ok(Self {
             bind: a.bind,
             allowed_hosts,
             token,
+            tls,
         })
     }
 
-    pub fn requires_token(&self) -> bool {
-        self.token.is_some()
+    /// `/metrics` is protected too once a token or client certificate is required.
+    pub fn protects_metrics(&self) -> bool {
+        self.token.is_some() || self.tls.is_some()
+    }
+
+    /// The admin listener's TLS config, when `client_ca` is set.
+    pub fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.tls.clone()
+    }
+
+    /// Whether a connection may use the protected endpoints, as far as its certificate goes:
+    /// always without `client_ca`; with it, only if the client presented a certificate (which
+    /// the handshake verified against `client_ca`).
+    pub fn allows_connection(&self, verified_client_cert: bool) -> bool {
+        self.tls.is_none() || verified_client_cert
     }
 
     /// Whether a request with this `Host` (absent: `None`) may use a sensitive endpoint.
@@ -98,6 +126,33 @@ impl AdminAccess {
     }
 }
 
+/// TLS for the admin listener: the listener's certificate, HTTP/1.1, client certificates from
+/// `ca` (optional at the handshake).
+fn admin_tls(
+    file: &ConfigFile,
+    ca: &std::path::Path,
+    server: &ServerCert,
+) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    let invalid = |e: String| file.invalid("admin.client_ca", e);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in tls::load_certs(ca).map_err(invalid)? {
+        roots.add(cert).map_err(|e| {
+            invalid(format!(
+                "{}: not a usable CA certificate: {e}",
+                ca.display()
+            ))
+        })?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), tls::provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| invalid(format!("{}: {e}", ca.display())))?;
+    let mut config = tls::server_config(server.chain.clone(), server.key.clone_key(), verifier)
+        .map_err(|e| file.invalid("listener.key", format!("does not fit listener.cert: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// `host` without its `:port` (IPv6 literals keep their brackets).
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
@@ -118,6 +173,7 @@ mod tests {
             bind: bind.parse().unwrap(),
             allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
             token: token.map(|t| crate::util::digest::sha256(t.as_bytes())),
+            tls: None,
         }
     }
 

@@ -34,6 +34,7 @@ impl Snapshot {
         check_limits(file)?;
         let server = ServerCert::load(file)?;
         let trust = Trust::load(file, registries, telemetry, &mut warnings)?;
+        let admin_access = super::admin::AdminAccess::compile(file, &server)?;
         let tls_config = tls::server_config(server.chain, server.key, trust.verifier.clone())
             .map_err(|e| {
                 file.invalid("listener.key", format!("does not fit listener.cert: {e}"))
@@ -72,7 +73,7 @@ impl Snapshot {
             inputs: inputs_of(file),
             bind: l.bind,
             admin_bind: raw.admin.bind,
-            admin_access: super::admin::AdminAccess::compile(file)?,
+            admin_access,
             handshake_timeout: l.handshake_timeout,
             drain_timeout: l.drain_timeout,
             shutdown_grace: l.shutdown_grace,
@@ -329,6 +330,7 @@ fn inputs_of(file: &ConfigFile) -> Vec<PathBuf> {
         .iter()
         .chain(&raw.inventory.postgres_ca)
         .chain(&raw.admin.token_file)
+        .chain(&raw.admin.client_ca)
         .map(|p| file.resolve(p));
     let jwks_files = raw
         .token_issuers

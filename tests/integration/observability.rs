@@ -556,18 +556,22 @@ async fn inventory_survives_restart_and_corrupt_files_are_set_aside() {
         .await;
 }
 
+/// One route open to any verified client.
+fn any_client_config(up: &Upstream) -> String {
+    format!(
+        "{}{}\n[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+        client_auth("require", ""),
+        upstream_section("up", &up.url(), "")
+    )
+}
+
 #[tokio::test]
 async fn the_admin_listener_refuses_foreign_hosts_and_wants_its_token() {
     use http::Method;
     let pki = Pki::new();
     let up = Upstream::start().await;
     pki.write("admin-token", "correct-horse-battery-staple\n");
-    let body = format!(
-        "{}{}\n[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
-        client_auth("require", ""),
-        upstream_section("up", &up.url(), "")
-    );
-    let gw = Gateway::start(&pki, &body).await;
+    let gw = Gateway::start(&pki, &any_client_config(&up)).await;
     let a = gw.admin;
     // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own Host.
     for (method, path) in [
@@ -644,4 +648,72 @@ async fn the_admin_listener_refuses_foreign_hosts_and_wants_its_token() {
         !gw.logs().contains("correct-horse"),
         "the token is never logged"
     );
+}
+
+#[tokio::test]
+async fn with_client_ca_the_admin_listener_speaks_tls_and_wants_an_operator_certificate() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let ops = Ca::root("Ops CA").unwrap();
+    pki.write("ops-ca.pem", &ops.cert_pem);
+    pki.client(&ops, "operator", LeafSpec::client("operator"));
+    pki.client(&pki.root, "workload", workload("workload"));
+    let gw = Gateway::start(&pki, &any_client_config(&up)).await;
+    let a = gw.admin;
+    // A client_ca that is not a CA bundle: check names the key, a reload keeps plain HTTP.
+    let config = std::fs::read_to_string(pki.path("certgate.toml")).unwrap();
+    pki.write("not-a-ca.pem", "hello\n");
+    let broken = config.replace("[admin]\n", "[admin]\nclient_ca = \"not-a-ca.pem\"\n");
+    let (code, _, err) = run_cli(&[
+        "check",
+        "--config",
+        pki.write("broken.toml", &broken).to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("admin.client_ca"), "{err}");
+    pki.write("certgate.toml", &broken);
+    let (code, _) = admin_post(a, "/reload").await;
+    assert_eq!(code, 422, "a bad client_ca is refused");
+    // Now a good one, applied by a reload over plain HTTP: new admin connections speak TLS.
+    pki.write(
+        "certgate.toml",
+        &config.replace("[admin]\n", "[admin]\nclient_ca = \"ops-ca.pem\"\n"),
+    );
+    let (code, _) = admin_post(a, "/reload").await;
+    assert_eq!(code, 200);
+    assert!(
+        admin_get(a, "/healthz").await.is_err(),
+        "plain HTTP is no longer answered"
+    );
+    // Probes need no certificate; the protected endpoints want the operator's.
+    let anonymous = TlsClient::new(&pki, a, None);
+    assert_eq!(anonymous.get("/healthz").await.unwrap().status, 200);
+    assert_eq!(anonymous.get("/readyz").await.unwrap().status, 200);
+    for path in ["/metrics", "/inventory", "/anomalies"] {
+        assert_eq!(anonymous.get(path).await.unwrap().status, 403, "{path}");
+    }
+    let operator = TlsClient::new(&pki, a, Some("operator"));
+    for path in ["/metrics", "/inventory", "/anomalies"] {
+        assert_eq!(operator.get(path).await.unwrap().status, 200, "{path}");
+    }
+    let reload = http::Request::post("/reload")
+        .header("host", "localhost")
+        .body(TestBody::empty())
+        .unwrap();
+    assert_eq!(operator.send(reload).await.unwrap().status, 200);
+    // The Host check still applies with a certificate.
+    let rebinding = http::Request::get("/inventory")
+        .header("host", "evil.example")
+        .body(TestBody::empty())
+        .unwrap();
+    assert_eq!(operator.send(rebinding).await.unwrap().status, 403);
+    // A certificate from the data-plane CA is not an operator's: the handshake fails.
+    assert!(
+        TlsClient::new(&pki, a, Some("workload"))
+            .get("/metrics")
+            .await
+            .is_err()
+    );
+    gw.wait_for_log("admin request refused: no client certificate")
+        .await;
 }
