@@ -5,13 +5,21 @@
 # profile of (a) whose top functions (self time) land in target/profile-a.txt.
 #
 #   bash benches/load/profile.sh [--rounds N] [--duration 8s] [--perf] [--threads N]
+#                                [--baseline PATH] [--env VAR=VALUE] [--baseline-env VAR=VALUE]
 #
+# --baseline runs a second certgate binary (say, built from the commit before a change) beside
+# the one just built, alternating round by round, and prints both with the ratio: a before/after
+# from one run, which the machine's drift cannot fake. --env / --baseline-env set an environment
+# variable for one side (to compare settings of one binary: --baseline target/release/certgate).
 # Same setup as run.sh: ECDSA P-256, CRL loaded, certgate pinned to CPU 0 with one worker thread
 # (--threads changes it), oha and the upstream on CPU 1. Loopback only, bounded in time.
 set -euo pipefail
-ROUNDS=3 DURATION=8s PERF=0 THREADS=1
+ROUNDS=3 DURATION=8s PERF=0 THREADS=1 BASELINE="" NEW_ENV=() BASE_ENV=()
 while [ $# -gt 0 ]; do
   case "$1" in
+    --baseline) BASELINE=$(realpath "$2"); shift ;;
+    --env) NEW_ENV+=("$2"); shift ;;
+    --baseline-env) BASE_ENV+=("$2"); shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --duration) DURATION=$2; shift ;;
     --perf) PERF=1 ;;
@@ -38,10 +46,11 @@ cd "$WORK"
 # shellcheck source=benches/load/pki.sh
 source "$ROOT/benches/load/pki.sh"
 make_pki
-UP=127.0.0.1:19280 CG=127.0.0.1:19643 ADMIN=127.0.0.1:19691
-cat > certgate.toml <<EOF
+UP=127.0.0.1:19280
+config() { # $1 = listener port, $2 = admin port
+cat <<EOF
 [listener]
-bind = "$CG"
+bind = "127.0.0.1:$1"
 cert = "server.pem"
 key = "server-key.pem"
 max_connections_per_identity = 0
@@ -50,7 +59,7 @@ mode = "require"
 trust_store = ["ca.pem"]
 crls = ["ca.crl"]
 [admin]
-bind = "$ADMIN"
+bind = "127.0.0.1:$2"
 [log]
 level = "warn"
 [reload]
@@ -66,40 +75,81 @@ path_prefix = "/"
 upstream = "app"
 allow = [{ uri = "spiffe://bench/loadgen" }]
 EOF
+}
 taskset -c "$LOAD_CPU" "$HELPER" upstream --bind "$UP" & PIDS+=($!)
-TOKIO_WORKER_THREADS=$THREADS taskset -c "$PROXY_CPU" "$CERTGATE" run --config certgate.toml > certgate.log 2>&1 & CG_PID=$!; PIDS+=($CG_PID)
-for _ in $(seq 100); do curl -sf "http://$ADMIN/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+declare -A PID PORT
+start() { # $1 = side, $2 = binary, $3 = port, $4 = admin port, rest = VAR=VALUE
+  local side=$1 bin=$2 port=$3 admin=$4
+  shift 4
+  config "$port" "$admin" > "$side.toml"
+  env TOKIO_WORKER_THREADS="$THREADS" "$@" taskset -c "$PROXY_CPU" "$bin" run --config "$side.toml" > "$side.log" 2>&1 &
+  PID[$side]=$!; PORT[$side]=$port; PIDS+=($!)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null || { cat "$side.log" >&2; exit 1; }
+}
+SIDES=(new)
+start new "$CERTGATE" 19643 19691 "${NEW_ENV[@]}"
+if [ -n "$BASELINE" ]; then
+  start base "$BASELINE" 19644 19692 "${BASE_ENV[@]}"
+  SIDES=(base new)
+fi
 tls_opts=(--cacert ca.pem --cert client.pem --key client-key.pem)
-URL="https://localhost:${CG##*:}/bench"
-cpu_ns() { local sum=0 f; for f in /proc/"$CG_PID"/task/*/schedstat; do sum=$((sum + $(cut -d' ' -f1 "$f"))); done; echo "$sum"; }
-run() { # $1 = label, rest = oha options; prints "rps cpu_ns_per_request p99_ms"
-  local c0 c1 out
-  c0=$(cpu_ns)
-  out=$(taskset -c "$LOAD_CPU" oha -z "$DURATION" --no-tui --output-format json "$@" "${tls_opts[@]}" "$URL" 2>/dev/null \
+cpu_ns() { local sum=0 f; for f in /proc/"$1"/task/*/schedstat; do sum=$((sum + $(cut -d' ' -f1 "$f"))); done; echo "$sum"; }
+run() { # $1 = side, rest = oha options; prints "rps cpu_ns_per_request p99_ms"
+  local side=$1 c0 c1 out
+  shift
+  c0=$(cpu_ns "${PID[$side]}")
+  out=$(taskset -c "$LOAD_CPU" oha -z "$DURATION" --no-tui --output-format json "$@" "${tls_opts[@]}" "https://localhost:${PORT[$side]}/bench" 2>/dev/null \
     | python3 -c 'import json,sys; d=json.load(sys.stdin); n=sum(d.get("statusCodeDistribution",{}).values()); print("%.0f %d %.3f" % (d["summary"]["requestsPerSec"], n, (d["latencyPercentiles"].get("p99") or 0)*1e3))')
-  c1=$(cpu_ns)
+  c1=$(cpu_ns "${PID[$side]}")
   read -r rps n p99 <<<"$out"
   echo "$rps $(( (c1 - c0) / (n > 0 ? n : 1) )) $p99"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-run a -c 64 >/dev/null  # warm-up
-declare -a A_RPS A_CPU A_P99 C_RPS C_CPU C_P99
+declare -A RES
+for side in "${SIDES[@]}"; do run "$side" -c 64 >/dev/null; done  # warm-up
 for r in $(seq "$ROUNDS"); do
-  read -r rps cpu p99 <<<"$(run a -c 64)"; A_RPS+=("$rps"); A_CPU+=("$cpu"); A_P99+=("$p99")
-  read -r rps cpu p99 <<<"$(run c -c 8 -p 16 --http2)"; C_RPS+=("$rps"); C_CPU+=("$cpu"); C_P99+=("$p99")
-  echo "round $r: a ${A_RPS[-1]} req/s ${A_CPU[-1]} ns/req; c ${C_RPS[-1]} req/s ${C_CPU[-1]} ns/req" >&2
+  for side in "${SIDES[@]}"; do
+    read -r rps cpu p99 <<<"$(run "$side" -c 64)"; RES[$side.a]+=" $rps/$cpu/$p99"
+    echo "round $r $side (a): $rps req/s, $cpu ns/request, p99 $p99 ms" >&2
+  done
+  for side in "${SIDES[@]}"; do
+    read -r rps cpu p99 <<<"$(run "$side" -c 8 -p 16 --http2)"; RES[$side.c]+=" $rps/$cpu/$p99"
+    echo "round $r $side (c): $rps req/s, $cpu ns/request, p99 $p99 ms" >&2
+  done
 done
-printf '(a) HTTP/1.1 keep-alive x64: %s req/s, %.1f µs CPU/request, p99 %s ms\n' \
-  "$(printf '%s\n' "${A_RPS[@]}" | median)" "$(printf '%s\n' "${A_CPU[@]}" | median | awk '{print $1/1000}')" "$(printf '%s\n' "${A_P99[@]}" | median)"
-printf '(c) HTTP/2 8x16:             %s req/s, %.1f µs CPU/request, p99 %s ms\n' \
-  "$(printf '%s\n' "${C_RPS[@]}" | median)" "$(printf '%s\n' "${C_CPU[@]}" | median | awk '{print $1/1000}')" "$(printf '%s\n' "${C_P99[@]}" | median)"
-echo "RSS after load: $(awk '/VmRSS/ {printf "%.1f MB", $2/1024}' /proc/$CG_PID/status)"
+field() { tr ' ' '\n' | grep . | cut -d/ -f"$1" | median; }
+declare -A MED
+for side in "${SIDES[@]}"; do
+  for sc in a c; do
+    for i in 1 2 3; do MED[$side.$sc.$i]=$(echo "${RES[$side.$sc]}" | field "$i"); done
+  done
+done
+echo
+echo "| scenario | side | req/s | CPU per request | p99 |"
+echo "|---|---|---:|---:|---:|"
+for sc in a c; do
+  if [ "$sc" = a ]; then label="(a) HTTP/1.1 keep-alive, 64 conns"; else label="(c) HTTP/2, 8 conns x 16 streams"; fi
+  for side in "${SIDES[@]}"; do
+    ratio=""
+    if [ "$side" = new ] && [ -n "$BASELINE" ]; then
+      ratio=$(awk -v n="${MED[new.$sc.2]}" -v b="${MED[base.$sc.2]}" 'BEGIN { printf " (%.2fx)", n / b }')
+    fi
+    printf '| %s | %s | %s | %.1f µs%s | %s ms |\n' "$label" "$side" "${MED[$side.$sc.1]}" \
+      "$(awk -v v="${MED[$side.$sc.2]}" 'BEGIN { print v / 1000 }')" "$ratio" "${MED[$side.$sc.3]}"
+  done
+done
+for side in "${SIDES[@]}"; do
+  echo "RSS after load ($side): $(awk '/VmRSS/ {printf "%.1f MB", $2/1024}' "/proc/${PID[$side]}/status")"
+done
 if [ "$PERF" = 1 ]; then
-  perf record -q -g -p "$CG_PID" -o perf.data -- sleep 6 >/dev/null 2>&1 &
+  perf record -q --call-graph dwarf,32768 -p "${PID[new]}" -o "$ROOT/target/perf-a.data" -- sleep 3 >/dev/null 2>&1 &
   perf_pid=$!
-  run a -c 64 >/dev/null
+  run new -c 64 >/dev/null
   wait "$perf_pid" || true
-  perf report -i perf.data --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -n 60 > "$ROOT/target/profile-a.txt"
-  perf report -i perf.data --children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -n 80 > "$ROOT/target/profile-a-children.txt"
-  echo "profile: target/profile-a.txt (self), target/profile-a-children.txt (inclusive)"
+  { perf report -i "$ROOT/target/perf-a.data" --no-children --sort symbol --stdio 2>/dev/null || true; } \
+    | grep -E '^ +[0-9]' | head -n 60 > "$ROOT/target/profile-a.txt" || true
+  { perf report -i "$ROOT/target/perf-a.data" --children --sort symbol --stdio -g none 2>/dev/null || true; } \
+    | grep -E '^ +[0-9]' | head -n 100 > "$ROOT/target/profile-a-children.txt" || true
+  echo "profile: target/profile-a.txt (self), target/profile-a-children.txt (inclusive), target/perf-a.data"
 fi
