@@ -401,6 +401,15 @@ refuses: what checking it costs. Cells: max req/s / CPU time per request (best o
 | scenario | no limit | rate limit checked | share of 200 |
 |---|---|---|---|
 """ + rl_row + "\n"
+# The sections other tools and issues wrote below this script's own stay as they are.
+own = ("# Benchmarks", "## Certificate-bound tokens (certgate only)", "## Rate limits (certgate only)")
+try:
+    lines = open(out).read().split("\n")
+except FileNotFoundError:
+    lines = []
+tail = next((i for i, l in enumerate(lines) if l.startswith("#") and l.strip() not in own), None)
+if tail is not None:
+    text += "\n" + "\n".join(lines[tail:])
 open(out, "w").write(text)
 print(text)
 PY
