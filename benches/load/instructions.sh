@@ -8,17 +8,11 @@
 #   bash benches/load/instructions.sh [BINARY...]
 # KEEP=DIR keeps each binary's callgrind dumps there (for callgrind_annotate).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BINARIES=("$@")
-[ ${#BINARIES[@]} -gt 0 ] || BINARIES=("$ROOT/target/release/certgate")
-HELPER=$ROOT/target/release/examples/certgate-bench
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-cd "$WORK"
-# shellcheck source=benches/load/pki.sh
-source "$ROOT/benches/load/pki.sh"
+BINARIES=()
+for b in "$@"; do BINARIES+=("$(realpath "$b")"); done
+# shellcheck source=benches/load/common.sh
+source "$(dirname "$0")/common.sh"
+[ ${#BINARIES[@]} -gt 0 ] || BINARIES=("$CERTGATE")
 make_pki
 cat > certgate.toml <<EOT
 [listener]

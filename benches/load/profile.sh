@@ -28,23 +28,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
-cargo build --release --locked --bin certgate --example certgate-bench 2>&1 | tail -n 1 >&2
-CERTGATE="$ROOT/target/release/certgate"
-HELPER="$ROOT/target/release/examples/certgate-bench"
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-if [ "$(nproc)" -ge 2 ]; then PROXY_CPU=0 LOAD_CPU=1; else PROXY_CPU=0 LOAD_CPU=0; fi
-cd "$WORK"
-# shellcheck source=benches/load/pki.sh
-source "$ROOT/benches/load/pki.sh"
+# shellcheck source=benches/load/common.sh
+source "$(dirname "$0")/common.sh"
 make_pki
 UP=127.0.0.1:19280
 config() { # $1 = listener port, $2 = admin port
@@ -84,8 +69,7 @@ start() { # $1 = side, $2 = binary, $3 = port, $4 = admin port, rest = VAR=VALUE
   config "$port" "$admin" > "$side.toml"
   env TOKIO_WORKER_THREADS="$THREADS" "$@" taskset -c "$PROXY_CPU" "$bin" run --config "$side.toml" > "$side.log" 2>&1 &
   PID[$side]=$!; PORT[$side]=$port; PIDS+=($!)
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-  curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null || { cat "$side.log" >&2; exit 1; }
+  wait_ready "127.0.0.1:$admin" "$side.log"
 }
 SIDES=(new)
 start new "$CERTGATE" 19643 19691 "${NEW_ENV[@]}"

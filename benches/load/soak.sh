@@ -10,25 +10,9 @@
 #
 #   bash benches/load/soak.sh [SECONDS]
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SECONDS_TOTAL=${1:-600}
-cd "$ROOT"
-cargo build --release --locked --bin certgate --example certgate-bench 2>&1 | tail -n 1 >&2
-CERTGATE="$ROOT/target/release/certgate"
-HELPER="$ROOT/target/release/examples/certgate-bench"
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-if [ "$(nproc)" -ge 2 ]; then PROXY_CPU=0 LOAD_CPU=1; else PROXY_CPU=0 LOAD_CPU=0; fi
-
-cd "$WORK"
-# shellcheck source=benches/load/pki.sh
-source "$ROOT/benches/load/pki.sh"
+# shellcheck source=benches/load/common.sh
+source "$(dirname "$0")/common.sh"
 make_pki
 
 UP=127.0.0.1:19180 WS=127.0.0.1:19181 CG=127.0.0.1:19543 ADMIN=127.0.0.1:19591
@@ -70,11 +54,7 @@ EOF
 
 taskset -c "$LOAD_CPU" "$HELPER" upstream --bind "$UP" --ws-bind "$WS" & PIDS+=($!)
 taskset -c "$PROXY_CPU" "$CERTGATE" run --config certgate.toml > certgate.log 2>&1 & GW=$!; PIDS+=($GW)
-for _ in $(seq 100); do
-  curl -sf "http://$ADMIN/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -sf "http://$ADMIN/readyz" >/dev/null || { cat certgate.log >&2; exit 1; }
+wait_ready "$ADMIN" certgate.log
 
 # A new CRL every 30 s: one more (unused) certificate revoked, the file replaced atomically.
 (

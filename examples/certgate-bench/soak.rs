@@ -292,14 +292,24 @@ impl Client {
         Ok(tls)
     }
 
-    /// Keep-alive HTTP/1.1: GETs and 1 KiB POSTs, a new connection every 1,000 requests.
-    async fn http1(&self, n: usize) {
+    /// Runs one connection after another until the deadline; a failed one counts as an error
+    /// of `kind`.
+    async fn repeat<F, Fut>(&self, kind: &str, mut connection: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
         while self.running() {
-            if let Err(e) = self.http1_connection(n).await {
-                self.tally.error(format!("http/1.1: {e}"));
+            if let Err(e) = connection().await {
+                self.tally.error(format!("{kind}: {e}"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+
+    /// Keep-alive HTTP/1.1: GETs and 1 KiB POSTs, a new connection every 1,000 requests.
+    async fn http1(&self, n: usize) {
+        self.repeat("http/1.1", || self.http1_connection(n)).await;
     }
 
     async fn http1_connection(&self, n: usize) -> anyhow::Result<()> {
@@ -337,12 +347,7 @@ impl Client {
     /// One HTTP/2 connection with 8 concurrent request loops, renewed every 8,000 requests.
     async fn http2(self) {
         let me = Arc::new(self);
-        while me.running() {
-            if let Err(e) = me.clone().http2_connection().await {
-                me.tally.error(format!("http/2: {e}"));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        me.repeat("http/2", || me.clone().http2_connection()).await;
     }
 
     async fn http2_connection(self: Arc<Self>) -> anyhow::Result<()> {
@@ -388,12 +393,8 @@ impl Client {
     /// A WebSocket through the gateway: a text message every 50 ms, each echoed; 200 per
     /// connection.
     async fn websocket(&self, n: usize) {
-        while self.running() {
-            if let Err(e) = self.websocket_connection(n).await {
-                self.tally.error(format!("websocket: {e}"));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        self.repeat("websocket", || self.websocket_connection(n))
+            .await;
     }
 
     async fn websocket_connection(&self, n: usize) -> anyhow::Result<()> {

@@ -1072,13 +1072,15 @@ pub fn openssl_client(pki: &Pki, name: &str, subj: &str, ext: &str, serial: Opti
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("ca.pem"), &pki.root.cert_pem).unwrap();
     std::fs::write(dir.join("ca-key.pem"), pki.root.key_pem()).unwrap();
-    std::fs::write(
-        dir.join("ext.cnf"),
-        format!("extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n{ext}\n"),
-    )
-    .unwrap();
+    openssl_issue_client(&dir, subj, ext, serial);
+    std::fs::copy(dir.join("c.pem"), pki.path(&format!("{name}.pem"))).unwrap();
+    std::fs::copy(dir.join("key.pem"), pki.path(&format!("{name}-key.pem"))).unwrap();
+}
+
+/// A P-256 key made by openssl into `dir/out`.
+pub fn openssl_ec_key(dir: &std::path::Path, out: &str) {
     openssl(
-        &dir,
+        dir,
         &[
             "ecparam",
             "-name",
@@ -1086,11 +1088,22 @@ pub fn openssl_client(pki: &Pki, name: &str, subj: &str, ext: &str, serial: Opti
             "-genkey",
             "-noout",
             "-out",
-            "key.pem",
+            out,
         ],
     );
+}
+
+/// A client certificate (`dir/c.pem`, key `dir/key.pem`) issued by the CA in `dir/ca.pem` +
+/// `dir/ca-key.pem`: `subj`, extra extension lines `ext`, serial `serial` (else a random one).
+pub fn openssl_issue_client(dir: &std::path::Path, subj: &str, ext: &str, serial: Option<&str>) {
+    std::fs::write(
+        dir.join("ext.cnf"),
+        format!("extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n{ext}\n"),
+    )
+    .unwrap();
+    openssl_ec_key(dir, "key.pem");
     openssl(
-        &dir,
+        dir,
         &[
             "req", "-new", "-key", "key.pem", "-subj", subj, "-out", "c.csr",
         ],
@@ -1116,7 +1129,34 @@ pub fn openssl_client(pki: &Pki, name: &str, subj: &str, ext: &str, serial: Opti
         "c.pem",
     ];
     args.extend_from_slice(serial_args);
-    openssl(&dir, &args);
-    std::fs::copy(dir.join("c.pem"), pki.path(&format!("{name}.pem"))).unwrap();
-    std::fs::copy(dir.join("key.pem"), pki.path(&format!("{name}-key.pem"))).unwrap();
+    openssl(dir, &args);
+}
+
+/// An empty CRL signed by the CA in `dir/ca.pem` + `dir/ca-key.pem` (`openssl ca -gencrl`) into
+/// `dir/out`; `crl_ext`: extension lines the CRL carries.
+pub fn openssl_gencrl(dir: &std::path::Path, crl_ext: Option<&str>, out: &str) {
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+    let ext = crl_ext.map_or(String::new(), |e| format!("[crl_ext]\n{e}\n"));
+    std::fs::write(
+        dir.join("ca.cnf"),
+        format!("[ca]\ndefault_ca = l\n[l]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n{ext}"),
+    )
+    .unwrap();
+    let mut args = vec![
+        "ca",
+        "-gencrl",
+        "-config",
+        "ca.cnf",
+        "-cert",
+        "ca.pem",
+        "-keyfile",
+        "ca-key.pem",
+        "-out",
+        out,
+    ];
+    if crl_ext.is_some() {
+        args.extend(["-crlexts", "crl_ext"]);
+    }
+    openssl(dir, &args);
 }

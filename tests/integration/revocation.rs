@@ -34,29 +34,10 @@ fn with_unknown_critical_extension(pki: &Pki, ca: &Ca, name: &str) -> String {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("ca.pem"), &ca.cert_pem).unwrap();
     std::fs::write(dir.join("ca-key.pem"), ca.key_pem()).unwrap();
-    std::fs::write(dir.join("index.txt"), "").unwrap();
-    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
-    std::fs::write(
-        dir.join("ca.cnf"),
-        "[ca]\ndefault_ca = l\n[l]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n[crl_ext]\n1.3.6.1.4.1.55555.1 = critical,ASN1:NULL\n",
-    )
-    .unwrap();
-    openssl(
+    openssl_gencrl(
         &dir,
-        &[
-            "ca",
-            "-gencrl",
-            "-config",
-            "ca.cnf",
-            "-cert",
-            "ca.pem",
-            "-keyfile",
-            "ca-key.pem",
-            "-crlexts",
-            "crl_ext",
-            "-out",
-            "out.crl",
-        ],
+        Some("1.3.6.1.4.1.55555.1 = critical,ASN1:NULL"),
+        "out.crl",
     );
     std::fs::read_to_string(dir.join("out.crl")).unwrap()
 }
@@ -66,18 +47,7 @@ fn with_unknown_critical_extension(pki: &Pki, ca: &Ca, name: &str) -> String {
 fn ca_without_crl_sign(pki: &Pki, name: &str) {
     let dir = pki.path(&format!("{name}-openssl"));
     std::fs::create_dir_all(&dir).unwrap();
-    openssl(
-        &dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "ca-key.pem",
-        ],
-    );
+    openssl_ec_key(&dir, "ca-key.pem");
     openssl(
         &dir,
         &[
@@ -98,83 +68,13 @@ fn ca_without_crl_sign(pki: &Pki, name: &str) {
             "ca.pem",
         ],
     );
-    openssl(
-        &dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "client-key.pem",
-        ],
-    );
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            "client-key.pem",
-            "-subj",
-            "/CN=d-client",
-            "-out",
-            "client.csr",
-        ],
-    );
-    std::fs::write(
-        dir.join("client.ext"),
-        "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n",
-    )
-    .unwrap();
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-CAcreateserial",
-            "-days",
-            "7",
-            "-extfile",
-            "client.ext",
-            "-out",
-            "client.pem",
-        ],
-    );
-    std::fs::write(dir.join("index.txt"), "").unwrap();
-    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
-    std::fs::write(
-        dir.join("ca.cnf"),
-        "[ca]\ndefault_ca = l\n[l]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n",
-    )
-    .unwrap();
-    openssl(
-        &dir,
-        &[
-            "ca",
-            "-gencrl",
-            "-config",
-            "ca.cnf",
-            "-cert",
-            "ca.pem",
-            "-keyfile",
-            "ca-key.pem",
-            "-out",
-            "ca.crl",
-        ],
-    );
+    openssl_issue_client(&dir, "/CN=d-client", "", None);
+    openssl_gencrl(&dir, None, "ca.crl");
     for (from, to) in [
         ("ca.pem", format!("{name}.pem")),
         ("ca.crl", format!("{name}.crl")),
-        ("client.pem", format!("{name}-client.pem")),
-        ("client-key.pem", format!("{name}-client-key.pem")),
+        ("c.pem", format!("{name}-client.pem")),
+        ("key.pem", format!("{name}-client-key.pem")),
     ] {
         std::fs::copy(dir.join(from), pki.path(&to)).unwrap();
     }
