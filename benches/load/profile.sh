@@ -90,6 +90,9 @@ run() { # $1 = side, rest = oha options; prints "rps cpu_ns_per_request p99_ms"
   echo "$rps $(( (c1 - c0) / (n > 0 ? n : 1) )) $p99"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+rss() { awk '/VmRSS/ {printf "%.1f MB", $2/1024}' "/proc/${PID[$1]}/status"; }
+declare -A IDLE
+for side in "${SIDES[@]}"; do IDLE[$side]=$(rss "$side"); done
 declare -A RES
 for side in "${SIDES[@]}"; do run "$side" -c 64 >/dev/null; done  # warm-up
 for r in $(seq "$ROUNDS"); do
@@ -123,9 +126,14 @@ for sc in a c; do
       "$(awk -v v="${MED[$side.$sc.2]}" 'BEGIN { print v / 1000 }')" "$ratio" "${MED[$side.$sc.3]}"
   done
 done
+declare -A AFTER
+for side in "${SIDES[@]}"; do AFTER[$side]=$(rss "$side"); done
+sleep 12
 for side in "${SIDES[@]}"; do
-  echo "RSS after load ($side): $(awk '/VmRSS/ {printf "%.1f MB", $2/1024}' "/proc/${PID[$side]}/status")"
+  echo "RSS ($side): idle ${IDLE[$side]}, after load ${AFTER[$side]}, 12 s later $(rss "$side")"
+  cp "/proc/${PID[$side]}/smaps" "$ROOT/target/smaps-$side.txt"
 done
+echo "where the RSS is (12 s after load): $(printf 'target/smaps-%s.txt ' "${SIDES[@]}")"
 if [ "$PERF" = 1 ]; then
   perf record -q --call-graph dwarf,32768 -p "${PID[new]}" -o "$ROOT/target/perf-a.data" -- sleep 3 >/dev/null 2>&1 &
   perf_pid=$!

@@ -674,6 +674,8 @@ pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     healthy: Arc<std::sync::atomic::AtomicBool>,
+    accept: tokio::task::AbortHandle,
+    /// The connections' tasks.
     tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     /// Connections accepted so far, and those still open.
     accepted: Arc<AtomicUsize>,
@@ -735,11 +737,11 @@ impl Upstream {
                 conns.lock().expect("lock").push(conn.abort_handle());
             }
         });
-        tasks.lock().expect("lock").push(accept.abort_handle());
         Self {
             addr,
             seen,
             healthy,
+            accept: accept.abort_handle(),
             tasks,
             accepted,
             open,
@@ -771,6 +773,13 @@ impl Upstream {
 
     /// Stops listening and drops every open connection, as a crashed process would.
     pub fn stop(&self) {
+        self.accept.abort();
+        self.close_connections();
+    }
+
+    /// Closes every open connection without a word (as an upstream's own idle timeout does)
+    /// and keeps accepting new ones.
+    pub fn close_connections(&self) {
         for t in self.tasks.lock().expect("lock").drain(..) {
             t.abort();
         }

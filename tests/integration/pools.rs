@@ -199,6 +199,25 @@ async fn upstream_connections_are_reused_replaced_and_closed_when_idle() {
     }
     assert!(up.accepted() >= 11, "closed connections were replaced");
 
+    // The upstream drops its idle connections without a word (its own idle timeout): the
+    // gateway notices before it sends on one, so even a POST that cannot be retried is answered.
+    for i in 0..3 {
+        get_ok(&client, 2).await;
+        let before = up.accepted();
+        up.close_connections();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while up.open() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let post = http::Request::post("/upload")
+            .header("host", "localhost")
+            .body(TestBody::bytes(vec![b'y'; 100]))
+            .expect("request");
+        let r = client.send(post).await.expect("post");
+        assert_eq!(r.status, 200, "post after a silent close {i}: {}", r.text());
+        assert!(up.accepted() > before, "a new upstream connection for {i}");
+    }
+
     // Idle longer than idle_timeout: the gateway closes its upstream connections.
     let deadline = std::time::Instant::now() + Duration::from_secs(8);
     while up.open() > 0 && std::time::Instant::now() < deadline {
