@@ -164,6 +164,7 @@ impl Bound {
         let expiry_task = tokio::spawn(tasks::warn_about_expiry_hourly(gateway.clone()));
         let refusals_task = tokio::spawn(tasks::summarise_refusals(gateway.clone()));
         let limits_task = tokio::spawn(tasks::sweep_rate_limits(gateway.clone()));
+        let memory_task = tokio::spawn(tasks::release_free_memory_periodically());
         drop(snap);
         gateway.ready.store(true, Ordering::SeqCst);
         crate::listener::serve(gateway.clone(), listener, shutdown).await;
@@ -174,6 +175,7 @@ impl Bound {
         expiry_task.abort();
         refusals_task.abort();
         limits_task.abort();
+        memory_task.abort();
         tasks::save_inventory(&gateway).await;
         // What was counted since the last sync goes to the fleet inventory too, if it answers.
         let _ =

@@ -10,6 +10,7 @@ use crate::inventory::fleet::FleetSink;
 
 use crate::state::Gateway;
 use crate::telemetry::refusals::SUMMARY_EVERY_SECS;
+use crate::util::memory::release_free_memory;
 use crate::util::time::unix_now;
 
 /// Once a minute, one WARN line for the handshakes refused since the last one (each is also
@@ -45,6 +46,18 @@ pub(super) async fn sweep_rate_limits(gateway: Arc<Gateway>) {
             if let Some(q) = &r.quota {
                 q.sweep(now_ms);
             }
+        }
+    }
+}
+
+/// Every 10 s, gives the memory freed since back to the system ([`release_free_memory`]):
+/// after a burst of connections RSS returns to what the gateway holds, instead of staying at
+/// the burst's high-water mark.
+pub(super) async fn release_free_memory_periodically() {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        if release_free_memory() {
+            debug!("freed memory given back to the system");
         }
     }
 }

@@ -2,5 +2,6 @@
 //! dumping ground: anything with a domain meaning lives with its domain.
 
 pub mod digest;
+pub mod memory;
 pub mod text;
 pub mod time;
