@@ -5,11 +5,22 @@
 # does not drift, so it shows what a change to certgate's own code saves (the kernel's loopback
 # TCP, about half the real cost, is not in it). Needs valgrind, oha, openssl, curl.
 #
-#   bash benches/load/instructions.sh [BINARY...]
+#   bash benches/load/instructions.sh [--peers] [--syscalls] [BINARY...]
+# --peers measures nginx and HAProxy the same way (one process each, configured as in run.sh:
+# client certificate required and checked against the CA and its CRL, identity headers added,
+# keep-alive to the same upstream): a drift-free comparison of the work each does per request.
+# --syscalls counts system calls instead (strace -c attached for 6,000 HTTP/1.1 requests on 4
+# connections), printing each program's table.
 # KEEP=DIR keeps each binary's callgrind dumps there (for callgrind_annotate).
 set -euo pipefail
-BINARIES=()
-for b in "$@"; do BINARIES+=("$(realpath "$b")"); done
+BINARIES=() PEERS=0 SYSCALLS=0
+for b in "$@"; do
+  case "$b" in
+    --peers) PEERS=1 ;;
+    --syscalls) SYSCALLS=1 ;;
+    *) BINARIES+=("$(realpath "$b")") ;;
+  esac
+done
 # shellcheck source=benches/load/common.sh
 source "$(dirname "$0")/common.sh"
 [ ${#BINARIES[@]} -gt 0 ] || BINARIES=("$CERTGATE")
@@ -43,20 +54,19 @@ EOT
 "$HELPER" upstream --bind 127.0.0.1:19781 & PIDS+=($!)
 T=(--cacert ca.pem --cert client.pem --key client-key.pem)
 N=3000
-URL=https://localhost:19743/bench
-echo "| binary | (a) HTTP/1.1 instructions per request | (c) HTTP/2 instructions per request |"
-echo "|---|---:|---:|"
-for bin in "${BINARIES[@]}"; do
+measure() { # $1 = label, $2 = port, rest = the program and its arguments
+  local label=$1 url="https://localhost:$2/bench" cg a c
+  shift 2
   rm -f cg.*
-  TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p.out" "$bin" run --config certgate.toml > cg.log 2>&1 &
-  CG=$!
-  for _ in $(seq 1 300); do curl -sf "${T[@]}" "$URL" >/dev/null 2>&1 && break; sleep 0.5; done
-  oha -n "$N" -c 4 --no-tui "${T[@]}" "$URL" >/dev/null 2>&1   # warm-up
-  oha -n "$N" -c 4 -p 8 --http2 --no-tui "${T[@]}" "$URL" >/dev/null 2>&1
+  TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p.out" "$@" > cg.log 2>&1 &
+  cg=$!
+  for _ in $(seq 1 300); do curl -sf "${T[@]}" "$url" >/dev/null 2>&1 && break; sleep 0.5; done
+  oha -n "$N" -c 4 --no-tui "${T[@]}" "$url" >/dev/null 2>&1   # warm-up
+  oha -n "$N" -c 4 -p 8 --http2 --no-tui "${T[@]}" "$url" >/dev/null 2>&1
   per_request() { # oha args; prints instructions per request
-    callgrind_control -z "$CG" >/dev/null 2>&1
-    oha -n "$N" --no-tui "$@" "${T[@]}" "$URL" >/dev/null 2>&1
-    callgrind_control -d "$CG" >/dev/null 2>&1
+    callgrind_control -z "$cg" >/dev/null 2>&1
+    oha -n "$N" --no-tui "$@" "${T[@]}" "$url" >/dev/null 2>&1
+    callgrind_control -d "$cg" >/dev/null 2>&1
     sleep 1
     local f
     f=$(ls -t cg.*.out.* | head -n 1)
@@ -64,8 +74,84 @@ for bin in "${BINARIES[@]}"; do
   }
   a=$(per_request -c 4)
   c=$(per_request -c 4 -p 8 --http2)
-  kill "$CG" 2>/dev/null || true
-  wait "$CG" 2>/dev/null || true
-  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP/$(basename "$bin")" && cp cg.*.out.* "$KEEP/$(basename "$bin")/"; fi
-  printf '| %s | %s | %s |\n' "$(basename "$bin")" "$a" "$c"
+  kill "$cg" 2>/dev/null || true
+  wait "$cg" 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP/$label" && cp cg.*.out.* "$KEEP/$label/"; fi
+  printf '| %s | %s | %s |\n' "$label" "$a" "$c"
+}
+count_syscalls() { # $1 = label, $2 = port, rest = the program and its arguments
+  local label=$1 url="https://localhost:$2/bench" pid st
+  shift 2
+  TOKIO_WORKER_THREADS=1 "$@" > st.log 2>&1 &
+  pid=$!
+  for _ in $(seq 1 300); do curl -sf "${T[@]}" "$url" >/dev/null 2>&1 && break; sleep 0.5; done
+  oha -n "$N" -c 4 --no-tui "${T[@]}" "$url" >/dev/null 2>&1   # warm-up
+  strace -f -c -p "$pid" -o "$WORK/st.txt" 2>/dev/null &
+  st=$!
+  sleep 1
+  oha -n 6000 -c 4 --no-tui "${T[@]}" "$url" >/dev/null 2>&1
+  kill -INT "$st"; wait "$st" 2>/dev/null || true
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  echo "== $label: system calls during 6000 HTTP/1.1 requests on 4 connections"
+  head -n 12 "$WORK/st.txt"
+}
+if [ "$SYSCALLS" = 1 ]; then
+  measure() { count_syscalls "$@"; }
+else
+  echo "| program | (a) HTTP/1.1 instructions per request | (c) HTTP/2 instructions per request |"
+  echo "|---|---:|---:|"
+fi
+for bin in "${BINARIES[@]}"; do
+  measure "$(basename "$bin")" 19743 "$bin" run --config certgate.toml
 done
+[ "$PEERS" = 1 ] || exit 0
+cat > nginx.conf <<EOT
+worker_processes 1;
+master_process off;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log error;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  upstream app { server 127.0.0.1:19781; keepalive 128; }
+  server {
+    listen 127.0.0.1:19744 ssl http2;
+    ssl_certificate $WORK/server.pem;
+    ssl_certificate_key $WORK/server-key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_client_certificate $WORK/ca.pem;
+    ssl_verify_client on;
+    ssl_crl $WORK/ca.crl;
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Client-Cert-Hash \$ssl_client_fingerprint;
+      proxy_set_header X-Client-Subject \$ssl_client_s_dn;
+    }
+  }
+}
+EOT
+cat server.pem server-key.pem > server-combined.pem
+cat > haproxy.cfg <<EOT
+global
+  nbthread 1
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:19745 ssl crt $WORK/server-combined.pem ca-file $WORK/ca.pem verify required crl-file $WORK/ca.crl alpn h2,http/1.1
+  http-request set-header X-Client-Cert-Hash %[ssl_c_sha1,hex]
+  http-request set-header X-Client-Subject %{+Q}[ssl_c_s_dn]
+  default_backend be
+backend be
+  server up 127.0.0.1:19781
+EOT
+measure "nginx $(nginx -v 2>&1 | sed 's|.*/||')" 19744 nginx -c "$WORK/nginx.conf"
+measure "haproxy $(haproxy -v 2>/dev/null | head -n 1 | awk '{print $3}')" 19745 haproxy -db -f "$WORK/haproxy.cfg"

@@ -1,5 +1,6 @@
 //! The gateway's periodic chores: hourly expiry warnings, inventory saves, the minute's
-//! summary of refused handshakes, and forgetting rate-limit keys that went idle.
+//! summary of refused handshakes, forgetting rate-limit keys that went idle, and giving freed
+//! memory back to the system.
 
 use std::sync::Arc;
 
