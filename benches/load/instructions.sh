@@ -5,19 +5,23 @@
 # does not drift, so it shows what a change to certgate's own code saves (the kernel's loopback
 # TCP, about half the real cost, is not in it). Needs valgrind, oha, openssl, curl.
 #
-#   bash benches/load/instructions.sh [--peers] [--syscalls] [BINARY...]
+#   bash benches/load/instructions.sh [--peers] [--syscalls] [--cache] [BINARY...]
 # --peers measures nginx and HAProxy the same way (one process each, configured as in run.sh:
 # client certificate required and checked against the CA and its CRL, identity headers added,
 # keep-alive to the same upstream): a drift-free comparison of the work each does per request.
 # --syscalls counts system calls instead (strace -c attached for 6,000 HTTP/1.1 requests on 4
-# connections), printing each program's table.
+# connections), printing each program's table. --cache adds callgrind's simulated caches: each
+# cell becomes "instructions / L1i + L1d misses / last-level misses" per request (a model of this
+# CPU's caches, not a measurement: for comparing programs where no hardware counters exist); the
+# L1 misses are split into instruction (code) and data misses.
 # KEEP=DIR keeps each binary's callgrind dumps there (for callgrind_annotate).
 set -euo pipefail
-BINARIES=() PEERS=0 SYSCALLS=0
+BINARIES=() PEERS=0 SYSCALLS=0 CACHE=()
 for b in "$@"; do
   case "$b" in
     --peers) PEERS=1 ;;
     --syscalls) SYSCALLS=1 ;;
+    --cache) CACHE=(--cache-sim=yes) ;;
     *) BINARIES+=("$(realpath "$b")") ;;
   esac
 done
@@ -58,19 +62,23 @@ measure() { # $1 = label, $2 = port, rest = the program and its arguments
   local label=$1 url="https://localhost:$2/bench" cg a c
   shift 2
   rm -f cg.*
-  TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p.out" "$@" > cg.log 2>&1 &
+  TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind "${CACHE[@]}" --callgrind-out-file="$WORK/cg.%p.out" "$@" > cg.log 2>&1 &
   cg=$!
   for _ in $(seq 1 300); do curl -sf "${T[@]}" "$url" >/dev/null 2>&1 && break; sleep 0.5; done
   oha -n "$N" -c 4 --no-tui "${T[@]}" "$url" >/dev/null 2>&1   # warm-up
   oha -n "$N" -c 4 -p 8 --http2 --no-tui "${T[@]}" "$url" >/dev/null 2>&1
-  per_request() { # oha args; prints instructions per request
+  per_request() { # oha args; prints instructions (and with --cache, misses) per request
     callgrind_control -z "$cg" >/dev/null 2>&1
     oha -n "$N" --no-tui "$@" "${T[@]}" "$url" >/dev/null 2>&1
     callgrind_control -d "$cg" >/dev/null 2>&1
     sleep 1
     local f
     f=$(ls -t cg.*.out.* | head -n 1)
-    awk -v n="$N" '/^(summary|totals):/ { printf "%.0f", $2 / n; exit }' "$f"
+    # Events: Ir, then with the cache model Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw.
+    awk -v n="$N" '/^(summary|totals):/ {
+      if (NF >= 10) printf "%.0f / %.0f + %.0f / %.0f", $2 / n, $5 / n, ($6 + $7) / n, ($8 + $9 + $10) / n
+      else printf "%.0f", $2 / n
+      exit }' "$f"
   }
   a=$(per_request -c 4)
   c=$(per_request -c 4 -p 8 --http2)
