@@ -25,9 +25,11 @@ pub(super) async fn check(
         Some(o) => o,
         None => {
             let gateway = &ctx.gateway;
-            let l = policy
-                .lookup(&gateway.registries.ocsp, &id.der, &ctx.intermediates, now)
-                .await;
+            // Boxed: the lookup (a fetch from the responder) is large and runs once per
+            // connection, and unboxed it would size, and be copied with, every request's future.
+            let l =
+                Box::pin(policy.lookup(&gateway.registries.ocsp, &id.der, &ctx.intermediates, now))
+                    .await;
             gateway
                 .telemetry
                 .metrics

@@ -3,6 +3,7 @@
 //! classification of what went wrong.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -110,12 +111,15 @@ impl Upstream {
             endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
             let _in_flight = InFlight(endpoint);
             let started = Instant::now();
-            let result = within_deadline(
-                endpoint.pool.send(&self.connector, req),
-                &out.meter,
-                timeout,
-            )
-            .await;
+            let send = endpoint.pool.send(&self.connector, req);
+            let result = match &out.meter {
+                None => tokio::time::timeout(timeout, send)
+                    .await
+                    .map_err(|_| Elapsed),
+                // Boxed: held here beside the bodiless path's, it would double the size of
+                // every request's future for the sake of requests with a body.
+                Some(meter) => within_deadline(Box::pin(send), meter, timeout).await,
+            };
             let elapsed = started.elapsed();
             let err = match result {
                 Ok(Ok(resp)) => {
@@ -219,22 +223,15 @@ impl Upstream {
 /// The upstream's time to answer ran out.
 struct Elapsed;
 
-/// Runs `send` until the upstream's answer is due: `timeout` from the start for a bodiless
-/// request; with a body, `timeout` after the body was complete or last taken by the upstream,
-/// and no upstream deadline while the client is the one not sending (the body's own stall
-/// timer fails it then, as the client's fault).
+/// Runs `send` until the upstream's answer is due, for a request with a body: `timeout` after
+/// the body was complete or last taken by the upstream, and no upstream deadline while the
+/// client is the one not sending (the body's own stall timer fails it then, as the client's
+/// fault). A bodiless request simply gets `timeout` from the start.
 async fn within_deadline<F: Future>(
-    send: F,
-    meter: &Option<Arc<BodyMeter>>,
+    mut send: Pin<Box<F>>,
+    meter: &BodyMeter,
     timeout: Duration,
 ) -> Result<F::Output, Elapsed> {
-    let Some(meter) = meter else {
-        return tokio::time::timeout(timeout, send)
-            .await
-            .map_err(|_| Elapsed);
-    };
-    let send = std::pin::pin!(send);
-    let mut send = send;
     // Re-checked at most every `timeout / 4` (and at least every second) while it is open.
     let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     loop {
