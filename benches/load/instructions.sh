@@ -113,53 +113,9 @@ for bin in "${BINARIES[@]}"; do
   measure "$(basename "$bin")" 19743 "$bin" run --config certgate.toml
 done
 [ "$PEERS" = 1 ] || exit 0
-cat > nginx.conf <<EOT
-worker_processes 1;
-master_process off;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log error;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  upstream app { server 127.0.0.1:19781; keepalive 128; }
-  server {
-    listen 127.0.0.1:19744 ssl http2;
-    ssl_certificate $WORK/server.pem;
-    ssl_certificate_key $WORK/server-key.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_client_certificate $WORK/ca.pem;
-    ssl_verify_client on;
-    ssl_crl $WORK/ca.crl;
-    keepalive_requests 1000000;
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Client-Cert-Hash \$ssl_client_fingerprint;
-      proxy_set_header X-Client-Subject \$ssl_client_s_dn;
-    }
-  }
-}
-EOT
-cat server.pem server-key.pem > server-combined.pem
-cat > haproxy.cfg <<EOT
-global
-  nbthread 1
-  ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:19745 ssl crt $WORK/server-combined.pem ca-file $WORK/ca.pem verify required crl-file $WORK/ca.crl alpn h2,http/1.1
-  http-request set-header X-Client-Cert-Hash %[ssl_c_sha1,hex]
-  http-request set-header X-Client-Subject %{+Q}[ssl_c_s_dn]
-  default_backend be
-backend be
-  server up 127.0.0.1:19781
-EOT
+# shellcheck source=benches/load/peers.sh
+source "$ROOT/benches/load/peers.sh"
+write_nginx_conf 127.0.0.1:19744 127.0.0.1:19781 1024 "master_process off;"
+write_haproxy_cfg 127.0.0.1:19745 127.0.0.1:19781 1024
 measure "nginx $(nginx -v 2>&1 | sed 's|.*/||')" 19744 nginx -c "$WORK/nginx.conf"
 measure "haproxy $(haproxy -v 2>/dev/null | head -n 1 | awk '{print $3}')" 19745 haproxy -db -f "$WORK/haproxy.cfg"

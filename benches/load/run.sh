@@ -80,7 +80,6 @@ cd "$WORK"
 # shellcheck source=benches/load/pki.sh
 source "$ROOT/benches/load/pki.sh"
 make_pki
-cat server.pem server-key.pem > server-combined.pem
 
 # An ES256 access token bound to the client certificate, for certgate's token route.
 TOKEN=$("$HELPER" mint --cert client.pem --jwks jwks.json --issuer https://idp.bench --audience https://api.bench)
@@ -131,54 +130,10 @@ upstream = "app"
 allow = [{ uri = "spiffe://bench/loadgen" }]
 EOF
 
-cat > nginx.conf <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log error;
-events { worker_connections $(( MAXCONN + 200 )); }
-http {
-  access_log off;
-  upstream app { server $UP; keepalive 128; }
-  server {
-    listen $NG ssl http2;
-    ssl_certificate $WORK/server.pem;
-    ssl_certificate_key $WORK/server-key.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_client_certificate $WORK/ca.pem;
-    ssl_verify_client on;
-    ssl_crl $WORK/ca.crl;
-    keepalive_requests 1000000;
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Client-Cert-Hash \$ssl_client_fingerprint;
-      proxy_set_header X-Client-Subject \$ssl_client_s_dn;
-    }
-  }
-}
-EOF
-
-cat > haproxy.cfg <<EOF
-global
-  nbthread 1
-  maxconn $MAXCONN
-  ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  http-reuse always
-frontend fe
-  bind $HA ssl crt $WORK/server-combined.pem ca-file $WORK/ca.pem verify required crl-file $WORK/ca.crl alpn h2,http/1.1
-  http-request set-header X-Client-Cert-Hash %[ssl_c_sha1,hex]
-  http-request set-header X-Client-Subject %{+Q}[ssl_c_s_dn]
-  default_backend be
-backend be
-  server up $UP
-EOF
+# shellcheck source=benches/load/peers.sh
+source "$ROOT/benches/load/peers.sh"
+write_nginx_conf "$NG" "$UP" $(( MAXCONN + 200 ))
+write_haproxy_cfg "$HA" "$UP" "$MAXCONN"
 
 # --- processes ------------------------------------------------------------------------------
 taskset -c "$LOAD_CPU" "$HELPER" upstream --bind "$UP" & PIDS+=($!)

@@ -190,11 +190,7 @@ async fn upstream_connections_are_reused_replaced_and_closed_when_idle() {
     for i in 0..10 {
         let r = client.get("/close").await.expect("request");
         assert_eq!(r.status, 200, "close {i}");
-        let post = http::Request::post("/upload")
-            .header("host", "localhost")
-            .body(TestBody::bytes(vec![b'x'; 1000]))
-            .expect("request");
-        let r = client.send(post).await.expect("post");
+        let r = post_upload(&client, 1000).await;
         assert_eq!(r.status, 200, "post {i}: {}", r.text());
     }
     assert!(up.accepted() >= 11, "closed connections were replaced");
@@ -209,11 +205,7 @@ async fn upstream_connections_are_reused_replaced_and_closed_when_idle() {
         while up.open() > 0 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let post = http::Request::post("/upload")
-            .header("host", "localhost")
-            .body(TestBody::bytes(vec![b'y'; 100]))
-            .expect("request");
-        let r = client.send(post).await.expect("post");
+        let r = post_upload(&client, 100).await;
         assert_eq!(r.status, 200, "post after a silent close {i}: {}", r.text());
         assert!(up.accepted() > before, "a new upstream connection for {i}");
     }
@@ -225,6 +217,15 @@ async fn upstream_connections_are_reused_replaced_and_closed_when_idle() {
     }
     assert_eq!(up.open(), 0, "idle upstream connections closed");
     get_ok(&client, 1).await;
+}
+
+/// A POST of `len` bytes to `/upload`: a request with a body, never retried.
+async fn post_upload(client: &TlsClient, len: usize) -> Reply {
+    let post = http::Request::post("/upload")
+        .header("host", "localhost")
+        .body(TestBody::bytes(vec![b'x'; len]))
+        .expect("request");
+    client.send(post).await.expect("post")
 }
 
 /// An upstream that answers `/early` at once without reading the request body (and then only
