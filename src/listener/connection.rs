@@ -21,6 +21,7 @@ use crate::util::text::error_chain;
 
 use super::h2flood::FloodGuard;
 use super::handshake::establish;
+use super::head_timer::{PolledTimer, poll_period};
 use super::io::ClientIo;
 
 /// Decrements the active-connection gauge however the connection ends.
@@ -88,6 +89,7 @@ pub(super) async fn serve(
             |c| c.graceful_shutdown(),
             &stop,
             &ctx,
+            poll_period(idle),
             Some((idle, metrics)),
         )
         .await
@@ -97,8 +99,10 @@ pub(super) async fn serve(
                 .serve_connection(io, service)
                 .with_upgrades(),
         );
+        // The tick polls the connection so that the header deadline of `PolledTimer` holds.
+        let tick = poll_period(snapshot.header_read_timeout);
         drop(snapshot);
-        drive(conn, |c| c.graceful_shutdown(), &stop, &ctx, None).await
+        drive(conn, |c| c.graceful_shutdown(), &stop, &ctx, tick, None).await
     };
     let Err(e) = result else { return };
     if e.is_timeout() && ctx.idle_after_response() {
@@ -118,7 +122,7 @@ pub(super) async fn serve(
 
 fn http1_builder(snapshot: &Snapshot) -> http1::Builder {
     let mut b = http1::Builder::new();
-    b.timer(TokioTimer::new())
+    b.timer(PolledTimer)
         .header_read_timeout(snapshot.header_read_timeout)
         .max_buf_size(snapshot.max_request_header_bytes.max(8192));
     b
@@ -139,31 +143,29 @@ fn http2_builder(snapshot: &Snapshot) -> http2::Builder<TokioExecutor> {
 }
 
 /// Runs a connection to its end; shutdown, the request limit or (HTTP/2) `idle` without a
-/// request close it gracefully (finish what is in flight, then close; HTTP/2: GOAWAY).
+/// request close it gracefully (finish what is in flight, then close; HTTP/2: GOAWAY). Every
+/// `period` the connection is polled (HTTP/1.1: for its header deadline, see `head_timer`) and
+/// its idle time checked: one timer per connection, never one per request.
 async fn drive<C>(
     mut conn: Pin<Box<C>>,
     drain: fn(Pin<&mut C>),
     stop: &CancellationToken,
     ctx: &ConnContext,
+    period: std::time::Duration,
     idle: Option<(std::time::Duration, &crate::telemetry::metrics::Metrics)>,
 ) -> hyper::Result<()>
 where
     C: Future<Output = hyper::Result<()>>,
 {
     let mut closing = false;
-    // One timer per connection, checked a few times per idle period (never per request).
-    let period = idle.map_or(std::time::Duration::from_secs(3600), |(d, _)| {
-        (d / 4).clamp(
-            std::time::Duration::from_millis(100),
-            std::time::Duration::from_secs(15),
-        )
-    });
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
             r = conn.as_mut() => return r,
-            _ = tick.tick(), if idle.is_some() && !closing => {
-                if let Some((limit, metrics)) = idle
+            // Also while closing: a half-read HTTP/1.1 head still meets its deadline.
+            _ = tick.tick() => {
+                if !closing
+                    && let Some((limit, metrics)) = idle
                     // Coarse seconds: "more than" makes the wait at least `limit`, never less.
                     && ctx.idle_for(crate::util::time::coarse_unix_now()) > limit.as_secs().max(1) as i64
                 {

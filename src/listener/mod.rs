@@ -5,6 +5,7 @@
 mod connection;
 mod h2flood;
 mod handshake;
+mod head_timer;
 mod io;
 
 use std::future::Future;
