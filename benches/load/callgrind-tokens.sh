@@ -3,9 +3,10 @@
 # BENCHMARKS.md, issue 13), and with a per-identity rate limit that never triggers (issue 14). Needs valgrind, oha, openssl, curl; run after a release build of
 # the binary and the `certgate-bench` example. Writes into /tmp/cg. ANOMALY=off runs it with
 # the anomaly signals switched off ([anomaly] enabled = false), to compare their cost.
+# CERTGATE_BIN=PATH measures another certgate binary (such as target/pgo/certgate).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-CERTGATE=$ROOT/target/release/certgate
+CERTGATE=$(realpath "${CERTGATE_BIN:-$ROOT/target/release/certgate}")
 HELPER=$ROOT/target/release/examples/certgate-bench
 mkdir -p /tmp/cg && cd /tmp/cg
 # shellcheck source=benches/load/pki.sh
@@ -31,22 +32,7 @@ enabled = $([ "${ANOMALY:-on}" = off ] && echo false || echo true)
 [upstreams.app]
 url = "http://127.0.0.1:19081"
 retries = 0
-[token_issuers.idp]
-issuer = "https://idp.bench"
-audiences = ["https://api.bench"]
-jwks = "jwks.json"
-[[routes]]
-name = "limited"
-path_prefix = "/rl"
-upstream = "app"
-allow = [{ uri = "spiffe://bench/loadgen" }]
-rate_limit = { requests = 10000000, per = "1s", key = "identity" }
-[[routes]]
-name = "token"
-path_prefix = "/tok"
-upstream = "app"
-allow = [{ uri = "spiffe://bench/loadgen" }]
-token = { issuer = "idp", scopes = ["payments:read"] }
+$(token_and_limit_routes)
 [[routes]]
 name = "bench"
 path_prefix = "/"

@@ -1,11 +1,12 @@
 # Sourced (after `set -euo pipefail`) by soak.sh, profile.sh and instructions.sh: a release build
-# of certgate and its helper (CERTGATE, HELPER), a work directory that is entered and removed on
+# of certgate and its helper (CERTGATE, HELPER; CERTGATE_BIN=PATH measures another certgate binary,
+# such as benches/load/pgo.sh's target/pgo/certgate), a work directory that is entered and removed on
 # exit together with every process listed in PIDS (WORK, PIDS), the CPU split (certgate on
 # PROXY_CPU, clients and upstream on LOAD_CPU), the throwaway PKI functions of pki.sh, and
 # wait_ready ADMIN_ADDR LOG.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 (cd "$ROOT" && cargo build --release --locked --bin certgate --example certgate-bench 2>&1 | tail -n 1 >&2)
-CERTGATE="$ROOT/target/release/certgate"
+CERTGATE=$(realpath "${CERTGATE_BIN:-$ROOT/target/release/certgate}")
 HELPER="$ROOT/target/release/examples/certgate-bench"
 WORK=$(mktemp -d)
 PIDS=()

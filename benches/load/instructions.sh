@@ -10,10 +10,10 @@
 # client certificate required and checked against the CA and its CRL, identity headers added,
 # keep-alive to the same upstream): a drift-free comparison of the work each does per request.
 # --syscalls counts system calls instead (strace -c attached for 6,000 HTTP/1.1 requests on 4
-# connections), printing each program's table. --cache adds callgrind's simulated caches: each
-# cell becomes "instructions / L1i + L1d misses / last-level misses" per request (a model of this
-# CPU's caches, not a measurement: for comparing programs where no hardware counters exist); the
-# L1 misses are split into instruction (code) and data misses.
+# connections, then 6,000 HTTP/2 requests on 8 connections x 16 streams), printing each table.
+# --cache adds callgrind's simulated caches: each cell becomes "instructions / L1i + L1d misses /
+# last-level misses" per request (a model of this CPU's caches, not a measurement: for comparing
+# programs where no hardware counters exist); the L1 misses are split into code and data misses.
 # KEEP=DIR keeps each binary's callgrind dumps there (for callgrind_annotate).
 set -euo pipefail
 BINARIES=() PEERS=0 SYSCALLS=0 CACHE=()
@@ -88,20 +88,26 @@ measure() { # $1 = label, $2 = port, rest = the program and its arguments
   printf '| %s | %s | %s |\n' "$label" "$a" "$c"
 }
 count_syscalls() { # $1 = label, $2 = port, rest = the program and its arguments
-  local label=$1 url="https://localhost:$2/bench" pid st
+  local label=$1 url="https://localhost:$2/bench" pid
   shift 2
   TOKIO_WORKER_THREADS=1 "$@" > st.log 2>&1 &
   pid=$!
   for _ in $(seq 1 300); do curl -sf "${T[@]}" "$url" >/dev/null 2>&1 && break; sleep 0.5; done
   oha -n "$N" -c 4 --no-tui "${T[@]}" "$url" >/dev/null 2>&1   # warm-up
-  strace -f -c -p "$pid" -o "$WORK/st.txt" 2>/dev/null &
-  st=$!
-  sleep 1
-  oha -n 6000 -c 4 --no-tui "${T[@]}" "$url" >/dev/null 2>&1
-  kill -INT "$st"; wait "$st" 2>/dev/null || true
+  traced() { # $1 = what, rest = oha args
+    local what=$1 st
+    shift
+    strace -f -c -p "$pid" -o "$WORK/st.txt" 2>/dev/null &
+    st=$!
+    sleep 1
+    oha -n 6000 --no-tui "$@" "${T[@]}" "$url" >/dev/null 2>&1
+    kill -INT "$st"; wait "$st" 2>/dev/null || true
+    echo "== $label: system calls during 6000 $what"
+    head -n 12 "$WORK/st.txt"
+  }
+  traced "HTTP/1.1 requests on 4 connections" -c 4
+  traced "HTTP/2 requests on 8 connections x 16 streams" -c 8 -p 16 --http2
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
-  echo "== $label: system calls during 6000 HTTP/1.1 requests on 4 connections"
-  head -n 12 "$WORK/st.txt"
 }
 if [ "$SYSCALLS" = 1 ]; then
   measure() { count_syscalls "$@"; }

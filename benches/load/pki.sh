@@ -22,3 +22,28 @@ make_pki() {
   printf '[ca]\ndefault_ca=l\n[l]\ndatabase=index.txt\ncrlnumber=crlnumber\ndefault_md=sha256\ndefault_crl_days=7\n' > ca.cnf
   openssl ca -config ca.cnf -cert ca.pem -keyfile ca-key.pem -gencrl -out ca.crl 2>/dev/null
 }
+
+# The token issuer and the routes of the token and rate-limit scenarios, for a certgate config
+# with an upstream "app" (run.sh, pgo.sh, callgrind-tokens.sh): /rl with a per-identity rate
+# limit that never triggers, /tok requiring an ES256 token bound to the client certificate
+# (jwks.json and the token from `certgate-bench mint`). Goes before the catch-all route.
+token_and_limit_routes() {
+  cat <<EOT
+[token_issuers.idp]
+issuer = "https://idp.bench"
+audiences = ["https://api.bench"]
+jwks = "jwks.json"
+[[routes]]
+name = "limited"
+path_prefix = "/rl"
+upstream = "app"
+allow = [{ uri = "spiffe://bench/loadgen" }]
+rate_limit = { requests = 10000000, per = "1s", key = "identity" }
+[[routes]]
+name = "token"
+path_prefix = "/tok"
+upstream = "app"
+allow = [{ uri = "spiffe://bench/loadgen" }]
+token = { issuer = "idp", scopes = ["payments:read"] }
+EOT
+}

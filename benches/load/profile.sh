@@ -90,7 +90,7 @@ run() { # $1 = side, rest = oha options; prints "rps cpu_ns_per_request p99_ms"
   echo "$rps $(( (c1 - c0) / (n > 0 ? n : 1) )) $p99"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-rss() { awk '/VmRSS/ {printf "%.1f MB", $2/1024}' "/proc/${PID[$1]}/status"; }
+rss() { awk '/^VmRSS/ {t = $2} /^RssAnon/ {a = $2} END {printf "%.1f MB (anonymous %.1f)", t/1024, a/1024}' "/proc/${PID[$1]}/status"; }
 declare -A IDLE
 for side in "${SIDES[@]}"; do IDLE[$side]=$(rss "$side"); done
 declare -A RES

@@ -6,6 +6,7 @@
 #   bash benches/load/run.sh --quick    # smoke mode (what CI runs), a few seconds per scenario
 #   bash benches/load/run.sh --rsa      # RSA-2048 certificates instead of ECDSA P-256
 #   bash benches/load/run.sh --out FILE # write the report elsewhere
+#   CERTGATE_BIN=target/pgo/certgate bash benches/load/run.sh   # another build (benches/load/pgo.sh)
 #
 # Fairness: every proxy requires and verifies the client certificate against the same CA and
 # CRL, speaks TLS 1.2/1.3, keeps connections to the upstream alive, adds an identity header, and
@@ -58,7 +59,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v oha >/dev/null 2>&1 || cargo install oha --locked
 cd "$ROOT"
 cargo build --release --locked --bin certgate --example certgate-bench 2>&1 | tail -n 1 >&2
-CERTGATE="$ROOT/target/release/certgate"
+CERTGATE=$(realpath "${CERTGATE_BIN:-$ROOT/target/release/certgate}")
 HELPER="$ROOT/target/release/examples/certgate-bench"
 
 WORK=$(mktemp -d)
@@ -107,22 +108,7 @@ watch = false
 [upstreams.app]
 url = "http://$UP"
 retries = 0
-[token_issuers.idp]
-issuer = "https://idp.bench"
-audiences = ["https://api.bench"]
-jwks = "jwks.json"
-[[routes]]
-name = "limited"
-path_prefix = "/rl"
-upstream = "app"
-allow = [{ uri = "spiffe://bench/loadgen" }]
-rate_limit = { requests = 10000000, per = "1s", key = "identity" }
-[[routes]]
-name = "token"
-path_prefix = "/tok"
-upstream = "app"
-allow = [{ uri = "spiffe://bench/loadgen" }]
-token = { issuer = "idp", scopes = ["payments:read"] }
+$(token_and_limit_routes)
 [[routes]]
 name = "bench"
 path_prefix = "/"
@@ -179,9 +165,9 @@ cpu_ns() { # CPU time used so far by all threads of the given pids, in nanosecon
   done
   echo "$sum"
 }
-rss_kib() { # sum of VmRSS of the given pids
+rss_kib() { # sum of VmRSS (or, with FIELD=RssAnon, another /proc/PID/status line) of the pids
   local sum=0
-  for p in "$@"; do sum=$((sum + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done
+  for p in "$@"; do sum=$((sum + $(awk -v f="${FIELD:-VmRSS}:" '$1 == f {print $2}' "/proc/$p/status"))); done
   echo "$sum"
 }
 
@@ -235,6 +221,8 @@ done
 for peer in "${PEERS[@]}"; do
   # shellcheck disable=SC2086
   before=$(rss_kib ${PIDSET[$peer]})
+  # shellcheck disable=SC2086
+  anon=$(FIELD=RssAnon rss_kib ${PIDSET[$peer]})
   port=${URL[$peer]##*:}
   taskset -c "$LOAD_CPU" "$HELPER" idle --connect "127.0.0.1:$port" --count "$IDLE" \
     --ca ca.pem --cert client.pem --key client-key.pem --hold 600 >"idle-$peer.out" 2>&1 &
@@ -245,12 +233,12 @@ for peer in "${PEERS[@]}"; do
   after=$(rss_kib ${PIDSET[$peer]})
   kill "$idle_pid" 2>/dev/null || true; wait "$idle_pid" 2>/dev/null || true
   opened=$(sed -n 's/^ready //p' "idle-$peer.out")
-  record "$peer.e" "${before}/${after}/${opened:-0}"
+  record "$peer.e" "${before}/${after}/${opened:-0}/${anon}"
   sleep 1
 done
 
 # --- report -----------------------------------------------------------------------------------
-VERSIONS="certgate $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v 2>/dev/null | head -n 1 | awk '{print "haproxy " $3}'), $(oha --version), $(rustc --version | awk '{print $1 " " $2}')"
+VERSIONS="certgate $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')${CERTGATE_BIN:+ (binary: $CERTGATE_BIN)}, $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v 2>/dev/null | head -n 1 | awk '{print "haproxy " $3}'), $(oha --version), $(rustc --version | awk '{print $1 " " $2}')"
 MACHINE="$(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); $(free -g | awk '/Mem:/ {print $2}') GiB; Linux $(uname -r)"
 {
   for k in "${!RESULT[@]}"; do echo "$k=${RESULT[$k]}"; done
@@ -286,10 +274,12 @@ row("(d) new connection per request (full mTLS handshake), req/s", "", lambda p:
 def idle_stat(p, which):
     r = res.get(p + ".e", [])
     if not r: return float("nan")
-    before, after, n = (float(x) for x in r[0])
+    before, after, n, anon = (float(x) for x in r[0])
     if which == "base": return before / 1024
+    if which == "anon": return anon / 1024
     return (after - before) / n if n else float("nan")
 row("(e) RSS before the idle connections", " MiB", lambda p: idle_stat(p, "base"), fmt="%.1f")
+row("(e) of which anonymous memory (heap, stacks; the rest is mapped code and data files)", " MiB", lambda p: idle_stat(p, "anon"), fmt="%.1f")
 row("(e) RSS per idle keep-alive mTLS connection", " KiB", lambda p: idle_stat(p, "per"), fmt="%.1f")
 ok_rates = {p: min((best(p + s, 3, min) for s in ".a .b .c .d".split()), default=1) for p in peers}
 direct_rps = best("direct.a", 0, max)
@@ -301,16 +291,20 @@ rows.append("| share of 200 answers (lowest scenario) | %s |" % " | ".join("%.4f
 trows = []
 def pct(a, b):
     return (b / a - 1) * 100 if a else float("nan")
+def change(base_k, k):  # median over rounds of each round's own k / base_k, as a % change
+    ch = sorted(pct(float(x[0]), float(y[0])) for x, y in zip(res.get(base_k, []), res.get(k, [])))
+    return ch[(len(ch) - 1) // 2] if ch else float("nan")
 for label, s in [("(g) keep-alive HTTP/1.1, 64 conns", "a"), ("(h) HTTP/2, 8 conns x 16 streams", "c")]:
     plain_cpu = "certgate.cpu" if s == "a" else "certgate.ccpu"
     r0, rh, rt = best("certgate." + s, 0, max), best("hdr." + s, 0, max), best("token." + s, 0, max)
     c0, ch, ct = (best(k, 0, min) / 1000 for k in (plain_cpu, "hdr.%scpu" % s, "token.%scpu" % s))
     ok = best("token." + s, 3, min)
+    hk, tk = "hdr.%scpu" % s, "token.%scpu" % s
     trows.append("| %s | %.0f / %.1f µs | %.0f / %.1f µs (%+.1f%%) | %.0f / %.1f µs (%+.1f%% / %+.1f%%) | %.4f |" % (
-        label, r0, c0, rh, ch, pct(c0, ch), rt, ct, pct(c0, ct), pct(ch, ct), ok))
+        label, r0, c0, rh, ch, change(plain_cpu, hk), rt, ct, change(plain_cpu, tk), change(hk, tk), ok))
 rl_c0, rl_c1 = best("certgate.cpu", 0, min) / 1000, best("rl.acpu", 0, min) / 1000
 rl_row = "| (i) keep-alive HTTP/1.1, 64 conns, per-identity rate limit that never triggers | %.0f / %.1f µs | %.0f / %.1f µs (%+.1f%%) | %.4f |" % (
-    best("certgate.a", 0, max), rl_c0, best("rl.a", 0, max), rl_c1, pct(rl_c0, rl_c1), best("rl.a", 3, min))
+    best("certgate.a", 0, max), rl_c0, best("rl.a", 0, max), rl_c1, change("certgate.cpu", "rl.acpu"), best("rl.a", 3, min))
 mode = "smoke (--quick): numbers are indicative only" if quick == "1" else "full"
 text = f"""# Benchmarks
 
@@ -343,7 +337,9 @@ same run. The token is verified once per connection and taken from the connectio
 Each cell: max req/s / CPU time per request (best of the rounds). "Header only" sends the same
 `Authorization` header to the route without a token requirement (it is forwarded, not checked):
 the cost of carrying the token's bytes. The last CPU figures compare the token route with no
-header, then with the header-only route (certgate's own token work).
+header, then with the header-only route (certgate's own token work). Percentages are the median
+of each round's own ratio (the machine drifts between rounds, so best-of values from different
+rounds would compare different minutes).
 
 | scenario | no token | header only | token checked | share of 200 |
 |---|---|---|---|---|
@@ -351,7 +347,8 @@ header, then with the header-only route (certgate's own token work).
 ## Rate limits (certgate only)
 
 The same scenario as (a) on a route with a per-identity rate limit set so high it never
-refuses: what checking it costs. Cells: max req/s / CPU time per request (best of the rounds).
+refuses: what checking it costs. Cells: max req/s / CPU time per request (best of the rounds;
+the percentage is the median of each round's own ratio).
 
 | scenario | no limit | rate limit checked | share of 200 |
 |---|---|---|---|
