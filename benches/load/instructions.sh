@@ -30,25 +30,7 @@ source "$(dirname "$0")/common.sh"
 [ ${#BINARIES[@]} -gt 0 ] || BINARIES=("$CERTGATE")
 make_pki
 cat > certgate.toml <<EOT
-[listener]
-bind = "127.0.0.1:19743"
-cert = "server.pem"
-key = "server-key.pem"
-[client_auth]
-mode = "require"
-trust_store = ["ca.pem"]
-crls = ["ca.crl"]
-[admin]
-bind = "127.0.0.1:19792"
-[log]
-level = "warn"
-[reload]
-watch = false
-[expiry]
-warning_window = "1d"
-[upstreams.app]
-url = "http://127.0.0.1:19781"
-retries = 0
+$(bench_config 19743 19792 127.0.0.1:19781)
 [[routes]]
 name = "bench"
 path_prefix = "/"

@@ -40,26 +40,7 @@ TOKEN=$("$HELPER" mint --cert client.pem --jwks jwks.json --issuer https://idp.b
 issue other "/O=Bench/CN=other" "subjectAltName=URI:spiffe://bench/other\nextendedKeyUsage=clientAuth\n"
 UP=127.0.0.1:19880
 cat > certgate.toml <<EOF
-[listener]
-bind = "127.0.0.1:19843"
-cert = "server.pem"
-key = "server-key.pem"
-max_connections_per_identity = 0
-[client_auth]
-mode = "require"
-trust_store = ["ca.pem"]
-crls = ["ca.crl"]
-[admin]
-bind = "127.0.0.1:19891"
-[log]
-level = "warn"
-[reload]
-watch = false
-[expiry]
-warning_window = "1d"
-[upstreams.app]
-url = "http://$UP"
-retries = 0
+$(bench_config 19843 19891 "$UP")
 $(token_and_limit_routes)
 [[routes]]
 name = "bench"

@@ -47,3 +47,31 @@ allow = [{ uri = "spiffe://bench/loadgen" }]
 token = { issuer = "idp", scopes = ["payments:read"] }
 EOT
 }
+
+# bench_config LISTEN_PORT ADMIN_PORT UPSTREAM: the head of a benchmark certgate config — the
+# client certificate required against ca.pem and its CRL, no per-identity connection cap, quiet
+# logs, no file watcher — and its upstream "app" at UPSTREAM. Routes follow it.
+bench_config() {
+  cat <<EOT
+[listener]
+bind = "127.0.0.1:$1"
+cert = "server.pem"
+key = "server-key.pem"
+max_connections_per_identity = 0
+[client_auth]
+mode = "require"
+trust_store = ["ca.pem"]
+crls = ["ca.crl"]
+[admin]
+bind = "127.0.0.1:$2"
+[log]
+level = "warn"
+[reload]
+watch = false
+[expiry]
+warning_window = "1d"
+[upstreams.app]
+url = "http://$3"
+retries = 0
+EOT
+}

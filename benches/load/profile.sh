@@ -34,26 +34,7 @@ make_pki
 UP=127.0.0.1:19280
 config() { # $1 = listener port, $2 = admin port
 cat <<EOF
-[listener]
-bind = "127.0.0.1:$1"
-cert = "server.pem"
-key = "server-key.pem"
-max_connections_per_identity = 0
-[client_auth]
-mode = "require"
-trust_store = ["ca.pem"]
-crls = ["ca.crl"]
-[admin]
-bind = "127.0.0.1:$2"
-[log]
-level = "warn"
-[reload]
-watch = false
-[expiry]
-warning_window = "1d"
-[upstreams.app]
-url = "http://$UP"
-retries = 0
+$(bench_config "$1" "$2" "$UP")
 [[routes]]
 name = "bench"
 path_prefix = "/"
