@@ -2,7 +2,9 @@
 # Keep-alive cost of certgate alone, for the before/after of one change (issue 18): CPU time per
 # request and req/s on (a) HTTP/1.1 keep-alive, 64 connections and (c) HTTP/2, 8 connections x
 # 16 streams — medians of ROUNDS runs of DURATION each — and, with --perf, a `perf record -g`
-# profile of (a) whose top functions (self time) land in target/profile-a.txt.
+# profile of (a) whose top functions (self time) land in target/profile-a.txt. After the load
+# it prints RSS (idle, right after, 12 s later) and how much machine code is resident
+# (resident.py; by crate in target/resident-SIDE.txt).
 #
 #   bash benches/load/profile.sh [--rounds N] [--duration 8s] [--perf] [--threads N]
 #                                [--baseline PATH] [--env VAR=VALUE] [--baseline-env VAR=VALUE]
@@ -113,8 +115,10 @@ sleep 12
 for side in "${SIDES[@]}"; do
   echo "RSS ($side): idle ${IDLE[$side]}, after load ${AFTER[$side]}, 12 s later $(rss "$side")"
   cp "/proc/${PID[$side]}/smaps" "$ROOT/target/smaps-$side.txt"
+  python3 "$ROOT/benches/load/resident.py" "${PID[$side]}" > "$ROOT/target/resident-$side.txt"
+  echo "  $(head -n 1 "$ROOT/target/resident-$side.txt")"
 done
-echo "where the RSS is (12 s after load): $(printf 'target/smaps-%s.txt ' "${SIDES[@]}")"
+echo "where the RSS is (12 s after load): $(printf 'target/smaps-%s.txt ' "${SIDES[@]}"), resident code by crate: $(printf 'target/resident-%s.txt ' "${SIDES[@]}")"
 if [ "$PERF" = 1 ]; then
   perf record -q --call-graph dwarf,32768 -p "${PID[new]}" -o "$ROOT/target/perf-a.data" -- sleep 3 >/dev/null 2>&1 &
   perf_pid=$!
