@@ -48,9 +48,10 @@ token = { issuer = "idp", scopes = ["payments:read"] }
 EOT
 }
 
-# bench_config LISTEN_PORT ADMIN_PORT UPSTREAM: the head of a benchmark certgate config — the
-# client certificate required against ca.pem and its CRL, no per-identity connection cap, quiet
-# logs, no file watcher — and its upstream "app" at UPSTREAM. Routes follow it.
+# bench_config LISTEN_PORT ADMIN_PORT UPSTREAM [LISTENER_LINES]: the head of a benchmark
+# certgate config — the client certificate required against ca.pem and its CRL, no
+# per-identity connection cap (LISTENER_LINES adds to [listener]), quiet logs, no file watcher —
+# and its upstream "app" at UPSTREAM. Routes (and other tables) follow it.
 bench_config() {
   cat <<EOT
 [listener]
@@ -58,6 +59,7 @@ bind = "127.0.0.1:$1"
 cert = "server.pem"
 key = "server-key.pem"
 max_connections_per_identity = 0
+${4:-}
 [client_auth]
 mode = "require"
 trust_store = ["ca.pem"]

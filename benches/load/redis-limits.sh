@@ -33,25 +33,9 @@ make_pki
 UP=127.0.0.1:19180 REDIS_PORT=19379
 config() { # $1 = listener port, $2 = admin port, $3 = [limits] body
   cat <<EOT
-[listener]
-bind = "127.0.0.1:$1"
-cert = "server.pem"
-key = "server-key.pem"
-[client_auth]
-mode = "require"
-trust_store = ["ca.pem"]
-crls = ["ca.crl"]
-[admin]
-bind = "127.0.0.1:$2"
-[log]
-level = "warn"
-[reload]
-watch = false
+$(bench_config "$1" "$2" "$UP")
 [limits]
 $3
-[upstreams.app]
-url = "http://$UP"
-retries = 0
 [[routes]]
 name = "limited"
 path_prefix = "/"

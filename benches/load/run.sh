@@ -87,27 +87,10 @@ TOKEN=$("$HELPER" mint --cert client.pem --jwks jwks.json --issuer https://idp.b
 
 UP=127.0.0.1:19080 CG=127.0.0.1:19443 NG=127.0.0.1:19444 HA=127.0.0.1:19445 ADMIN=127.0.0.1:19901
 
+# The idle-connection scenario holds IDLE connections of one client certificate (bench_config
+# sets no per-identity cap).
 cat > certgate.toml <<EOF
-[listener]
-bind = "$CG"
-cert = "server.pem"
-key = "server-key.pem"
-max_connections = $MAXCONN
-# The idle-connection scenario holds IDLE connections of one client certificate.
-max_connections_per_identity = 0
-[client_auth]
-mode = "require"
-trust_store = ["ca.pem"]
-crls = ["ca.crl"]
-[admin]
-bind = "$ADMIN"
-[log]
-level = "warn"
-[reload]
-watch = false
-[upstreams.app]
-url = "http://$UP"
-retries = 0
+$(bench_config "${CG##*:}" "${ADMIN##*:}" "$UP" "max_connections = $MAXCONN")
 $(token_and_limit_routes)
 [[routes]]
 name = "bench"
