@@ -156,7 +156,10 @@ pub fn main() -> ExitCode {
             admin_bind,
             dir,
         } => {
-            let _log = init_logging("info", cli.log_format.unwrap_or_default());
+            let _log = match init_logging("info", cli.log_format.unwrap_or_default()) {
+                Ok(guard) => guard,
+                Err(e) => return report(Err(log_thread_error(e))),
+            };
             report(runtime().and_then(|rt| rt.block_on(demo::run(bind, admin_bind, dir))))
         }
     }
@@ -166,6 +169,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+fn log_thread_error(e: std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!("cannot start the log writer thread: {e}")
 }
 
 fn report(r: anyhow::Result<()>) -> ExitCode {
@@ -195,10 +202,13 @@ fn run(config: &Path, log_format: Option<LogFormat>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let _log = init_logging(
+    let _log = match init_logging(
         &snapshot.log.level,
         log_format.unwrap_or(snapshot.log.format),
-    );
+    ) {
+        Ok(guard) => guard,
+        Err(e) => return report(Err(log_thread_error(e))),
+    };
     report(runtime().and_then(|rt| {
         rt.block_on(async {
             let bound = certgate::runtime::Bound::bind(snapshot, telemetry, registries).await?;

@@ -1,6 +1,7 @@
 //! Process-wide observation state (metrics and the credential inventory) and log setup.
 
 pub mod anomaly;
+pub mod log_queue;
 pub mod metrics;
 pub mod refusals;
 
@@ -52,19 +53,19 @@ type FilterHandle =
 
 static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
 
+/// Log lines that may wait for the writer thread: about a second of access log at 30,000
+/// requests per second. The queue takes memory only for the lines in it.
+const LOG_QUEUE_LINES: usize = 32_768;
+
 /// Installs the global tracing subscriber.
 ///
 /// Level: `RUST_LOG` if set, else `level` (from `[log].level`, changeable by reload). Format:
 /// `format`, where `auto` means JSON lines unless stdout is a terminal. Log lines are written by a
-/// background thread so the request path never blocks on stdout; when [`LOG_QUEUE_LINES`] are
-/// queued, writers wait rather than drop (the access log is an audit trail). Keep the returned
-/// guard alive until exit: dropping it flushes what is queued.
-/// Log lines queued for the writer thread: about a second of access log at 30,000 requests per
-/// second. The queue's slots are allocated up front (32 bytes each): tracing-appender's default
-/// of 128,000 cost 4 MB of RSS before the first request.
-const LOG_QUEUE_LINES: usize = 32_768;
-
-pub fn init_logging(level: &str, format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// background thread so the request path never blocks on stdout ([`log_queue`]); when
+/// [`LOG_QUEUE_LINES`] are queued, writers wait rather than drop (the access log is an audit
+/// trail). Keep the returned guard alive until exit: dropping it flushes what is queued. Fails
+/// only if the writer thread cannot be started.
+pub fn init_logging(level: &str, format: LogFormat) -> std::io::Result<log_queue::LogGuard> {
     use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -78,10 +79,7 @@ pub fn init_logging(level: &str, format: LogFormat) -> tracing_appender::non_blo
         LogFormat::Text => false,
         LogFormat::Auto => !tty,
     };
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .finish(std::io::stdout());
+    let (writer, guard) = log_queue::LogQueue::new(std::io::stdout(), LOG_QUEUE_LINES)?;
     let json_layer = json.then(|| {
         tracing_subscriber::fmt::layer()
             .json()
@@ -104,7 +102,7 @@ pub fn init_logging(level: &str, format: LogFormat) -> tracing_appender::non_blo
     {
         let _ = LOG_FILTER.set(handle);
     }
-    guard
+    Ok(guard)
 }
 
 /// Applies `[log].level` from a reloaded config. `RUST_LOG`, when set, keeps precedence.
