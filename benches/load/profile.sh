@@ -3,7 +3,7 @@
 # request and req/s on (a) HTTP/1.1 keep-alive, 64 connections and (c) HTTP/2, 8 connections x
 # 16 streams — medians of ROUNDS runs of DURATION each — and, with --perf, a `perf record -g`
 # profile of (a) whose top functions (self time) land in target/profile-a.txt. After the load
-# it prints RSS (idle, right after, 12 s later) and how much machine code is resident
+# it prints RSS (idle, right after, 12 s and 40 s later) and how much machine code is resident
 # (resident.py; by crate in target/resident-SIDE.txt).
 #
 #   bash benches/load/profile.sh [--rounds N] [--duration 8s] [--perf] [--threads N]
@@ -112,10 +112,16 @@ done
 declare -A AFTER
 for side in "${SIDES[@]}"; do AFTER[$side]=$(rss "$side"); done
 sleep 12
+declare -A LATER
 for side in "${SIDES[@]}"; do
-  echo "RSS ($side): idle ${IDLE[$side]}, after load ${AFTER[$side]}, 12 s later $(rss "$side")"
+  LATER[$side]=$(rss "$side")
   cp "/proc/${PID[$side]}/smaps" "$ROOT/target/smaps-$side.txt"
   python3 "$ROOT/benches/load/resident.py" "${PID[$side]}" > "$ROOT/target/resident-$side.txt"
+done
+# Idle upstream connections left by the load are closed half at a time every 5 s.
+sleep 28
+for side in "${SIDES[@]}"; do
+  echo "RSS ($side): idle ${IDLE[$side]}, after load ${AFTER[$side]}, 12 s later ${LATER[$side]}, 40 s later $(rss "$side")"
   echo "  $(head -n 1 "$ROOT/target/resident-$side.txt")"
 done
 echo "where the RSS is (12 s after load): $(printf 'target/smaps-%s.txt ' "${SIDES[@]}"), resident code by crate: $(printf 'target/resident-%s.txt ' "${SIDES[@]}")"

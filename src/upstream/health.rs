@@ -31,7 +31,8 @@ pub fn spawn_background(upstreams: &[Arc<Upstream>]) {
 
 async fn sweep_loop(upstream: Weak<Upstream>) {
     let every = match upstream.upgrade() {
-        Some(u) => (u.connector.idle_timeout / 2).max(Duration::from_secs(1)),
+        Some(u) => (u.connector.idle_timeout / 2)
+            .clamp(Duration::from_secs(1), super::pool::SWEEP_AT_MOST_EVERY),
         None => return,
     };
     loop {

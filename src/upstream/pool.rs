@@ -4,11 +4,16 @@
 //! HTTP/1.1 connections wait in a lock-free queue while idle; a request takes one, and its
 //! response body puts it back the moment the last byte has been read (no task per request, no
 //! lock shared by all workers). An HTTP/2 endpoint has one shared, multiplexed connection.
-//! Idle connections older than the upstream's `idle_timeout` are closed by a sweep.
+//! Idle connections older than the upstream's `idle_timeout` are closed by a sweep, and so,
+//! half at a time, are idle connections the last period did not need (as HAProxy's
+//! `pool-purge-delay`): after a burst the pool shrinks back to what the traffic uses within
+//! seconds, giving back its memory and the upstream's connection slots, while steady traffic
+//! keeps every connection it uses.
 
 use std::error::Error as StdError;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,6 +37,10 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// Idle HTTP/1.1 connections kept per endpoint; more are closed when they fall idle.
 const MAX_IDLE: usize = 256;
+
+/// The longest time between sweeps, each of which closes half of the idle connections that the
+/// period before did not need.
+pub const SWEEP_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 
 /// How connections to an upstream's endpoints are opened.
 pub struct Connector {
@@ -72,6 +81,9 @@ impl Idle {
 pub struct EndpointPool {
     authority: Authority,
     idle: ArrayQueue<Idle>,
+    /// The fewest connections left idle by a checkout since the last sweep (`usize::MAX`: no
+    /// checkout): that many were not needed.
+    idle_low: AtomicUsize,
     h2: ArcSwapOption<http2::SendRequest<UpstreamBody>>,
     /// Serialises opening the shared HTTP/2 connection (not taken on the request path).
     h2_connecting: tokio::sync::Mutex<()>,
@@ -104,6 +116,7 @@ impl EndpointPool {
         Arc::new(Self {
             authority,
             idle: ArrayQueue::new(MAX_IDLE),
+            idle_low: AtomicUsize::new(usize::MAX),
             h2: ArcSwapOption::empty(),
             h2_connecting: tokio::sync::Mutex::new(()),
         })
@@ -172,6 +185,11 @@ impl EndpointPool {
             self.h2.store(Some(Arc::new(tx.clone())));
             return Ok((Conn::H2(tx), false));
         }
+        // What this checkout leaves idle; a plain load first keeps the common case read-only.
+        let left = self.idle.len().saturating_sub(1);
+        if left < self.idle_low.load(Ordering::Relaxed) {
+            self.idle_low.fetch_min(left, Ordering::Relaxed);
+        }
         while let Some(idle) = self.idle.pop() {
             if !idle.reusable(connector.idle_timeout) {
                 continue;
@@ -225,10 +243,18 @@ impl EndpointPool {
         handshake(stream, connector.protocol).await
     }
 
-    /// Closes idle connections older than `idle_timeout` (or closed by the upstream).
+    /// Closes idle connections older than `idle_timeout` (or closed by the upstream), and half
+    /// (rounded up) of those the period since the last sweep did not need: as many as were idle
+    /// at every checkout, or all idle ones if there was none.
     pub fn sweep(&self, idle_timeout: Duration) {
+        let unneeded = self.idle_low.swap(usize::MAX, Ordering::Relaxed);
+        let mut surplus = unneeded.min(self.idle.len()).div_ceil(2);
         for _ in 0..self.idle.len() {
             let Some(idle) = self.idle.pop() else { break };
+            if surplus > 0 {
+                surplus -= 1;
+                continue;
+            }
             if idle.reusable(idle_timeout) {
                 let _ = self.idle.push(idle);
             }

@@ -219,6 +219,52 @@ async fn upstream_connections_are_reused_replaced_and_closed_when_idle() {
     get_ok(&client, 1).await;
 }
 
+#[tokio::test]
+async fn idle_connections_a_burst_left_behind_are_closed_while_steady_traffic_keeps_its_own() {
+    let pki = Pki::new();
+    pki.client(&pki.root, "reader", workload("reader"));
+    let up = Upstream::start().await;
+    // idle_timeout far beyond the test: only the purge of unneeded connections closes any.
+    let gw = Gateway::start(
+        &pki,
+        &pool_config(&[up.url()], "idle_timeout = \"10m\"\nretries = 0"),
+    )
+    .await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    // A burst of 12 requests in flight at once opens 12 upstream connections.
+    let burst: Vec<_> = (0..12)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move { c.get(&format!("/wait/{i}")).await })
+        })
+        .collect();
+    for b in burst {
+        assert_eq!(b.await.expect("task").expect("request").status, 200);
+    }
+    assert_eq!(
+        up.open(),
+        12,
+        "one upstream connection per request in flight"
+    );
+    // Then one request at a time: the sweep (every 5 s) closes half of what that does not use,
+    // sweep by sweep, while the traffic itself never waits for a new connection.
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    while up.open() > 2 && std::time::Instant::now() < deadline {
+        get_ok(&client, 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        up.open() <= 2,
+        "{} upstream connections still open",
+        up.open()
+    );
+    assert_eq!(
+        up.accepted(),
+        12,
+        "steady traffic opened no connection of its own"
+    );
+}
+
 /// A POST of `len` bytes to `/upload`: a request with a body, never retried.
 async fn post_upload(client: &TlsClient, len: usize) -> Reply {
     let post = http::Request::post("/upload")
