@@ -158,7 +158,7 @@ pub fn main() -> ExitCode {
         } => {
             let _log = match init_logging("info", cli.log_format.unwrap_or_default()) {
                 Ok(guard) => guard,
-                Err(e) => return report(Err(log_thread_error(e))),
+                Err(e) => return report(Err(e)),
             };
             report(runtime().and_then(|rt| rt.block_on(demo::run(bind, admin_bind, dir))))
         }
@@ -169,10 +169,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
-}
-
-fn log_thread_error(e: std::io::Error) -> anyhow::Error {
-    anyhow::anyhow!("cannot start the log writer thread: {e}")
 }
 
 fn report(r: anyhow::Result<()>) -> ExitCode {
@@ -207,7 +203,7 @@ fn run(config: &Path, log_format: Option<LogFormat>) -> ExitCode {
         log_format.unwrap_or(snapshot.log.format),
     ) {
         Ok(guard) => guard,
-        Err(e) => return report(Err(log_thread_error(e))),
+        Err(e) => return report(Err(e)),
     };
     report(runtime().and_then(|rt| {
         rt.block_on(async {

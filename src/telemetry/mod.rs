@@ -65,7 +65,7 @@ const LOG_QUEUE_LINES: usize = 32_768;
 /// [`LOG_QUEUE_LINES`] are queued, writers wait rather than drop (the access log is an audit
 /// trail). Keep the returned guard alive until exit: dropping it flushes what is queued. Fails
 /// only if the writer thread cannot be started.
-pub fn init_logging(level: &str, format: LogFormat) -> std::io::Result<log_queue::LogGuard> {
+pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<log_queue::LogGuard> {
     use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -79,7 +79,8 @@ pub fn init_logging(level: &str, format: LogFormat) -> std::io::Result<log_queue
         LogFormat::Text => false,
         LogFormat::Auto => !tty,
     };
-    let (writer, guard) = log_queue::LogQueue::new(std::io::stdout(), LOG_QUEUE_LINES)?;
+    let (writer, guard) = log_queue::LogQueue::new(std::io::stdout(), LOG_QUEUE_LINES)
+        .map_err(|e| anyhow::anyhow!("cannot start the log writer thread: {e}"))?;
     let json_layer = json.then(|| {
         tracing_subscriber::fmt::layer()
             .json()
