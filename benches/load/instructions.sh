@@ -8,7 +8,9 @@
 #   bash benches/load/instructions.sh [--peers] [--syscalls] [--cache] [BINARY...]
 # --peers measures nginx and HAProxy the same way (one process each, configured as in run.sh:
 # client certificate required and checked against the CA and its CRL, identity headers added,
-# keep-alive to the same upstream): a drift-free comparison of the work each does per request.
+# keep-alive to the same upstream): a drift-free comparison of the work each does per request;
+# and `certgate-bench floor` (examples/certgate-bench/floor.rs), a bare proxy on certgate's stack
+# that does nothing per request but forward with one identity header: the stack's own floor.
 # --syscalls counts system calls instead (strace -c attached for 6,000 HTTP/1.1 requests on 4
 # connections, then 6,000 HTTP/2 requests on 8 connections x 16 streams), printing each table.
 # --cache adds callgrind's simulated caches: each cell becomes "instructions / L1i + L1d misses /
@@ -107,3 +109,4 @@ write_nginx_conf 127.0.0.1:19744 127.0.0.1:19781 1024 "master_process off;"
 write_haproxy_cfg 127.0.0.1:19745 127.0.0.1:19781 1024
 measure "nginx $(nginx -v 2>&1 | sed 's|.*/||')" 19744 nginx -c "$WORK/nginx.conf"
 measure "haproxy $(haproxy -v 2>/dev/null | head -n 1 | awk '{print $3}')" 19745 haproxy -db -f "$WORK/haproxy.cfg"
+measure "floor (certgate-bench floor)" 19746 "$HELPER" floor --bind 127.0.0.1:19746 --upstream 127.0.0.1:19781 --dir "$WORK"

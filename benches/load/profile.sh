@@ -6,19 +6,25 @@
 # it prints RSS (idle, right after, 12 s and 40 s later) and how much machine code is resident
 # (resident.py; by crate in target/resident-SIDE.txt).
 #
-#   bash benches/load/profile.sh [--rounds N] [--duration 8s] [--perf] [--threads N]
+#   bash benches/load/profile.sh [--rounds N] [--duration 8s] [--perf] [--threads N] [--peers]
 #                                [--baseline PATH] [--env VAR=VALUE] [--baseline-env VAR=VALUE]
 #
 # --baseline runs a second certgate binary (say, built from the commit before a change) beside
 # the one just built, alternating round by round, and prints both with the ratio: a before/after
 # from one run, which the machine's drift cannot fake. --env / --baseline-env set an environment
 # variable for one side (to compare settings of one binary: --baseline target/release/certgate).
+# --peers adds three sides, each pinned like certgate: nginx and HAProxy configured as in run.sh,
+# and "floor", `certgate-bench floor` (examples/certgate-bench/floor.rs): a bare mTLS proxy on
+# certgate's own stack (tokio, hyper, rustls) that does nothing per request but forward with
+# one identity header, so what certgate's stack costs before any of certgate's work. Ratios are
+# then against nginx, and the CPU is split into user space and kernel.
 # Same setup as run.sh: ECDSA P-256, CRL loaded, certgate pinned to CPU 0 with one worker thread
 # (--threads changes it), oha and the upstream on CPU 1. Loopback only, bounded in time.
 set -euo pipefail
-ROUNDS=3 DURATION=8s PERF=0 THREADS=1 BASELINE="" NEW_ENV=() BASE_ENV=()
+ROUNDS=3 DURATION=8s PERF=0 THREADS=1 BASELINE="" NEW_ENV=() BASE_ENV=() PEERS=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --peers) PEERS=1 ;;
     --baseline) BASELINE=$(realpath "$2"); shift ;;
     --env) NEW_ENV+=("$2"); shift ;;
     --baseline-env) BASE_ENV+=("$2"); shift ;;
@@ -61,16 +67,45 @@ if [ -n "$BASELINE" ]; then
   SIDES=(base new)
 fi
 tls_opts=(--cacert ca.pem --cert client.pem --key client-key.pem)
+if [ "$PEERS" = 1 ]; then
+  # shellcheck source=benches/load/peers.sh
+  source "$ROOT/benches/load/peers.sh"
+  write_nginx_conf 127.0.0.1:19645 "$UP" 1024 "master_process off;"
+  write_haproxy_cfg 127.0.0.1:19646 "$UP" 1024
+  peer() { # $1 = side, $2 = port, rest = the command
+    local side=$1 port=$2
+    shift 2
+    taskset -c "$PROXY_CPU" "$@" > "$side.log" 2>&1 &
+    PID[$side]=$!; PORT[$side]=$port; PIDS+=($!)
+    for _ in $(seq 100); do curl -sf "${tls_opts[@]}" "https://localhost:$port/ready" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    cat "$side.log" >&2; exit 1
+  }
+  peer floor 19647 "$HELPER" floor --bind 127.0.0.1:19647 --upstream "$UP" --dir "$WORK"
+  peer nginx 19645 nginx -c "$WORK/nginx.conf"
+  peer haproxy 19646 haproxy -f "$WORK/haproxy.cfg"
+  SIDES+=(floor nginx haproxy)
+fi
 cpu_ns() { local sum=0 f; for f in /proc/"$1"/task/*/schedstat; do sum=$((sum + $(cut -d' ' -f1 "$f"))); done; echo "$sum"; }
-run() { # $1 = side, rest = oha options; prints "rps cpu_ns_per_request p99_ms"
-  local side=$1 c0 c1 out
+cpu_ticks() { # user + kernel clock ticks of every thread: fields 14 and 15 of /proc/PID/task/TID/stat
+  local u=0 k=0 f a b
+  for f in /proc/"$1"/task/*/stat; do
+    read -r a b <<<"$(sed 's/.*) //' "$f" | awk '{print $12, $13}')"
+    u=$((u + a)); k=$((k + b))
+  done
+  echo "$u $k"
+}
+TICK_NS=$((1000000000 / $(getconf CLK_TCK)))
+run() { # $1 = side, rest = oha options; prints "rps cpu_ns_per_request p99_ms user_ns kernel_ns"
+  local side=$1 c0 c1 t0 t1 out u0 k0 u1 k1
   shift
-  c0=$(cpu_ns "${PID[$side]}")
+  c0=$(cpu_ns "${PID[$side]}"); t0=$(cpu_ticks "${PID[$side]}")
   out=$(taskset -c "$LOAD_CPU" oha -z "$DURATION" --no-tui --output-format json "$@" "${tls_opts[@]}" "https://localhost:${PORT[$side]}/bench" 2>/dev/null \
     | python3 -c 'import json,sys; d=json.load(sys.stdin); n=sum(d.get("statusCodeDistribution",{}).values()); print("%.0f %d %.3f" % (d["summary"]["requestsPerSec"], n, (d["latencyPercentiles"].get("p99") or 0)*1e3))')
-  c1=$(cpu_ns "${PID[$side]}")
+  c1=$(cpu_ns "${PID[$side]}"); t1=$(cpu_ticks "${PID[$side]}")
   read -r rps n p99 <<<"$out"
-  echo "$rps $(( (c1 - c0) / (n > 0 ? n : 1) )) $p99"
+  read -r u0 k0 <<<"$t0"; read -r u1 k1 <<<"$t1"
+  n=$((n > 0 ? n : 1))
+  echo "$rps $(( (c1 - c0) / n )) $p99 $(( (u1 - u0) * TICK_NS / n )) $(( (k1 - k0) * TICK_NS / n ))"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rss() { awk '/^VmRSS/ {t = $2} /^RssAnon/ {a = $2} END {printf "%.1f MB (anonymous %.1f)", t/1024, a/1024}' "/proc/${PID[$1]}/status"; }
@@ -80,33 +115,41 @@ declare -A RES
 for side in "${SIDES[@]}"; do run "$side" -c 64 >/dev/null; done  # warm-up
 for r in $(seq "$ROUNDS"); do
   for side in "${SIDES[@]}"; do
-    read -r rps cpu p99 <<<"$(run "$side" -c 64)"; RES[$side.a]+=" $rps/$cpu/$p99"
-    echo "round $r $side (a): $rps req/s, $cpu ns/request, p99 $p99 ms" >&2
+    read -r rps cpu p99 usr sys <<<"$(run "$side" -c 64)"; RES[$side.a]+=" $rps/$cpu/$p99/$usr/$sys"
+    echo "round $r $side (a): $rps req/s, $cpu ns/request (user $usr, kernel $sys), p99 $p99 ms" >&2
   done
   for side in "${SIDES[@]}"; do
-    read -r rps cpu p99 <<<"$(run "$side" -c 8 -p 16 --http2)"; RES[$side.c]+=" $rps/$cpu/$p99"
-    echo "round $r $side (c): $rps req/s, $cpu ns/request, p99 $p99 ms" >&2
+    read -r rps cpu p99 usr sys <<<"$(run "$side" -c 8 -p 16 --http2)"; RES[$side.c]+=" $rps/$cpu/$p99/$usr/$sys"
+    echo "round $r $side (c): $rps req/s, $cpu ns/request (user $usr, kernel $sys), p99 $p99 ms" >&2
   done
 done
 field() { tr ' ' '\n' | grep . | cut -d/ -f"$1" | median; }
 declare -A MED
 for side in "${SIDES[@]}"; do
   for sc in a c; do
-    for i in 1 2 3; do MED[$side.$sc.$i]=$(echo "${RES[$side.$sc]}" | field "$i"); done
+    for i in 1 2 3 4 5; do MED[$side.$sc.$i]=$(echo "${RES[$side.$sc]}" | field "$i"); done
   done
 done
+# Ratios against the baseline, or with --peers against nginx (CPU, then its user and kernel parts).
+REF=""
+if [ -n "$BASELINE" ]; then REF=base; fi
+if [ "$PEERS" = 1 ]; then REF=nginx; fi
 echo
-echo "| scenario | side | req/s | CPU per request | p99 |"
-echo "|---|---|---:|---:|---:|"
+echo "| scenario | side | req/s | CPU per request | user space | kernel | p99 |"
+echo "|---|---|---:|---:|---:|---:|---:|"
 for sc in a c; do
   if [ "$sc" = a ]; then label="(a) HTTP/1.1 keep-alive, 64 conns"; else label="(c) HTTP/2, 8 conns x 16 streams"; fi
   for side in "${SIDES[@]}"; do
-    ratio=""
-    if [ "$side" = new ] && [ -n "$BASELINE" ]; then
-      ratio=$(awk -v n="${MED[new.$sc.2]}" -v b="${MED[base.$sc.2]}" 'BEGIN { printf " (%.2fx)", n / b }')
-    fi
-    printf '| %s | %s | %s | %.1f µs%s | %s ms |\n' "$label" "$side" "${MED[$side.$sc.1]}" \
-      "$(awk -v v="${MED[$side.$sc.2]}" 'BEGIN { print v / 1000 }')" "$ratio" "${MED[$side.$sc.3]}"
+    cells=()
+    for i in 2 4 5; do
+      cell=$(awk -v v="${MED[$side.$sc.$i]}" 'BEGIN { printf "%.1f µs", v / 1000 }')
+      if [ -n "$REF" ] && [ "$side" != "$REF" ]; then
+        cell+=$(awk -v n="${MED[$side.$sc.$i]}" -v b="${MED[$REF.$sc.$i]}" 'BEGIN { if (b > 0) printf " (%.2fx)", n / b }')
+      fi
+      cells+=("$cell")
+    done
+    printf '| %s | %s | %s | %s | %s | %s | %s ms |\n' "$label" "$side" "${MED[$side.$sc.1]}" \
+      "${cells[0]}" "${cells[1]}" "${cells[2]}" "${MED[$side.$sc.3]}"
   done
 done
 declare -A AFTER
@@ -116,7 +159,7 @@ declare -A LATER
 for side in "${SIDES[@]}"; do
   LATER[$side]=$(rss "$side")
   cp "/proc/${PID[$side]}/smaps" "$ROOT/target/smaps-$side.txt"
-  python3 "$ROOT/benches/load/resident.py" "${PID[$side]}" > "$ROOT/target/resident-$side.txt"
+  python3 "$ROOT/benches/load/resident.py" "${PID[$side]}" > "$ROOT/target/resident-$side.txt" || true
 done
 # Idle upstream connections left by the load are closed half at a time every 5 s.
 sleep 28

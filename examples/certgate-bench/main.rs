@@ -7,8 +7,11 @@
 //! - `certgate-bench mint --cert CERT --jwks FILE --issuer ISS --audience AUD`: writes a JWKS
 //!   with a fresh ES256 key and prints an access token bound to CERT (RFC 8705), valid 1 hour.
 //! - `certgate-bench soak …`: the soak's clients (see `soak.rs`).
+//! - `certgate-bench floor --bind ADDR --upstream ADDR --dir DIR`: the least a proxy on
+//!   certgate's stack does per request (see `floor.rs`), for `profile.sh --peers`.
 #![forbid(unsafe_code)]
 
+mod floor;
 mod soak;
 
 use std::convert::Infallible;
@@ -71,6 +74,16 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         hold: u64,
     },
+    /// A bare mTLS proxy on tokio, hyper and rustls: the stack's floor (floor.rs).
+    Floor {
+        #[arg(long)]
+        bind: SocketAddr,
+        #[arg(long)]
+        upstream: SocketAddr,
+        /// Holds ca.pem, ca.crl, server.pem and server-key.pem (benches/load/pki.sh).
+        #[arg(long)]
+        dir: PathBuf,
+    },
     Mint {
         #[arg(long)]
         cert: PathBuf,
@@ -90,6 +103,11 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match Cli::parse().command {
         Command::Upstream { bind, ws_bind } => rt.block_on(upstream(bind, ws_bind)),
+        Command::Floor {
+            bind,
+            upstream,
+            dir,
+        } => rt.block_on(floor::run(bind, upstream, &dir)),
         Command::Soak(args) => {
             if !rt.block_on(soak::run(args))? {
                 std::process::exit(1);
