@@ -88,8 +88,9 @@ impl RequestAuthority {
         })
     }
 
-    /// The authority of `req` by the rules in the module doc.
-    pub fn of<B>(req: &Request<B>) -> Result<Self, AuthorityError> {
+    /// The authority of `req` by the rules in the module doc; a value `seen` already validated
+    /// on this connection is not validated again.
+    pub fn of<B>(req: &Request<B>, seen: &AuthorityCache) -> Result<Self, AuthorityError> {
         let mut hosts = req.headers().get_all(header::HOST).iter();
         let host = hosts.next();
         if hosts.next().is_some() {
@@ -101,8 +102,8 @@ impl RequestAuthority {
                 (Some(a), Some(h)) if !a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) => {
                     Err(AuthorityError::Mismatch)
                 }
-                (Some(a), _) => Self::parse(a.as_str().as_bytes()),
-                (None, Some(h)) => Self::parse_shared(h.as_bytes(), Some(h)),
+                (Some(a), _) => seen.parse(a.as_str().as_bytes(), None),
+                (None, Some(h)) => seen.parse(h.as_bytes(), Some(h)),
                 (None, None) => Err(AuthorityError::Missing),
             };
         }
@@ -113,8 +114,40 @@ impl RequestAuthority {
                 Self::parse(host.as_bytes())?;
                 Self::parse(a.as_str().as_bytes())
             }
-            None => Self::parse_shared(host.as_bytes(), Some(host)),
+            None => seen.parse(host.as_bytes(), Some(host)),
         }
+    }
+}
+
+/// The first authority a connection's requests named, with the exact bytes it came from: the
+/// requests on one connection nearly always name the same host, so the same bytes are not
+/// validated again (nor, on HTTP/2, copied into a new header value for every request).
+#[derive(Default)]
+pub struct AuthorityCache(std::sync::OnceLock<(Box<[u8]>, RequestAuthority)>);
+
+impl AuthorityCache {
+    fn parse(
+        &self,
+        raw: &[u8],
+        shared: Option<&HeaderValue>,
+    ) -> Result<RequestAuthority, AuthorityError> {
+        if let Some((bytes, authority)) = self.0.get() {
+            if **bytes == *raw {
+                return Ok(authority.clone());
+            }
+            return RequestAuthority::parse_shared(raw, shared);
+        }
+        let authority = RequestAuthority::parse_shared(raw, shared)?;
+        // Its own copy of the value: a shared one points into the request's read buffer, which
+        // must not be held for the life of the connection.
+        if let Ok(value) = HeaderValue::from_bytes(authority.value.as_bytes()) {
+            let kept = RequestAuthority {
+                value,
+                host_len: authority.host_len,
+            };
+            let _ = self.0.set((raw.into(), kept));
+        }
+        Ok(authority)
     }
 }
 
@@ -260,7 +293,9 @@ mod tests {
     #[test]
     fn one_rule_for_every_protocol() {
         use AuthorityError::*;
-        let host = |r: Request<()>| RequestAuthority::of(&r).map(|a| a.host().to_string());
+        let host = |r: Request<()>| {
+            RequestAuthority::of(&r, &AuthorityCache::default()).map(|a| a.host().to_string())
+        };
         let h1 = Version::HTTP_11;
         let h2 = Version::HTTP_2;
         assert_eq!(host(req(h1, "/x", &["a.example"])), Ok("a.example".into()));
@@ -287,5 +322,48 @@ mod tests {
         assert_eq!(host(req(h2, "https://a.example/x", &["b"])), Err(Mismatch));
         assert_eq!(host(req(h2, "/x", &["b.example"])), Ok("b.example".into()));
         assert_eq!(host(req(h2, "/x", &[])), Err(Missing));
+    }
+
+    /// The per-connection cache answers only for the very bytes it validated: every other value
+    /// on the connection is checked in full, and the protocol rules still apply to each request.
+    #[test]
+    fn a_connection_validates_every_value_it_has_not_seen() {
+        use AuthorityError::*;
+        let seen = AuthorityCache::default();
+        let of = |r: Request<()>| {
+            RequestAuthority::of(&r, &seen).map(|a| a.header_value().to_str().unwrap().to_string())
+        };
+        let (h1, h2) = (Version::HTTP_11, Version::HTTP_2);
+        // A refused value is not remembered.
+        assert_eq!(of(req(h1, "/", &["b c"])), Err(BadHost));
+        assert_eq!(
+            of(req(h1, "/", &["A.Example:8443"])),
+            Ok("a.example:8443".into())
+        );
+        assert_eq!(
+            of(req(h1, "/", &["A.Example:8443"])),
+            Ok("a.example:8443".into())
+        );
+        assert_eq!(of(req(h1, "/", &["A.Example:8443", "x"])), Err(Repeated));
+        assert_eq!(of(req(h1, "/", &["user@a.example"])), Err(UserInfo));
+        assert_eq!(of(req(h1, "/", &["a.example:99999"])), Err(BadPort));
+        assert_eq!(of(req(h1, "/", &["b.example"])), Ok("b.example".into()));
+        assert_eq!(
+            of(req(h1, "/", &["A.Example:8443"])),
+            Ok("a.example:8443".into())
+        );
+
+        let seen = AuthorityCache::default();
+        let of = |r: Request<()>| RequestAuthority::of(&r, &seen).map(|a| a.host().to_string());
+        assert_eq!(
+            of(req(h2, "https://a.example/x", &[])),
+            Ok("a.example".into())
+        );
+        assert_eq!(of(req(h2, "https://a.example/x", &["b"])), Err(Mismatch));
+        assert_eq!(
+            of(req(h2, "https://a.example/x", &[])),
+            Ok("a.example".into())
+        );
+        assert_eq!(of(req(h2, "https://a.example:0/x", &[])), Err(BadPort));
     }
 }

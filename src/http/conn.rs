@@ -12,6 +12,7 @@ use crate::authn::identity::ClientIdentity;
 use crate::authn::revocation::ocsp::Outcome;
 use crate::authn::tls;
 use crate::authn::token::cache::ConnTokenCache;
+use crate::authz::authority::AuthorityCache;
 use crate::inventory;
 use crate::state::Gateway;
 use crate::state::snapshot::Snapshot;
@@ -48,6 +49,8 @@ pub struct ConnContext {
     pub close: tokio::sync::Notify,
     /// The last access token verified on this connection.
     pub(super) tokens: ConnTokenCache,
+    /// The authority this connection's requests name, validated once.
+    pub(super) authority: AuthorityCache,
     /// The certificate's owner for one snapshot generation: `generation << 16 | (index + 1)`
     /// (0 in the low bits: no owner; 0 overall: not looked up yet).
     owner_memo: AtomicU64,
@@ -101,6 +104,7 @@ impl ConnContext {
             verified_generation: AtomicU64::new(snapshot.generation),
             close: tokio::sync::Notify::new(),
             tokens: ConnTokenCache::default(),
+            authority: AuthorityCache::default(),
             owner_memo: AtomicU64::new(0),
             ocsp_memo: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),

@@ -51,7 +51,9 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     ctx.count_request();
     let snapshot = ctx.gateway.current.load_full();
-    let mut x = Exchange::new(&ctx, snapshot.clone(), &req);
+    // Boxed: the record rides along with the response through hyper, which moves the response
+    // several times; a pointer is cheaper to move than the whole record.
+    let mut x = Box::new(Exchange::new(&ctx, snapshot.clone(), &req));
     let grpc = is_grpc(&req);
     let checked = match ctx.revalidate(&snapshot) {
         Ok(()) => ocsp::check(&ctx, &snapshot).await,
@@ -99,7 +101,7 @@ async fn proxy(
     framing::check_method(req.method())?;
     framing::check_framing(&req)?;
     let websocket = framing::upgrade_request(&req)?;
-    let authority = RequestAuthority::of(&req).map_err(Malformed::from)?;
+    let authority = RequestAuthority::of(&req, &ctx.authority).map_err(Malformed::from)?;
     x.host = Some(authority.header_value().clone());
     let uri = req.uri().clone();
     let path = normalize(&uri, x)?;

@@ -37,7 +37,7 @@ const PATH_LOG_MAX: usize = 2048;
 /// goes away).
 pub struct ProxyBody {
     pub(super) inner: Inner,
-    pub(super) exchange: Option<Exchange>,
+    pub(super) exchange: Option<Box<Exchange>>,
 }
 
 pub(super) enum Inner {

@@ -171,7 +171,9 @@ pub struct AnomalyEvent {
 
 pub struct Anomalies {
     epoch: Instant,
-    tracks: DashMap<Watched, Track>,
+    /// foldhash, seeded per process, instead of SipHash: the keys are certificate digests and
+    /// source addresses, which a client cannot pick to collide, and this runs per request.
+    tracks: DashMap<Watched, Track, foldhash::fast::RandomState>,
     /// Entries in `tracks` (its own `len` visits every shard).
     tracked: AtomicUsize,
     /// Most recent last; locked only to add a raised signal or to read them.
@@ -183,7 +185,7 @@ impl Anomalies {
     pub fn new(metrics: &Metrics) -> Self {
         Self {
             epoch: Instant::now(),
-            tracks: DashMap::new(),
+            tracks: DashMap::default(),
             tracked: AtomicUsize::new(0),
             recent: Mutex::new(VecDeque::with_capacity(64)),
             counters: AnomalyKind::ALL.map(|k| metrics.anomaly(k.label())),
