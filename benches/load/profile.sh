@@ -85,16 +85,8 @@ if [ "$PEERS" = 1 ]; then
   peer haproxy 19646 haproxy -f "$WORK/haproxy.cfg"
   SIDES+=(floor nginx haproxy)
 fi
-cpu_ns() { local sum=0 f; for f in /proc/"$1"/task/*/schedstat; do sum=$((sum + $(cut -d' ' -f1 "$f"))); done; echo "$sum"; }
-cpu_ticks() { # user + kernel clock ticks of every thread: fields 14 and 15 of /proc/PID/task/TID/stat
-  local u=0 k=0 f a b
-  for f in /proc/"$1"/task/*/stat; do
-    read -r a b <<<"$(sed 's/.*) //' "$f" | awk '{print $12, $13}')"
-    u=$((u + a)); k=$((k + b))
-  done
-  echo "$u $k"
-}
-TICK_NS=$((1000000000 / $(getconf CLK_TCK)))
+# shellcheck source=benches/load/cpu.sh
+source "$ROOT/benches/load/cpu.sh"
 run() { # $1 = side, rest = oha options; prints "rps cpu_ns_per_request p99_ms user_ns kernel_ns"
   local side=$1 c0 c1 t0 t1 out u0 k0 u1 k1
   shift

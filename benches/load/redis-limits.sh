@@ -66,7 +66,8 @@ for mode in local redis; do
 done
 grep -q "counters are shared" redis.log || { echo "the redis gateway is not counting in Redis" >&2; cat redis.log >&2; exit 1; }
 
-cpu_ns() { local sum=0 f; for f in /proc/"$1"/task/*/schedstat; do sum=$((sum + $(cut -d' ' -f1 "$f"))); done; echo "$sum"; }
+# shellcheck source=benches/load/cpu.sh
+source "$ROOT/benches/load/cpu.sh"
 oha_run() { # $1 = url, rest = oha options; prints "rps p50_ms p99_ms ok_share requests"
   local url=$1; shift
   taskset -c "$LOAD_CPU" oha -z "$DURATION" --no-tui --output-format json "$@" "${T[@]}" "$url" 2>/dev/null \

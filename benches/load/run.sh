@@ -141,25 +141,8 @@ record() { # $1 = key, $2 = value; keeps the best rps / lowest latency over roun
   RESULT[$k]="${RESULT[$k]:-} $v"
   echo "round $round $k $v" >&2
 }
-cpu_ns() { # CPU time used so far by all threads of the given pids, in nanoseconds
-  local sum=0 f
-  for p in "$@"; do
-    for f in /proc/"$p"/task/*/schedstat; do sum=$((sum + $(cut -d' ' -f1 "$f"))); done
-  done
-  echo "$sum"
-}
-cpu_ticks() { # "user system" clock ticks used so far by all threads of the given pids
-  local u=0 k=0 f a b
-  for p in "$@"; do
-    for f in /proc/"$p"/task/*/stat; do
-      # Fields after the command name: state is the first, utime the 12th, stime the 13th.
-      read -r a b <<<"$(sed 's/.*) //' "$f" | awk '{print $12, $13}')"
-      u=$((u + a)); k=$((k + b))
-    done
-  done
-  echo "$u $k"
-}
-TICK_NS=$((1000000000 / $(getconf CLK_TCK)))
+# shellcheck source=benches/load/cpu.sh
+source "$ROOT/benches/load/cpu.sh"
 split_cpu() { # $1 = key prefix, $2 = requests, $3 = ticks before, $4 = ticks after; user / kernel ns per request
   local u0 k0 u1 k1
   read -r u0 k0 <<<"$3"; read -r u1 k1 <<<"$4"

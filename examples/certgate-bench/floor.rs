@@ -21,7 +21,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 
 static XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
@@ -68,12 +68,11 @@ pub async fn run(bind: SocketAddr, upstream: SocketAddr, dir: &Path) -> anyhow::
     }
 }
 
+/// The server side of the floor's mTLS, with certgate's own PEM loaders and crypto provider.
 fn tls_config(dir: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let provider = certgate::authn::tls::provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(dir.join("ca.pem"))? {
-        roots.add(c?)?;
-    }
+    use certgate::authn::tls::{load_certs, load_key, provider, server_roots};
+    let provider = provider();
+    let roots = server_roots(Some(&dir.join("ca.pem"))).map_err(anyhow::Error::msg)?;
     let crl = CertificateRevocationListDer::from_pem_file(dir.join("ca.crl"))?;
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
@@ -81,9 +80,8 @@ fn tls_config(dir: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     )
     .with_crls([crl])
     .build()?;
-    let chain =
-        CertificateDer::pem_file_iter(dir.join("server.pem"))?.collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(dir.join("server-key.pem"))?;
+    let chain = load_certs(&dir.join("server.pem")).map_err(anyhow::Error::msg)?;
+    let key = load_key(&dir.join("server-key.pem")).map_err(anyhow::Error::msg)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)

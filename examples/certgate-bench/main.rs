@@ -26,7 +26,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 
 #[derive(Parser)]
 struct Cli {
@@ -306,13 +306,11 @@ fn client_config(
     key: &std::path::Path,
     alpn: &[u8],
 ) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca)? {
-        roots.add(c?)?;
-    }
-    let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(key)?;
-    let mut config = rustls::ClientConfig::builder_with_provider(certgate::authn::tls::provider())
+    use certgate::authn::tls::{load_certs, load_key, provider, server_roots};
+    let roots = server_roots(Some(ca)).map_err(anyhow::Error::msg)?;
+    let chain = load_certs(cert).map_err(anyhow::Error::msg)?;
+    let key = load_key(key).map_err(anyhow::Error::msg)?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)?;
