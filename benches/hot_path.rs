@@ -206,11 +206,12 @@ fn revocation(c: &mut Criterion) {
                 roots,
                 intermediates: Vec::new(),
                 revocation: Some(Revocation::new(
-                    crls,
+                    crls.into_iter().map(|c| ("bench.crl".to_string(), c)),
                     vec![subject],
                     RevocationScope::Chain,
                     UnknownRevocation::Deny,
                     StaleCrl::Deny,
+                    std::sync::Arc::new(|_: &str, _: &str, _: &Result<(), String>| {}),
                 )),
             })
             .expect("verifier");

@@ -155,6 +155,7 @@ pub(super) fn explain(config: &Path, req: Request<'_>) -> ExitCode {
                     println!("tls       handshake would be refused: {refusal}");
                 }
             }
+            pending_crls(&snapshot, &chain[1..]);
             Some(id)
         }
     };
@@ -289,5 +290,38 @@ pub(super) fn explain(config: &Path, req: Request<'_>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
+    }
+}
+
+/// The pending CRLs (issuer not a configured CA): `check`'s warnings, and for each whose issuer
+/// the chain file presents, whether that CA signed it — as a handshake would find.
+fn pending_crls(snapshot: &certgate::state::Snapshot, presented: &[CertificateDer<'_>]) {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    for p in &snapshot.crl_checks.pending {
+        eprintln!("warning: {p}");
+    }
+    let cas: Vec<X509Certificate<'_>> = presented
+        .iter()
+        .filter_map(|c| X509Certificate::from_der(c.as_ref()).ok().map(|(_, c)| c))
+        .collect();
+    for c in &snapshot.crls {
+        let Some(proof) = &c.crl.pending else {
+            continue;
+        };
+        for ca in cas
+            .iter()
+            .filter(|ca| ca.subject().as_raw() == c.crl.issuer_der)
+        {
+            match proof.check(ca) {
+                Ok(()) => println!(
+                    "crl       {} (pending) verified against the presented {}",
+                    c.source, c.crl.issuer
+                ),
+                Err(why) => println!(
+                    "crl       {} (pending) does not verify against the presented {}: {why}; unusable for that CA",
+                    c.source, c.crl.issuer
+                ),
+            }
+        }
     }
 }

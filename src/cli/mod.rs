@@ -219,27 +219,33 @@ fn load_for_inspection(config: &Path) -> Result<Snapshot, certgate::config::Conf
 }
 
 fn check(config: &Path) -> ExitCode {
-    match load_for_inspection(config) {
-        Ok(s) => {
-            print!("{}", summary(&s));
-            // An unusable CRL does not stop the gateway (its CA's clients are refused), but it
-            // is an error to fix: check fails.
-            for p in &s.crl_checks.problems {
-                eprintln!("error: {p}");
-            }
-            // check does not fetch: a URL not fetched yet is fetched by the gateway at start.
-            for p in &s.crl_checks.pending {
-                eprintln!("warning: {p}");
-            }
-            if s.crl_checks.problems.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+    let s = match load_for_inspection(config) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            eprintln!("config has errors: {}", config.display());
+            return ExitCode::FAILURE;
         }
+    };
+    print!("{}", summary(&s));
+    // check does not fetch: a URL not fetched yet is fetched by the gateway at start.
+    for p in s.crl_checks.unfetched.iter().chain(&s.crl_checks.pending) {
+        eprintln!("warning: {p}");
+    }
+    // An unusable CRL does not stop the gateway (its CA's clients are refused), but it is an
+    // error to fix: one verdict, and `config OK` only when nothing is an error.
+    for p in &s.crl_checks.problems {
+        eprintln!("error: {p}");
+    }
+    if s.crl_checks.problems.is_empty() {
+        println!("config OK: {}", s.config_path.display());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "config has errors ({}): {}",
+            s.crl_checks.problems.len(),
+            s.config_path.display()
+        );
+        ExitCode::FAILURE
     }
 }

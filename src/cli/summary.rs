@@ -10,7 +10,7 @@ use certgate::util::time::{fmt_time, unix_now};
 pub fn summary(s: &Snapshot) -> String {
     let mut o = String::new();
     let now = unix_now();
-    let _ = writeln!(o, "config OK: {}", s.config_path.display());
+    let _ = writeln!(o, "config     {}", s.config_path.display());
     let _ = writeln!(o, "listener   {} (TLS 1.2/1.3, ALPN h2, http/1.1)", s.bind);
     let _ = writeln!(
         o,

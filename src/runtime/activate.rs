@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::state::{Gateway, ReloadRequest, Snapshot, Trigger};
 use crate::util::time::unix_now;
@@ -25,8 +25,11 @@ pub fn activate(gateway: &Gateway, new: Arc<Snapshot>) {
     for p in &new.crl_checks.problems {
         error!(target: "certgate::tls", problem = %p, "crl");
     }
-    for p in &new.crl_checks.pending {
+    for p in &new.crl_checks.unfetched {
         warn!(target: "certgate::tls", problem = %p, "crl");
+    }
+    for p in &new.crl_checks.pending {
+        info!(target: "certgate::tls", note = %p, "crl");
     }
     for w in new.expiry_warnings(unix_now()) {
         warn!(warning = %w, "expiry");

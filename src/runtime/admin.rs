@@ -150,12 +150,16 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            let ready = gateway.ready.load(Ordering::SeqCst);
             let snapshot = gateway.current.load();
+            // A CRL input that is unusable with nothing in force refuses its CA's clients:
+            // not Ready, so a rollout with a placeholder or broken CRL stops there.
+            let unusable = &snapshot.crl_checks.unready;
+            let ready = gateway.ready.load(Ordering::SeqCst) && unusable.is_empty();
             let body = serde_json::json!({
                 "status": if ready { "ready" } else { "not_ready" },
                 "config_generation": snapshot.generation,
                 "warnings": snapshot.expiry_warnings(unix_now()),
+                "unusable": unusable,
             });
             let status = if ready {
                 StatusCode::OK

@@ -132,7 +132,7 @@ impl Bound {
             let _ =
                 tokio::time::timeout(FIRST_JWKS_FETCH_WAIT, swaps.wait_for(|g| *g != first)).await;
         }
-        for p in &gateway.current.load().crl_checks.pending {
+        for p in &gateway.current.load().crl_checks.unfetched {
             error!(target: "certgate::tls", problem = %p, "crl");
         }
         // Likewise the fleet's rate-limit counters, so the first requests are counted there.

@@ -36,7 +36,7 @@ async fn build(
 /// so its CA's clients are not refused as revocation-unknown in the meantime: when the first
 /// fetch brings a CRL, the snapshot is built again with it.
 async fn fetch_new_crl_urls(gateway: &Arc<Gateway>, new: Snapshot) -> Snapshot {
-    if new.crl_checks.pending.is_empty() {
+    if new.crl_checks.unfetched.is_empty() {
         return new;
     }
     for r in &new.remote_crls {

@@ -24,8 +24,14 @@ pub struct CrlChecks {
     pub usable: Vec<(String, bool)>,
     /// Unusable CRLs, by file and reason: ERROR at start and reload, `check` fails.
     pub problems: Vec<String>,
+    /// The sources among them with nothing in force (no last good CRL): `/readyz` is 503
+    /// naming them, so a rollout with a placeholder or broken CRL does not go Ready.
+    pub unready: Vec<String>,
     /// CRL URLs with no copy yet (never fetched, nothing cached): ERROR once the first fetch
     /// failed; a warning for `check`, which does not fetch.
+    pub unfetched: Vec<String>,
+    /// CRLs whose issuer is not a configured CA, verified against the CA certificate a client
+    /// presents: a warning for `check` and `explain`, INFO when going live.
     pub pending: Vec<String>,
 }
 
@@ -165,9 +171,9 @@ pub(super) fn resolve_crl_urls(
 }
 
 /// `client_auth.crls`, each verified when read (or when it or the CAs changed): an unusable one
-/// (unparseable, issuer not trusted, issuer without cRLSign, bad signature, rejected by the
-/// verifier) is reported and replaced by the last good CRL of the same file, or else leaves its
-/// CA's clients revocation-unknown. Stale ones are warnings.
+/// (unparseable, issuer without cRLSign, bad signature, rejected by the verifier) is reported and replaced by the last good CRL of the same file, or else leaves its
+/// CA's clients revocation-unknown. Stale ones are warnings; pending ones (issuer not a
+/// configured CA) are noted.
 pub(super) fn load_crls(
     file: &ConfigFile,
     sources: &[CrlSource],
@@ -187,7 +193,7 @@ pub(super) fn load_crls(
         } = source;
         if source.url && !path.exists() {
             checked.usable.push((name.clone(), false));
-            checked.pending.push(format!(
+            checked.unfetched.push(format!(
                 "{key}: {name}: no copy yet (not fetched, nothing cached at {}); the clients of its CA are revocation-unknown until a fetch succeeds",
                 path.display()
             ));
@@ -196,7 +202,15 @@ pub(super) fn load_crls(
         let loaded = registry
             .load(path, cas, cas_digest)
             .map_err(|e| file.invalid(key, e))?;
-        checked.usable.push((name.clone(), loaded.is_ok()));
+        // A pending CRL that a client's CA did not sign stays unusable (for that CA) across
+        // reloads that keep it.
+        let failed = loaded.as_ref().is_ok_and(|list| {
+            list.iter()
+                .any(|c| c.pending.as_ref().is_some_and(|p| p.failed_any()))
+        });
+        checked
+            .usable
+            .push((name.clone(), loaded.is_ok() && !failed));
         let list = match loaded {
             Ok(list) => list,
             Err(Unusable { why, .. }) => {
@@ -209,11 +223,22 @@ pub(super) fn load_crls(
                         "the clients of its CA are revocation-unknown"
                     }
                 ));
+                if kept.is_none() {
+                    checked
+                        .unready
+                        .push(format!("{key}: {name}: unusable CRL ({why})"));
+                }
                 crls.extend(kept.unwrap_or_default());
                 continue;
             }
         };
         for crl in list {
+            if crl.pending.is_some() {
+                checked.pending.push(format!(
+                    "{key}: {name}: the CRL of {} is pending: its issuer is not in the trust store or the intermediates, so it is verified against the CA certificate of that name a client presents, once per CA key, and used for that CA only if it verifies; to verify it at load, add that CA certificate to client_auth.intermediates",
+                    crl.issuer
+                ));
+            }
             if crl.next_update.is_some_and(|t| t < now) {
                 warnings.push(format!(
                     "{name}: CRL of {} is past its nextUpdate{}",

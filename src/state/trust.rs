@@ -9,7 +9,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 
 use crate::authn::identity::ClientIdentity;
-use crate::authn::revocation::check::Revocation;
+use tracing::{error, info};
+
+use crate::authn::revocation::check::{PendingReport, Revocation};
 use crate::authn::revocation::ocsp::OcspPolicy;
 use crate::authn::revocation::remote::RemoteCrl;
 use crate::authn::tls::{self, ClientAuthSettings};
@@ -128,11 +130,12 @@ impl Trust {
         warn_about_ca_without_crl(file, &crls, &anchors, &intermediates, warnings);
         let revocation = (!sources.is_empty()).then(|| {
             Revocation::new(
-                crls.iter().map(|c| c.crl.clone()),
+                crls.iter().map(|c| (c.source.clone(), c.crl.clone())),
                 anchor_subjects,
                 ca.revocation_scope,
                 ca.unknown_revocation,
                 ca.stale_crl,
+                report_pending(telemetry),
             )
         });
         let verifier = tls::client_verifier(ClientAuthSettings {
@@ -155,6 +158,30 @@ impl Trust {
             ocsp,
         })
     }
+}
+
+/// Logs the first verification of a pending CRL against each CA key; one that fails makes
+/// the CRL unusable for that CA: ERROR once, `certgate_crl_usable{source}` 0.
+fn report_pending(telemetry: &Telemetry) -> PendingReport {
+    let usable = telemetry.metrics.crl_usable_handle();
+    Arc::new(move |source, ca, outcome| match outcome {
+        Ok(()) => info!(
+            target: "certgate::tls",
+            source,
+            ca,
+            "pending CRL verified against the CA certificate a client presented; in force for that CA"
+        ),
+        Err(why) => {
+            usable.set(source, false);
+            error!(
+                target: "certgate::tls",
+                source,
+                ca,
+                problem = %why,
+                "pending CRL does not verify against the CA certificate a client presented: unusable for that CA, whose clients are revocation-unknown"
+            );
+        }
+    })
 }
 
 /// `client_auth.ocsp*`: `None` when OCSP is off.

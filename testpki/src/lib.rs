@@ -10,7 +10,10 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-pub use rcgen::SerialNumber;
+pub use rcgen::{
+    PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256, PKCS_RSA_SHA384,
+    SerialNumber, SignatureAlgorithm,
+};
 
 pub mod jwt;
 
@@ -136,6 +139,15 @@ impl Ca {
     /// A new self-signed root CA (ECDSA P-256).
     pub fn root(cn: &str) -> Result<Self, rcgen::Error> {
         let key = KeyPair::generate()?;
+        let params = ca_params(cn);
+        let cert = params.self_signed(&key)?;
+        Ok(Self::from_parts(params, key, cert))
+    }
+
+    /// A new self-signed root CA with a key of `alg` (its certificates and CRLs are signed
+    /// with it).
+    pub fn root_with(cn: &str, alg: &'static SignatureAlgorithm) -> Result<Self, rcgen::Error> {
+        let key = KeyPair::generate_for(alg)?;
         let params = ca_params(cn);
         let cert = params.self_signed(&key)?;
         Ok(Self::from_parts(params, key, cert))

@@ -154,3 +154,73 @@ fn manifests_are_consistent() {
         "{termination}s < {needed:?}"
     );
 }
+
+/// The manifests as shipped, run: the config, CRL and owners ConfigMaps written where the pod
+/// mounts them (under a temporary root), cert-manager's Secret made by the test PKI, the
+/// listeners on loopback. The placeholder CRL must not let the pod go Ready while it refuses
+/// every client: `check` fails and `/readyz` is 503 naming the CRL, until a real CRL replaces it.
+#[tokio::test]
+async fn the_shipped_placeholder_crl_fails_check_and_readiness() {
+    use crate::common::*;
+    let all: Vec<Yaml> = ["configmap.yaml"].iter().flat_map(|f| docs(f)).collect();
+    let pki = Pki::new();
+    let root = pki.path("pod");
+    let at = |p: &str| root.join(p.trim_start_matches('/'));
+    let put = |p: &str, text: &str| {
+        let path = at(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+    };
+    let (addr, admin) = (free_addr(), free_addr());
+    let config = s(&find(&all, "ConfigMap", "certgate-config")["data"]["certgate.toml"])
+        .replace(
+            "/etc/certgate/",
+            &format!("{}/etc/certgate/", root.display()),
+        )
+        .replace(
+            "/var/lib/certgate/",
+            &format!("{}/var/lib/certgate/", root.display()),
+        )
+        .replace("0.0.0.0:8443", &addr.to_string())
+        .replace("0.0.0.0:9901", &admin.to_string());
+    put("/etc/certgate/config/certgate.toml", &config);
+    put(
+        "/etc/certgate/crl/ca.crl",
+        s(&find(&all, "ConfigMap", "internal-ca-crl")["data"]["ca.crl"]),
+    );
+    put(
+        "/etc/certgate/owners/owners.toml",
+        s(&find(&all, "ConfigMap", "certgate-owners")["data"]["owners.toml"]),
+    );
+    put("/etc/certgate/tls/tls.crt", &pki.server.cert_pem);
+    put("/etc/certgate/tls/tls.key", &pki.server.key_pem);
+    put("/etc/certgate/tls/ca.crt", &pki.root.cert_pem);
+    std::fs::create_dir_all(at("/var/lib/certgate")).unwrap();
+    let config_path = at("/etc/certgate/config/certgate.toml");
+
+    let (code, out, err) = run_cli(&["check", "--config", config_path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        !out.contains("config OK") && !err.contains("config OK"),
+        "{out}{err}"
+    );
+    assert!(err.contains("ca.crl: unusable CRL"), "{err}");
+    assert!(err.contains("config has errors"), "{err}");
+
+    let gw = Gateway::launch(&config_path, addr, admin).await;
+    let (status, body) = admin_get(gw.admin, "/readyz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("ca.crl: unusable CRL"), "{body}");
+
+    // The CA's real CRL: Ready (the watcher picks the file up, as a ConfigMap update).
+    put(
+        "/etc/certgate/crl/ca.crl",
+        &pki.root
+            .crl(&[], std::time::Duration::from_secs(86400))
+            .unwrap(),
+    );
+    let (status, body) = admin_post(gw.admin, "/reload").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin_get(gw.admin, "/readyz").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+}

@@ -16,6 +16,7 @@ mod observability;
 mod ocsp;
 mod owners;
 mod paths;
+mod pending_crls;
 mod pkits;
 mod policy;
 mod pools;

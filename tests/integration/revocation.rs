@@ -154,9 +154,22 @@ async fn unusable_crls_are_reported_and_only_their_ca_is_refused() {
         )
     };
     gw.assert_metric(&usable("a.crl"), 1.0).await;
-    for bad in ["b.crl", "c.crl", "stranger.crl", "d.crl", "garbage.crl"] {
+    // A CRL of a CA that is not configured is pending (clients may present that CA), not
+    // unusable.
+    gw.assert_metric(&usable("stranger.crl"), 1.0).await;
+    for bad in ["b.crl", "c.crl", "d.crl", "garbage.crl"] {
         gw.assert_metric(&usable(bad), 0.0).await;
     }
+    // Not Ready while a CRL input has nothing in force, naming each.
+    let (status, body) = admin_get(gw.admin, "/readyz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    for bad in ["b.crl", "c.crl", "d.crl", "garbage.crl"] {
+        assert!(
+            body.contains(&format!("{bad}: unusable CRL")),
+            "{bad}: {body}"
+        );
+    }
+    assert!(!body.contains("stranger.crl: unusable"), "{body}");
     let logs = gw.logs();
     assert!(
         logs.contains("b.crl: unusable CRL (bad signature"),
@@ -167,9 +180,7 @@ async fn unusable_crls_are_reported_and_only_their_ca_is_refused() {
         "{logs}"
     );
     assert!(
-        logs.contains(
-            "stranger.crl: unusable CRL (issued by CN=Stranger CA, which is not in the trust store"
-        ),
+        logs.contains("stranger.crl: the CRL of CN=Stranger CA is pending"),
         "{logs}"
     );
     assert!(

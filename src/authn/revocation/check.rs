@@ -1,9 +1,11 @@
 //! Revocation lookups against the loaded CRLs, after the chain itself has been verified: the
 //! leaf (and, with `revocation_scope = "chain"`, each intermediate up to the trust anchor) is
 //! looked up by issuer name and serial in the CRLs that speak for it — a hash lookup and a
-//! binary search, whatever the CRLs' size.
+//! binary search, whatever the CRLs' size. A pending CRL (issuer not a configured CA) speaks
+//! only once its signature verified against the issuing CA certificate of the chain.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rustls::CertificateError;
 use x509_parser::prelude::{DistributionPointName, FromDer, ParsedExtension, X509Certificate};
@@ -14,15 +16,35 @@ use crate::config::{RevocationScope, StaleCrl, UnknownRevocation};
 /// The most certificates a chain walk looks at (leaf plus intermediates).
 const MAX_DEPTH: usize = 8;
 
-/// Everything revocation checking needs, built once per snapshot.
+/// Hears the first verification of a pending CRL against each CA key: the CRL's source, the
+/// CA's subject, the outcome. Logs it and sets `certgate_crl_usable`.
+pub type PendingReport = Arc<dyn Fn(&str, &str, &Result<(), String>) + Send + Sync>;
+
+/// A CRL in force and where it came from.
 #[derive(Debug)]
+struct Listed {
+    crl: LoadedCrl,
+    source: String,
+}
+
+/// Everything revocation checking needs, built once per snapshot.
 pub struct Revocation {
-    by_issuer: HashMap<Vec<u8>, Vec<LoadedCrl>>,
+    by_issuer: HashMap<Vec<u8>, Vec<Listed>>,
     /// Subjects (DER) of the trust anchors: a chain walk stops below them.
     anchors: Vec<Vec<u8>>,
     pub scope: RevocationScope,
     pub unknown: UnknownRevocation,
     pub stale: StaleCrl,
+    report: PendingReport,
+}
+
+impl std::fmt::Debug for Revocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revocation")
+            .field("by_issuer", &self.by_issuer)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A certificate's status in the CRLs.
@@ -43,19 +65,21 @@ enum Role {
 }
 
 impl Revocation {
+    /// `crls`: (source, CRL) pairs; `report` hears pending CRLs' verifications.
     pub fn new(
-        crls: impl IntoIterator<Item = LoadedCrl>,
+        crls: impl IntoIterator<Item = (String, LoadedCrl)>,
         anchors: Vec<Vec<u8>>,
         scope: RevocationScope,
         unknown: UnknownRevocation,
         stale: StaleCrl,
+        report: PendingReport,
     ) -> Self {
-        let mut by_issuer: HashMap<Vec<u8>, Vec<LoadedCrl>> = HashMap::new();
-        for crl in crls {
+        let mut by_issuer: HashMap<Vec<u8>, Vec<Listed>> = HashMap::new();
+        for (source, crl) in crls {
             by_issuer
                 .entry(crl.issuer_der.clone())
                 .or_default()
-                .push(crl);
+                .push(Listed { crl, source });
         }
         Self {
             by_issuer,
@@ -63,6 +87,7 @@ impl Revocation {
             scope,
             unknown,
             stale,
+            report,
         }
     }
 
@@ -79,20 +104,13 @@ impl Revocation {
         };
         let mut role = Role::EndEntity;
         for _ in 0..MAX_DEPTH {
-            self.judge(self.status(&cert, role, now))?;
+            self.judge(self.status(&cert, role, now, intermediates))?;
             if self.scope == RevocationScope::EndEntity
                 || self.anchors.iter().any(|a| a == cert.issuer().as_raw())
             {
                 return Ok(());
             }
-            let issuer = cert.issuer().as_raw();
-            let next = intermediates.iter().find_map(|der| {
-                X509Certificate::from_der(der)
-                    .ok()
-                    .map(|(_, c)| c)
-                    .filter(|c| c.subject().as_raw() == issuer && c.as_raw() != cert.as_raw())
-            });
-            match next {
+            match issuer_of(&cert, intermediates) {
                 Some(c) => cert = c,
                 None => return Ok(()),
             }
@@ -116,15 +134,39 @@ impl Revocation {
     }
 
     /// Looks `cert` up in the CRLs of its issuer that speak for it: listed in any → revoked;
-    /// none speaks for it → unknown; all of them stale → stale.
-    fn status(&self, cert: &X509Certificate<'_>, role: Role, now: i64) -> Status {
+    /// none speaks for it → unknown; all of them stale → stale. A pending CRL speaks only if
+    /// the issuing CA among `intermediates` signed it.
+    fn status(
+        &self,
+        cert: &X509Certificate<'_>,
+        role: Role,
+        now: i64,
+        intermediates: &[&[u8]],
+    ) -> Status {
         let Some(crls) = self.by_issuer.get(cert.issuer().as_raw()) else {
             return Status::Unknown;
         };
         let serial = cert.raw_serial();
         let mut covered = false;
         let mut fresh = false;
-        for crl in crls.iter().filter(|c| covers(c, cert, role)) {
+        let mut issuer = None;
+        for Listed { crl, source } in crls.iter().filter(|l| covers(&l.crl, cert, role)) {
+            if let Some(proof) = &crl.pending {
+                let ca = issuer.get_or_insert_with(|| issuer_of(cert, intermediates));
+                let Some(ca) = ca else {
+                    continue;
+                };
+                let verified = proof.verified_by(ca, |outcome| {
+                    (self.report)(
+                        source,
+                        &crate::authn::identity::rfc4514(ca.subject()),
+                        outcome,
+                    )
+                });
+                if !verified {
+                    continue;
+                }
+            }
             if crl.serials.contains(serial) {
                 return Status::Revoked;
             }
@@ -137,6 +179,31 @@ impl Revocation {
             (true, true) => Status::Good,
         }
     }
+}
+
+/// The certificate among `intermediates` that issued `cert`: the one with the issuer's name, or
+/// when a chain carries several (a cross-signed or renewed CA, or a decoy), the one whose key
+/// signed `cert`.
+fn issuer_of<'a>(
+    cert: &X509Certificate<'_>,
+    intermediates: &[&'a [u8]],
+) -> Option<X509Certificate<'a>> {
+    let mut named = intermediates.iter().filter_map(|der| {
+        X509Certificate::from_der(der)
+            .ok()
+            .map(|(_, c)| c)
+            .filter(|c| {
+                c.subject().as_raw() == cert.issuer().as_raw() && c.as_raw() != cert.as_raw()
+            })
+    });
+    let first = named.next()?;
+    let mut rest = named.peekable();
+    if rest.peek().is_none() {
+        return Some(first);
+    }
+    std::iter::once(first)
+        .chain(rest)
+        .find(|c| cert.verify_signature(Some(c.public_key())).is_ok())
 }
 
 /// Whether `crl` (already known to be from the certificate's issuer) speaks for `cert`: without

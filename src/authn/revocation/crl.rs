@@ -16,6 +16,7 @@ use x509_parser::prelude::{
     IssuingDistributionPoint, ParsedExtension, X509Certificate, X509Extension, X509Name,
 };
 
+use super::pending::CrlProof;
 use super::serials::{SerialSet, canonical};
 use crate::authn::tls::read;
 
@@ -33,6 +34,10 @@ pub struct LoadedCrl {
     /// The issuing distribution point: which certificates this CRL speaks for.
     pub scope: Option<CrlScope>,
     pub serials: Arc<SerialSet>,
+    /// Set when the issuer is not a configured CA: the signature, to be verified against the
+    /// CA certificate with the issuer's name that a verified chain presents
+    /// ([`super::pending`]). Until then the CRL is not used.
+    pub pending: Option<Arc<CrlProof>>,
 }
 
 /// A CRL's issuingDistributionPoint (RFC 5280 §5.2.5), as far as it limits the CRL's scope.
@@ -92,7 +97,8 @@ fn verify(der: &[u8], cas: &[CertificateDer<'_>]) -> Result<LoadedCrl, Unusable>
     // What the verifier itself refuses: unknown critical extensions, delta CRLs, v1 CRLs, …
     let list = webpki::BorrowedCertRevocationList::from_der(der)
         .map_err(|e| unusable(format!("rejected by the verifier: {e:?}")))?;
-    check_signature(&head, &issuer, cas).map_err(unusable)?;
+    let proof = CrlProof::new(&head.signed).map_err(&unusable)?;
+    let pending = check_signature(&head, &proof, cas).map_err(&unusable)?;
     // Every entry must be well formed (and carry no unknown critical extension).
     let mut width = 0;
     let mut count = 0;
@@ -116,36 +122,30 @@ fn verify(der: &[u8], cas: &[CertificateDer<'_>]) -> Result<LoadedCrl, Unusable>
         revoked_count: count,
         scope: head.scope,
         serials: Arc::new(serials),
+        pending: pending.then(|| Arc::new(proof)),
     })
 }
 
-/// The CRL's issuer is one of `cas`, may sign CRLs, and signed this one.
+/// When the CRL's issuer is one of `cas`: it may sign CRLs and signed this one (`Ok(false)`).
+/// When no configured CA has the issuer's name: `Ok(true)`, the CRL is pending.
 fn check_signature(
     head: &Header<'_>,
-    issuer: &str,
+    proof: &CrlProof,
     cas: &[CertificateDer<'_>],
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let issuers: Vec<X509Certificate<'_>> = cas
         .iter()
         .filter_map(|c| X509Certificate::from_der(c.as_ref()).ok().map(|(_, c)| c))
         .filter(|c| c.subject().as_raw() == head.issuer.as_raw())
         .collect();
     if issuers.is_empty() {
-        return Err(format!(
-            "issued by {issuer}, which is not in the trust store or the intermediates"
-        ));
+        return Ok(true);
     }
     let mut why = String::new();
     for ca in &issuers {
-        if let Ok(Some(ku)) = ca.key_usage()
-            && !ku.value.crl_sign()
-        {
-            why = format!("its issuer {issuer} may not sign CRLs (keyUsage without cRLSign)");
-            continue;
-        }
-        match head.signed.verify(ca.public_key()) {
-            Ok(()) => return Ok(()),
-            Err(e) => why = format!("bad signature (not signed by {issuer}): {e}"),
+        match proof.check(ca) {
+            Ok(()) => return Ok(false),
+            Err(e) => why = e,
         }
     }
     Err(why)

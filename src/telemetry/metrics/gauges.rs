@@ -24,11 +24,27 @@ impl Metrics {
         }
     }
 
+    /// A handle on `certgate_crl_usable` for what finds a CRL unusable after it went live (a
+    /// pending CRL that a client's CA did not sign).
+    pub fn crl_usable_handle(&self) -> CrlUsable {
+        CrlUsable(self.crl_usable.clone())
+    }
+
     /// Replaces `certgate_credentials` with `counts` by (owner, state).
     pub fn set_credentials(&self, counts: std::collections::HashMap<(String, &'static str), i64>) {
         self.credentials.reset();
         for ((owner, state), n) in counts {
             self.credentials.with_label_values(&[&owner, state]).set(n);
         }
+    }
+}
+
+/// Sets one CRL source's `certgate_crl_usable`.
+#[derive(Clone)]
+pub struct CrlUsable(prometheus::IntGaugeVec);
+
+impl CrlUsable {
+    pub fn set(&self, source: &str, usable: bool) {
+        self.0.with_label_values(&[source]).set(i64::from(usable));
     }
 }
