@@ -68,9 +68,17 @@ fn from_file(file: &ConfigFile) -> Result<Vec<Record>, String> {
         ));
     };
     let path = file.resolve(path);
-    Ok(read_file(&path)
+    read_file(&path)
         .map_err(|e| format!("{}: not an inventory file: {e}", path.display()))?
-        .unwrap_or_default())
+        .ok_or_else(|| {
+            format!(
+                "{}: no inventory file yet: the gateway writes it every inventory.flush_interval \
+                 ({}) and when it stops; is it running with this config ({})?",
+                path.display(),
+                humantime::format_duration(file.raw.inventory.flush_interval),
+                file.path.display()
+            )
+        })
 }
 
 fn from_postgres(file: &ConfigFile) -> Result<Vec<Record>, String> {

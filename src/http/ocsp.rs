@@ -30,12 +30,17 @@ pub(super) async fn check(
             let l =
                 Box::pin(policy.lookup(&gateway.registries.ocsp, &id.der, &ctx.intermediates, now))
                     .await;
-            gateway
-                .telemetry
-                .metrics
-                .ocsp_check(l.outcome.label())
-                .inc();
+            // An answer served from the cache counts as `cached`, whatever it says.
+            let label = if l.cached {
+                "cached"
+            } else {
+                l.outcome.label()
+            };
+            gateway.telemetry.metrics.ocsp_check(label).inc();
             if l.outcome == Outcome::Revoked {
+                if let Some(entry) = &ctx.inventory {
+                    entry.mark_revoked(now);
+                }
                 warn!(target: "certgate::tls", client_subject = %id.subject, client_serial = %id.serial, cached = l.cached, "client certificate revoked (OCSP)");
             } else if l.outcome != Outcome::Good && policy.mode == OcspMode::Soft {
                 warn!(target: "certgate::tls", client_subject = %id.subject, client_serial = %id.serial, result = l.outcome.label(), "OCSP status not confirmed; allowed (ocsp = \"soft\")");

@@ -48,6 +48,9 @@ pub struct Entry {
     owner: Mutex<Option<Arc<str>>>,
     /// Requests per route, allowed and refused, with first and last seen.
     route_counts: RouteCounts,
+    /// When the gateway learnt it was revoked (a CRL in force lists it, or OCSP said so);
+    /// 0: not known to be revoked. Never undone.
+    revoked_at: AtomicI64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,7 +82,19 @@ impl Entry {
             principals: Principals::default(),
             owner: Mutex::new(None),
             route_counts: RouteCounts::default(),
+            revoked_at: AtomicI64::new(0),
         }
+    }
+
+    /// Records that the certificate is revoked (the first time only).
+    pub fn mark_revoked(&self, now: i64) {
+        let _ =
+            self.revoked_at
+                .compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    fn revoked_at(&self) -> Option<i64> {
+        Some(self.revoked_at.load(Ordering::Relaxed)).filter(|t| *t != 0)
     }
 
     /// Records the certificate's owner (`None`: no owner entry matches it).
@@ -217,6 +232,26 @@ impl Inventory {
         evicted
     }
 
+    /// Marks revoked every entry that `listed(issuer, serial)` says a CRL in force lists
+    /// (issuer as RFC 4514, serial as the raw bytes); returns how many it newly marked.
+    pub fn mark_listed_revoked(&self, listed: impl Fn(&str, &[u8]) -> bool, now: i64) -> usize {
+        let mut marked = 0;
+        for e in self.entries.iter() {
+            let v = e.value();
+            if v.revoked_at().is_some() {
+                continue;
+            }
+            let Ok(serial) = hex::decode(&v.identity.serial) else {
+                continue;
+            };
+            if listed(&v.identity.issuer, &serial) {
+                v.mark_revoked(now);
+                marked += 1;
+            }
+        }
+        marked
+    }
+
     /// All entries, sorted by subject then SHA-256.
     pub fn records(&self) -> Vec<Record> {
         let names = match self.route_names.read() {
@@ -262,6 +297,7 @@ impl Inventory {
                     token_client_ids,
                     token_principals_overflow,
                     owner: v.owner(),
+                    revoked_at: v.revoked_at(),
                     route_counts: v
                         .route_counts
                         .all()
@@ -287,8 +323,8 @@ impl Inventory {
         out
     }
 
-    /// Certificates by owner (`unowned` for none) and state: `expired`, `expiring` (within
-    /// `window_secs`) or `active`.
+    /// Certificates by owner (`unowned` for none) and state: `revoked`, `expired`, `expiring`
+    /// (within `window_secs`) or `active`.
     pub fn credential_counts(
         &self,
         now: i64,
@@ -299,7 +335,7 @@ impl Inventory {
         for e in self.entries.iter() {
             let v = e.value();
             let owner = v.owner.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let state = credential_state(v.identity.not_after, now, window_secs);
+            let state = credential_state(&v.identity, v.revoked_at(), now, window_secs);
             *by_arc.entry((owner, state)).or_insert(0) += 1;
         }
         let mut counts = HashMap::new();
@@ -322,9 +358,17 @@ impl Inventory {
     }
 }
 
-/// `expired`, `expiring` (before `now + window_secs`) or `active`.
-pub fn credential_state(not_after: i64, now: i64, window_secs: i64) -> &'static str {
-    if not_after < now {
+/// `revoked`, `expired`, `expiring` (before `now + window_secs`) or `active`.
+fn credential_state(
+    id: &Identity,
+    revoked_at: Option<i64>,
+    now: i64,
+    window_secs: i64,
+) -> &'static str {
+    let not_after = id.not_after;
+    if revoked_at.is_some() {
+        "revoked"
+    } else if not_after < now {
         "expired"
     } else if not_after < now.saturating_add(window_secs) {
         "expiring"

@@ -33,6 +33,10 @@ pub struct Record {
     /// The owner (from the owners file) when last seen; absent: none matched, or no owners file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// When the gateway learnt the certificate is revoked (unix seconds); absent: not known
+    /// to be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
     /// Requests per route.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route_counts: Vec<RouteUse>,

@@ -14,7 +14,12 @@ use super::{Record, credential_state, lifetime_excess};
 pub struct RecordView<'a> {
     #[serde(flatten)]
     record: &'a Record,
-    /// active | expiring | expired.
+    /// The owner's contact and purpose, from the owners file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner_contact: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner_purpose: Option<&'a str>,
+    /// active | expiring | expired | revoked.
     state: &'static str,
     not_before_utc: String,
     not_after_utc: String,
@@ -28,10 +33,16 @@ pub struct RecordView<'a> {
 
 impl<'a> RecordView<'a> {
     /// `expiring_secs`: the window of the `expiring` state.
-    pub fn new(record: &'a Record, now: i64, expiring_secs: i64, owners: &Owners) -> Self {
+    pub fn new(record: &'a Record, now: i64, expiring_secs: i64, owners: &'a Owners) -> Self {
         let id = &record.identity;
+        let owner = record
+            .owner
+            .as_deref()
+            .and_then(|name| owners.list.iter().find(|o| &*o.name == name));
         Self {
-            state: credential_state(id.not_after, now, expiring_secs),
+            owner_contact: owner.and_then(|o| o.contact.as_deref()),
+            owner_purpose: owner.and_then(|o| o.purpose.as_deref()),
+            state: credential_state(id, record.revoked_at, now, expiring_secs),
             not_before_utc: fmt_time(id.not_before),
             not_after_utc: fmt_time(id.not_after),
             first_seen_utc: fmt_time(record.first_seen),
@@ -69,7 +80,7 @@ pub fn render(views: &[RecordView<'_>], format: Format, now: i64) -> Result<Stri
     }
 }
 
-const COLUMNS: [&str; 13] = [
+const COLUMNS: [&str; 15] = [
     "subject",
     "owner",
     "state",
@@ -83,6 +94,8 @@ const COLUMNS: [&str; 13] = [
     "serial",
     "sha256",
     "gateways",
+    "owner_contact",
+    "owner_purpose",
 ];
 
 fn csv(views: &[RecordView<'_>]) -> Result<String, String> {
@@ -110,6 +123,8 @@ fn csv(views: &[RecordView<'_>]) -> Result<String, String> {
             &r.identity.serial,
             &r.identity.sha256,
             &r.gateways.join(" "),
+            v.owner_contact.unwrap_or(""),
+            v.owner_purpose.unwrap_or(""),
         ])
         .map_err(e)?;
     }

@@ -80,6 +80,9 @@ impl Inventory {
             };
             let entry = Entry::new(r.identity, r.first_seen, r.last_seen);
             entry.set_owner(r.owner.as_deref().map(Arc::from));
+            if let Some(t) = r.revoked_at {
+                entry.mark_revoked(t);
+            }
             entry.allowed.store(r.requests_allowed, Ordering::Relaxed);
             entry.denied.store(r.requests_denied, Ordering::Relaxed);
             for name in &r.routes_allowed {

@@ -170,7 +170,9 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         }
         "/metrics" => {
             let telemetry = &gateway.telemetry;
-            let window = gateway.current.load().expiry_window.as_secs() as i64;
+            let snapshot = gateway.current.load();
+            let window = snapshot.expiry_window.as_secs() as i64;
+            snapshot.mark_revoked_credentials(&telemetry.inventory, unix_now());
             telemetry.refresh_inventory_gauges(unix_now(), window);
             let mut r = Response::new(Full::new(Bytes::from(telemetry.metrics.render())));
             r.headers_mut().insert(
@@ -231,6 +233,7 @@ fn inventory(gateway: &Gateway, query: Option<&str>) -> Response<Full<Bytes>> {
     let now = unix_now();
     let snapshot = gateway.current.load();
     let window = snapshot.expiry_window.as_secs() as i64;
+    snapshot.mark_revoked_credentials(&gateway.telemetry.inventory, now);
     let records = gateway.telemetry.inventory.records();
     let views: Vec<RecordView<'_>> = records
         .iter()

@@ -76,10 +76,45 @@ pub(super) async fn warn_about_expiry_hourly(gateway: Arc<Gateway>) {
 /// Every `flush_interval`, writes what the inventory counted since the last sync to the fleet
 /// inventory (`[inventory] postgres`), when one is configured. The first attempt is at start.
 pub(super) async fn sync_fleet_inventory(gateway: Arc<Gateway>, sink: Arc<Mutex<FleetSink>>) {
+    let mut interval = FlushInterval::new(&gateway);
     loop {
         sync_fleet_once(&gateway, &sink).await;
-        let every = gateway.current.load().inventory.flush_interval;
-        tokio::time::sleep(every).await;
+        interval.tick(&gateway).await;
+    }
+}
+
+/// `[inventory] flush_interval`, counted from the last flush and read again whenever a
+/// snapshot goes live: a reload that shortens it (or adds `path` with its own) applies at once,
+/// not after the old interval ran out.
+struct FlushInterval {
+    swaps: tokio::sync::watch::Receiver<u64>,
+    last: tokio::time::Instant,
+}
+
+impl FlushInterval {
+    fn new(gateway: &Gateway) -> Self {
+        Self {
+            swaps: gateway.snapshot_swaps.subscribe(),
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits until the interval in force has passed since the last tick.
+    async fn tick(&mut self, gateway: &Gateway) {
+        loop {
+            let every = gateway.current.load().inventory.flush_interval;
+            tokio::select! {
+                () = tokio::time::sleep_until(self.last + every) => break,
+                changed = self.swaps.changed() => {
+                    if changed.is_err() {
+                        // No more swaps: the interval in force stays.
+                        tokio::time::sleep_until(self.last + every).await;
+                        break;
+                    }
+                }
+            }
+        }
+        self.last = tokio::time::Instant::now();
     }
 }
 
@@ -127,18 +162,21 @@ pub(super) async fn sync_fleet_once(gateway: &Arc<Gateway>, sink: &Arc<Mutex<Fle
 }
 
 pub(super) async fn flush_inventory_periodically(gateway: Arc<Gateway>) {
+    let mut interval = FlushInterval::new(&gateway);
     loop {
-        let every = gateway.current.load().inventory.flush_interval;
-        tokio::time::sleep(every).await;
+        interval.tick(&gateway).await;
         save_inventory(&gateway).await;
     }
 }
 
 /// Saves the inventory when `[inventory].path` is set; file I/O runs off the async workers.
 pub(super) async fn save_inventory(gateway: &Arc<Gateway>) {
-    let Some(path) = gateway.current.load().inventory.path.clone() else {
+    let snapshot = gateway.current.load();
+    let Some(path) = snapshot.inventory.path.clone() else {
         return;
     };
+    // Pending CRLs come into force after the snapshot went live.
+    snapshot.mark_revoked_credentials(&gateway.telemetry.inventory, unix_now());
     let telemetry = gateway.telemetry.clone();
     let shown = path.display().to_string();
     match tokio::task::spawn_blocking(move || telemetry.inventory.save(&path)).await {

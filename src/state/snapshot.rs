@@ -173,6 +173,24 @@ impl Snapshot {
         out
     }
 
+    /// Whether a CRL in force lists the certificate `serial` (raw bytes) of `issuer` (RFC
+    /// 4514) — a pending CRL once a client's CA verified it. For reports, not handshakes.
+    pub fn crl_lists(&self, issuer: &str, serial: &[u8]) -> bool {
+        self.crls.iter().any(|c| {
+            c.crl.issuer == issuer
+                && c.crl.pending.as_ref().is_none_or(|p| p.verified_any())
+                && c.crl.serials.contains(serial)
+        })
+    }
+
+    /// Marks revoked the inventory's certificates that a CRL in force lists: a certificate
+    /// revoked after it was seen shows as `revoked` in reports and metrics.
+    pub fn mark_revoked_credentials(&self, inventory: &crate::inventory::Inventory, now: i64) {
+        if !self.crls.is_empty() {
+            inventory.mark_listed_revoked(|issuer, serial| self.crl_lists(issuer, serial), now);
+        }
+    }
+
     /// Publishes the gauges that describe this snapshot (call when it goes live).
     pub fn publish(&self, metrics: &Metrics) {
         metrics.server_cert_expiry.set(self.server_cert.not_after);

@@ -300,6 +300,18 @@ impl Drop for Gateway {
     }
 }
 
+/// Polls `cond` every 20 ms until it holds; panics naming `what` once `within` has passed.
+pub async fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn metric_value(body: &str, series: &str) -> Option<f64> {
     body.lines()
         .find_map(|l| {

@@ -3,6 +3,7 @@
 mod anomalies;
 mod cli;
 mod common;
+mod contract_gaps;
 mod curl;
 mod fleet_inventory;
 mod fleet_limits;

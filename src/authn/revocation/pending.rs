@@ -221,6 +221,11 @@ impl CrlProof {
             .map_err(|e| format!("{e} (not signed by {})", name()))
     }
 
+    /// Whether a CA key of a verified chain signed it (then it is in force for that CA).
+    pub fn verified_any(&self) -> bool {
+        self.verdicts.load().iter().any(|v| v.outcome.is_ok())
+    }
+
     /// Whether a CA key this CRL was checked against did not sign it.
     pub fn failed_any(&self) -> bool {
         self.verdicts.load().iter().any(|v| v.outcome.is_err())

@@ -54,6 +54,9 @@ pub async fn fleet_records(url: &str, ca: Option<&Path>) -> Result<Vec<Record>, 
             token_client_ids: Vec::new(),
             token_principals_overflow: 0,
             owner: r.get(6),
+            // The fleet tables do not carry revocation (yet): reports read from PostgreSQL
+            // show expiry states only.
+            revoked_at: None,
             route_counts: Vec::new(),
             gateways: Vec::new(),
         })

@@ -204,12 +204,13 @@ impl Metrics {
         );
         let ocsp_checks = counter_vec(
             "certgate_ocsp_checks_total",
-            "OCSP status of client certificates, checked once per connection, by result (good, revoked, unknown, error, invalid).",
+            "OCSP status of client certificates, checked once per connection, by result (good, revoked, unknown, error, invalid; cached: answered from the cache).",
             &["result"],
         );
         for o in crate::authn::revocation::ocsp::Outcome::ALL {
             ocsp_checks.with_label_values(&[o.label()]);
         }
+        ocsp_checks.with_label_values(&["cached"]);
         let anomalies = counter_vec(
             "certgate_anomalies_total",
             "Anomaly signals raised, by kind (shared_credential, denial_burst, rate_spike, new_route).",
@@ -223,7 +224,7 @@ impl Metrics {
         let credentials = IntGaugeVec::new(
             Opts::new(
                 "certgate_credentials",
-                "Client certificates in the inventory by owner (unowned for none) and state (active, expiring within [expiry] warning_window, expired).",
+                "Client certificates in the inventory by owner (unowned for none) and state (active, expiring within [expiry] warning_window, expired, revoked).",
             ),
             &["owner", "state"],
         )
