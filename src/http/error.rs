@@ -76,6 +76,9 @@ pub enum RequestError {
     MethodNotAllowed(http::Method),
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(u64),
+    /// The request head is larger than `listener.max_request_header_bytes`.
+    #[error("request head larger than {0} bytes")]
+    HeadTooLarge(usize),
     #[error("request body stalled for more than {0:?}")]
     BodyTimeout(Duration),
     #[error("no route matches")]
@@ -124,6 +127,7 @@ impl RequestError {
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -159,6 +163,7 @@ impl RequestError {
             StatusCode::NOT_FOUND => "12",          // UNIMPLEMENTED
             StatusCode::METHOD_NOT_ALLOWED => "12", // UNIMPLEMENTED
             StatusCode::PAYLOAD_TOO_LARGE => "8",   // RESOURCE_EXHAUSTED
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "8", // RESOURCE_EXHAUSTED
             StatusCode::REQUEST_TIMEOUT => "4",     // DEADLINE_EXCEEDED
             StatusCode::TOO_MANY_REQUESTS => "8",   // RESOURCE_EXHAUSTED
             s if s.is_server_error() && s != StatusCode::INTERNAL_SERVER_ERROR => "14", // UNAVAILABLE
@@ -188,6 +193,7 @@ pub fn code_for(status: StatusCode) -> &'static str {
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::REQUEST_TIMEOUT => "request_timeout",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request_header_fields_too_large",
         StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
         StatusCode::BAD_GATEWAY => "bad_gateway",
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",

@@ -49,6 +49,34 @@ pub fn check_framing<B>(req: &Request<B>) -> Result<(), RequestError> {
     Ok(())
 }
 
+/// `listener.max_request_header_bytes`, exactly: the parser's buffer (HTTP/1.1) and header
+/// list bound (HTTP/2) only cap memory and can let a head somewhat past the limit through.
+/// Larger gets 431.
+pub fn check_head_size<B>(req: &Request<B>, limit: usize) -> Result<(), RequestError> {
+    if head_size(req) > limit {
+        return Err(RequestError::HeadTooLarge(limit));
+    }
+    Ok(())
+}
+
+/// A request head's size as HTTP/1.1 carries it: the request line, each field as
+/// `name: value` with its CRLF, and the closing CRLF. An HTTP/2 request counts as its HTTP/1.1
+/// form (its `:scheme` and `:authority` in the target, where Host would carry them).
+pub fn head_size<B>(req: &Request<B>) -> usize {
+    let uri = req.uri();
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    // "METHOD SP target SP HTTP/1.1 CRLF"
+    let line = req.method().as_str().len() + 1 + target + 1 + 8 + 2;
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    line + fields + 2
+}
+
 /// The upgrade a request asks for: `Ok(Some("websocket"))` for an HTTP/1.1 `GET` WebSocket
 /// handshake, `Ok(None)` when it asks for none. Any other upgrade (`h2c`, `TLS/1.2`, a list)
 /// is refused: a tunnel to an upstream that speaks another protocol would carry requests past
@@ -128,6 +156,22 @@ pub fn canonical_content_length(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_head_counts_as_its_bytes_on_the_wire() {
+        let wire = "GET /a?b=c HTTP/1.1\r\nhost: example.com\r\nx-long: 0123456789\r\n\r\n";
+        let req = Request::get("/a?b=c")
+            .header("host", "example.com")
+            .header("x-long", "0123456789")
+            .body(())
+            .unwrap();
+        assert_eq!(head_size(&req), wire.len());
+        assert!(check_head_size(&req, wire.len()).is_ok());
+        assert!(matches!(
+            check_head_size(&req, wire.len() - 1),
+            Err(RequestError::HeadTooLarge(_))
+        ));
+    }
 
     fn req(method: &str, headers: &[(&str, &str)]) -> Request<()> {
         let mut b = Request::builder()

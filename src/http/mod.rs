@@ -98,6 +98,9 @@ async fn proxy(
     mut req: Request<Incoming>,
     x: &mut Exchange,
 ) -> Result<Response<ResponseBody>, RequestError> {
+    framing::check_head_size(&req, snapshot.max_request_header_bytes).inspect_err(|_| {
+        ctx.gateway.telemetry.metrics.limit_hit(Limit::HeaderBytes);
+    })?;
     framing::check_method(req.method())?;
     framing::check_framing(&req)?;
     let websocket = framing::upgrade_request(&req)?;

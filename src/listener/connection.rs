@@ -124,6 +124,8 @@ fn http1_builder(snapshot: &Snapshot) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(PolledTimer)
         .header_read_timeout(snapshot.header_read_timeout)
+        // The parser's buffer (never below hyper's 8 KiB floor) caps memory; the request path
+        // holds max_request_header_bytes exactly (framing::check_head_size).
         .max_buf_size(snapshot.max_request_header_bytes.max(8192));
     b
 }
@@ -132,8 +134,12 @@ fn http1_builder(snapshot: &Snapshot) -> http1::Builder {
 fn http2_builder(snapshot: &Snapshot) -> http2::Builder<TokioExecutor> {
     let h2 = &snapshot.h2;
     let mut b = http2::Builder::new(TokioExecutor::new());
+    // The header list bound caps memory with room to spare (h2 counts 32 bytes more per field
+    // than the head carries): the request path holds max_request_header_bytes exactly and
+    // answers 431; past twice the limit h2 answers 431 itself.
+    let header_list = snapshot.max_request_header_bytes.saturating_mul(2);
     b.timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(snapshot.max_request_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from(header_list).unwrap_or(u32::MAX))
         .max_concurrent_streams(snapshot.max_concurrent_streams)
         .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(h2.max_local_error_reset_streams)
