@@ -215,20 +215,37 @@ impl ClientCertVerifier for ClientVerifier {
     }
 }
 
-/// The rustls server config: TLS 1.2 and 1.3 only, ALPN h2 and http/1.1.
+/// The rustls server config: TLS 1.2 and 1.3 only, ALPN h2 and http/1.1. The error says in
+/// words why the certificate and key cannot serve.
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     verifier: Arc<dyn ClientCertVerifier>,
-) -> Result<ServerConfig, rustls::Error> {
-    let certified = CertifiedKey::from_der(chain, key, &provider())?;
-    certified.keys_match()?;
+) -> Result<ServerConfig, String> {
+    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| describe(&e))?;
+    certified.keys_match().map_err(|e| describe(&e))?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| describe(&e))?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(OneCertificate(Arc::new(certified))));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
+}
+
+/// A rustls error about a certificate and key, in words rather than variant names.
+fn describe(e: &rustls::Error) -> String {
+    use rustls::InconsistentKeys;
+    match e {
+        rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+            "the private key is not the certificate's (their public keys differ)".into()
+        }
+        rustls::Error::InconsistentKeys(InconsistentKeys::Unknown) => {
+            "cannot tell whether the private key is the certificate's".into()
+        }
+        rustls::Error::General(why) => why.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// The listener's one certificate, offered only to clients that can verify a signature its key

@@ -12,7 +12,7 @@ pub mod token;
 pub use routes::{Route, RouteError, RouteTable};
 pub use rules::Rule;
 pub use shadow::Shadow;
-pub use token::TokenRequirement;
+pub use token::{CLAIM_CHALLENGE, TokenRequirement, Unmet};
 
 use std::fmt;
 

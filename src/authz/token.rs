@@ -67,25 +67,56 @@ impl TokenRequirement {
         })
     }
 
-    /// Every route scope is granted and every claim has its value.
-    pub fn check(&self, token: &VerifiedToken) -> Result<(), TokenFailure> {
-        if !self
+    /// Every route scope is granted and every claim has its value; else the first that is
+    /// not.
+    pub fn check(&self, token: &VerifiedToken) -> Result<(), Unmet<'_>> {
+        if let Some(s) = self
             .scopes
             .iter()
-            .all(|s| token.scopes.iter().any(|g| g == s))
+            .find(|s| !token.scopes.iter().any(|g| g == *s))
         {
-            return Err(TokenFailure::InsufficientScope);
+            return Err(Unmet::Scope(s));
         }
-        if !self
+        if let Some((name, _)) = self
             .claims
             .iter()
-            .all(|(name, want)| claim_has(token.claims.get(name), want))
+            .find(|(name, want)| !claim_has(token.claims.get(name), want))
         {
-            return Err(TokenFailure::ClaimMismatch);
+            return Err(Unmet::Claim(name));
         }
         Ok(())
     }
 }
+
+/// The requirement a token does not meet: named in the log and by `explain`, never to the
+/// client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmet<'a> {
+    Scope(&'a str),
+    Claim(&'a str),
+}
+
+impl Unmet<'_> {
+    pub fn failure(self) -> TokenFailure {
+        match self {
+            Self::Scope(_) => TokenFailure::InsufficientScope,
+            Self::Claim(_) => TokenFailure::ClaimMismatch,
+        }
+    }
+}
+
+impl std::fmt::Display for Unmet<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Scope(s) => write!(f, "scope {s}"),
+            Self::Claim(c) => write!(f, "claim {c}"),
+        }
+    }
+}
+
+/// The challenge for a token whose claims, not scopes, fall short: naming the route's scopes
+/// would point at scopes the token has.
+pub const CLAIM_CHALLENGE: &str = "Bearer realm=\"certgate\", error=\"insufficient_scope\"";
 
 /// A string claim equal to `want`, or an array claim with `want` as a member.
 fn claim_has(claim: Option<&Value>, want: &str) -> bool {
@@ -130,10 +161,14 @@ mod tests {
         );
         assert_eq!(r.check(&both), Ok(()));
         let one = token(&["payments:read"], serde_json::json!({}));
-        assert_eq!(r.check(&one), Err(TokenFailure::InsufficientScope));
+        assert_eq!(r.check(&one), Err(Unmet::Scope("payments:write")));
         // A scope is a whole word, not a prefix.
         let prefix = token(&["payments:read", "payments:writer"], serde_json::json!({}));
-        assert_eq!(r.check(&prefix), Err(TokenFailure::InsufficientScope));
+        assert_eq!(r.check(&prefix), Err(Unmet::Scope("payments:write")));
+        assert_eq!(
+            Unmet::Scope("payments:write").failure(),
+            TokenFailure::InsufficientScope
+        );
         assert_eq!(
             r.insufficient_scope_challenge,
             "Bearer realm=\"certgate\", error=\"insufficient_scope\", scope=\"payments:read payments:write\""
@@ -158,7 +193,7 @@ mod tests {
         ] {
             assert_eq!(
                 r.check(&t(bad.clone())),
-                Err(TokenFailure::ClaimMismatch),
+                Err(Unmet::Claim("tenant")),
                 "{bad}"
             );
         }

@@ -3,7 +3,7 @@
 
 use certgate::authn::identity::ClientIdentity;
 use certgate::authn::token::{Issuer, JwksSource, KeySet, TokenFailure, binding, jwt};
-use certgate::authz::TokenRequirement;
+use certgate::authz::{TokenRequirement, Unmet};
 use certgate::state::snapshot::Snapshot;
 use certgate::util::time::{fmt_time, unix_now};
 
@@ -110,15 +110,25 @@ pub(super) fn explain_token(
         verified.client_id.as_deref().unwrap_or("none"),
         verified.jti.as_deref().unwrap_or("none")
     );
-    if let Err(f) = need.check(&verified) {
-        let why = match f {
-            TokenFailure::InsufficientScope => format!(
-                "needs scopes {:?}, granted {:?}",
-                need.scopes, verified.scopes
-            ),
-            _ => format!("needs claims {:?}", need.claims),
+    if let Err(unmet) = need.check(&verified) {
+        let why = match unmet {
+            Unmet::Scope(s) => format!("needs scope {s:?}, granted {:?}", verified.scopes),
+            Unmet::Claim(name) => {
+                let want = need
+                    .claims
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or("", |(_, v)| v.as_str());
+                format!(
+                    "needs claim {name:?} = {want:?}, the token has {}",
+                    verified
+                        .claims
+                        .get(name)
+                        .map_or_else(|| "none".to_string(), |v| v.to_string())
+                )
+            }
         };
-        return refuse(f, &why);
+        return refuse(unmet.failure(), &why);
     }
     if !need.scopes.is_empty() || !need.claims.is_empty() {
         println!("  scope   every required scope and claim is present");

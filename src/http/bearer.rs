@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Uri};
 
 use crate::authn::token::check::{Refusal, authenticate};
 use crate::authn::token::{TokenFailure, VerifiedToken};
-use crate::authz::{Route, TokenRequirement};
+use crate::authz::{CLAIM_CHALLENGE, Route, TokenRequirement};
 use crate::http::conn::ConnContext;
 use crate::http::error::{RequestError, TokenRefused};
 use crate::http::record::{Exchange, TokenRecord};
@@ -53,10 +53,13 @@ pub(super) fn check_token<B>(
         )
         .and_then(|a| match need.check(&a.token) {
             Ok(()) => Ok(a),
-            Err(failure) => Err(Refusal {
-                failure,
-                token: Some(a.token),
-            }),
+            Err(unmet) => {
+                x.token_unmet = Some(unmet.to_string());
+                Err(Refusal {
+                    failure: unmet.failure(),
+                    token: Some(a.token),
+                })
+            }
         }),
     };
     match result {
@@ -80,11 +83,14 @@ pub(super) fn check_token<B>(
 }
 
 fn refusal(need: &TokenRequirement, failure: TokenFailure) -> RequestError {
+    let scope_challenge = match failure {
+        TokenFailure::InsufficientScope => Some(need.insufficient_scope_challenge.clone()),
+        TokenFailure::ClaimMismatch => Some(HeaderValue::from_static(CLAIM_CHALLENGE)),
+        _ => None,
+    };
     RequestError::Token(TokenRefused {
         failure,
-        scope_challenge: failure
-            .is_forbidden()
-            .then(|| need.insufficient_scope_challenge.clone()),
+        scope_challenge,
     })
 }
 

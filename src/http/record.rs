@@ -121,6 +121,8 @@ pub struct Exchange {
     pub(super) bytes_out: u64,
     /// The access token's check, on routes that need one.
     pub(super) token: Option<TokenRecord>,
+    /// The scope or claim a verified token lacked (`scope X` / `claim Y`): logged, never sent.
+    pub(super) token_unmet: Option<String>,
     /// The limit that refused the request, and whether only in audit (forwarded anyway).
     pub(super) limited: Option<(LimitKind, bool)>,
     /// On an audit route: what would have refused the request (`policy`, `token`, `rate`,
@@ -215,6 +217,7 @@ impl Exchange {
             bytes_in: None,
             bytes_out: 0,
             token: None,
+            token_unmet: None,
             limited: None,
             would: None,
             shadow: None,
@@ -339,6 +342,7 @@ impl Exchange {
                 .and_then(|t| snapshot.token_issuers.get(t.issuer))
                 .map(|i| i.name.as_str()),
             token_result = token.map(TokenRecord::result),
+            token_unmet = self.token_unmet.as_deref(),
             token_sub = token.and_then(|t| t.claim(|v| v.sub.as_ref())),
             token_client_id = token.and_then(|t| t.claim(|v| v.client_id.as_ref())),
             token_jti = token.and_then(|t| t.claim(|v| v.jti.as_ref())),

@@ -112,7 +112,10 @@ fn check_reports_file_key_and_problem() {
         ),
         (
             GOOD.replace("server-key.pem", "other-key.pem"),
-            vec!["listener.key", "does not fit listener.cert"],
+            vec![
+                "listener.key",
+                "does not fit listener.cert: the private key is not the certificate's",
+            ],
         ),
         (
             GOOD.replace(

@@ -227,7 +227,7 @@ async fn bound_tokens_are_verified_and_every_bad_token_refused() {
             "HS256 with the public key",
             hs_with_public_key,
             401,
-            "bad_signature",
+            "algorithm_not_allowed",
         ),
         (
             "typ JWT",
@@ -270,6 +270,15 @@ async fn bound_tokens_are_verified_and_every_bad_token_refused() {
                 "{case}: {}",
                 r.text()
             );
+        } else if *result == "claim_mismatch" {
+            // The token has the route's scope: the challenge does not point at it.
+            assert_eq!(
+                challenge(&r),
+                "Bearer realm=\"certgate\", error=\"insufficient_scope\"",
+                "{case}"
+            );
+            assert!(!r.text().contains("tenant") && !r.text().contains("payments"));
+            gw.wait_for_log("\"token_unmet\":\"claim tenant\"").await;
         } else {
             assert_eq!(
                 challenge(&r),
@@ -277,6 +286,8 @@ async fn bound_tokens_are_verified_and_every_bad_token_refused() {
                 "{case}"
             );
             assert!(!r.text().contains("tenant") && !r.text().contains("payments"));
+            gw.wait_for_log("\"token_unmet\":\"scope payments:read\"")
+                .await;
         }
         gw.assert_metric(
             &format!("certgate_token_validations_total{{issuer=\"corp\",result=\"{result}\"}}"),
@@ -809,6 +820,17 @@ fn explain_walks_through_each_token_check() {
     let (code, out, _) = explain("ledger.pem", &key.sign(&c));
     assert_eq!(code, 3);
     assert!(out.contains("insufficient_scope -> 403"), "{out}");
+    assert!(out.contains("needs scope \"payments:read\""), "{out}");
+    let mut c = bound(&ledger.der);
+    c["tenant"] = json!("globex");
+    let (code, out, _) = explain("ledger.pem", &key.sign(&c));
+    assert_eq!(code, 3);
+    assert!(
+        out.contains(
+            "needs claim \"tenant\" = \"acme\", the token has \"globex\": claim_mismatch -> 403"
+        ),
+        "{out}"
+    );
     let (code, out, _) = explain("ledger.pem", "junk");
     assert_eq!(code, 3);
     assert!(out.contains("malformed -> 401"), "{out}");

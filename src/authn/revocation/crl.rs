@@ -96,14 +96,15 @@ fn verify(der: &[u8], cas: &[CertificateDer<'_>]) -> Result<LoadedCrl, Unusable>
     let unusable = |why: String| Unusable::new(Some(issuer_der), why);
     // What the verifier itself refuses: unknown critical extensions, delta CRLs, v1 CRLs, …
     let list = webpki::BorrowedCertRevocationList::from_der(der)
-        .map_err(|e| unusable(format!("rejected by the verifier: {e:?}")))?;
+        .map_err(|e| unusable(format!("rejected by the verifier: {}", in_words(&e))))?;
     let proof = CrlProof::new(&head.signed).map_err(&unusable)?;
     let pending = check_signature(&head, &proof, cas).map_err(&unusable)?;
     // Every entry must be well formed (and carry no unknown critical extension).
     let mut width = 0;
     let mut count = 0;
     for entry in &list {
-        let entry = entry.map_err(|e| unusable(format!("bad revoked-certificate entry: {e:?}")))?;
+        let entry = entry
+            .map_err(|e| unusable(format!("bad revoked-certificate entry: {}", in_words(&e))))?;
         width = width.max(canonical(entry.serial_number).len());
         count += 1;
     }
@@ -124,6 +125,30 @@ fn verify(der: &[u8], cas: &[CertificateDer<'_>]) -> Result<LoadedCrl, Unusable>
         serials: Arc::new(serials),
         pending: pending.then(|| Arc::new(proof)),
     })
+}
+
+/// What the verifier refuses in a CRL, in words (its own texts are variant names, some with
+/// OIDs as byte arrays).
+fn in_words(e: &webpki::Error) -> &'static str {
+    use webpki::Error as E;
+    match e {
+        E::UnsupportedCriticalExtension => "an unknown critical extension",
+        E::UnsupportedCrlVersion => "not a version 2 CRL",
+        E::UnsupportedDeltaCrl => "a delta CRL (not supported)",
+        E::UnsupportedIndirectCrl => "an indirect CRL (not supported)",
+        E::UnsupportedCrlIssuingDistributionPoint => "an issuing distribution point it cannot read",
+        E::UnsupportedRevocationReason => "an unknown revocation reason",
+        E::UnsupportedRevocationReasonsPartitioning => {
+            "a CRL partitioned by reason (not supported)"
+        }
+        E::InvalidCrlNumber => "an invalid CRL number",
+        E::InvalidSerialNumber => "an invalid serial number",
+        E::MalformedExtensions | E::ExtensionValueInvalid => "a malformed extension",
+        E::BadDerTime => "a malformed date",
+        E::UnsupportedCrlSignatureAlgorithmContext(_)
+        | E::UnsupportedSignatureAlgorithmContext(_) => "an unsupported signature algorithm",
+        _ => "malformed DER",
+    }
 }
 
 /// When the CRL's issuer is one of `cas`: it may sign CRLs and signed this one (`Ok(false)`).
@@ -198,8 +223,8 @@ struct Header<'a> {
 
 impl<'a> Header<'a> {
     fn parse(der: &'a [u8]) -> Result<Self, String> {
-        fn bad<E: std::fmt::Debug>(e: E) -> String {
-            format!("not a CRL (PEM or DER expected): {e:?}")
+        fn bad<E>(_: E) -> String {
+            "not a CRL (a PEM X509 CRL block or one DER CRL expected; this one is truncated or malformed)".to_string()
         }
         let signed = Signed::split(der).map_err(bad)?;
         let (i, _version) = Option::<u32>::from_der(signed.content).map_err(bad)?;

@@ -62,17 +62,17 @@ pub fn verify(issuer: &Issuer, keys: &KeySet, token: &str) -> Result<VerifiedTok
         return Err(TokenFailure::Malformed);
     }
     if !issuer.algorithms.contains(&h.alg) {
-        return Err(TokenFailure::BadSignature);
+        return Err(TokenFailure::AlgorithmNotAllowed);
     }
     let key = keys
         .find(h.kid.as_deref())
         .ok_or(TokenFailure::UnknownKey)?;
     if !key.algorithms.contains(&h.alg) {
-        return Err(TokenFailure::BadSignature);
+        return Err(TokenFailure::AlgorithmNotAllowed);
     }
     let validation = issuer
         .validation_for(h.alg)
-        .ok_or(TokenFailure::BadSignature)?;
+        .ok_or(TokenFailure::AlgorithmNotAllowed)?;
     let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation)
         .map_err(|e| failure_of(e.kind()))?;
     read_claims(data.claims, keys.generation)

@@ -24,6 +24,9 @@ pub use jwks::KeySet;
 pub enum TokenFailure {
     Missing,
     Malformed,
+    /// The token's `alg` is not in the issuer's `algorithms` (or not one its key makes): HS*
+    /// and `none` never are.
+    AlgorithmNotAllowed,
     BadSignature,
     Expired,
     NotYetValid,
@@ -37,9 +40,10 @@ pub enum TokenFailure {
 }
 
 impl TokenFailure {
-    pub const ALL: [TokenFailure; 12] = [
+    pub const ALL: [TokenFailure; 13] = [
         Self::Missing,
         Self::Malformed,
+        Self::AlgorithmNotAllowed,
         Self::BadSignature,
         Self::Expired,
         Self::NotYetValid,
@@ -56,6 +60,7 @@ impl TokenFailure {
         match self {
             Self::Missing => "missing",
             Self::Malformed => "malformed",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
             Self::BadSignature => "bad_signature",
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
