@@ -1,7 +1,14 @@
 # certgate container image.
 #   docker build -t certgate .
-#   docker run --rm -v $PWD/config:/etc/certgate/config:ro -p 8443:8443 certgate \
-#     run --config /etc/certgate/config/certgate.toml
+#   docker run --rm -p 8443:8443 \
+#     -v "$PWD/config:/etc/certgate/config:ro" -v "$PWD/certs:/etc/certgate/certs:ro" \
+#     certgate run --config /etc/certgate/config/certgate.toml
+# config/certgate.toml names its files relative to itself (../certs/...), so both directories are
+# mounted side by side. Inside the container 127.0.0.1 is the container's own loopback: the
+# shipped config's admin listener (127.0.0.1:9901) answers only there — bind it to 0.0.0.0:9901
+# and publish it (-p 9901:9901) to probe it from outside, as the Kubernetes example does — and
+# its upstream (127.0.0.1:9000) must run in the same network namespace (a sidecar in one pod,
+# or docker run --network container:APP); otherwise point upstreams at the API's address.
 #
 # Build stage: the official Rust image (Debian bookworm), release build with the lock file.
 FROM rust:1-bookworm AS build

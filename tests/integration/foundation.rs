@@ -597,3 +597,89 @@ async fn the_readme_token_example_mints_a_token_the_reference_config_accepts() {
     assert_eq!(curl(Some(&format!("Authorization: Bearer {token}"))), "502");
     assert_eq!(curl(None), "401");
 }
+
+/// The `docker run` line the Dockerfile and README give, as (host dir, container dir) mounts and
+/// the `--config` path.
+fn docker_run_example(text: &str) -> (Vec<(String, String)>, String) {
+    let start = text.find("docker run").expect("a docker run example");
+    let command: String = text[start..]
+        .lines()
+        .map(|l| l.trim_start_matches('#').trim().trim_end_matches('\\'))
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let mounts = words
+        .windows(2)
+        .filter(|w| w[0] == "-v")
+        .map(|w| {
+            let spec = w[1].trim_matches('"');
+            let mut parts = spec.split(':');
+            let host = parts
+                .next()
+                .unwrap()
+                .trim_start_matches("$PWD/")
+                .to_string();
+            (host, parts.next().expect("container path").to_string())
+        })
+        .collect();
+    let config = words
+        .windows(2)
+        .find(|w| w[0] == "--config")
+        .map(|w| w[1].to_string())
+        .expect("--config");
+    (mounts, config)
+}
+
+#[test]
+fn the_docker_run_example_mounts_every_file_the_reference_config_reads() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).unwrap();
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let (mounts, config) = docker_run_example(&dockerfile);
+    assert_eq!(
+        (mounts.clone(), config.clone()),
+        docker_run_example(&readme),
+        "README and Dockerfile give the same command"
+    );
+    // The config file itself comes from a mount of the repository's config/.
+    let in_container = |host: &str| {
+        mounts
+            .iter()
+            .find(|(h, _)| h == host)
+            .map(|(_, c)| std::path::PathBuf::from(c))
+            .unwrap_or_else(|| panic!("{host}/ is not mounted: {mounts:?}"))
+    };
+    let config = std::path::PathBuf::from(config);
+    assert_eq!(config.parent().unwrap(), in_container("config"));
+    let reference = std::fs::read_to_string(format!("{root}/config/certgate.toml")).unwrap();
+    let file = certgate::config::ConfigFile::parse(&config, &reference).unwrap();
+    let raw = &file.raw;
+    // Every file it names resolves inside a mounted directory.
+    let mut read = vec![raw.listener.cert.clone(), raw.listener.key.clone()];
+    read.extend(raw.client_auth.trust_store.iter().cloned());
+    read.extend(raw.client_auth.crls.iter().cloned());
+    read.extend(raw.upstreams.values().filter_map(|u| u.ca.clone()));
+    assert!(read.len() >= 5, "{read:?}");
+    for p in read {
+        let resolved = file.resolve(&p);
+        let normal: std::path::PathBuf =
+            resolved
+                .components()
+                .fold(std::path::PathBuf::new(), |mut acc, c| {
+                    match c {
+                        std::path::Component::ParentDir => {
+                            acc.pop();
+                        }
+                        other => acc.push(other),
+                    }
+                    acc
+                });
+        assert!(
+            mounts.iter().any(|(_, c)| normal.starts_with(c)),
+            "{} ({}) is in no mounted directory: {mounts:?}",
+            p.display(),
+            normal.display()
+        );
+    }
+}
