@@ -46,11 +46,16 @@ enum Command {
     },
     /// A CA (DIR/ca.pem, DIR/ca-key.pem), a client of it (DIR/client.pem, DIR/client-key.pem)
     /// and a CRL (DIR/ca.crl) revoking COUNT other serials: the large-CRL benchmark's inputs.
+    /// With --pending the CRL's CA is an intermediate under the root in DIR/ca.pem, presented
+    /// by the client (DIR/client.pem holds leaf and intermediate), and DIR/root.crl is the
+    /// root's: the intermediate's CRL is then a pending one.
     Crl {
         #[arg(long)]
         dir: PathBuf,
         #[arg(long, default_value_t = 1_000_000)]
         count: u64,
+        #[arg(long)]
+        pending: bool,
     },
     Upstream {
         #[arg(long)]
@@ -129,21 +134,39 @@ fn main() -> anyhow::Result<()> {
             audience,
         } => mint(&cert, &jwks, &issuer, &audience),
         Command::Inventory { count, url } => rt.block_on(inventory(count, url)),
-        Command::Crl { dir, count } => big_crl(&dir, count),
+        Command::Crl {
+            dir,
+            count,
+            pending,
+        } => big_crl(&dir, count, pending),
     }
 }
 
-fn big_crl(dir: &std::path::Path, count: u64) -> anyhow::Result<()> {
+fn big_crl(dir: &std::path::Path, count: u64, pending: bool) -> anyhow::Result<()> {
     use certgate_testpki::{Ca, LeafSpec, SerialNumber};
     std::fs::create_dir_all(dir)?;
-    let ca = Ca::root("Bench CRL CA")?;
+    let root = Ca::root(if pending { "Bench Root CA" } else { "Bench CRL CA" })?;
+    let intermediate = if pending {
+        Some(root.intermediate("Bench CRL CA")?)
+    } else {
+        None
+    };
+    let ca = intermediate.as_ref().unwrap_or(&root);
     let client = ca.issue(&LeafSpec {
         uris: vec!["spiffe://bench/loadgen".into()],
         ..LeafSpec::client("loadgen")
     })?;
-    let server = ca.issue(&LeafSpec::localhost_server())?;
-    std::fs::write(dir.join("ca.pem"), &ca.cert_pem)?;
-    std::fs::write(dir.join("client.pem"), &client.cert_pem)?;
+    let server = root.issue(&LeafSpec::localhost_server())?;
+    std::fs::write(dir.join("ca.pem"), &root.cert_pem)?;
+    let chain = match &intermediate {
+        Some(i) => format!("{}{}", client.cert_pem, i.cert_pem),
+        None => client.cert_pem.clone(),
+    };
+    std::fs::write(
+        dir.join("root.crl"),
+        root.crl(&[], std::time::Duration::from_secs(86400))?,
+    )?;
+    std::fs::write(dir.join("client.pem"), chain)?;
     std::fs::write(dir.join("client-key.pem"), &client.key_pem)?;
     std::fs::write(dir.join("server.pem"), &server.cert_pem)?;
     std::fs::write(dir.join("server-key.pem"), &server.key_pem)?;

@@ -32,6 +32,15 @@ fn config(up: &str, unknown: &str, crls: &str) -> String {
     )
 }
 
+/// The root's empty CRL and the issuing CA's, revoking `revoked`: `root.crl`, `issuing.crl`.
+fn write_crls(pki: &Pki, issuing: &Ca, revoked: &Issued) {
+    pki.write("root.crl", &pki.root.crl(&[], DAY).unwrap());
+    pki.write(
+        "issuing.crl",
+        &issuing.crl(&[revoked.serial()], DAY).unwrap(),
+    );
+}
+
 async fn served(pki: &Pki, gw: &Gateway, who: &str) -> bool {
     matches!(
         TlsClient::new(pki, gw.addr, Some(who)).get("/x").await,
@@ -55,11 +64,7 @@ async fn an_intermediates_crl_is_verified_against_the_intermediate_clients_prese
     let revoked = issuing.issue(&workload("revoked")).unwrap();
     present(&pki, "ok", &ok, &[&issuing]);
     present(&pki, "revoked", &revoked, &[&issuing]);
-    pki.write("root.crl", &pki.root.crl(&[], DAY).unwrap());
-    pki.write(
-        "issuing.crl",
-        &issuing.crl(&[revoked.serial()], DAY).unwrap(),
-    );
+    write_crls(&pki, &issuing, &revoked);
     let gw = Gateway::start(
         &pki,
         &config(&up.url(), "deny", r#""root.crl", "issuing.crl""#),
@@ -188,11 +193,7 @@ async fn a_decoy_with_the_ca_name_in_the_chain_does_not_hide_a_revocation() {
     let revoked = issuing.issue(&workload("revoked")).unwrap();
     present(&pki, "revoked", &revoked, &[&decoy, &issuing]);
     present(&pki, "plain", &revoked, &[&issuing]);
-    pki.write("root.crl", &pki.root.crl(&[], DAY).unwrap());
-    pki.write(
-        "issuing.crl",
-        &issuing.crl(&[revoked.serial()], DAY).unwrap(),
-    );
+    write_crls(&pki, &issuing, &revoked);
     let gw = Gateway::start(
         &pki,
         &config(&up.url(), "allow", r#""root.crl", "issuing.crl""#),
