@@ -145,7 +145,11 @@ fn main() -> anyhow::Result<()> {
 fn big_crl(dir: &std::path::Path, count: u64, pending: bool) -> anyhow::Result<()> {
     use certgate_testpki::{Ca, LeafSpec, SerialNumber};
     std::fs::create_dir_all(dir)?;
-    let root = Ca::root(if pending { "Bench Root CA" } else { "Bench CRL CA" })?;
+    let root = Ca::root(if pending {
+        "Bench Root CA"
+    } else {
+        "Bench CRL CA"
+    })?;
     let intermediate = if pending {
         Some(root.intermediate("Bench CRL CA")?)
     } else {

@@ -86,9 +86,13 @@ pub struct RawClientAuth {
     pub crl_cache_dir: PathBuf,
     #[serde(default)]
     pub ocsp: OcspMode,
-    /// Overrides the leaf's AIA OCSP URL; empty: use the AIA.
+    /// Overrides the leaf's AIA OCSP URL; empty: use the AIA, if its host is allowed.
     #[serde(default)]
     pub ocsp_responder: String,
+    /// Hosts (`host` or `host:port`) whose OCSP URLs in a client certificate's AIA may be
+    /// fetched; empty: none, never a URL a certificate names (no SSRF).
+    #[serde(default)]
+    pub ocsp_aia_hosts: Vec<String>,
     #[serde(default = "default_ocsp_timeout", with = "humantime_serde")]
     pub ocsp_timeout: Duration,
     #[serde(default = "default_ocsp_max_age", with = "humantime_serde")]

@@ -12,7 +12,7 @@ use crate::authn::identity::ClientIdentity;
 use tracing::{error, info};
 
 use crate::authn::revocation::check::{PendingReport, Revocation};
-use crate::authn::revocation::ocsp::OcspPolicy;
+use crate::authn::revocation::ocsp::{AiaHosts, OcspPolicy};
 use crate::authn::revocation::remote::RemoteCrl;
 use crate::authn::tls::{self, ClientAuthSettings};
 use crate::config::{ConfigError, ConfigFile, OcspMode, UnknownRevocation};
@@ -199,9 +199,18 @@ fn ocsp_policy(
     if ca.ocsp_max_age.as_secs() < 1 {
         return Err(file.invalid("client_auth.ocsp_max_age", "must be at least 1s"));
     }
+    let aia_hosts = AiaHosts::parse(&ca.ocsp_aia_hosts)
+        .map_err(|e| file.invalid("client_auth.ocsp_aia_hosts", e))?;
+    if ca.ocsp_responder.is_empty() && aia_hosts.is_empty() {
+        return Err(file.invalid(
+            "client_auth.ocsp",
+            "is on but neither ocsp_responder nor ocsp_aia_hosts is set: certgate never fetches a URL a client certificate names unless its host is listed in ocsp_aia_hosts",
+        ));
+    }
     OcspPolicy::new(
         ca.ocsp,
         &ca.ocsp_responder,
+        aia_hosts,
         ca.ocsp_timeout,
         ca.ocsp_max_age,
         cas.clone(),

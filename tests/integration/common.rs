@@ -995,6 +995,7 @@ impl DocServer {
                         async move {
                             h.fetch_add(1, Ordering::SeqCst);
                             let (status, body) = d.lock().expect("lock").clone();
+                            let location = body.clone();
                             let etag = format!("\"{}\"", body.len() as u64 * 31 + status as u64);
                             let same = req
                                 .headers()
@@ -1011,6 +1012,12 @@ impl DocServer {
                                 StatusCode::from_u16(status).expect("status")
                             };
                             r.headers_mut().insert("etag", etag.parse().expect("etag"));
+                            // A redirect points at its body (see `set`).
+                            if (300..400).contains(&status)
+                                && let Ok(to) = http::HeaderValue::from_bytes(&location)
+                            {
+                                r.headers_mut().insert("location", to);
+                            }
                             Ok::<_, Infallible>(r)
                         }
                     });
@@ -1034,6 +1041,7 @@ impl DocServer {
         }
     }
 
+    /// Answers with `status` and `body`; a 3xx redirects to `body`.
     pub fn set(&self, status: u16, body: &str) {
         *self.doc.lock().expect("lock") = (status, Bytes::from(body.to_string()));
     }

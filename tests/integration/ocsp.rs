@@ -418,9 +418,83 @@ async fn the_responder_comes_from_the_certificates_aia() {
         "R\t301231235959Z\t250101000000Z\t7A1A\tunknown\t/CN=aia-client\n",
     )
     .unwrap();
-    // No ocsp_responder: the AIA names where to ask; the answer there is "revoked".
-    let gw = Gateway::start(&pki, &config(&up.url(), "hard", "")).await;
+    // No ocsp_responder: the AIA names where to ask, on a host ocsp_aia_hosts allows; the
+    // answer there is "revoked".
+    let gw = Gateway::start(&pki, &aia_config(&up.url(), &responder.url())).await;
     assert_eq!(status(&pki, &gw, "aia-client").await, 403);
     assert_eq!(responder.hits(), 1);
     gw.assert_metric(&checks("revoked"), 1.0).await;
+}
+
+/// OCSP on without `ocsp_responder`: only AIA URLs on the host:port of `allowed` are fetched.
+fn aia_config(up: &str, allowed: &str) -> String {
+    let allowed: http::Uri = allowed.parse().unwrap();
+    config(up, "hard", "").replace(
+        "ocsp_responder = \"\"",
+        &format!(
+            "ocsp_responder = \"\"\nocsp_aia_hosts = [\"{}\"]",
+            allowed.authority().unwrap()
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_certificates_aia_is_fetched_only_from_an_allowed_host_and_never_redirected() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    // Where an attacker's certificate points: a metadata-like service, and a redirect to it
+    // from a host that is allowed.
+    let metadata = DocServer::start("secret", None).await;
+    let allowed = DocServer::start("", None).await;
+    allowed.set(302, &format!("http://{}/latest/meta-data", metadata.addr));
+    let gw = Gateway::start(
+        &pki,
+        &aia_config(&up.url(), &format!("http://{}/", allowed.addr)),
+    )
+    .await;
+    // A certificate whose AIA names the gateway's own admin /reload, one naming the metadata
+    // service, one naming the allowed host (which redirects).
+    for (name, url) in [
+        ("to-admin", format!("http://{}/reload", gw.admin)),
+        (
+            "to-metadata",
+            format!("http://{}/latest/meta-data", metadata.addr),
+        ),
+        ("to-allowed", format!("http://{}/ocsp", allowed.addr)),
+    ] {
+        openssl_client(
+            &pki,
+            name,
+            &format!("/CN={name}"),
+            &format!("authorityInfoAccess=OCSP;URI:{url}"),
+            None,
+        );
+    }
+    assert_eq!(status(&pki, &gw, "to-admin").await, 503, "hard: no answer");
+    assert_eq!(status(&pki, &gw, "to-metadata").await, 503);
+    assert_eq!(metadata.hits(), 0, "never fetched");
+    gw.assert_metric("certgate_config_reloads_total{result=\"ok\"}", 0.0)
+        .await;
+    gw.wait_for_log("not on an allowed host (client_auth.ocsp_aia_hosts)")
+        .await;
+    assert_eq!(status(&pki, &gw, "to-allowed").await, 503);
+    assert_eq!(allowed.hits(), 1, "asked once");
+    assert_eq!(metadata.hits(), 0, "the redirect is not followed");
+    gw.assert_metric(&checks("error"), 3.0).await;
+}
+
+#[test]
+fn ocsp_without_a_responder_or_allowed_hosts_is_a_config_error() {
+    let pki = Pki::new();
+    let config = pki.write(
+        "certgate.toml",
+        &format!(
+            "[listener]\nbind = \"127.0.0.1:0\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n[admin]\nbind = \"127.0.0.1:0\"\n{}",
+            config("http://127.0.0.1:9", "soft", "")
+        ),
+    );
+    let (code, _, err) = run_cli(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("client_auth.ocsp"), "{err}");
+    assert!(err.contains("ocsp_aia_hosts"), "{err}");
 }

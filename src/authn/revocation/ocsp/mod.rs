@@ -95,6 +95,8 @@ pub struct OcspPolicy {
     pub mode: OcspMode,
     /// `ocsp_responder`, when set: asked instead of the certificates' AIA URLs.
     responder: Option<(String, Arc<Fetcher>)>,
+    /// `ocsp_aia_hosts`: whose AIA URLs may be fetched without a responder.
+    aia_hosts: AiaHosts,
     timeout: Duration,
     max_age: Duration,
     /// Trust anchors and intermediates, read once at config load, to find a leaf's issuer.
@@ -155,6 +157,7 @@ impl OcspPolicy {
     pub fn new(
         mode: OcspMode,
         responder: &str,
+        aia_hosts: AiaHosts,
         timeout: Duration,
         max_age: Duration,
         issuers: Arc<Vec<CertificateDer<'static>>>,
@@ -170,6 +173,7 @@ impl OcspPolicy {
         Ok(Self {
             mode,
             responder,
+            aia_hosts,
             timeout,
             max_age,
             issuers: issuers
@@ -256,10 +260,15 @@ impl OcspPolicy {
     async fn ask(&self, cache: &OcspCache, subject: &Subject, now: i64) -> Lookup {
         let fetcher = match (&self.responder, &subject.url) {
             (Some((_, f)), _) => f.clone(),
-            (None, Some(url)) => match cache.fetcher(url) {
-                Ok(f) => f,
-                Err(e) => return self.failed(Outcome::Error, e, now),
-            },
+            (None, Some(url)) => {
+                if let Err(e) = self.aia_hosts.allows(url) {
+                    return self.failed(Outcome::Error, e, now);
+                }
+                match cache.fetcher(url) {
+                    Ok(f) => f,
+                    Err(e) => return self.failed(Outcome::Error, e, now),
+                }
+            }
             (None, None) => {
                 return self.failed(
                     Outcome::Error,
@@ -356,6 +365,60 @@ impl OcspCache {
     }
 }
 
+/// `client_auth.ocsp_aia_hosts`: the hosts (any case; `host:port`, or `host` for the scheme's
+/// default port) whose OCSP URLs a client certificate's AIA may name and certgate will fetch.
+/// A certificate chooses its AIA URL; without this list certgate would POST wherever it says
+/// (a metadata address, another service's admin endpoint).
+#[derive(Debug, Default)]
+pub struct AiaHosts(Vec<(String, Option<u16>)>);
+
+impl AiaHosts {
+    /// Errors name the entry that is not a host or `host:port`.
+    pub fn parse(entries: &[String]) -> Result<Self, String> {
+        entries
+            .iter()
+            .map(|e| {
+                let a: http::uri::Authority = e
+                    .parse()
+                    .map_err(|_| format!("{e:?} is not a host or host:port"))?;
+                if a.as_str().contains('@') || a.host().is_empty() {
+                    return Err(format!("{e:?} is not a host or host:port"));
+                }
+                Ok((a.host().to_ascii_lowercase(), a.port_u16()))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `url`'s host (and port) is listed.
+    fn allows(&self, url: &str) -> Result<(), String> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|_| format!("the certificate's OCSP URL {url:?} is not a URL"))?;
+        let host = uri.host().unwrap_or("").to_ascii_lowercase();
+        let default = if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
+        let port = uri.port_u16().unwrap_or(default);
+        if self
+            .0
+            .iter()
+            .any(|(h, p)| *h == host && p.unwrap_or(default) == port)
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "the certificate's OCSP URL {url:?} is not on an allowed host (client_auth.ocsp_aia_hosts): not fetched"
+        ))
+    }
+}
+
 /// The first http(s) OCSP URL of the certificate's Authority Information Access.
 fn aia_ocsp_url(cert: &X509Certificate<'_>) -> Option<String> {
     cert.extensions()
@@ -399,10 +462,33 @@ mod tests {
     }
 
     #[test]
+    fn aia_hosts_match_host_and_port() {
+        let hosts = AiaHosts::parse(&["OCSP.example.com".into(), "10.0.0.5:8080".into()]).unwrap();
+        assert!(hosts.allows("http://ocsp.example.com/x").is_ok());
+        assert!(hosts.allows("http://ocsp.example.com:80/x").is_ok());
+        assert!(
+            hosts.allows("http://ocsp.example.com:8080/x").is_err(),
+            "default port only"
+        );
+        assert!(hosts.allows("http://10.0.0.5:8080/").is_ok());
+        assert!(hosts.allows("http://10.0.0.5/").is_err());
+        assert!(hosts.allows("http://169.254.169.254/latest").is_err());
+        assert!(hosts.allows("http://ocsp.example.com.evil.test/").is_err());
+        assert!(
+            hosts.allows("http://user@10.0.0.5:8080/").is_ok(),
+            "userinfo is not the host"
+        );
+        for bad in ["", "a b", "user@host", "http://x/"] {
+            assert!(AiaHosts::parse(&[bad.into()]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn no_responder_and_an_unknown_issuer_are_errors_not_panics() {
         let policy = OcspPolicy::new(
             OcspMode::Hard,
             "",
+            AiaHosts::default(),
             Duration::from_secs(1),
             Duration::from_secs(60),
             Arc::new(Vec::new()),
@@ -418,6 +504,7 @@ mod tests {
             OcspPolicy::new(
                 OcspMode::Soft,
                 "ftp://x",
+                AiaHosts::default(),
                 Duration::from_secs(1),
                 Duration::from_secs(1),
                 Arc::new(Vec::new())
