@@ -7,7 +7,11 @@
 //! - an encoded `/` or `\`, a raw `\`, NUL (raw or encoded), or a malformed escape is rejected:
 //!   such paths mean different things to different servers;
 //! - `.` and `..` segments are removed; a `..` that would climb above `/` is rejected;
-//! - empty segments (`//`) are merged.
+//! - empty segments (`//`) are merged;
+//! - escapes that decode to invalid or overlong UTF-8 (`%c0%ae`) are rejected, as is a segment
+//!   ending in `.`, space or tab (raw or escaped): Windows and some frameworks drop those, so
+//!   `/admin.` would be served as `/admin` while a broader route decided it;
+//! - `%3B` is a `;`: a segment's parameters start at either ([`has_params`]).
 
 use std::borrow::Cow;
 
@@ -21,6 +25,10 @@ pub enum PathError {
     Ambiguous,
     #[error("dot segments escape the root")]
     EscapesRoot,
+    #[error("escapes that are not UTF-8 (overlong or invalid)")]
+    NotUtf8,
+    #[error("a path segment ends in '.', space or tab")]
+    TrailingDotOrSpace,
 }
 
 /// Normalises an origin-form path (no query). Clean paths are returned borrowed, without allocating.
@@ -44,11 +52,32 @@ fn is_clean(raw: &str) -> bool {
     let mut segments = raw[1..].split('/').peekable();
     while let Some(seg) = segments.next() {
         let last = segments.peek().is_none();
-        if seg == "." || seg == ".." || (seg.is_empty() && !last) {
+        if seg == "." || seg == ".." || (seg.is_empty() && !last) || ends_badly(seg) {
             return false;
         }
     }
     true
+}
+
+/// A segment (not a dot segment) ending in `.`, space or tab, raw or escaped.
+fn ends_badly(seg: &str) -> bool {
+    if seg == "." || seg == ".." {
+        return false;
+    }
+    let b = seg.as_bytes();
+    matches!(b.last(), Some(b'.' | b' ' | b'\t'))
+        || b.len() >= 3 && {
+            let tail = &b[b.len() - 3..];
+            tail[0] == b'%'
+                && (tail[1..].eq_ignore_ascii_case(b"2e")
+                    || tail[1..].eq_ignore_ascii_case(b"20")
+                    || tail[1..] == *b"09")
+        }
+}
+
+/// Whether a normalised path carries `;` parameters (`;` or its escape `%3B`).
+pub fn has_params(normalised: &str) -> bool {
+    normalised.contains(';') || normalised.contains("%3B")
 }
 
 fn hex_val(c: u8) -> Option<u8> {
@@ -67,6 +96,8 @@ fn is_unreserved(c: u8) -> bool {
 fn decode_unreserved(raw: &str) -> Result<String, PathError> {
     let b = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
+    // Every escape decoded, to check that what the escapes spell is UTF-8.
+    let mut spelled: Vec<u8> = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
@@ -81,6 +112,7 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
                 if v == b'/' || v == b'\\' || v == 0 {
                     return Err(PathError::Ambiguous);
                 }
+                spelled.push(v);
                 if is_unreserved(v) {
                     out.push(v as char);
                 } else {
@@ -98,9 +130,13 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
                     .position(|&c| c == b'%' || c == b'\\' || c == 0)
                     .map_or(b.len(), |p| i + p);
                 out.push_str(&raw[i..end]);
+                spelled.extend_from_slice(&b[i..end]);
                 i = end;
             }
         }
+    }
+    if std::str::from_utf8(&spelled).is_err() {
+        return Err(PathError::NotUtf8);
     }
     Ok(out)
 }
@@ -119,6 +155,7 @@ fn remove_dot_segments(path: &str) -> Result<String, PathError> {
                 }
                 trailing_slash = last;
             }
+            s if ends_badly(s) => return Err(PathError::TrailingDotOrSpace),
             s => {
                 stack.push(s);
                 trailing_slash = false;
@@ -145,7 +182,12 @@ pub fn without_params(normalised: &str) -> Result<String, PathError> {
         if i > 0 {
             out.push('/');
         }
-        out.push_str(seg.split_once(';').map_or(seg, |(name, _)| name));
+        let end = [seg.find(';'), seg.find("%3B")]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(seg.len());
+        out.push_str(&seg[..end]);
     }
     normalize(&out).map(Cow::into_owned)
 }
@@ -222,6 +264,55 @@ mod tests {
             let once = n(p).unwrap();
             assert_eq!(n(&once).unwrap(), once, "{p}");
         }
+    }
+
+    #[test]
+    fn overlong_and_invalid_utf8_escapes_are_refused() {
+        assert_eq!(
+            n("/public/%c0%ae%c0%ae/admin").unwrap_err(),
+            PathError::NotUtf8
+        );
+        assert_eq!(n("/%c0%af").unwrap_err(), PathError::NotUtf8);
+        assert_eq!(n("/%e0%80%ae").unwrap_err(), PathError::NotUtf8);
+        assert_eq!(n("/%ff").unwrap_err(), PathError::NotUtf8);
+        assert_eq!(n("/%c3").unwrap_err(), PathError::NotUtf8);
+        assert_eq!(n("/caf%c3%a9").unwrap(), "/caf%C3%A9");
+        assert_eq!(n("/caf\u{e9}%20x").unwrap(), "/caf\u{e9}%20x");
+    }
+
+    #[test]
+    fn segments_ending_in_dot_space_or_tab_are_refused() {
+        for p in [
+            "/admin.",
+            "/admin%2e",
+            "/admin%2E",
+            "/admin%20",
+            "/admin%09",
+            "/a./b",
+            "/a/...",
+            "/a%20/b",
+        ] {
+            assert_eq!(n(p).unwrap_err(), PathError::TrailingDotOrSpace, "{p}");
+        }
+        for p in [
+            "/a/.",
+            "/a/..",
+            "/v1.0",
+            "/.well-known/x",
+            "/a..b",
+            "/a%20b",
+        ] {
+            assert!(n(p).is_ok(), "{p}");
+        }
+    }
+
+    #[test]
+    fn escaped_semicolons_are_parameters_too() {
+        assert_eq!(n("/admin%3bx").unwrap(), "/admin%3Bx");
+        assert!(has_params("/admin%3Bx") && has_params("/a;b") && !has_params("/a%3Ab"));
+        assert_eq!(without_params("/admin%3Bx").unwrap(), "/admin");
+        assert_eq!(n("/public/..%3B/admin").unwrap(), "/public/..%3B/admin");
+        assert_eq!(without_params("/public/..%3B/admin").unwrap(), "/admin");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::Method;
 
 use crate::authn::identity::ClientIdentity;
-use crate::config::{RawMatcher, RawRoute};
+use crate::config::{PathCase, RawMatcher, RawRoute};
 
 use super::path;
 use super::rules::Rule;
@@ -272,6 +272,9 @@ pub struct RouteTable {
     by_first_segment: std::collections::HashMap<String, Vec<usize>>,
     /// Routes whose prefix is `/`, ascending.
     catch_all: Vec<usize>,
+    /// `listener.path_case = "insensitive"`: prefixes are kept lower-case and a request's path
+    /// is matched lower-cased (for upstreams that serve `/ADMIN` as `/admin`).
+    case_insensitive: bool,
 }
 
 /// `payments` for `/payments/1`, `` for `/`.
@@ -323,6 +326,17 @@ impl RouteTable {
     }
 
     pub fn new(routes: Vec<Route>) -> Self {
+        Self::with_case(routes, PathCase::Sensitive)
+    }
+
+    /// Routes matched by path as `case` says.
+    pub fn with_case(mut routes: Vec<Route>, case: PathCase) -> Self {
+        let case_insensitive = case == PathCase::Insensitive;
+        if case_insensitive {
+            for r in &mut routes {
+                r.path_prefix.make_ascii_lowercase();
+            }
+        }
         let mut by_first_segment: std::collections::HashMap<String, Vec<usize>> =
             std::collections::HashMap::new();
         let mut catch_all = Vec::new();
@@ -340,6 +354,7 @@ impl RouteTable {
             routes,
             by_first_segment,
             catch_all,
+            case_insensitive,
         }
     }
 
@@ -349,6 +364,17 @@ impl RouteTable {
 
     /// The first route, in file order, that matches host, path and method.
     pub fn find(&self, req: &RequestParts<'_>) -> Option<&Route> {
+        if self.case_insensitive && req.path.bytes().any(|b| b.is_ascii_uppercase()) {
+            let lower = req.path.to_ascii_lowercase();
+            return self.find_exact(&RequestParts {
+                path: &lower,
+                ..*req
+            });
+        }
+        self.find_exact(req)
+    }
+
+    fn find_exact(&self, req: &RequestParts<'_>) -> Option<&Route> {
         let segment = self
             .by_first_segment
             .get(first_segment(req.path))

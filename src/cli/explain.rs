@@ -160,7 +160,7 @@ pub(super) fn explain(config: &Path, req: Request<'_>) -> ExitCode {
         }
     };
     println!("request   {method} {}{normalized}", host.unwrap_or(""));
-    let without_params = if normalized.contains(';') {
+    let without_params = if certgate::authz::path::has_params(&normalized) {
         match certgate::authz::path::without_params(&normalized) {
             Ok(p) => Some(p),
             Err(e) => {

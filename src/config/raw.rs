@@ -81,6 +81,10 @@ pub struct RawListener {
     /// forwarding families.
     #[serde(default)]
     pub strip_request_headers: Vec<String>,
+    /// How routes match paths: "insensitive" for upstreams that read paths without case
+    /// (IIS, Spring's case-insensitive matching), so `/ADMIN` is decided by `/admin`'s route.
+    #[serde(default)]
+    pub path_case: PathCase,
     /// An HTTP/2 connection with no request for this long is closed (GOAWAY).
     #[serde(default = "default_listener_idle_timeout", with = "humantime_serde")]
     pub idle_timeout: Duration,
@@ -340,4 +344,13 @@ impl RawUpstream {
             .into_iter()
             .flatten()
     }
+}
+
+/// `listener.path_case`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathCase {
+    #[default]
+    Sensitive,
+    Insensitive,
 }

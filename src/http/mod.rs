@@ -216,7 +216,7 @@ fn authorize<'s>(
     path: &str,
     x: &mut Exchange,
 ) -> Result<&'s Route, RequestError> {
-    let without_params = if path.contains(';') {
+    let without_params = if path::has_params(path) {
         Some(path::without_params(path).map_err(Malformed::from)?)
     } else {
         None

@@ -101,7 +101,7 @@ impl Snapshot {
             client_auth_mode: raw.client_auth.mode,
             tls: Arc::new(tls_config),
             client_verifier: trust.verifier,
-            routes: RouteTable::new(routes),
+            routes: RouteTable::with_case(routes, l.path_case),
             route_obs,
             upstreams,
             token_issuers,
