@@ -34,39 +34,70 @@ fn hop_by_hop() -> [&'static HeaderName; 9] {
     ]
 }
 
-/// Families of `x-` headers that carry a caller's identity, its network origin or a method
-/// override somewhere in the industry (by prefix, after `x-`). A client sends none of them.
-const X_FAMILIES: [&str; 13] = [
-    "forwarded-",           // X-Forwarded-For/-Proto/-Host/-Port/-Client-Cert (XFCC) …
-    "ssl",                  // X-SSL-Cert, X-SSL-Client-* (nginx, HAProxy, F5)
-    "client-",              // X-Client-Cert, X-Client-Verify, X-Client-S-DN …
-    "arr-clientcert",       // IIS ARR
-    "amzn-mtls-",           // AWS ALB mTLS
-    "remote-user",          // CGI-style proxies
-    "spiffe-id",            // SPIFFE-aware proxies
-    "real-ip",              // nginx realip
-    "certgate-",            // our own namespace
-    "token-",               // x-token-subject / -client-id / -scope (verified token claims)
-    "http-method",          // X-HTTP-Method, X-HTTP-Method-Override
-    "method-override",      // X-Method-Override
-    "original-forwarded-f", // X-Original-Forwarded-For (ingress-nginx)
+/// Families of `x-` headers that carry a caller's identity, its network origin, a path or
+/// method override, or what a proxy in front vouches for, somewhere in the industry (by prefix,
+/// after `x-`). A client sends none of them.
+const X_FAMILIES: [&str; 29] = [
+    "forwarded",         // X-Forwarded, -For/-Proto/-Host/-Port/-Client-Cert (XFCC) …
+    "ssl",               // X-SSL-Cert, X-SSL-Client-* (nginx, HAProxy, F5)
+    "client-",           // X-Client-Cert, X-Client-Verify, X-Client-S-DN, X-Client-IP …
+    "arr-clientcert",    // IIS ARR
+    "amzn-mtls-",        // AWS ALB mTLS
+    "amzn-oidc-",        // AWS ALB OIDC (the verified user)
+    "remote-user",       // CGI-style proxies
+    "spiffe-id",         // SPIFFE-aware proxies
+    "real-ip",           // nginx realip
+    "cluster-client-ip", // Rackspace, some load balancers
+    "certgate-",         // our own namespace
+    "token-",            // x-token-subject / -client-id / -scope (verified token claims)
+    "http-method",       // X-HTTP-Method, X-HTTP-Method-Override
+    "method-override",   // X-Method-Override
+    "original-",         // X-Original-URL/-URI/-Method (IIS, Symfony, Zend: path override),
+    //                        X-Original-Forwarded-For, X-Original-Host (ingress-nginx)
+    "rewrite-url",         // X-Rewrite-URL (IIS, Zend)
+    "authenticated-",      // X-Authenticated-User, -Groups (auth proxies)
+    "auth-request-",       // X-Auth-Request-User, -Email (oauth2-proxy)
+    "webauth-",            // X-WEBAUTH-USER (Grafana auth proxy)
+    "ms-client-principal", // X-MS-CLIENT-PRINCIPAL, -NAME, -ID (Azure App Service)
+    "goog-authenticated-", // X-Goog-Authenticated-User-Email (Google IAP)
+    "consumer-",           // X-Consumer-ID, -Username (Kong)
+    "user",                // X-User, X-User-Id, X-Username, X-Userinfo …
+    "principal",           // X-Principal
+    "proxy-user",          // X-Proxy-User
+    "tls-client-cert",     // X-TLS-Client-Cert
+    "mtls-client-cert",    // X-Mtls-Client-Cert
+    "envoy-",              // X-Envoy-* (Envoy reads them as trusted internal instructions)
+    "remote-addr",         // X-Remote-Addr
 ];
 
-/// Whether a client-sent header is dropped before forwarding: an identity/forwarding family,
-/// a method override, or a name with `_` (CGI/WSGI upstreams read `_` and `-` as one, so
-/// `x_forwarded_client_cert` would arrive as XFCC).
+/// Families without `x-`: RFC 9440 and RFC 7239, Kubernetes impersonation, CDN client-IP and
+/// access headers, and the CGI-style spellings. (`name`, whole name or prefix?)
+const BARE_FAMILIES: [(&str, bool); 11] = [
+    ("client-cert", false), // RFC 9440 Client-Cert, Client-Cert-Chain
+    ("client-cert-chain", false),
+    ("forwarded", false),  // RFC 7239
+    ("ssl-client-", true), // CGI-style
+    ("remote-user", false),
+    ("impersonate-", true), // Kubernetes API impersonation (-User, -Group, -Uid, -Extra-*)
+    ("true-client-ip", false), // Akamai, Cloudflare Enterprise
+    ("cf-connecting-ip", false), // Cloudflare
+    ("cf-access-", true),   // Cloudflare Access (JWT assertion, authenticated user email)
+    ("fastly-client-ip", false), // Fastly
+    ("authorization-client-cert", false),
+];
+
+/// Whether a client-sent header is dropped before forwarding: an identity, forwarding,
+/// impersonation or override family, or a name with `_` (CGI/WSGI upstreams read `_` and `-`
+/// as one, so `x_forwarded_client_cert` would arrive as XFCC).
 pub fn is_screened(name: &HeaderName) -> bool {
     let n = name.as_str();
-    let family = match n.as_bytes().first() {
-        Some(b'x') => n
-            .strip_prefix("x-")
-            .is_some_and(|rest| X_FAMILIES.iter().any(|f| rest.starts_with(f))),
-        // RFC 9440, RFC 7239, and the CGI-style spellings without `x-`.
-        Some(b'c') => n == "client-cert" || n == "client-cert-chain",
-        Some(b'f') => n == "forwarded",
-        Some(b's') => n.starts_with("ssl-client-"),
-        Some(b'r') => n == "remote-user",
-        _ => false,
+    let family = match n.strip_prefix("x-") {
+        Some(rest) => X_FAMILIES.iter().any(|f| rest.starts_with(f)),
+        None => BARE_FAMILIES.iter().any(
+            |(f, prefix)| {
+                if *prefix { n.starts_with(f) } else { n == *f }
+            },
+        ),
     };
     family || n.contains('_')
 }

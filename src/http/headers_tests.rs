@@ -72,6 +72,38 @@ fn screened_families() {
         "remote-user",
         "x_forwarded_client_cert",
         "user_agent",
+        // Path overrides, user and impersonation headers, client IPs (issue 30).
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-uri",
+        "x-original-method",
+        "impersonate-user",
+        "impersonate-group",
+        "impersonate-extra-scopes",
+        "x-authenticated-user",
+        "x-auth-request-user",
+        "x-webauth-user",
+        "x-ms-client-principal-name",
+        "x-goog-authenticated-user-email",
+        "x-amzn-oidc-identity",
+        "cf-access-authenticated-user-email",
+        "x-consumer-username",
+        "x-user",
+        "x-user-id",
+        "x-username",
+        "x-userinfo",
+        "x-principal",
+        "x-proxy-user",
+        "x-tls-client-cert",
+        "x-mtls-client-cert",
+        "authorization-client-cert",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-cluster-client-ip",
+        "x-envoy-original-path",
+        "x-client-api-key-id",
+        "x-client-owner",
     ] {
         assert!(is_screened(&HeaderName::from_static(n)), "{n}");
     }
@@ -83,6 +115,9 @@ fn screened_families() {
         "content-type",
         "x-api-version",
         "forwarded-secret-ish",
+        "impersonated",
+        "cf-ray",
+        "x-amz-date",
     ] {
         assert!(!is_screened(&HeaderName::from_static(n)), "{n}");
     }
