@@ -2,6 +2,8 @@
 //! admin API and tools), CSV (spreadsheets) or an aligned table (people, with relative times
 //! like "in 12 days").
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::authz::owners::{Owners, UNOWNED};
@@ -98,6 +100,34 @@ const COLUMNS: [&str; 15] = [
     "owner_purpose",
 ];
 
+/// Text from certificates, owner files and the fleet, safe to print: control characters
+/// (C0, DEL, C1: terminal titles, screen clears, forged rows) as `\xHH` / `\u{HH}`.
+fn printable(s: &str) -> Cow<'_, str> {
+    let control = |c: char| c.is_control();
+    if !s.chars().any(control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            c if (c as u32) < 0x80 && control(c) => out.push_str(&format!("\\x{:02X}", c as u32)),
+            c if control(c) => out.push_str(&format!("\\u{{{:X}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A CSV cell: [`printable`], and a cell a spreadsheet would run as a formula (starting with
+/// `=`, `+`, `-`, `@`, tab or carriage return: OWASP's CSV injection list) prefixed with `'`.
+fn csv_cell(s: &str) -> Cow<'_, str> {
+    let shown = printable(s);
+    if shown.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        return Cow::Owned(format!("'{shown}"));
+    }
+    shown
+}
+
 fn csv(views: &[RecordView<'_>]) -> Result<String, String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let e = |e: csv::Error| e.to_string();
@@ -109,22 +139,23 @@ fn csv(views: &[RecordView<'_>]) -> Result<String, String> {
             v.lifetime_days,
             if v.lifetime_violation { "!" } else { "" }
         );
+        let text = |s: &str| csv_cell(s).into_owned();
         w.write_record([
-            r.identity.subject.as_str(),
-            r.owner.as_deref().unwrap_or(UNOWNED),
-            v.state,
-            &v.not_after_utc,
-            &lifetime,
-            &v.last_seen_utc,
-            &r.requests_allowed.to_string(),
-            &r.requests_denied.to_string(),
-            &r.routes.join(" "),
-            &r.identity.issuer,
-            &r.identity.serial,
-            &r.identity.sha256,
-            &r.gateways.join(" "),
-            v.owner_contact.unwrap_or(""),
-            v.owner_purpose.unwrap_or(""),
+            text(&r.identity.subject),
+            text(r.owner.as_deref().unwrap_or(UNOWNED)),
+            v.state.to_string(),
+            v.not_after_utc.clone(),
+            lifetime,
+            v.last_seen_utc.clone(),
+            r.requests_allowed.to_string(),
+            r.requests_denied.to_string(),
+            text(&r.routes.join(" ")),
+            text(&r.identity.issuer),
+            text(&r.identity.serial),
+            text(&r.identity.sha256),
+            text(&r.gateways.join(" ")),
+            text(v.owner_contact.unwrap_or("")),
+            text(v.owner_purpose.unwrap_or("")),
         ])
         .map_err(e)?;
     }
@@ -156,8 +187,8 @@ fn table(views: &[RecordView<'_>], now: i64) -> String {
     for v in views {
         let r = v.record;
         let mut row = vec![
-            r.identity.subject.clone(),
-            r.owner.clone().unwrap_or_else(|| UNOWNED.to_string()),
+            printable(&r.identity.subject).into_owned(),
+            printable(r.owner.as_deref().unwrap_or(UNOWNED)).into_owned(),
             v.state.to_string(),
             relative(r.identity.not_after - now),
             format!(
@@ -172,11 +203,11 @@ fn table(views: &[RecordView<'_>], now: i64) -> String {
             relative(r.last_seen - now),
             r.requests_allowed.to_string(),
             r.requests_denied.to_string(),
-            r.routes.join(","),
-            r.identity.sha256.chars().take(16).collect(),
+            printable(&r.routes.join(",")).into_owned(),
+            printable(&r.identity.sha256).chars().take(16).collect(),
         ];
         if fleet {
-            row.push(r.gateways.join(","));
+            row.push(printable(&r.gateways.join(",")).into_owned());
         }
         t.add_row(row);
     }
@@ -206,7 +237,30 @@ pub fn relative(delta: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::relative;
+    use super::{csv_cell, printable, relative};
+
+    #[test]
+    fn control_characters_are_escaped_and_formulas_defused() {
+        assert_eq!(printable("CN=ok"), "CN=ok");
+        assert_eq!(
+            printable("CN=\u{1b}]0;pwned\u{7}\r\nforged,row"),
+            "CN=\\x1B]0;pwned\\x07\\x0D\\x0Aforged,row"
+        );
+        assert_eq!(printable("a\u{9b}b\u{7f}"), "a\\u{9B}b\\x7F");
+        assert_eq!(
+            csv_cell("=HYPERLINK(\"http://x\")"),
+            "'=HYPERLINK(\"http://x\")"
+        );
+        assert_eq!(
+            csv_cell("\tx"),
+            "\\x09x",
+            "escaped, no longer a formula lead"
+        );
+        for f in ["+1", "-2+3", "@SUM(A1)"] {
+            assert!(csv_cell(f).starts_with('\''), "{f}");
+        }
+        assert_eq!(csv_cell("CN=a,O=b"), "CN=a,O=b");
+    }
 
     #[test]
     fn relative_times_read_like_words() {

@@ -9,6 +9,7 @@ mod fleet_inventory;
 mod fleet_limits;
 mod forwarding;
 mod foundation;
+mod hardening;
 mod integrity;
 mod kubernetes;
 mod lifecycle;

@@ -1,0 +1,66 @@
+//! Hardening round 3 (issue 30): what an attack run still got through, each with the test that
+//! would have caught it.
+
+use crate::common::*;
+
+/// An inventory file as the gateway writes it, with one record whose subject and owner carry
+/// terminal escapes, a forged CSV row and a spreadsheet formula.
+fn hostile_inventory() -> String {
+    let now = certgate::util::time::unix_now();
+    serde_json::json!({
+        "version": 1,
+        "identities": [{
+            "sha256": "ab".repeat(32),
+            "subject": "CN=evil\u{1b}]0;owned\u{7}\u{1b}[2J\r\nforged,row,active",
+            "issuer": "CN=Test Root CA",
+            "serial": "01",
+            "not_before": now - 3600,
+            "not_after": now + 86400 * 30,
+            "first_seen": now - 60,
+            "last_seen": now,
+            "requests_allowed": 1,
+            "requests_denied": 0,
+            "routes": ["api"],
+            "owner": "=HYPERLINK(\"http://attacker.test\",\"click\")",
+        }]
+    })
+    .to_string()
+}
+
+#[test]
+fn reports_print_no_control_characters_and_no_spreadsheet_formulas() {
+    let pki = Pki::new();
+    pki.write("inventory.json", &hostile_inventory());
+    let config = pki.write(
+        "certgate.toml",
+        &format!(
+            "[listener]\nbind = \"127.0.0.1:0\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n[admin]\nbind = \"127.0.0.1:0\"\n[inventory]\npath = \"inventory.json\"\n{}{}\n[[routes]]\nname = \"api\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+            client_auth("require", ""),
+            upstream_section("up", "http://127.0.0.1:9", "")
+        ),
+    );
+    for format in ["table", "csv"] {
+        let (code, out, err) = run_cli(&[
+            "inventory",
+            "--config",
+            config.to_str().unwrap(),
+            "--format",
+            format,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "{format}: raw control characters: {out:?}"
+        );
+        assert!(out.contains("\\x1B]0;owned\\x07"), "{format}: {out}");
+        assert_eq!(
+            out.lines().filter(|l| l.contains("forged")).count(),
+            1,
+            "{format}: no forged row: {out}"
+        );
+        if format == "csv" {
+            let row = out.lines().nth(1).unwrap();
+            assert!(row.contains(",\"'=HYPERLINK("), "formula defused: {row}");
+        }
+    }
+}
