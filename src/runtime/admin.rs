@@ -96,6 +96,25 @@ fn guard(
 ) -> Option<Response<Full<Bytes>>> {
     let path = req.uri().path();
     let access = &gateway.current.load().admin_access;
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host_header = hosts.next();
+    if hosts.next().is_some() {
+        warn!(path, "admin request refused: more than one Host header");
+        return Some(text(StatusCode::BAD_REQUEST, "more than one Host header\n"));
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN)
+        && !origin.to_str().is_ok_and(|o| access.allows_origin(o))
+    {
+        warn!(
+            path,
+            origin = %String::from_utf8_lossy(origin.as_bytes()).chars().take(128).collect::<String>(),
+            "admin request refused: Origin is not the admin listener (a web page's request)"
+        );
+        return Some(text(
+            StatusCode::FORBIDDEN,
+            "requests from another origin are refused\n",
+        ));
+    }
     let sensitive = matches!(path, "/reload" | "/inventory" | "/anomalies");
     let protected = sensitive || (path == "/metrics" && access.protects_metrics());
     if protected && !access.allows_connection(client_cert) {
@@ -109,10 +128,11 @@ fn guard(
         ));
     }
     if sensitive {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok());
+        // An absolute-form target's authority is the request's host (RFC 9112 §3.2.2).
+        let host = match req.uri().authority() {
+            Some(a) => Some(a.as_str()),
+            None => host_header.and_then(|h| h.to_str().ok()),
+        };
         if !access.allows_host(host) {
             warn!(
                 host = host.unwrap_or(""),

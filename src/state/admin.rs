@@ -112,6 +112,26 @@ impl AdminAccess {
         self.allowed_hosts.contains(&name)
     }
 
+    /// Whether a request's `Origin` is the admin listener itself (its scheme, a name
+    /// [`Self::allows_host`] accepts, its port). A web page's script sends its own origin, or
+    /// `null`: refused, so no page can make a browser reload the gateway (CSRF).
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        let Ok(uri) = origin.parse::<http::Uri>() else {
+            return false;
+        };
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return false;
+        };
+        let https = self.tls.is_some();
+        let default_port = if https { 443 } else { 80 };
+        scheme == if https { "https" } else { "http" }
+            && uri
+                .path_and_query()
+                .is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty())
+            && authority.port_u16().unwrap_or(default_port) == self.bind.port()
+            && self.allows_host(Some(authority.host()))
+    }
+
     /// Whether `authorization` carries the token (always, when none is required). Compared in
     /// constant time, as digests.
     pub fn allows_token(&self, authorization: Option<&[u8]>) -> bool {

@@ -64,3 +64,80 @@ fn reports_print_no_control_characters_and_no_spreadsheet_formulas() {
         }
     }
 }
+
+/// Sends `raw` to the (plain HTTP) admin listener and returns the status.
+async fn admin_raw(admin: std::net::SocketAddr, raw: &str) -> u16 {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
+    tcp.write_all(raw.as_bytes()).await.unwrap();
+    status_of(&read_until_quiet(&mut tcp).await)
+}
+
+#[tokio::test]
+async fn the_admin_listener_refuses_other_origins_two_hosts_and_a_foreign_absolute_target() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let gw = Gateway::start(
+        &pki,
+        &format!(
+            "{}{}\n[[routes]]\nname = \"api\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+            client_auth("require", ""),
+            upstream_section("up", &up.url(), "")
+        ),
+    )
+    .await;
+    let post = |headers: &'static [(&'static str, &'static str)]| {
+        admin_request_with(gw.admin, http::Method::POST, "/reload", headers)
+    };
+    // A web page's script: its own origin, or "null" from a sandboxed frame or a file.
+    for origin in [
+        "http://evil.test",
+        "null",
+        "https://127.0.0.1",
+        "http://localhost:1",
+    ] {
+        let (status, _) = admin_request_with(
+            gw.admin,
+            http::Method::POST,
+            "/reload",
+            &[("host", "127.0.0.1"), ("origin", origin)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 403, "{origin}");
+    }
+    gw.assert_metric("certgate_config_reloads_total{result=\"ok\"}", 0.0)
+        .await;
+    // The listener's own origin (a page it served) and no Origin at all (curl) reload.
+    let own = format!("http://127.0.0.1:{}", gw.admin.port());
+    let (status, _) = admin_request_with(
+        gw.admin,
+        http::Method::POST,
+        "/reload",
+        &[("host", "127.0.0.1"), ("origin", own.as_str())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(post(&[("host", "127.0.0.1")]).await.unwrap().0, 200);
+    // Two Host headers, and an absolute-form target naming another host.
+    let port = gw.admin.port();
+    assert_eq!(
+        admin_raw(
+            gw.admin,
+            &format!("POST /reload HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nHost: evil.test\r\nContent-Length: 0\r\n\r\n")
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        admin_raw(
+            gw.admin,
+            &format!("POST http://evil.test/reload HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n")
+        )
+        .await,
+        403
+    );
+    gw.assert_metric("certgate_config_reloads_total{result=\"ok\"}", 2.0)
+        .await;
+}
