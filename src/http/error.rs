@@ -46,6 +46,8 @@ pub enum Malformed {
     MethodCase(String),
     #[error("transfer-coding other than a single 'chunked'")]
     TransferEncoding,
+    #[error("more than one Content-Length field")]
+    ContentLengths,
     #[error("unsupported upgrade {0:?}: only 'websocket' is proxied")]
     Upgrade(String),
     #[error("Connection header names {0:?}, which is not a hop-by-hop header")]

@@ -22,11 +22,18 @@ pub fn check_method(method: &Method) -> Result<(), RequestError> {
     Ok(())
 }
 
-/// HTTP/1.1 framing beyond what the parser enforces: a transfer-coding other than one
-/// `chunked` (`gzip, chunked`, `x, chunked`, two lines) is refused, as is a `Connection` header
-/// naming `Host` or `Content-Length` (which would strip them after routing).
+/// Framing beyond what the parsers enforce: a transfer-coding other than one `chunked`
+/// (`gzip, chunked`, `x, chunked`, two lines) is refused, as are two `Content-Length` fields and
+/// a `Connection` header naming `Host` or `Content-Length` (which would strip them after
+/// routing).
 pub fn check_framing<B>(req: &Request<B>) -> Result<(), RequestError> {
     let headers = req.headers();
+    // Two Content-Length fields (HTTP/2 passes them on; an HTTP/1.1 upstream could frame the
+    // body by either): refused, whatever they say.
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    if lengths.next().is_some() && lengths.next().is_some() {
+        return Err(Malformed::ContentLengths.into());
+    }
     let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
     if let Some(first) = te.next() {
         let single_chunked = first
@@ -218,6 +225,9 @@ mod tests {
         assert!(check_framing(&req("GET", &[("connection", "keep-alive, x-hop")])).is_ok());
         assert!(check_framing(&req("GET", &[("connection", "close, Host")])).is_err());
         assert!(check_framing(&req("GET", &[("connection", "content-length")])).is_err());
+        let two = [("content-length", "5"), ("content-length", "5")];
+        assert!(check_framing(&req("POST", &two)).is_err());
+        assert!(check_framing(&req("POST", &two[..1])).is_ok());
     }
 
     #[test]

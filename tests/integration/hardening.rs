@@ -141,3 +141,38 @@ async fn the_admin_listener_refuses_other_origins_two_hosts_and_a_foreign_absolu
     gw.assert_metric("certgate_config_reloads_total{result=\"ok\"}", 2.0)
         .await;
 }
+
+#[tokio::test]
+async fn an_http2_request_with_two_content_lengths_is_refused() {
+    let pki = Pki::new();
+    pki.client(&pki.root, "reader", workload("reader"));
+    let up = Upstream::start().await;
+    let gw = Gateway::start(
+        &pki,
+        &format!(
+            "{}{}\n[[routes]]\nname = \"api\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+            client_auth("require", ""),
+            upstream_section("up", &up.url(), "")
+        ),
+    )
+    .await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let mut h2 = client.h2().await.unwrap();
+    let two = http::Request::post("https://localhost/x")
+        .header("content-length", "5")
+        .header("content-length", "5")
+        .body(TestBody::bytes("hello"))
+        .unwrap();
+    let r = h2.send_request(two).await.expect("an answer");
+    assert_eq!(r.status(), 400);
+    let one = http::Request::post("https://localhost/x")
+        .header("content-length", "5")
+        .body(TestBody::bytes("hello"))
+        .unwrap();
+    assert_eq!(h2.send_request(one).await.unwrap().status(), 200);
+    assert_eq!(
+        up.seen().len(),
+        1,
+        "only the well-framed request is forwarded"
+    );
+}
