@@ -169,6 +169,18 @@ async fn bound_tokens_are_verified_and_every_bad_token_refused() {
     let mut typ_jwt = Header::new(Algorithm::ES256);
     typ_jwt.kid = Some(es.kid.clone());
     typ_jwt.typ = Some("JWT".into());
+    let mut no_typ = Header::new(Algorithm::ES256);
+    no_typ.kid = Some(es.kid.clone());
+    no_typ.typ = None;
+    // A claims document whose `scope` (or `cnf`) is given twice: the first names what the
+    // route needs, the last something else (or the other way round).
+    let repeated = |member: &str, first: Value, last: Value| {
+        let c = bound(&ledger.der).to_string();
+        es.sign_raw(&format!(
+            "{{\"{member}\":{first},{},\"{member}\":{last}}}",
+            &c[1..c.len() - 1]
+        ))
+    };
     let cases: Vec<(&str, String, u16, &str)> = vec![
         (
             "expired",
@@ -232,6 +244,30 @@ async fn bound_tokens_are_verified_and_every_bad_token_refused() {
         (
             "typ JWT",
             es.sign_with(typ_jwt, &bound(&ledger.der)),
+            401,
+            "malformed",
+        ),
+        (
+            "no typ",
+            es.sign_with(no_typ, &bound(&ledger.der)),
+            401,
+            "malformed",
+        ),
+        (
+            "iss as an array",
+            sign(&|c| c["iss"] = json!([c["iss"].clone()])),
+            401,
+            "wrong_issuer",
+        ),
+        (
+            "scope twice",
+            repeated("scope", json!("payments:write"), json!("payments:read")),
+            401,
+            "malformed",
+        ),
+        (
+            "tenant twice",
+            repeated("tenant", json!("globex"), json!("acme")),
             401,
             "malformed",
         ),

@@ -47,12 +47,83 @@ pub fn header(token: &str) -> Result<TokenHeader, TokenFailure> {
     })
 }
 
-/// RFC 9068 §2.1: `typ` is `at+jwt` (any case, `application/` optional) when present.
+/// RFC 9068 §2.1: `typ` is `at+jwt` (any case, `application/` optional), and must be there: a
+/// token without it could be an ID token or another JWT the issuer signs.
 fn typ_allowed(typ: Option<&str>) -> bool {
-    typ.is_none_or(|t| {
+    typ.is_some_and(|t| {
         let t = t.to_ascii_lowercase();
         t == "at+jwt" || t == "application/at+jwt"
     })
+}
+
+/// Whether the token's claims (the second segment, base64url JSON) repeat a member name at any
+/// depth: JSON parsers disagree on which of two `cnf` or `scope` members counts (serde takes the
+/// last), so such a token is refused rather than read one way here and another upstream.
+fn has_duplicate_members(token: &str) -> bool {
+    let Some(payload) = token.split('.').nth(1) else {
+        return true;
+    };
+    let Ok(json) = URL_SAFE_NO_PAD.decode(payload.as_bytes()) else {
+        return true;
+    };
+    serde_json::from_slice::<UniqueMembers>(&json).is_err()
+}
+
+/// Any JSON value, refused (as a deserialisation error) if an object repeats a member name.
+struct UniqueMembers;
+
+impl<'de> serde::Deserialize<'de> for UniqueMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = UniqueMembers;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value without repeated member names")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueMembers, E> {
+        Ok(UniqueMembers)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueMembers, E> {
+        Ok(UniqueMembers)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueMembers, E> {
+        Ok(UniqueMembers)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueMembers, E> {
+        Ok(UniqueMembers)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<UniqueMembers, E> {
+        Ok(UniqueMembers)
+    }
+    fn visit_unit<E>(self) -> Result<UniqueMembers, E> {
+        Ok(UniqueMembers)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> Result<UniqueMembers, A::Error> {
+        while seq.next_element::<UniqueMembers>()?.is_some() {}
+        Ok(UniqueMembers)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<UniqueMembers, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key) {
+                return Err(serde::de::Error::custom("repeated member name"));
+            }
+            map.next_value::<UniqueMembers>()?;
+        }
+        Ok(UniqueMembers)
+    }
 }
 
 /// Verifies `token` with `keys` for `issuer`.
@@ -75,6 +146,9 @@ pub fn verify(issuer: &Issuer, keys: &KeySet, token: &str) -> Result<VerifiedTok
         .ok_or(TokenFailure::AlgorithmNotAllowed)?;
     let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation)
         .map_err(|e| failure_of(e.kind()))?;
+    if has_duplicate_members(token) {
+        return Err(TokenFailure::Malformed);
+    }
     read_claims(data.claims, keys.generation)
 }
 
@@ -114,6 +188,10 @@ fn read_claims(
             Some(_) => Err(TokenFailure::Malformed),
         }
     };
+    // One issuer, as a string (RFC 7519 §4.1.1): `jsonwebtoken` also takes an array holding it.
+    if !matches!(claims.get("iss"), Some(Value::String(_))) {
+        return Err(TokenFailure::WrongIssuer);
+    }
     let exp = time("exp")?.ok_or(TokenFailure::Malformed)?;
     let scopes: Vec<String> = match claims.get("scope") {
         None => Vec::new(),
@@ -172,18 +250,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn typ_is_the_access_token_type_or_absent() {
-        for ok in [
-            None,
-            Some("at+jwt"),
-            Some("AT+JWT"),
-            Some("application/at+jwt"),
-        ] {
-            assert!(typ_allowed(ok), "{ok:?}");
+    fn typ_is_the_access_token_type_and_required() {
+        for ok in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+            assert!(typ_allowed(Some(ok)), "{ok:?}");
         }
+        assert!(!typ_allowed(None), "no typ");
         for bad in ["JWT", "jwt", "id_token", "at+jwt2", ""] {
             assert!(!typ_allowed(Some(bad)), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn repeated_member_names_are_found_at_any_depth() {
+        let token = |json: &str| format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(json));
+        assert!(!has_duplicate_members(&token(
+            r#"{"iss":"a","cnf":{"x5t#S256":"b"},"scope":"r","l":[{"a":1},{"a":2}]}"#
+        )));
+        for dup in [
+            r#"{"scope":"r","scope":"admin"}"#,
+            r#"{"cnf":{"x5t#S256":"a"},"cnf":{"x5t#S256":"b"}}"#,
+            r#"{"cnf":{"x5t#S256":"a","x5t#S256":"b"}}"#,
+            r#"{"l":[{"tenant":"a","tenant":"b"}]}"#,
+        ] {
+            assert!(has_duplicate_members(&token(dup)), "{dup}");
+        }
+        assert!(has_duplicate_members("no-dots"));
     }
 
     #[test]
@@ -197,12 +288,12 @@ mod tests {
 
     #[test]
     fn another_confirmation_method_is_never_taken_as_unbound() {
-        let c = serde_json::json!({"exp": 10, "cnf": {"jkt": "abc"}});
+        let c = serde_json::json!({"iss": "i", "exp": 10, "cnf": {"jkt": "abc"}});
         assert_eq!(
             read_claims(c.as_object().unwrap().clone(), 1).unwrap_err(),
             TokenFailure::BindingMismatch
         );
-        let empty = serde_json::json!({"exp": 10, "cnf": {}});
+        let empty = serde_json::json!({"iss": "i", "exp": 10, "cnf": {}});
         assert!(
             read_claims(empty.as_object().unwrap().clone(), 1)
                 .unwrap()
@@ -213,7 +304,7 @@ mod tests {
 
     #[test]
     fn claims_of_the_wrong_type_are_malformed() {
-        let base = serde_json::json!({"exp": 10, "sub": "a", "scope": "r w"});
+        let base = serde_json::json!({"iss": "i", "exp": 10, "sub": "a", "scope": "r w"});
         let ok = read_claims(base.as_object().unwrap().clone(), 1).unwrap();
         assert_eq!(ok.scopes, ["r", "w"]);
         for (k, v) in [
@@ -232,5 +323,11 @@ mod tests {
                 "{k} = {v}"
             );
         }
+        let mut array_iss = base.as_object().unwrap().clone();
+        array_iss.insert("iss".into(), serde_json::json!(["i"]));
+        assert_eq!(
+            read_claims(array_iss, 1).unwrap_err(),
+            TokenFailure::WrongIssuer
+        );
     }
 }
