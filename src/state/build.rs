@@ -9,7 +9,8 @@ use std::sync::Arc;
 use crate::authn::tls;
 use crate::authz::{Route, RouteTable};
 use crate::config::{
-    ClientAuthMode, ConfigError, ConfigFile, LimitBackend, RawInventory, RawUpstream,
+    ClientAuthMode, ConfigError, ConfigFile, LimitBackend, OnBackendError, RawInventory,
+    RawUpstream,
 };
 use crate::limits::redis::{BackendFailure, RedisBackend};
 use crate::telemetry::Telemetry;
@@ -43,6 +44,7 @@ impl Snapshot {
         let (token_issuers, issuer_ix) =
             compile_issuers(file, telemetry, &registries.jwks, &mut warnings)?;
         let mut routes = compile_routes(file, &upstream_ix, &issuer_ix, &mut warnings)?;
+        let limit_backend = compile_limit_backend(file, telemetry, registries, &mut warnings)?;
         for r in &mut routes {
             r.rate_limit = r
                 .rate_limit_spec
@@ -128,7 +130,7 @@ impl Snapshot {
             anomaly: crate::telemetry::anomaly::AnomalySpec::compile(&raw.anomaly)
                 .map_err(|(key, problem)| file.invalid(format!("anomaly.{key}"), problem))?,
             limits: raw.limits.clone(),
-            limit_backend: compile_limit_backend(file, telemetry, registries)?,
+            limit_backend,
             owners: super::owners::compile_owners(file)?,
             warnings,
         })
@@ -201,6 +203,12 @@ fn compile_routes(
                 route.name
             ));
         }
+        if route.allow_unauthenticated && mode == ClientAuthMode::Optional && !r.deny.is_empty() {
+            warnings.push(format!(
+                "routes[{i}] ({:?}) sets allow_unauthenticated and deny: a denied client gets in anyway by not presenting its certificate; keep denied identities off this route another way (drop allow_unauthenticated, or refuse them at the network)",
+                route.name
+            ));
+        }
         routes.push(route);
     }
     if routes.is_empty() {
@@ -215,6 +223,7 @@ fn compile_limit_backend(
     file: &ConfigFile,
     telemetry: &Telemetry,
     registries: &Registries,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<Arc<RedisBackend>>, ConfigError> {
     let l = &file.raw.limits;
     if l.backend_timeout.is_zero() {
@@ -222,6 +231,11 @@ fn compile_limit_backend(
     }
     if l.backend == LimitBackend::Local {
         return Ok(None);
+    }
+    if l.on_backend_error == OnBackendError::Allow {
+        warnings.push(
+            "limits.on_backend_error = \"allow\": while Redis is slow or down every request is allowed, so a flood that slows Redis switches the rate limits and quotas off; \"local\" (the default) keeps each gateway's own counters as an emergency limit".to_string(),
+        );
     }
     let Some(url) = &l.redis_url else {
         return Err(file.invalid("limits.redis_url", "required with backend = \"redis\""));

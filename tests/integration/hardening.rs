@@ -176,3 +176,58 @@ async fn an_http2_request_with_two_content_lengths_is_refused() {
         "only the well-framed request is forwarded"
     );
 }
+
+#[test]
+fn check_warns_that_deny_does_not_hold_on_a_route_open_without_a_certificate() {
+    let pki = Pki::new();
+    let base = |route: &str| {
+        format!(
+            "[listener]\nbind = \"127.0.0.1:0\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n[admin]\nbind = \"127.0.0.1:0\"\n{}{}\n[[routes]]\nname = \"open\"\npath_prefix = \"/\"\nupstream = \"up\"\n{route}\n",
+            client_auth("optional", ""),
+            upstream_section("up", "http://127.0.0.1:9", "")
+        )
+    };
+    let config = pki.write(
+        "certgate.toml",
+        &base(
+            "allow_unauthenticated = true\nallow = [{ any = true }]\ndeny = [{ cn = \"banned\" }]",
+        ),
+    );
+    let (code, out, err) = run_cli(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("routes[0] (\"open\") sets allow_unauthenticated and deny: a denied client gets in anyway"),
+        "{out}"
+    );
+    let config = pki.write(
+        "certgate.toml",
+        &base("allow_unauthenticated = true\nallow = [{ any = true }]"),
+    );
+    let (_, out, _) = run_cli(&["check", "--config", config.to_str().unwrap()]);
+    assert!(!out.contains("gets in anyway"), "{out}");
+}
+
+#[test]
+fn check_warns_that_allow_on_backend_error_lets_a_flood_through() {
+    let pki = Pki::new();
+    let config = |policy: &str| {
+        pki.write(
+            "certgate.toml",
+            &format!(
+                "[listener]\nbind = \"127.0.0.1:0\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n[admin]\nbind = \"127.0.0.1:0\"\n[limits]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:9/0\"\non_backend_error = \"{policy}\"\n{}{}\n[[routes]]\nname = \"api\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\nrate_limit = {{ requests = 5, per = \"1m\" }}\n",
+                client_auth("require", ""),
+                upstream_section("up", "http://127.0.0.1:9", "")
+            ),
+        )
+    };
+    let (code, out, err) = run_cli(&["check", "--config", config("allow").to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(
+            "on_backend_error = \"allow\": while Redis is slow or down every request is allowed"
+        ),
+        "{out}"
+    );
+    let (_, out, _) = run_cli(&["check", "--config", config("local").to_str().unwrap()]);
+    assert!(!out.contains("every request is allowed"), "{out}");
+}
