@@ -39,6 +39,8 @@ pub struct FetchCounters {
     pub not_modified: prometheus::IntCounter,
     pub error: prometheus::IntCounter,
     pub invalid: prometheus::IntCounter,
+    /// A document larger than allowed (declared or while it streamed).
+    pub too_large: prometheus::IntCounter,
 }
 
 impl FetchCounters {
@@ -49,8 +51,31 @@ impl FetchCounters {
             not_modified: counter("not_modified"),
             error: counter("error"),
             invalid: counter("invalid"),
+            too_large: counter("too_large"),
         }
     }
+}
+
+/// Why a download failed: too large (its own counter), or anything else.
+#[derive(Debug)]
+pub enum DownloadError {
+    TooLarge(usize),
+    Failed(String),
+}
+
+impl std::fmt::Display for DownloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLarge(max) => write!(f, "the document is larger than {max} bytes"),
+            Self::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// A document downloaded to a file: its SHA-256 and the validators to ask with next time.
+pub struct Downloaded {
+    pub digest: [u8; 32],
+    pub validators: Validators,
 }
 
 pub enum Fetched {
@@ -183,6 +208,19 @@ impl Fetcher {
     }
 
     async fn exchange(&self, last: &Validators, max_bytes: usize) -> Result<Fetched, String> {
+        let Some((resp, validators)) = self.conditional_get(last).await? else {
+            return Ok(Fetched::NotModified);
+        };
+        let body = read_body(resp, max_bytes).await?;
+        Ok(Fetched::Document { body, validators })
+    }
+
+    /// A GET conditional on `last`: `None` when the document did not change (304), else the
+    /// 200 response and its validators; any other status is an error.
+    async fn conditional_get(
+        &self,
+        last: &Validators,
+    ) -> Result<Option<(http::Response<hyper::body::Incoming>, Validators)>, String> {
         let mut req = self.request(http::Method::GET, Full::new(Bytes::new()))?;
         let h = req.headers_mut();
         if let Some(v) = &last.etag {
@@ -193,17 +231,93 @@ impl Fetcher {
         }
         let resp = self.send(req).await?;
         match resp.status() {
-            StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified),
+            StatusCode::NOT_MODIFIED => Ok(None),
             StatusCode::OK => {
                 let validators = Validators {
                     etag: resp.headers().get(header::ETAG).cloned(),
                     last_modified: resp.headers().get(header::LAST_MODIFIED).cloned(),
                 };
-                let body = read_body(resp, max_bytes).await?;
-                Ok(Fetched::Document { body, validators })
+                Ok(Some((resp, validators)))
             }
             s => Err(format!("HTTP status {s}")),
         }
+    }
+
+    /// One conditional GET within `timeout`, the body streamed to `to` (never held whole in
+    /// memory) and refused as soon as it is known to exceed `max_bytes` — from its declared
+    /// length, or while it arrives. `Ok(None)`: not modified. On any error `to` is removed.
+    pub async fn download(
+        &self,
+        last: &Validators,
+        max_bytes: usize,
+        timeout: Duration,
+        to: &Path,
+    ) -> Result<Option<Downloaded>, DownloadError> {
+        let result = tokio::time::timeout(timeout, self.stream_to(last, max_bytes, to))
+            .await
+            .unwrap_or_else(|_| {
+                Err(DownloadError::Failed(format!(
+                    "no complete answer within {timeout:?}"
+                )))
+            });
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(to).await;
+        }
+        result
+    }
+
+    async fn stream_to(
+        &self,
+        last: &Validators,
+        max_bytes: usize,
+        to: &Path,
+    ) -> Result<Option<Downloaded>, DownloadError> {
+        use tokio::io::AsyncWriteExt;
+        let failed = DownloadError::Failed;
+        let Some((resp, validators)) = self.conditional_get(last).await.map_err(failed)? else {
+            return Ok(None);
+        };
+        let declared = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max_bytes as u64) {
+            return Err(DownloadError::TooLarge(max_bytes));
+        }
+        if let Some(dir) = to.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| failed(format!("cache: {e}")))?;
+        }
+        let mut file = tokio::fs::File::create(to)
+            .await
+            .map_err(|e| failed(format!("cache: {e}")))?;
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut body = resp.into_body();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| failed(format!("body: {e}")))?;
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
+            total += chunk.len();
+            if total > max_bytes {
+                return Err(DownloadError::TooLarge(max_bytes));
+            }
+            digest.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| failed(format!("cache: {e}")))?;
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| failed(format!("cache: {e}")))?;
+        let digest = digest
+            .finish()
+            .as_ref()
+            .try_into()
+            .map_err(|_| failed("digest".into()))?;
+        Ok(Some(Downloaded { digest, validators }))
     }
 }
 

@@ -84,6 +84,9 @@ pub struct RawClientAuth {
     /// Where fetched CRLs are kept (the last good copy of each URL).
     #[serde(default = "default_crl_cache_dir")]
     pub crl_cache_dir: PathBuf,
+    /// A fetched CRL larger than this is refused (streamed to disk, never buffered whole).
+    #[serde(default = "default_crl_max_bytes")]
+    pub crl_max_bytes: bytesize::ByteSize,
     #[serde(default)]
     pub ocsp: OcspMode,
     /// Overrides the leaf's AIA OCSP URL; empty: use the AIA, if its host is allowed.

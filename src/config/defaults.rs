@@ -127,6 +127,10 @@ pub(super) fn default_log_level() -> String {
     "info".to_string()
 }
 
+pub(super) fn default_crl_max_bytes() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(64)
+}
+
 pub(super) fn default_crl_refresh() -> Duration {
     Duration::from_secs(300)
 }

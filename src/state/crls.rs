@@ -147,6 +147,10 @@ pub(super) fn resolve_crl_urls(
         return Err(file.invalid("client_auth.crl_refresh", "must be at least 1s"));
     }
     let dir = file.resolve(&ca.crl_cache_dir);
+    let max_bytes = usize::try_from(ca.crl_max_bytes.as_u64())
+        .ok()
+        .filter(|n| *n >= 1024)
+        .ok_or_else(|| file.invalid("client_auth.crl_max_bytes", "must be at least 1KiB"))?;
     let mut seen = std::collections::HashSet::new();
     ca.crl_urls
         .iter()
@@ -160,6 +164,7 @@ pub(super) fn resolve_crl_urls(
                 url: url.clone(),
                 refresh: ca.crl_refresh,
                 cache: remote::cache_path(&dir, url),
+                max_bytes,
             };
             registry
                 .resolve(definition, &|source, result| {

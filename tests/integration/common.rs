@@ -975,6 +975,8 @@ pub struct DocServer {
     pub addr: SocketAddr,
     doc: Arc<Mutex<(u16, Bytes)>>,
     hits: Arc<AtomicUsize>,
+    /// When not 0: answer with this many pattern chunks, without a declared length.
+    endless: Arc<AtomicUsize>,
     task: tokio::task::AbortHandle,
 }
 
@@ -985,15 +987,20 @@ impl DocServer {
         let addr = listener.local_addr().expect("addr");
         let doc = Arc::new(Mutex::new((200u16, Bytes::from(body.to_string()))));
         let hits = Arc::new(AtomicUsize::new(0));
-        let (d, h) = (doc.clone(), hits.clone());
+        let endless = Arc::new(AtomicUsize::new(0));
+        let (d, h, e) = (doc.clone(), hits.clone(), endless.clone());
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                let (d, h, tls) = (d.clone(), h.clone(), tls.clone());
+                let (d, h, e, tls) = (d.clone(), h.clone(), e.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        let (d, h) = (d.clone(), h.clone());
+                        let (d, h, e) = (d.clone(), h.clone(), e.clone());
                         async move {
                             h.fetch_add(1, Ordering::SeqCst);
+                            let chunks = e.load(Ordering::SeqCst);
+                            if chunks > 0 {
+                                return Ok(Response::new(TestBody::unsized_pattern(chunks)));
+                            }
                             let (status, body) = d.lock().expect("lock").clone();
                             let location = body.clone();
                             let etag = format!("\"{}\"", body.len() as u64 * 31 + status as u64);
@@ -1037,8 +1044,14 @@ impl DocServer {
             addr,
             doc,
             hits,
+            endless,
             task,
         }
+    }
+
+    /// Answers with `chunks` pattern chunks and no declared length (0: back to the document).
+    pub fn set_unsized(&self, chunks: usize) {
+        self.endless.store(chunks, Ordering::SeqCst);
     }
 
     /// Answers with `status` and `body`; a 3xx redirects to `body`.

@@ -485,3 +485,49 @@ async fn a_reload_that_adds_a_crl_url_fetches_it_before_going_live() {
     assert!(served(&pki, &gw, "ok").await);
     assert!(!gw.logs().contains("no copy yet"), "{}", gw.logs());
 }
+
+#[tokio::test]
+async fn a_crl_document_over_crl_max_bytes_is_refused_while_it_streams() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let day = Duration::from_secs(86400);
+    let revoked = pki.client(&pki.root, "revoked", workload("revoked"));
+    let good = pki.root.crl(&[revoked.serial()], day).unwrap();
+    let doc = DocServer::start(&good, None).await;
+    let url = format!("http://{}/ca.crl", doc.addr);
+    let gw = Gateway::start(
+        &pki,
+        &from_url(&up.url(), &url, "cache").replace(
+            "crl_refresh = \"1s\"",
+            "crl_refresh = \"1s\"\ncrl_max_bytes = \"64KiB\"",
+        ),
+    )
+    .await;
+    gw.assert_metric(&fetches(&url, "ok"), 1.0).await;
+    assert!(!served(&pki, &gw, "revoked").await);
+
+    // A declared length over the cap: refused before the body is read.
+    doc.set(200, &"x".repeat(100 * 1024));
+    let hits = doc.hits();
+    doc.wait_hits(hits + 1).await;
+    gw.assert_metric(&fetches(&url, "too_large"), 1.0).await;
+    // No declared length, far more than the cap (about 64 MiB of chunks): cut off at the cap,
+    // without holding it.
+    doc.set_unsized(4096);
+    let hits = doc.hits();
+    doc.wait_hits(hits + 1).await;
+    gw.assert_metric(&fetches(&url, "too_large"), 2.0).await;
+    assert!(
+        gw.peak_rss_kib() < 100 * 1024,
+        "the body was never buffered: peak RSS {} KiB",
+        gw.peak_rss_kib()
+    );
+    // The last good CRL stays in force and in the cache; nothing half-written is left.
+    assert!(!served(&pki, &gw, "revoked").await);
+    let names: Vec<String> = std::fs::read_dir(pki.path("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].ends_with(".crl"), "{names:?}");
+}

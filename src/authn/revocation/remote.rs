@@ -17,11 +17,9 @@ use rustls::pki_types::CertificateDer;
 use tracing::{info, warn};
 
 use super::crl;
-use crate::authn::fetch::{FetchCounters, Fetched, Fetcher, Validators};
+use crate::authn::fetch::{DownloadError, FetchCounters, Fetcher, Validators};
 use crate::util::digest::sha256;
 
-/// The largest CRL document accepted (a 1M-entry CRL is about 35 MB DER, 47 MB PEM).
-pub const MAX_CRL_BYTES: usize = 256 << 20;
 /// One fetch may take this long (a large CRL over a slow link).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// After a failed fetch, try again this soon (capped by `crl_refresh`).
@@ -33,6 +31,8 @@ pub struct Definition {
     pub url: String,
     pub refresh: Duration,
     pub cache: PathBuf,
+    /// `client_auth.crl_max_bytes`: a larger document is refused while it streams.
+    pub max_bytes: usize,
 }
 
 /// Called when a fetch brought a new usable CRL (and it is in the cache): ask for a reload.
@@ -69,51 +69,61 @@ impl RemoteCrl {
         self.cas.store(cas);
     }
 
-    /// One fetch; the cache is replaced only by a usable CRL that differs from it.
+    /// One fetch; the cache is replaced only by a usable CRL that differs from it. The
+    /// document streams into a file beside the cache (bounded by `max_bytes`, never held whole
+    /// while it downloads), is checked from there, and replaces the cache by a rename.
     async fn fetch_once(&self, validators: &mut Validators, on_change: &OnChange) -> bool {
         let source = &self.source;
-        let body = match self
+        let part = self.definition.cache.with_extension("crl.part");
+        let d = &self.definition;
+        let got = match self
             .fetcher
-            .get(validators, MAX_CRL_BYTES, FETCH_TIMEOUT)
+            .download(validators, d.max_bytes, FETCH_TIMEOUT, &part)
             .await
         {
-            Ok(Fetched::NotModified) => {
+            Ok(None) => {
                 self.metrics.not_modified.inc();
                 return true;
             }
-            Ok(Fetched::Document {
-                body,
-                validators: v,
-            }) => {
-                *validators = v;
-                body
-            }
+            Ok(Some(got)) => got,
             Err(e) => {
-                self.metrics.error.inc();
+                match e {
+                    DownloadError::TooLarge(_) => self.metrics.too_large.inc(),
+                    DownloadError::Failed(_) => self.metrics.error.inc(),
+                }
                 warn!(target: "certgate::tls", source = %source, error = %e, "CRL fetch failed; keeping the last good CRL");
                 return false;
             }
         };
-        let digest = sha256(&body);
-        if *self.cached.lock().unwrap_or_else(|e| e.into_inner()) == Some(digest) {
+        *validators = got.validators;
+        if *self.cached.lock().unwrap_or_else(|e| e.into_inner()) == Some(got.digest) {
+            let _ = tokio::fs::remove_file(&part).await;
             self.metrics.not_modified.inc();
             return true;
         }
         let cas = self.cas.load_full();
-        let cache = self.definition.cache.clone();
+        let cache = d.cache.clone();
         let checked = tokio::task::spawn_blocking(move || {
-            let crls = crl::parse_crls(&body, &cas).map_err(|u| u.why)?;
-            write_atomically(&cache, &body).map_err(|e| format!("cache: {e}"))?;
-            Ok::<_, String>(crls.iter().map(|c| c.revoked_count).sum::<usize>())
+            let checked = std::fs::read(&part)
+                .map_err(|e| format!("cache: {e}"))
+                .and_then(|body| crl::parse_crls(&body, &cas).map_err(|u| u.why))
+                .and_then(|crls| {
+                    replace_atomically(&part, &cache).map_err(|e| format!("cache: {e}"))?;
+                    Ok(crls.iter().map(|c| c.revoked_count).sum::<usize>())
+                });
+            if checked.is_err() {
+                let _ = std::fs::remove_file(&part);
+            }
+            checked
         })
         .await
         .unwrap_or_else(|e| Err(format!("check task failed: {e}")));
         match checked {
             Ok(revoked) => {
                 self.metrics.ok.inc();
-                *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(digest);
+                *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(got.digest);
                 self.changed.store(true, Ordering::Relaxed);
-                info!(target: "certgate::tls", source = %source, revoked, cache = %self.definition.cache.display(), "CRL fetched");
+                info!(target: "certgate::tls", source = %source, revoked, cache = %d.cache.display(), "CRL fetched");
                 on_change();
                 true
             }
@@ -131,19 +141,11 @@ impl RemoteCrl {
     }
 }
 
-/// Writes `bytes` to `path` so that a reader sees the old file or the new one, never a part:
-/// a temporary file in the same directory, synced, renamed over it.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("crl.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
+/// Moves the downloaded `part` over `path` so that a reader sees the old file or the new one,
+/// never a part: both in the same directory, `part` already synced; the directory synced after.
+fn replace_atomically(part: &Path, path: &Path) -> std::io::Result<()> {
+    std::fs::rename(part, path)?;
+    if let Ok(d) = std::fs::File::open(path.parent().unwrap_or(Path::new("."))) {
         let _ = d.sync_all();
     }
     Ok(())

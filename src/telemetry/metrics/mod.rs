@@ -194,12 +194,12 @@ impl Metrics {
         );
         let jwks_fetches = counter_vec(
             "certgate_jwks_fetches_total",
-            "JWKS fetches from URLs by issuer and result (ok, not_modified, error, invalid).",
+            "JWKS fetches from URLs by issuer and result (ok, not_modified, error, invalid, too_large).",
             &["issuer", "result"],
         );
         let crl_fetches = counter_vec(
             "certgate_crl_fetches_total",
-            "CRL fetches from crl_urls by source and result (ok, not_modified, error, invalid).",
+            "CRL fetches from crl_urls by source and result (ok, not_modified, error, invalid, too_large).",
             &["source", "result"],
         );
         let ocsp_checks = counter_vec(
