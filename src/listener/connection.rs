@@ -148,6 +148,9 @@ fn http2_builder(snapshot: &Snapshot) -> http2::Builder<TokioExecutor> {
     b
 }
 
+/// After an idle GOAWAY, the connection is dropped this long later whatever the client does.
+const IDLE_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs a connection to its end; shutdown, the request limit or (HTTP/2) `idle` without a
 /// request close it gracefully (finish what is in flight, then close; HTTP/2: GOAWAY). Every
 /// `period` the connection is polled (HTTP/1.1: for its header deadline, see `head_timer`) and
@@ -164,10 +167,23 @@ where
     C: Future<Output = hyper::Result<()>>,
 {
     let mut closing = false;
+    // After an idle GOAWAY, how long the client has to take it: HTTP/2's graceful close waits
+    // for the client to answer a PING, so a client that never reads would otherwise keep the
+    // connection (and its slot) until keep-alive PINGs time out, or for ever without them.
+    let mut grace: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
             r = conn.as_mut() => return r,
+            () = async {
+                match grace.as_mut() {
+                    Some(g) => g.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                debug!(client = %ctx.peer, "idle HTTP/2 connection closed: the client did not take the GOAWAY within {IDLE_CLOSE_GRACE:?}");
+                return Ok(());
+            }
             // Also while closing: a half-read HTTP/1.1 head still meets its deadline.
             _ = tick.tick() => {
                 if !closing
@@ -179,6 +195,7 @@ where
                     debug!(client = %ctx.peer, "idle HTTP/2 connection closed (GOAWAY) after idle_timeout");
                     closing = true;
                     drain(conn.as_mut());
+                    grace = Some(Box::pin(tokio::time::sleep(IDLE_CLOSE_GRACE)));
                 }
             }
             () = stop.cancelled(), if !closing => {

@@ -484,3 +484,34 @@ async fn a_ping_flood_gets_goaway_enhance_your_calm_and_others_are_served() {
     let mut h2 = client.h2().await.unwrap();
     assert_eq!(h2.send_request(get("/x")).await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn an_idle_http2_client_that_never_reads_is_closed_after_a_short_grace() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // No keep-alive PINGs: before the fix such a connection stayed open for ever.
+    let (pki, _up, gw) = setup("idle_timeout = \"1s\"\nh2_keepalive_interval = \"0s\"").await;
+    let client = TlsClient::new(&pki, gw.addr, Some("reader"));
+    let mut tls = client.tls(&Proto::H2).await.unwrap();
+    // The preface and an empty SETTINGS frame; then it never reads, acknowledges or writes.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // What the gateway sent (its SETTINGS, the GOAWAY, a PING) and then the end.
+    let mut buf = vec![0u8; 65536];
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    assert!(
+        closed,
+        "the connection is still open 5 s after idle_timeout"
+    );
+    assert!(gw.metric(&limit("idle")).await >= 1.0);
+}
