@@ -35,6 +35,8 @@ pub struct Route {
     pub max_request_body: u64,
     /// `;` parameters in path segments are accepted (and ignored for matching).
     pub allow_path_params: bool,
+    /// WebSocket upgrades are proxied; false: refused.
+    pub websocket: bool,
     /// The access token the route needs, if any.
     pub token: Option<TokenRequirement>,
     /// `rate_limit`, validated; [`Route::rate_limit`] is its live limiter.
@@ -162,6 +164,7 @@ impl Route {
             timeout: raw.timeout,
             max_request_body: raw.max_request_body.as_u64(),
             allow_path_params: raw.allow_path_params,
+            websocket: raw.websocket,
             token: raw
                 .token
                 .as_ref()

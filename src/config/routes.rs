@@ -33,6 +33,9 @@ pub struct RawRoute {
     /// the path without them. Off: such a path is 400.
     #[serde(default)]
     pub allow_path_params: bool,
+    /// WebSocket upgrades are proxied (false: refused, never reaching the upstream).
+    #[serde(default = "default_true")]
+    pub websocket: bool,
     /// The route needs a (certificate-bound) access token from this issuer.
     pub token: Option<RawRouteToken>,
     /// Requests per identity, source IP or route (GCRA: smooth, with a burst).

@@ -48,6 +48,8 @@ pub enum Malformed {
     TransferEncoding,
     #[error("more than one Content-Length field")]
     ContentLengths,
+    #[error("WebSocket upgrades are not served on this route")]
+    UpgradeRefused,
     #[error("unsupported upgrade {0:?}: only 'websocket' is proxied")]
     Upgrade(String),
     #[error("Connection header names {0:?}, which is not a hop-by-hop header")]

@@ -109,6 +109,9 @@ async fn proxy(
     let uri = req.uri().clone();
     let path = normalize(&uri, x)?;
     let route = authorize(ctx, snapshot, &req, &authority, &path, x)?;
+    if websocket.is_some() && !route.websocket {
+        return Err(Malformed::UpgradeRefused.into());
+    }
     let token = bearer::check_token(ctx, snapshot, route, &req, x)?;
     limits::check_limits(ctx, snapshot, route, x).await?;
     let upstream = snapshot
@@ -171,11 +174,30 @@ async fn proxy(
         let h = resp.headers_mut();
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        let bounds = tunnel::Bounds {
+            quota: route
+                .quota
+                .as_ref()
+                .filter(|q| q.spec.bytes.is_some())
+                .zip(snapshot.route_obs.get(route.index))
+                .map(|(q, obs)| {
+                    let leaf = ctx.identity.as_deref().map(|i| &i.sha256);
+                    (
+                        q.clone(),
+                        crate::limits::LimitKey::of(q.spec.key, leaf, ctx.peer.ip()),
+                        obs.metrics
+                            .rate_limited_counter(crate::limits::LimitKind::Quota, false)
+                            .clone(),
+                    )
+                }),
+            token_exp: token.as_deref().map(|t| t.exp),
+        };
         tokio::spawn(tunnel::run(
             client_side,
             upstream_side,
             x.request_id.clone(),
             ctx.clone(),
+            bounds,
         ));
     } else {
         strip_hop_by_hop(resp.headers_mut());

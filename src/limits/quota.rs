@@ -87,10 +87,9 @@ impl Quota {
         }
     }
 
-    /// Counts one request against `key` at `now_ms` (Unix milliseconds).
-    pub fn check(&self, key: &LimitKey, now_ms: u64) -> (Outcome, Option<Charge>) {
-        let per_ms = self.spec.per.as_millis() as u64;
-        let window = now_ms / per_ms;
+    /// `key`'s cell, moved to the window of `now_ms` (its counts reset when the window is new).
+    fn cell(&self, key: &LimitKey, now_ms: u64) -> (Arc<QuotaCell>, u64) {
+        let window = now_ms / self.spec.per.as_millis() as u64;
         let cell = match self.cells.get(key) {
             Some(c) => c.clone(),
             None => self.cells.entry(*key).or_default().clone(),
@@ -105,6 +104,23 @@ impl Quota {
             cell.requests.store(0, Ordering::Relaxed);
             cell.bytes.store(0, Ordering::Relaxed);
         }
+        (cell, window)
+    }
+
+    /// Adds `n` bytes that went through an upgraded connection (either way) to `key`'s use at
+    /// `now_ms`; true when that use is now over the byte quota (the tunnel is then closed).
+    pub fn charge_tunnel_bytes(&self, key: &LimitKey, now_ms: u64, n: u64) -> bool {
+        let Some(limit) = self.spec.bytes else {
+            return false;
+        };
+        let (cell, _) = self.cell(key, now_ms);
+        cell.bytes.fetch_add(n, Ordering::Relaxed) + n > limit
+    }
+
+    /// Counts one request against `key` at `now_ms` (Unix milliseconds).
+    pub fn check(&self, key: &LimitKey, now_ms: u64) -> (Outcome, Option<Charge>) {
+        let per_ms = self.spec.per.as_millis() as u64;
+        let (cell, window) = self.cell(key, now_ms);
         let used_requests = cell.requests.load(Ordering::Relaxed);
         let used_bytes = cell.bytes.load(Ordering::Relaxed);
         let over = self.spec.requests.is_some_and(|r| used_requests >= r)

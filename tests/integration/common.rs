@@ -967,6 +967,72 @@ pub fn upstream_section(name: &str, url: &str, extra: &str) -> String {
     format!("[upstreams.{name}]\nurl = \"{url}\"\n{extra}\n")
 }
 
+// === WebSocket ===
+
+/// A WebSocket echo server (tokio-tungstenite) on 127.0.0.1.
+pub async fn websocket_upstream() -> std::net::SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+pub type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket to `wss://localhost/ws/chat` through the gateway with the client certificate
+/// `cert`.
+pub async fn ws_connect(
+    pki: &Pki,
+    gw: &Gateway,
+    cert: &str,
+) -> Result<WsStream, tokio_tungstenite::tungstenite::Error> {
+    ws_connect_with(pki, gw, cert, "/ws/chat", &[]).await
+}
+
+/// As [`ws_connect`], to `path` with extra request headers.
+pub async fn ws_connect_with(
+    pki: &Pki,
+    gw: &Gateway,
+    cert: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<WsStream, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let config = TlsClient::new(pki, gw.addr, Some(cert)).with_alpn(&Proto::H1);
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut req = format!("wss://localhost:{}{path}", gw.addr.port())
+        .into_client_request()
+        .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    tokio_tungstenite::client_async(req, tls)
+        .await
+        .map(|(ws, _)| ws)
+}
+
 // === document server (JWKS, CRL URLs) ===
 
 /// A loopback HTTP(S) server answering every GET with one document the test can change (or

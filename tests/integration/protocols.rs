@@ -364,47 +364,6 @@ async fn mtls_to_upstream_presents_the_gateway_certificate() {
 
 // === WebSocket ===
 
-/// A WebSocket echo server (tokio-tungstenite) on 127.0.0.1.
-async fn websocket_upstream() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-async fn ws_connect(
-    pki: &Pki,
-    gw: &Gateway,
-    cert: &str,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
-    tokio_tungstenite::tungstenite::Error,
-> {
-    let config = TlsClient::new(pki, gw.addr, Some(cert)).with_alpn(&Proto::H1);
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let url = format!("wss://localhost:{}/ws/chat", gw.addr.port());
-    tokio_tungstenite::client_async(url, tls)
-        .await
-        .map(|(ws, _)| ws)
-}
-
 #[tokio::test]
 async fn websocket_round_trip_and_denied_upgrade() {
     use tokio_tungstenite::tungstenite::Message;
@@ -512,4 +471,54 @@ async fn alpn_decides_between_http1_and_http2() {
         .await
         .expect("answered or refused in time");
     assert!(outcome.is_err(), "h2 without ALPN was served");
+}
+
+#[tokio::test]
+async fn websocket_bytes_count_toward_the_byte_quota_and_a_route_may_refuse_upgrades() {
+    use tokio_tungstenite::tungstenite::Message;
+    let pki = Pki::new();
+    pki.client(&pki.root, "reader", workload("reader"));
+    let ws_addr = websocket_upstream().await;
+    let body = format!(
+        "{}{}\n[[routes]]\nname = \"plain\"\npath_prefix = \"/plain\"\nupstream = \"up\"\nwebsocket = false\nallow = [{{ any = true }}]\n\n[[routes]]\nname = \"all\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\nquota = {{ bytes = \"4KiB\", per = \"1h\" }}\n",
+        client_auth("require", ""),
+        upstream_section("up", &format!("http://{ws_addr}"), "")
+    );
+    let gw = Gateway::start(&pki, &body).await;
+
+    // websocket = false: the upgrade is refused and never reaches the upstream.
+    match ws_connect_with(&pki, &gw, "reader", "/plain/ws", &[]).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 400),
+        other => panic!("upgrade on a websocket = false route: {other:?}"),
+    }
+
+    // 1 KiB messages echoed: 2 KiB (and framing) per round trip against a 4 KiB quota. The
+    // tunnel is closed once the quota is used up, long before 200 KiB get through.
+    let mut ws = ws_connect(&pki, &gw, "reader").await.expect("upgrade");
+    let mut echoed = 0usize;
+    for _ in 0..100 {
+        if ws.send(Message::binary(vec![7u8; 1024])).await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(m))) if m.is_binary() => echoed += m.into_data().len(),
+            _ => break,
+        }
+    }
+    assert!(
+        echoed <= 4 * 1024,
+        "{echoed} bytes echoed through a 4 KiB quota"
+    );
+    gw.assert_metric(
+        r#"certgate_rate_limited_total{kind="quota",route="all"}"#,
+        1.0,
+    )
+    .await;
+    gw.wait_for_log("the route's byte quota is used up").await;
+    // The quota is used: the next request on the route is refused.
+    let r = TlsClient::new(&pki, gw.addr, Some("reader"))
+        .get("/x")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 429);
 }

@@ -944,3 +944,49 @@ async fn an_audit_route_forwards_a_request_whose_token_is_refused_without_token_
     // The enforced route still refuses.
     assert_eq!(call(&client, "/pay", &[], &[]).await.status, 401);
 }
+
+#[tokio::test]
+async fn a_websocket_opened_with_a_token_is_closed_when_the_token_expires() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let pki = Pki::new();
+    let ledger = pki.client(&pki.root, "ledger", workload("ledger"));
+    let key = SigningKey::generate(Algorithm::ES256, "k1");
+    pki.write("jwks.json", &jwks(&[&key]));
+    let ws_addr = websocket_upstream().await;
+    let gw = Gateway::start(
+        &pki,
+        &format!(
+            "{}{}\n[token_issuers.corp]\nissuer = \"{ISS}\"\naudiences = [\"{AUD}\"]\njwks = \"jwks.json\"\nalgorithms = [\"ES256\"]\nleeway = \"0s\"\n\n[[routes]]\nname = \"ws\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\ntoken = {{ issuer = \"corp\" }}\n",
+            client_auth("require", ""),
+            upstream_section("up", &format!("http://{ws_addr}"), "")
+        ),
+    )
+    .await;
+    let mut c = claims(ISS, AUD, Some(&ledger.der), now());
+    c["exp"] = json!(now() + 2);
+    let auth = format!("Bearer {}", key.sign(&c));
+    let opened = Instant::now();
+    let mut ws = ws_connect_with(&pki, &gw, "ledger", "/ws", &[("authorization", &auth)])
+        .await
+        .expect("upgrade with a valid token");
+    ws.send(Message::text("hello")).await.unwrap();
+    assert!(ws.next().await.unwrap().unwrap().is_text());
+    // Kept busy, the tunnel still ends at the token's exp (plus the second it rounds to).
+    let ended = loop {
+        if ws.send(Message::text("still here")).await.is_err() {
+            break opened.elapsed();
+        }
+        match tokio::time::timeout(Duration::from_secs(6), ws.next()).await {
+            Ok(Some(Ok(_))) => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ => break opened.elapsed(),
+        }
+        assert!(
+            opened.elapsed() < Duration::from_secs(8),
+            "the tunnel outlived its token"
+        );
+    };
+    assert!(ended >= Duration::from_secs(1), "closed early: {ended:?}");
+    gw.wait_for_log("access token expired while the connection was open")
+        .await;
+}

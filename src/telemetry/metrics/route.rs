@@ -110,8 +110,14 @@ pub struct RouteMetrics {
 impl RouteMetrics {
     /// Counts a request a limit of the route refused (or, `audit`, would have refused).
     pub fn rate_limited(&self, kind: LimitKind, audit: bool) {
+        self.rate_limited_counter(kind, audit).inc();
+    }
+
+    /// The `rate_limited_total` handle of one kind, for what counts later (a tunnel closed by
+    /// its quota).
+    pub fn rate_limited_counter(&self, kind: LimitKind, audit: bool) -> &IntCounter {
         let i = LimitKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.rate_limited[i + if audit { 2 } else { 0 }].inc();
+        &self.rate_limited[i + if audit { 2 } else { 0 }]
     }
 
     /// Counts a shadow policy's decision.
