@@ -7,11 +7,13 @@ pub mod path;
 mod routes;
 mod rules;
 mod shadow;
+mod table;
 pub mod token;
 
-pub use routes::{Route, RouteError, RouteTable};
+pub use routes::{Route, RouteError};
 pub use rules::Rule;
 pub use shadow::Shadow;
+pub use table::RouteTable;
 pub use token::{CLAIM_CHALLENGE, TokenRequirement, Unmet};
 
 use std::fmt;

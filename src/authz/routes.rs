@@ -1,18 +1,18 @@
-//! Routes compiled from `[[routes]]`, and the table that finds the first one matching a
-//! request's host, normalised path and method.
+//! Routes compiled from `[[routes]]`: what each matches and allows ([`super::table`] finds the
+//! first one matching a request).
 
 use std::time::Duration;
 
 use http::Method;
 
 use crate::authn::identity::ClientIdentity;
-use crate::config::{PathCase, RawMatcher, RawRoute};
+use crate::config::{RawMatcher, RawRoute};
 
 use super::path;
 use super::rules::Rule;
 use super::shadow::Shadow;
 use super::token::TokenRequirement;
-use super::{DecidedBy, Decision, RequestParts, Verdict};
+use super::{DecidedBy, RequestParts, Verdict};
 use crate::limits::quota::{Quota, QuotaSpec};
 use crate::limits::{RateLimit, RateLimitSpec};
 use std::sync::Arc;
@@ -22,9 +22,9 @@ use std::sync::Arc;
 pub struct Route {
     pub name: String,
     pub index: usize,
-    host: Option<String>,
-    path_prefix: String,
-    methods: Option<Vec<Method>>,
+    pub(super) host: Option<String>,
+    pub(super) path_prefix: String,
+    pub(super) methods: Option<Vec<Method>>,
     /// Index into the snapshot's upstream list.
     pub upstream: usize,
     pub allow: Vec<Rule>,
@@ -196,22 +196,22 @@ impl Route {
         })
     }
 
-    fn matches_request(&self, req: &RequestParts<'_>) -> bool {
+    pub(super) fn matches_request(&self, req: &RequestParts<'_>) -> bool {
         self.host_matches(req) && self.method_matches(req) && self.path_matches(req)
     }
 
-    fn host_matches(&self, req: &RequestParts<'_>) -> bool {
+    pub(super) fn host_matches(&self, req: &RequestParts<'_>) -> bool {
         // Both sides are canonical: lowercase, no port, no trailing dot.
         self.host.as_deref().is_none_or(|h| req.host == Some(h))
     }
 
-    fn method_matches(&self, req: &RequestParts<'_>) -> bool {
+    pub(super) fn method_matches(&self, req: &RequestParts<'_>) -> bool {
         self.methods
             .as_ref()
             .is_none_or(|methods| methods.contains(req.method))
     }
 
-    fn path_matches(&self, req: &RequestParts<'_>) -> bool {
+    pub(super) fn path_matches(&self, req: &RequestParts<'_>) -> bool {
         path::has_prefix(req.path, &self.path_prefix)
     }
 
@@ -260,165 +260,5 @@ impl Route {
             (Some(_), None) => false,
         };
         host_covered && methods_covered && path::has_prefix(&self.path_prefix, &earlier.path_prefix)
-    }
-}
-
-/// Routes in file order; the first match handles a request.
-///
-/// Lookup does not scan every route: routes are indexed by the first segment of their prefix,
-/// so a request only checks the routes under its own first segment plus the catch-all (`/`)
-/// routes, merged back into file order.
-#[derive(Debug, Default)]
-pub struct RouteTable {
-    routes: Vec<Route>,
-    /// First prefix segment (e.g. `payments` for `/payments/v1`) → route indices, ascending.
-    by_first_segment: std::collections::HashMap<String, Vec<usize>>,
-    /// Routes whose prefix is `/`, ascending.
-    catch_all: Vec<usize>,
-    /// `listener.path_case = "insensitive"`: prefixes are kept lower-case and a request's path
-    /// is matched lower-cased (for upstreams that serve `/ADMIN` as `/admin`).
-    case_insensitive: bool,
-}
-
-/// `payments` for `/payments/1`, `` for `/`.
-fn first_segment(path: &str) -> &str {
-    let rest = path.strip_prefix('/').unwrap_or(path);
-    rest.split('/').next().unwrap_or("")
-}
-
-impl RouteTable {
-    /// Why no route matches `req`, for `explain`: the nearest route (the first in file order
-    /// whose path prefix covers the path) and what it does not accept, or that no prefix covers
-    /// the path at all.
-    pub fn why_no_route(&self, req: &RequestParts<'_>) -> String {
-        let covering = || self.routes.iter().filter(|r| r.path_matches(req));
-        let nearest = covering()
-            .find(|r| r.host_matches(req) || r.method_matches(req))
-            .or_else(|| covering().next());
-        let Some(r) = nearest else {
-            let prefixes: Vec<&str> = self.routes.iter().map(|r| r.path_prefix.as_str()).collect();
-            return format!(
-                "no route's path_prefix covers {} (prefixes: {})",
-                req.path,
-                if prefixes.is_empty() {
-                    "none".to_string()
-                } else {
-                    prefixes.join(", ")
-                }
-            );
-        };
-        let methods = || {
-            r.methods
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .map(Method::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let host = r.host.as_deref().unwrap_or("");
-        let wrong = match (r.host_matches(req), r.method_matches(req)) {
-            (true, false) => format!("allows only {}", methods()),
-            (false, true) => format!("is only for host {host}"),
-            _ => format!("is only for host {host} and allows only {}", methods()),
-        };
-        format!(
-            "nearest: routes[{}] {:?} covers the path but {wrong}",
-            r.index, r.name
-        )
-    }
-
-    pub fn new(routes: Vec<Route>) -> Self {
-        Self::with_case(routes, PathCase::Sensitive)
-    }
-
-    /// Routes matched by path as `case` says.
-    pub fn with_case(mut routes: Vec<Route>, case: PathCase) -> Self {
-        let case_insensitive = case == PathCase::Insensitive;
-        if case_insensitive {
-            for r in &mut routes {
-                r.path_prefix.make_ascii_lowercase();
-            }
-        }
-        let mut by_first_segment: std::collections::HashMap<String, Vec<usize>> =
-            std::collections::HashMap::new();
-        let mut catch_all = Vec::new();
-        for (i, r) in routes.iter().enumerate() {
-            if r.path_prefix == "/" {
-                catch_all.push(i);
-            } else {
-                by_first_segment
-                    .entry(first_segment(&r.path_prefix).to_string())
-                    .or_default()
-                    .push(i);
-            }
-        }
-        Self {
-            routes,
-            by_first_segment,
-            catch_all,
-            case_insensitive,
-        }
-    }
-
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
-    }
-
-    /// The first route, in file order, that matches host, path and method.
-    pub fn find(&self, req: &RequestParts<'_>) -> Option<&Route> {
-        if self.case_insensitive && req.path.bytes().any(|b| b.is_ascii_uppercase()) {
-            let lower = req.path.to_ascii_lowercase();
-            return self.find_exact(&RequestParts {
-                path: &lower,
-                ..*req
-            });
-        }
-        self.find_exact(req)
-    }
-
-    fn find_exact(&self, req: &RequestParts<'_>) -> Option<&Route> {
-        let segment = self
-            .by_first_segment
-            .get(first_segment(req.path))
-            .map_or(&[][..], Vec::as_slice);
-        let (mut a, mut b) = (segment.iter().peekable(), self.catch_all.iter().peekable());
-        loop {
-            let next = match (a.peek(), b.peek()) {
-                (Some(&&x), Some(&&y)) if x < y => a.next(),
-                (Some(_), Some(_)) => b.next(),
-                (Some(_), None) => a.next(),
-                (None, Some(_)) => b.next(),
-                (None, None) => return None,
-            };
-            if let Some(r) = next.and_then(|&i| self.routes.get(i))
-                && r.matches_request(req)
-            {
-                return Some(r);
-            }
-        }
-    }
-
-    /// Routing plus policy for one request.
-    pub fn decide(
-        &self,
-        req: &RequestParts<'_>,
-        identity: Option<&ClientIdentity>,
-    ) -> Decision<'_> {
-        match self.find(req) {
-            None => Decision {
-                route: None,
-                verdict: Verdict::NoRoute,
-                decided_by: DecidedBy::NoRoute,
-            },
-            Some(route) => {
-                let (verdict, decided_by) = route.authorize(identity);
-                Decision {
-                    route: Some(route),
-                    verdict,
-                    decided_by,
-                }
-            }
-        }
     }
 }

@@ -959,6 +959,24 @@ pub fn write_named_config(
     (pki.write(&format!("{name}.toml"), &text), addr, admin)
 }
 
+/// A config that is only checked or inspected, never run: `[listener]` and `[admin]` on port 0
+/// and `body`, written to `certgate.toml`.
+pub fn write_check_config(pki: &Pki, body: &str) -> PathBuf {
+    pki.write(
+        "certgate.toml",
+        &format!(
+            "[listener]\nbind = \"127.0.0.1:0\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n[admin]\nbind = \"127.0.0.1:0\"\n{body}"
+        ),
+    )
+}
+
+/// One route `api` for every path and client, to upstream `up`, with `extra` keys.
+pub fn route_all(extra: &str) -> String {
+    format!(
+        "[[routes]]\nname = \"api\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n{extra}\n"
+    )
+}
+
 pub fn client_auth(mode: &str, extra: &str) -> String {
     format!("[client_auth]\nmode = \"{mode}\"\ntrust_store = [\"ca.pem\"]\n{extra}\n")
 }

@@ -31,12 +31,13 @@ fn hostile_inventory() -> String {
 fn reports_print_no_control_characters_and_no_spreadsheet_formulas() {
     let pki = Pki::new();
     pki.write("inventory.json", &hostile_inventory());
-    let config = pki.write(
-        "certgate.toml",
+    let config = write_check_config(
+        &pki,
         &format!(
-            "[listener]\nbind = \"127.0.0.1:0\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n[admin]\nbind = \"127.0.0.1:0\"\n[inventory]\npath = \"inventory.json\"\n{}{}\n[[routes]]\nname = \"api\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+            "[inventory]\npath = \"inventory.json\"\n{}{}\n{}",
             client_auth("require", ""),
-            upstream_section("up", "http://127.0.0.1:9", "")
+            upstream_section("up", "http://127.0.0.1:9", ""),
+            route_all("")
         ),
     );
     for format in ["table", "csv"] {
@@ -80,9 +81,10 @@ async fn the_admin_listener_refuses_other_origins_two_hosts_and_a_foreign_absolu
     let gw = Gateway::start(
         &pki,
         &format!(
-            "{}{}\n[[routes]]\nname = \"api\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+            "{}{}\n{}",
             client_auth("require", ""),
-            upstream_section("up", &up.url(), "")
+            upstream_section("up", &up.url(), ""),
+            route_all("")
         ),
     )
     .await;
@@ -150,9 +152,10 @@ async fn an_http2_request_with_two_content_lengths_is_refused() {
     let gw = Gateway::start(
         &pki,
         &format!(
-            "{}{}\n[[routes]]\nname = \"api\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+            "{}{}\n{}",
             client_auth("require", ""),
-            upstream_section("up", &up.url(), "")
+            upstream_section("up", &up.url(), ""),
+            route_all("")
         ),
     )
     .await;
@@ -180,47 +183,44 @@ async fn an_http2_request_with_two_content_lengths_is_refused() {
 #[test]
 fn check_warns_that_deny_does_not_hold_on_a_route_open_without_a_certificate() {
     let pki = Pki::new();
-    let base = |route: &str| {
-        format!(
-            "[listener]\nbind = \"127.0.0.1:0\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n[admin]\nbind = \"127.0.0.1:0\"\n{}{}\n[[routes]]\nname = \"open\"\npath_prefix = \"/\"\nupstream = \"up\"\n{route}\n",
-            client_auth("optional", ""),
-            upstream_section("up", "http://127.0.0.1:9", "")
-        )
+    let check = |route: &str| {
+        let config = write_check_config(
+            &pki,
+            &format!(
+                "{}{}\n{}",
+                client_auth("optional", ""),
+                upstream_section("up", "http://127.0.0.1:9", ""),
+                route_all(&format!("allow_unauthenticated = true\n{route}"))
+            ),
+        );
+        run_cli(&["check", "--config", config.to_str().unwrap()])
     };
-    let config = pki.write(
-        "certgate.toml",
-        &base(
-            "allow_unauthenticated = true\nallow = [{ any = true }]\ndeny = [{ cn = \"banned\" }]",
-        ),
-    );
-    let (code, out, err) = run_cli(&["check", "--config", config.to_str().unwrap()]);
+    let (code, out, err) = check("deny = [{ cn = \"banned\" }]");
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("routes[0] (\"open\") sets allow_unauthenticated and deny: a denied client gets in anyway"),
+        out.contains("routes[0] (\"api\") sets allow_unauthenticated and deny: a denied client gets in anyway"),
         "{out}"
     );
-    let config = pki.write(
-        "certgate.toml",
-        &base("allow_unauthenticated = true\nallow = [{ any = true }]"),
-    );
-    let (_, out, _) = run_cli(&["check", "--config", config.to_str().unwrap()]);
+    let (_, out, _) = check("");
     assert!(!out.contains("gets in anyway"), "{out}");
 }
 
 #[test]
 fn check_warns_that_allow_on_backend_error_lets_a_flood_through() {
     let pki = Pki::new();
-    let config = |policy: &str| {
-        pki.write(
-            "certgate.toml",
+    let check = |policy: &str| {
+        let config = write_check_config(
+            &pki,
             &format!(
-                "[listener]\nbind = \"127.0.0.1:0\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n[admin]\nbind = \"127.0.0.1:0\"\n[limits]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:9/0\"\non_backend_error = \"{policy}\"\n{}{}\n[[routes]]\nname = \"api\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ any = true }}]\nrate_limit = {{ requests = 5, per = \"1m\" }}\n",
+                "[limits]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:9/0\"\non_backend_error = \"{policy}\"\n{}{}\n{}",
                 client_auth("require", ""),
-                upstream_section("up", "http://127.0.0.1:9", "")
+                upstream_section("up", "http://127.0.0.1:9", ""),
+                route_all("rate_limit = { requests = 5, per = \"1m\" }")
             ),
-        )
+        );
+        run_cli(&["check", "--config", config.to_str().unwrap()])
     };
-    let (code, out, err) = run_cli(&["check", "--config", config("allow").to_str().unwrap()]);
+    let (code, out, err) = check("allow");
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains(
@@ -228,6 +228,6 @@ fn check_warns_that_allow_on_backend_error_lets_a_flood_through() {
         ),
         "{out}"
     );
-    let (_, out, _) = run_cli(&["check", "--config", config("local").to_str().unwrap()]);
+    let (_, out, _) = check("local");
     assert!(!out.contains("every request is allowed"), "{out}");
 }

@@ -486,13 +486,7 @@ async fn a_certificates_aia_is_fetched_only_from_an_allowed_host_and_never_redir
 #[test]
 fn ocsp_without_a_responder_or_allowed_hosts_is_a_config_error() {
     let pki = Pki::new();
-    let config = pki.write(
-        "certgate.toml",
-        &format!(
-            "[listener]\nbind = \"127.0.0.1:0\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n[admin]\nbind = \"127.0.0.1:0\"\n{}",
-            config("http://127.0.0.1:9", "soft", "")
-        ),
-    );
+    let config = write_check_config(&pki, &config("http://127.0.0.1:9", "soft", ""));
     let (code, _, err) = run_cli(&["check", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("client_auth.ocsp"), "{err}");

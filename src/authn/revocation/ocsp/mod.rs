@@ -5,7 +5,10 @@
 //! remembered for [`FAILURE_TTL`] so a down responder does not hold up every new connection.
 //! Concurrent connections of one certificate wait for the same lookup.
 
+mod aia;
 pub mod wire;
+
+pub use aia::AiaHosts;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -365,60 +368,6 @@ impl OcspCache {
     }
 }
 
-/// `client_auth.ocsp_aia_hosts`: the hosts (any case; `host:port`, or `host` for the scheme's
-/// default port) whose OCSP URLs a client certificate's AIA may name and certgate will fetch.
-/// A certificate chooses its AIA URL; without this list certgate would POST wherever it says
-/// (a metadata address, another service's admin endpoint).
-#[derive(Debug, Default)]
-pub struct AiaHosts(Vec<(String, Option<u16>)>);
-
-impl AiaHosts {
-    /// Errors name the entry that is not a host or `host:port`.
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
-        entries
-            .iter()
-            .map(|e| {
-                let a: http::uri::Authority = e
-                    .parse()
-                    .map_err(|_| format!("{e:?} is not a host or host:port"))?;
-                if a.as_str().contains('@') || a.host().is_empty() {
-                    return Err(format!("{e:?} is not a host or host:port"));
-                }
-                Ok((a.host().to_ascii_lowercase(), a.port_u16()))
-            })
-            .collect::<Result<_, _>>()
-            .map(Self)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Whether `url`'s host (and port) is listed.
-    fn allows(&self, url: &str) -> Result<(), String> {
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|_| format!("the certificate's OCSP URL {url:?} is not a URL"))?;
-        let host = uri.host().unwrap_or("").to_ascii_lowercase();
-        let default = if uri.scheme_str() == Some("https") {
-            443
-        } else {
-            80
-        };
-        let port = uri.port_u16().unwrap_or(default);
-        if self
-            .0
-            .iter()
-            .any(|(h, p)| *h == host && p.unwrap_or(default) == port)
-        {
-            return Ok(());
-        }
-        Err(format!(
-            "the certificate's OCSP URL {url:?} is not on an allowed host (client_auth.ocsp_aia_hosts): not fetched"
-        ))
-    }
-}
-
 /// The first http(s) OCSP URL of the certificate's Authority Information Access.
 fn aia_ocsp_url(cert: &X509Certificate<'_>) -> Option<String> {
     cert.extensions()
@@ -458,28 +407,6 @@ mod tests {
         for o in [Outcome::Unknown, Outcome::Error, Outcome::Invalid] {
             assert!(!o.allows(Hard), "{o:?}");
             assert!(o.allows(Soft), "{o:?}");
-        }
-    }
-
-    #[test]
-    fn aia_hosts_match_host_and_port() {
-        let hosts = AiaHosts::parse(&["OCSP.example.com".into(), "10.0.0.5:8080".into()]).unwrap();
-        assert!(hosts.allows("http://ocsp.example.com/x").is_ok());
-        assert!(hosts.allows("http://ocsp.example.com:80/x").is_ok());
-        assert!(
-            hosts.allows("http://ocsp.example.com:8080/x").is_err(),
-            "default port only"
-        );
-        assert!(hosts.allows("http://10.0.0.5:8080/").is_ok());
-        assert!(hosts.allows("http://10.0.0.5/").is_err());
-        assert!(hosts.allows("http://169.254.169.254/latest").is_err());
-        assert!(hosts.allows("http://ocsp.example.com.evil.test/").is_err());
-        assert!(
-            hosts.allows("http://user@10.0.0.5:8080/").is_ok(),
-            "userinfo is not the host"
-        );
-        for bad in ["", "a b", "user@host", "http://x/"] {
-            assert!(AiaHosts::parse(&[bad.into()]).is_err(), "{bad:?}");
         }
     }
 
