@@ -66,6 +66,16 @@ fn reports_print_no_control_characters_and_no_spreadsheet_formulas() {
     }
 }
 
+/// Client certificates required, one catch-all route `api` to the upstream at `url`.
+fn api_to(url: &str) -> String {
+    format!(
+        "{}{}\n{}",
+        client_auth("require", ""),
+        upstream_section("up", url, ""),
+        route_all("")
+    )
+}
+
 /// Sends `raw` to the (plain HTTP) admin listener and returns the status.
 async fn admin_raw(admin: std::net::SocketAddr, raw: &str) -> u16 {
     use tokio::io::AsyncWriteExt;
@@ -78,16 +88,7 @@ async fn admin_raw(admin: std::net::SocketAddr, raw: &str) -> u16 {
 async fn the_admin_listener_refuses_other_origins_two_hosts_and_a_foreign_absolute_target() {
     let pki = Pki::new();
     let up = Upstream::start().await;
-    let gw = Gateway::start(
-        &pki,
-        &format!(
-            "{}{}\n{}",
-            client_auth("require", ""),
-            upstream_section("up", &up.url(), ""),
-            route_all("")
-        ),
-    )
-    .await;
+    let gw = Gateway::start(&pki, &api_to(&up.url())).await;
     let post = |headers: &'static [(&'static str, &'static str)]| {
         admin_request_with(gw.admin, http::Method::POST, "/reload", headers)
     };
@@ -149,16 +150,7 @@ async fn an_http2_request_with_two_content_lengths_is_refused() {
     let pki = Pki::new();
     pki.client(&pki.root, "reader", workload("reader"));
     let up = Upstream::start().await;
-    let gw = Gateway::start(
-        &pki,
-        &format!(
-            "{}{}\n{}",
-            client_auth("require", ""),
-            upstream_section("up", &up.url(), ""),
-            route_all("")
-        ),
-    )
-    .await;
+    let gw = Gateway::start(&pki, &api_to(&up.url())).await;
     let client = TlsClient::new(&pki, gw.addr, Some("reader"));
     let mut h2 = client.h2().await.unwrap();
     let two = http::Request::post("https://localhost/x")
