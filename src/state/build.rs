@@ -248,8 +248,38 @@ fn compile_limit_backend(
         .map_err(|e| file.invalid("limits.redis_url", e))
 }
 
+/// `log.level`: a level, or a filter whose every directive names one (`certgate=debug,info`).
+/// A word that is neither would be read as a target name and log everything from it, and a
+/// filter the subscriber refuses used to be replaced by `info` silently when going live.
+fn check_log_level(file: &ConfigFile) -> Result<(), ConfigError> {
+    let level = file.raw.log.level.trim();
+    let is_level = |s: &str| {
+        s.trim()
+            .parse::<tracing::level_filters::LevelFilter>()
+            .is_ok()
+    };
+    let directives_ok = !level.is_empty()
+        && level.split(',').all(|d| {
+            d.rsplit_once('=').map_or_else(
+                || is_level(d),
+                |(target, lvl)| !target.trim().is_empty() && is_level(lvl),
+            )
+        });
+    if !directives_ok || tracing_subscriber::EnvFilter::try_new(level).is_err() {
+        return Err(file.invalid(
+            "log.level",
+            format!(
+                "{level:?} is not a level (trace, debug, info, warn, error, off) or a filter of \
+                 TARGET=LEVEL directives (e.g. \"certgate=debug,info\")"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Limits and settings that must be in range.
 fn check_limits(file: &ConfigFile) -> Result<(), ConfigError> {
+    check_log_level(file)?;
     let raw = &file.raw;
     let l = &raw.listener;
     if l.max_request_header_bytes.as_u64() < 1024 {

@@ -301,3 +301,18 @@ fn explain_names_route_and_rule() {
         "{out}"
     );
 }
+
+#[test]
+fn check_refuses_a_log_level_that_would_be_replaced_or_read_as_a_target() {
+    let pki = pki_with_crl();
+    for bad in ["verbose", "info,loud", "certgate=chatty", "=debug", ""] {
+        let (code, out, err) = check(&pki, &format!("{GOOD}\n[log]\nlevel = \"{bad}\"\n"));
+        assert_eq!(code, 1, "{bad:?}: {out}{err}");
+        assert!(err.contains("log.level"), "{bad:?}: {err}");
+        assert!(!out.contains("config OK"), "{bad:?}: {out}");
+    }
+    for good in ["debug", "WARN", "certgate=debug,info", "off"] {
+        let (code, out, err) = check(&pki, &format!("{GOOD}\n[log]\nlevel = \"{good}\"\n"));
+        assert_eq!(code, 0, "{good:?}: {out}{err}");
+    }
+}
