@@ -21,7 +21,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Method, StatusCode};
 
 use certgate::authn::identity::ClientIdentity;
-use certgate::authz::Verdict;
+use certgate::authn::token::TokenFailure;
+use certgate::authz::owners::Owners;
+use certgate::authz::{Credential, Verdict};
 use certgate::telemetry::Telemetry;
 use certgate::util::time::unix_now;
 
@@ -121,6 +123,7 @@ fn route_table(n: usize) -> certgate::authz::RouteTable {
 
 fn policy(c: &mut Criterion) {
     let mut id = identity();
+    let owners = Owners::default();
     let mut g = c.benchmark_group("policy");
     for n in [1usize, 100, 1000] {
         let table = route_table(n);
@@ -135,12 +138,18 @@ fn policy(c: &mut Criterion) {
         ] {
             g.bench_function(format!("{n}_routes/{case}"), |b| {
                 b.iter(|| {
-                    let parts = certgate::authz::RequestParts {
-                        method: &Method::GET,
-                        host: Some("api.example.com"),
-                        path: black_box(path),
-                    };
-                    black_box(table.decide(&parts, Some(&id)).verdict)
+                    let parts = certgate::authz::RequestParts::new(
+                        &Method::GET,
+                        Some("api.example.com"),
+                        black_box(path),
+                    );
+                    let credential = Credential::of(Some(&id), None);
+                    black_box(table.find(&parts).map(|route| {
+                        certgate::authz::decide(&parts, &credential, route, &owners, |_| {
+                            Err(TokenFailure::Missing)
+                        })
+                        .verdict
+                    }))
                 })
             });
         }

@@ -1,7 +1,9 @@
-//! Routes and authorisation policy. Pure: `(request parts, Option<&ClientIdentity>) -> Decision`,
-//! no I/O and no hyper or rustls types.
+//! Routes and authorisation policy. Pure: the route table finds a request's route, and
+//! [`decide`] makes the one decision — `(request parts, &Credential, route, token) -> Decision` —
+//! that the request path enforces and `explain` prints. No I/O and no hyper or rustls types.
 
 pub mod authority;
+mod decide;
 pub mod owners;
 pub mod path;
 mod routes;
@@ -10,6 +12,7 @@ mod shadow;
 mod table;
 pub mod token;
 
+pub use decide::{Credential, Decision, Refusal, TokenVerdict, decide};
 pub use routes::{Route, RouteError};
 pub use rules::Rule;
 pub use shadow::Shadow;
@@ -28,6 +31,24 @@ pub struct RequestParts<'a> {
     /// no trailing dot.
     pub host: Option<&'a str>,
     pub path: &'a str,
+    /// The path carried `;` parameters (taken out of `path`, which only a route with
+    /// `allow_path_params` accepts).
+    pub params: bool,
+    /// A WebSocket upgrade is asked for.
+    pub upgrade: bool,
+}
+
+impl<'a> RequestParts<'a> {
+    /// A request without path parameters or an upgrade.
+    pub fn new(method: &'a Method, host: Option<&'a str>, path: &'a str) -> Self {
+        Self {
+            method,
+            host,
+            path,
+            params: false,
+            upgrade: false,
+        }
+    }
 }
 
 /// What decided a request.
@@ -93,11 +114,5 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct Decision<'r> {
-    pub route: Option<&'r Route>,
-    pub verdict: Verdict,
-    pub decided_by: DecidedBy,
-}
 #[cfg(test)]
 mod tests;

@@ -3,11 +3,10 @@
 
 use http::Method;
 
-use crate::authn::identity::ClientIdentity;
 use crate::config::PathCase;
 
+use super::RequestParts;
 use super::routes::Route;
-use super::{DecidedBy, Decision, RequestParts, Verdict};
 
 /// Routes in file order; the first match handles a request.
 ///
@@ -141,29 +140,6 @@ impl RouteTable {
                 && r.matches_request(req)
             {
                 return Some(r);
-            }
-        }
-    }
-
-    /// Routing plus policy for one request.
-    pub fn decide(
-        &self,
-        req: &RequestParts<'_>,
-        identity: Option<&ClientIdentity>,
-    ) -> Decision<'_> {
-        match self.find(req) {
-            None => Decision {
-                route: None,
-                verdict: Verdict::NoRoute,
-                decided_by: DecidedBy::NoRoute,
-            },
-            Some(route) => {
-                let (verdict, decided_by) = route.authorize(identity);
-                Decision {
-                    route: Some(route),
-                    verdict,
-                    decided_by,
-                }
             }
         }
     }

@@ -1,7 +1,7 @@
 use super::*;
 use crate::authn::identity::ClientIdentity;
 use crate::config::RawMatcher;
-use crate::config::RawRoute;
+use crate::config::{OwnerPolicy, RawRoute};
 
 fn identity() -> ClientIdentity {
     ClientIdentity {
@@ -182,12 +182,7 @@ fn first_match_in_file_order_on_host_path_method() {
     let get = Method::GET;
     let post = Method::POST;
     let find = |m: &Method, h: Option<&str>, p: &str| {
-        t.find(&RequestParts {
-            method: m,
-            host: h,
-            path: p,
-        })
-        .map(|r| r.name.as_str())
+        t.find(&RequestParts::new(m, h, p)).map(|r| r.name.as_str())
     };
     assert_eq!(
         find(&get, Some("api.example.com"), "/payments/1"),
@@ -200,16 +195,10 @@ fn first_match_in_file_order_on_host_path_method() {
     assert_eq!(find(&get, Some("other"), "/payments"), Some("r1"));
     assert_eq!(find(&get, None, "/paymentsX"), Some("r2"));
     let t2 = table(&["path_prefix = \"/payments\""]);
-    let d = t2.decide(
-        &RequestParts {
-            method: &get,
-            host: None,
-            path: "/paymentsX",
-        },
-        None,
+    assert!(
+        t2.find(&RequestParts::new(&get, None, "/paymentsX"))
+            .is_none()
     );
-    assert_eq!(d.verdict, Verdict::NoRoute);
-    assert!(d.route.is_none());
 }
 
 #[test]
@@ -235,12 +224,8 @@ fn indexed_lookup_keeps_file_order() {
         "path_prefix = \"/a\"",
     ]);
     let find = |m: Method, p: &str| {
-        t.find(&RequestParts {
-            method: &m,
-            host: None,
-            path: p,
-        })
-        .map(|r| r.name.clone())
+        t.find(&RequestParts::new(&m, None, p))
+            .map(|r| r.name.clone())
     };
     assert_eq!(find(Method::POST, "/a/b"), Some("r0".into()));
     assert_eq!(find(Method::PUT, "/a/b"), Some("r1".into()));
@@ -254,22 +239,8 @@ fn indexed_lookup_keeps_file_order() {
     assert_eq!(find(Method::GET, "/"), Some("r3".into()));
     let only = table(&["path_prefix = \"/a\""]);
     let get = Method::GET;
-    assert!(
-        only.find(&RequestParts {
-            method: &get,
-            host: None,
-            path: "/b"
-        })
-        .is_none()
-    );
-    assert!(
-        only.find(&RequestParts {
-            method: &get,
-            host: None,
-            path: "/"
-        })
-        .is_none()
-    );
+    assert!(only.find(&RequestParts::new(&get, None, "/b")).is_none());
+    assert!(only.find(&RequestParts::new(&get, None, "/")).is_none());
 }
 
 fn deny_matcher(entry: &str) -> Rule {
@@ -370,4 +341,183 @@ fn a_wildcard_dns_name_in_a_certificate_does_not_match_a_wildcard_rule() {
     );
     let exact = matcher(r#"{ dns = "api.example.com" }"#).unwrap();
     assert!(!exact.matches(&with("*.example.com")));
+}
+
+/// A route from `body`, with a token requirement when it names `token = { issuer = "corp" … }`.
+fn decided_route(body: &str) -> Route {
+    let raw: RawRoute = toml::from_str(&format!(
+        "name = \"r\"\nupstream = \"up\"\npath_prefix = \"/p\"\n{body}"
+    ))
+    .expect("test route parses");
+    Route::compile(0, &raw, |_| Some(0), |n| (n == "corp").then_some(0)).unwrap()
+}
+
+fn unowned(policy: OwnerPolicy) -> owners::Owners {
+    owners::Owners::new(
+        Vec::new(),
+        &crate::config::RawOwners {
+            file: Some("owners.toml".into()),
+            unowned: policy,
+            ..Default::default()
+        },
+    )
+}
+
+/// Decides a GET of `/p/x` with no token presented (the token callback must not be reached
+/// unless the route needs a token and the policy let the request through).
+fn decide_get<'r>(
+    route: &'r Route,
+    credential: &Credential<'_>,
+    owners: &owners::Owners,
+    params: bool,
+    upgrade: bool,
+) -> Decision<'r> {
+    let parts = RequestParts {
+        params,
+        upgrade,
+        ..RequestParts::new(&Method::GET, None, "/p/x")
+    };
+    decide(&parts, credential, route, owners, |_| {
+        Err(crate::authn::token::TokenFailure::Missing)
+    })
+}
+
+#[test]
+fn decide_refuses_what_policy_refuses() {
+    let id = identity();
+    let cert = Credential::of(Some(&id), None);
+    let none = owners::Owners::default();
+    let allow = decided_route("allow = [{ cn = \"reporting-batch\" }]");
+    let d = decide_get(&allow, &cert, &none, false, false);
+    assert_eq!(
+        (d.verdict, d.decided_by, d.refusal),
+        (Some(Verdict::Allow), DecidedBy::Allow(0), None)
+    );
+    let d = decide_get(&allow, &Credential::Anonymous, &none, false, false);
+    assert_eq!(d.refusal, Some(Refusal::Unauthenticated));
+    let deny = decided_route("allow = [{ any = true }]\ndeny = [{ ou = \"finance\" }]");
+    let d = decide_get(&deny, &cert, &none, false, false);
+    assert_eq!(
+        (d.verdict, d.decided_by, d.refusal),
+        (
+            Some(Verdict::Deny),
+            DecidedBy::Deny(0),
+            Some(Refusal::Forbidden)
+        )
+    );
+    let other = decided_route("allow = [{ cn = \"someone-else\" }]");
+    let d = decide_get(&other, &cert, &none, false, false);
+    assert_eq!(d.decided_by, DecidedBy::NoAllowMatched);
+    assert_eq!(d.refusal, Some(Refusal::Forbidden));
+    // Path parameters are refused before policy; a WebSocket upgrade after it.
+    let d = decide_get(&allow, &cert, &none, true, false);
+    assert_eq!((d.verdict, d.refusal), (None, Some(Refusal::PathParams)));
+    let ok = decided_route("allow = [{ any = true }]\nallow_path_params = true");
+    assert_eq!(decide_get(&ok, &cert, &none, true, false).refusal, None);
+    let no_ws = decided_route("allow = [{ any = true }]\nwebsocket = false");
+    let d = decide_get(&no_ws, &cert, &none, false, true);
+    assert_eq!(d.refusal, Some(Refusal::UpgradeRefused));
+    let d = decide_get(&no_ws, &Credential::Anonymous, &none, false, true);
+    assert_eq!(d.refusal, Some(Refusal::Unauthenticated), "policy first");
+}
+
+#[test]
+fn decide_applies_owner_policy_audit_and_shadow() {
+    let id = identity();
+    let cert = Credential::of(Some(&id), None);
+    let route =
+        decided_route("allow = [{ any = true }]\nshadow = { allow = [{ cn = \"other\" }] }");
+    let d = decide_get(&route, &cert, &unowned(OwnerPolicy::Deny), false, false);
+    assert_eq!(
+        d.decided_by,
+        DecidedBy::Governance(owners::Finding::Unowned)
+    );
+    assert_eq!(d.refusal, Some(Refusal::Forbidden));
+    assert_eq!(d.shadow, Some(false));
+    let d = decide_get(&route, &cert, &unowned(OwnerPolicy::Audit), false, false);
+    assert_eq!(
+        (d.verdict, d.would, d.refusal),
+        (Some(Verdict::WouldDeny), Some("owner"), None)
+    );
+    assert_eq!(d.owner_finding, Some(owners::Finding::Unowned));
+    // An anonymous caller is never judged by the owner policy.
+    let open = decided_route("allow_unauthenticated = true");
+    let d = decide_get(
+        &open,
+        &Credential::Anonymous,
+        &unowned(OwnerPolicy::Deny),
+        false,
+        false,
+    );
+    assert_eq!((d.verdict, d.owner_finding), (Some(Verdict::Allow), None));
+    // An audit route forwards what its policy refuses, and says so.
+    let audit = decided_route("allow = [{ cn = \"someone-else\" }]\nenforcement = \"audit\"");
+    let d = decide_get(&audit, &cert, &owners::Owners::default(), false, false);
+    assert_eq!(
+        (d.verdict, d.would, d.refusal),
+        (Some(Verdict::WouldDeny), Some("policy"), None)
+    );
+}
+
+#[test]
+fn decide_asks_for_the_token_only_when_the_policy_lets_the_request_through() {
+    use crate::authn::token::{TokenFailure, VerifiedToken};
+    let id = identity();
+    let cert = Credential::of(Some(&id), None);
+    let none = owners::Owners::default();
+    let parts = RequestParts::new(&Method::GET, None, "/p/x");
+    let granted = VerifiedToken {
+        scopes: vec!["read".into()],
+        ..Default::default()
+    };
+    let route = |audit: bool| {
+        let mode = if audit { "audit" } else { "enforce" };
+        decided_route(&format!(
+            "allow = [{{ cn = \"reporting-batch\" }}]\nenforcement = \"{mode}\"\ntoken = {{ issuer = \"corp\", scopes = [\"read\", \"write\"] }}"
+        ))
+    };
+    let enforced = route(false);
+    let mut asked = false;
+    let d = decide(&parts, &Credential::Anonymous, &enforced, &none, |_| {
+        asked = true;
+        Ok(&granted)
+    });
+    assert!(!asked, "a refused caller's token is never verified");
+    assert_eq!((d.refusal, d.token), (Some(Refusal::Unauthenticated), None));
+    let d = decide(&parts, &cert, &enforced, &none, |_| Ok(&granted));
+    let lacks = TokenVerdict::Refused {
+        failure: TokenFailure::InsufficientScope,
+        unmet: Some(Unmet::Scope("write")),
+    };
+    assert_eq!(d.token, Some(lacks));
+    assert_eq!(
+        d.refusal,
+        Some(Refusal::Token {
+            failure: TokenFailure::InsufficientScope,
+            unmet: Some(Unmet::Scope("write"))
+        })
+    );
+    let d = decide(&parts, &cert, &enforced, &none, |_| {
+        Err(TokenFailure::BindingMismatch)
+    });
+    assert!(matches!(
+        d.refusal,
+        Some(Refusal::Token {
+            failure: TokenFailure::BindingMismatch,
+            unmet: None
+        })
+    ));
+    // Audit: the token's failure is recorded and the request forwarded.
+    let audit = route(true);
+    let d = decide(&parts, &cert, &audit, &none, |_| Err(TokenFailure::Expired));
+    assert_eq!(
+        (d.verdict, d.would, d.refusal),
+        (Some(Verdict::WouldDeny), Some("token"), None)
+    );
+    let both = VerifiedToken {
+        scopes: vec!["write".into(), "read".into()],
+        ..Default::default()
+    };
+    let d = decide(&parts, &cert, &enforced, &none, |_| Ok(&both));
+    assert_eq!((d.token, d.refusal), (Some(TokenVerdict::Accepted), None));
 }

@@ -10,75 +10,106 @@ use http::{Request, Uri};
 
 use crate::authn::token::check::{Refusal, authenticate};
 use crate::authn::token::{TokenFailure, VerifiedToken};
-use crate::authz::{CLAIM_CHALLENGE, Route, TokenRequirement};
+use crate::authz::{CLAIM_CHALLENGE, TokenRequirement, TokenVerdict};
 use crate::http::conn::ConnContext;
 use crate::http::error::{RequestError, TokenRefused};
 use crate::http::record::{Exchange, TokenRecord};
 use crate::state::snapshot::Snapshot;
 use crate::util::time::coarse_unix_now;
 
-/// The verified token of a request on a route that needs one; `None` for other routes.
-pub(super) fn check_token<B>(
-    ctx: &ConnContext,
-    snapshot: &Snapshot,
-    route: &Route,
-    req: &Request<B>,
-    x: &mut Exchange,
-) -> Result<Option<Arc<VerifiedToken>>, RequestError> {
-    let Some(need) = &route.token else {
-        return Ok(None);
-    };
-    let issuer = snapshot
-        .token_issuers
-        .get(need.issuer)
-        .ok_or(RequestError::Internal("route names a missing token issuer"))?;
-    let presented = presented_token(req.headers(), req.uri());
-    let result = match presented {
-        Err(why) => {
-            issuer.count(Err(TokenFailure::Malformed));
-            x.token = Some(TokenRecord::refused(
-                need.issuer,
-                TokenFailure::Malformed,
-                None,
-            ));
-            return Err(RequestError::TokenRequest(why));
-        }
-        Ok(None) => Err(Refusal::from(TokenFailure::Missing)),
-        Ok(Some(token)) => authenticate(
+/// The token of a request on a route that needs one, as the token phase found it: verified
+/// for the route's issuer here ([`crate::authn::token`]); its scopes and claims, and what a
+/// refusal means on the route, are [`crate::authz::decide`]'s.
+#[derive(Default)]
+pub(super) struct Presented {
+    /// The token came in a refused way (query string, form, two headers): 400 on any route.
+    invalid_request: Option<&'static str>,
+    /// The token whose signature verified (also when its binding or time then failed).
+    token: Option<Arc<VerifiedToken>>,
+    /// The connection had not presented this token before.
+    fresh: bool,
+}
+
+impl Presented {
+    /// Verifies the request's token for `need`'s issuer.
+    pub(super) fn verify<B>(
+        &mut self,
+        ctx: &ConnContext,
+        snapshot: &Snapshot,
+        req: &Request<B>,
+        need: &TokenRequirement,
+    ) -> Result<&VerifiedToken, TokenFailure> {
+        let issuer = snapshot
+            .token_issuers
+            .get(need.issuer)
+            .ok_or(TokenFailure::UnknownKey)?;
+        let token = match presented_token(req.headers(), req.uri()) {
+            Err(why) => {
+                self.invalid_request = Some(why);
+                return Err(TokenFailure::Malformed);
+            }
+            Ok(None) => return Err(TokenFailure::Missing),
+            Ok(Some(token)) => token,
+        };
+        match authenticate(
             issuer,
             token,
             &ctx.tokens,
             ctx.identity.as_deref().map(|i| &i.sha256),
             coarse_unix_now().max(0) as u64,
-        )
-        .and_then(|a| match need.check(&a.token) {
-            Ok(()) => Ok(a),
-            Err(unmet) => {
-                x.token_unmet = Some(unmet.to_string());
-                Err(Refusal {
-                    failure: unmet.failure(),
-                    token: Some(a.token),
-                })
+        ) {
+            Ok(a) => {
+                self.fresh = a.fresh;
+                Ok(self.token.insert(a.token))
             }
-        }),
-    };
-    match result {
-        Ok(a) => {
-            issuer.count(Ok(()));
-            x.token = Some(TokenRecord::verified(need.issuer, a.token.clone(), a.fresh));
-            Ok(Some(a.token))
-        }
-        Err(r) => {
-            issuer.count(Err(r.failure));
-            x.token = Some(TokenRecord::refused(need.issuer, r.failure, r.token));
-            if route.audit {
-                // Forwarded without any x-token-* header: nothing about the token is vouched for.
-                x.would.get_or_insert("token");
-                x.verdict = Some(crate::authz::Verdict::WouldDeny);
-                return Ok(None);
+            Err(Refusal { failure, token }) => {
+                self.token = token;
+                Err(failure)
             }
-            Err(refusal(need, r.failure))
         }
+    }
+
+    /// Records what the decision made of the token, counts it for its issuer, and answers:
+    /// the token to vouch for upstream, or the refusal.
+    pub(super) fn settle(
+        self,
+        snapshot: &Snapshot,
+        need: &TokenRequirement,
+        verdict: TokenVerdict<'_>,
+        enforced: bool,
+        x: &mut Exchange,
+    ) -> Result<Option<Arc<VerifiedToken>>, RequestError> {
+        let issuer = snapshot.token_issuers.get(need.issuer);
+        let failure = match verdict {
+            TokenVerdict::Accepted => None,
+            TokenVerdict::Refused { failure, unmet } => {
+                x.token_unmet = unmet.map(|u| u.to_string());
+                Some(failure)
+            }
+        };
+        if let Some(issuer) = issuer {
+            issuer.count(failure.map_or(Ok(()), Err));
+        }
+        let Some(failure) = failure else {
+            let token = self
+                .token
+                .ok_or(RequestError::Internal("accepted token missing"))?;
+            x.token = Some(TokenRecord::verified(
+                need.issuer,
+                token.clone(),
+                self.fresh,
+            ));
+            return Ok(Some(token));
+        };
+        x.token = Some(TokenRecord::refused(need.issuer, failure, self.token));
+        if let Some(why) = self.invalid_request {
+            return Err(RequestError::TokenRequest(why));
+        }
+        if enforced {
+            return Err(refusal(need, failure));
+        }
+        // Audit: forwarded without any x-token-* header; nothing about the token is vouched for.
+        Ok(None)
     }
 }
 

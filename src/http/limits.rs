@@ -1,14 +1,14 @@
-//! Phase: the route's limits — its rate limit (this process's limiter, or Redis for a fleet)
-//! and its quota — after authentication and authorisation, before anything goes upstream.
+//! Phase: the route's limits — its rate limit (this process's limiter, or Redis for a fleet,
+//! with the fallback [`crate::limits::RateLimit::check_where_kept`] chooses) and its quota —
+//! after authentication and authorisation, before anything goes upstream.
 
 use http::HeaderValue;
 
 use crate::authz::Route;
-use crate::config::OnBackendError;
 use crate::http::ConnContext;
 use crate::http::error::RequestError;
 use crate::http::record::Exchange;
-use crate::limits::{LimitKey, LimitKind, Outcome, RateLimit};
+use crate::limits::{Fleet, LimitKey, LimitKind, Outcome};
 use crate::state::snapshot::Snapshot;
 
 /// Phase: the route's rate limit, then its quota, after authentication and authorisation,
@@ -35,15 +35,17 @@ pub(super) async fn check_limits(
         })
     };
     if let Some(limit) = &route.rate_limit {
-        match rate_outcome(
-            snapshot,
-            route,
-            limit,
-            LimitKey::of(limit.spec.key, leaf, ip),
-            x,
-        )
-        .await
-        {
+        let fleet = snapshot.limit_backend.as_deref().map(|backend| Fleet {
+            backend,
+            timeout: snapshot.limits.backend_timeout,
+            on_error: snapshot.limits.on_backend_error,
+        });
+        let key = LimitKey::of(limit.spec.key, leaf, ip);
+        let (outcome, failure) = limit
+            .check_where_kept(&route.name, key, fleet.as_ref())
+            .await;
+        x.limit_backend_error = failure.map(|f| f.label());
+        match outcome {
             Some(Outcome::Allowed { remaining }) => x.limit_remaining = Some(remaining),
             None => {}
             Some(Outcome::Limited { retry_after }) => {
@@ -64,34 +66,4 @@ pub(super) async fn check_limits(
         }
     }
     Ok(())
-}
-
-/// The rate limit's answer: from this process's limiter, or from Redis for a fleet-wide limit.
-/// When Redis fails (or is known to be down), `on_backend_error` answers: this process's
-/// limiter (`local`), let through without a count (`allow`, `None`), or refused for a second
-/// (`deny`).
-async fn rate_outcome(
-    snapshot: &Snapshot,
-    route: &Route,
-    limit: &RateLimit,
-    key: LimitKey,
-    x: &mut Exchange,
-) -> Option<Outcome> {
-    let Some(redis) = &snapshot.limit_backend else {
-        return Some(limit.check(&key));
-    };
-    let timeout = snapshot.limits.backend_timeout;
-    match redis.check(&route.name, &limit.spec, &key, timeout).await {
-        Ok(outcome) => Some(outcome),
-        Err(failure) => {
-            x.limit_backend_error = Some(failure.label());
-            match snapshot.limits.on_backend_error {
-                OnBackendError::Local => Some(limit.check(&key)),
-                OnBackendError::Allow => None,
-                OnBackendError::Deny => Some(Outcome::Limited {
-                    retry_after: std::time::Duration::from_secs(1),
-                }),
-            }
-        }
-    }
 }

@@ -32,8 +32,7 @@ use hyper::body::{Body, Incoming};
 use crate::authn::token::VerifiedToken;
 use crate::authz::authority::RequestAuthority;
 use crate::authz::path;
-use crate::authz::{DecidedBy, RequestParts, Route, Verdict};
-use crate::config::OwnerPolicy;
+use crate::authz::{self, Credential, DecidedBy, Refusal, RequestParts, Route, Verdict};
 use crate::http::error::{Malformed, RequestError};
 use crate::http::headers::{Forwarding, forwarding_headers, strip_hop_by_hop};
 use crate::http::record::{Exchange, Inner};
@@ -108,11 +107,15 @@ async fn proxy(
     x.host = Some(authority.header_value().clone());
     let uri = req.uri().clone();
     let path = normalize(&uri, x)?;
-    let route = authorize(ctx, snapshot, &req, &authority, &path, x)?;
-    if websocket.is_some() && !route.websocket {
-        return Err(Malformed::UpgradeRefused.into());
-    }
-    let token = bearer::check_token(ctx, snapshot, route, &req, x)?;
+    let (route, token) = authorize(
+        ctx,
+        snapshot,
+        &req,
+        &authority,
+        &path,
+        websocket.is_some(),
+        x,
+    )?;
     limits::check_limits(ctx, snapshot, route, x).await?;
     let upstream = snapshot
         .upstreams
@@ -228,16 +231,18 @@ fn normalize<'u>(uri: &'u Uri, x: &mut Exchange) -> Result<Cow<'u, str>, Request
     Ok(p)
 }
 
-/// Phase: routing and policy, on the canonical host and the normalised path (without `;`
-/// parameters, which only a route with `allow_path_params` accepts).
-fn authorize<'s>(
+/// Phase: routing, then the one decision ([`crate::authz::decide`]) on the canonical host and
+/// the normalised path (without `;` parameters, which only a route with `allow_path_params`
+/// accepts), enforced and recorded: the route, and the token to vouch for upstream.
+fn authorize<'s, B>(
     ctx: &ConnContext,
     snapshot: &'s Snapshot,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     authority: &RequestAuthority,
     path: &str,
+    upgrade: bool,
     x: &mut Exchange,
-) -> Result<&'s Route, RequestError> {
+) -> Result<(&'s Route, Option<Arc<VerifiedToken>>), RequestError> {
     let without_params = if path::has_params(path) {
         Some(path::without_params(path).map_err(Malformed::from)?)
     } else {
@@ -247,50 +252,48 @@ fn authorize<'s>(
         method: req.method(),
         host: Some(authority.host()),
         path: without_params.as_deref().unwrap_or(path),
+        params: without_params.is_some(),
+        upgrade,
     };
-    let decision = snapshot.routes.decide(&parts, ctx.identity.as_deref());
-    x.route = decision.route.map(|r| r.index);
-    if without_params.is_some() && decision.route.is_some_and(|r| !r.allow_path_params) {
-        return Err(Malformed::PathParams.into());
-    }
-    let mut verdict = decision.verdict;
-    let mut decided_by = decision.decided_by;
     x.owner = ctx.owner(snapshot);
-    if let (Verdict::Allow, Some(id)) = (verdict, ctx.identity.as_deref())
-        && let Some((finding, policy)) = snapshot.owners.judge(id, x.owner)
-    {
-        x.owner_finding = Some(finding);
-        let audit = policy == OwnerPolicy::Audit || decision.route.is_some_and(|r| r.audit);
-        if audit {
-            verdict = Verdict::WouldDeny;
-            x.would.get_or_insert("owner");
-        } else {
-            verdict = Verdict::Deny;
-            decided_by = DecidedBy::Governance(finding);
+    let Some(route) = snapshot.routes.find(&parts) else {
+        x.verdict = Some(Verdict::NoRoute);
+        x.decided_by = Some(DecidedBy::NoRoute);
+        if parts.params {
+            // No route takes it: say why the path is refused rather than "not found".
+            return Err(Malformed::PathParams.into());
         }
+        return Err(RequestError::NoRoute);
+    };
+    x.route = Some(route.index);
+    let credential = Credential::of(ctx.identity.as_deref(), x.owner);
+    let mut presented = bearer::Presented::default();
+    let slot = &mut presented;
+    let d = authz::decide(&parts, &credential, route, &snapshot.owners, move |need| {
+        let slot = slot;
+        slot.verify(ctx, snapshot, req, need)
+    });
+    x.verdict = d.verdict;
+    if d.verdict.is_some() {
+        x.decided_by = Some(d.decided_by);
     }
-    if let Some(r) = decision.route {
-        if let Some(shadow) = &r.shadow {
-            x.shadow = Some(shadow.decide(ctx.identity.as_deref(), r.allow_unauthenticated));
+    x.owner_finding = d.owner_finding;
+    x.would = d.would;
+    x.shadow = d.shadow;
+    let token = match (&route.token, d.token) {
+        (Some(need), Some(verdict)) => {
+            let enforced = matches!(d.refusal, Some(Refusal::Token { .. }));
+            presented.settle(snapshot, need, verdict, enforced, x)?
         }
-        if r.audit && matches!(verdict, Verdict::Deny | Verdict::Unauthenticated) {
-            verdict = Verdict::WouldDeny;
-            x.would.get_or_insert("policy");
-        }
-    }
-    x.verdict = Some(verdict);
-    x.decided_by = Some(decided_by);
-    match (verdict, decision.route) {
-        (Verdict::Allow | Verdict::WouldDeny, Some(r)) => Ok(r),
-        (Verdict::Unauthenticated, _) => Err(RequestError::Unauthenticated),
-        (Verdict::Deny, _) => Err(RequestError::Forbidden),
-        (Verdict::Allow | Verdict::NoRoute | Verdict::WouldDeny, _) => {
-            if without_params.is_some() {
-                // No route takes it: say why the path is refused rather than "not found".
-                return Err(Malformed::PathParams.into());
-            }
-            Err(RequestError::NoRoute)
-        }
+        _ => None,
+    };
+    match d.refusal {
+        None => Ok((route, token)),
+        Some(Refusal::Token { .. }) => Err(RequestError::Internal("token refusal not answered")),
+        Some(Refusal::PathParams) => Err(Malformed::PathParams.into()),
+        Some(Refusal::UpgradeRefused) => Err(Malformed::UpgradeRefused.into()),
+        Some(Refusal::Unauthenticated) => Err(RequestError::Unauthenticated),
+        Some(Refusal::Forbidden) => Err(RequestError::Forbidden),
     }
 }
 

@@ -18,7 +18,7 @@ use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 use http::HeaderValue;
 
-use crate::config::{LimitKeyKind, RawRateLimit};
+use crate::config::{LimitKeyKind, OnBackendError, RawRateLimit};
 
 /// Which limit refused a request: the `kind` label of `certgate_rate_limited_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +145,38 @@ impl RateLimit {
         }
     }
 
+    /// Counts one request against `key` where the limit is kept: in this process, or in
+    /// `fleet` (Redis) for a fleet-wide limit. When Redis fails (or is known to be down),
+    /// `on_error` answers — this process's limiter (`local`), let through uncounted (`allow`:
+    /// `None`), or refused for a second (`deny`) — and the failure is returned beside it.
+    pub async fn check_where_kept(
+        &self,
+        route: &str,
+        key: LimitKey,
+        fleet: Option<&Fleet<'_>>,
+    ) -> (Option<Outcome>, Option<redis::BackendFailure>) {
+        let Some(fleet) = fleet else {
+            return (Some(self.check(&key)), None);
+        };
+        match fleet
+            .backend
+            .check(route, &self.spec, &key, fleet.timeout)
+            .await
+        {
+            Ok(outcome) => (Some(outcome), None),
+            Err(failure) => {
+                let answer = match fleet.on_error {
+                    OnBackendError::Local => Some(self.check(&key)),
+                    OnBackendError::Allow => None,
+                    OnBackendError::Deny => Some(Outcome::Limited {
+                        retry_after: Duration::from_secs(1),
+                    }),
+                };
+                (answer, Some(failure))
+            }
+        }
+    }
+
     /// Forgets keys whose state is back to fresh (bounded memory for idle identities).
     pub fn sweep(&self) {
         self.limiter.retain_recent();
@@ -167,6 +199,13 @@ impl std::fmt::Debug for RateLimit {
             .field("spec", &self.spec)
             .finish_non_exhaustive()
     }
+}
+
+/// Where fleet-wide rate limits are counted, and what answers when that store fails.
+pub struct Fleet<'a> {
+    pub backend: &'a redis::RedisBackend,
+    pub timeout: Duration,
+    pub on_error: OnBackendError,
 }
 
 /// Whole seconds for `Retry-After`, at least 1.
