@@ -70,7 +70,8 @@ pub async fn run(bind: SocketAddr, upstream: SocketAddr, dir: &Path) -> anyhow::
 
 /// The server side of the floor's mTLS, with certgate's own PEM loaders and crypto provider.
 fn tls_config(dir: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    use certgate::authn::tls::{load_certs, load_key, provider, server_roots};
+    use certgate::authn::tls::provider;
+    use certgate::util::pem::{load_certs, load_key, server_roots};
     let provider = provider();
     let roots = server_roots(Some(&dir.join("ca.pem"))).map_err(anyhow::Error::msg)?;
     let crl = CertificateRevocationListDer::from_pem_file(dir.join("ca.crl"))?;

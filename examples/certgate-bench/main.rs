@@ -333,7 +333,8 @@ fn client_config(
     key: &std::path::Path,
     alpn: &[u8],
 ) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    use certgate::authn::tls::{load_certs, load_key, provider, server_roots};
+    use certgate::authn::tls::provider;
+    use certgate::util::pem::{load_certs, load_key, server_roots};
     let roots = server_roots(Some(ca)).map_err(anyhow::Error::msg)?;
     let chain = load_certs(cert).map_err(anyhow::Error::msg)?;
     let key = load_key(key).map_err(anyhow::Error::msg)?;

@@ -56,20 +56,32 @@ impl FetchCounters {
     }
 }
 
-/// Why a download failed: too large (its own counter), or anything else.
-#[derive(Debug)]
-pub enum DownloadError {
+/// Why a document could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The URL (or its CA bundle) cannot be used: a config problem.
+    #[error("{0}")]
+    Url(String),
+    #[error("cannot load the CA bundle: {0}")]
+    Ca(#[from] crate::util::pem::LoadError),
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    #[error("HTTP: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("HTTP status {0}")]
+    Status(StatusCode),
+    #[error("body: {0}")]
+    Body(String),
+    /// Declared, or found while it streamed: its own counter.
+    #[error("the document is larger than {0} bytes")]
     TooLarge(usize),
-    Failed(String),
-}
-
-impl std::fmt::Display for DownloadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::TooLarge(max) => write!(f, "the document is larger than {max} bytes"),
-            Self::Failed(why) => f.write_str(why),
-        }
-    }
+    #[error("no complete answer within {0:?}")]
+    Timeout(Duration),
+    /// Writing the downloaded document to its cache file.
+    #[error("cache: {0}")]
+    Cache(std::io::Error),
 }
 
 /// A document downloaded to a file: its SHA-256 and the validators to ask with next time.
@@ -89,38 +101,40 @@ pub enum Fetched {
 
 impl Fetcher {
     /// Checks the URL and, for https, loads the CA bundle (or the system roots).
-    pub fn new(url: &str, ca: Option<&Path>) -> Result<Self, String> {
+    pub fn new(url: &str, ca: Option<&Path>) -> Result<Self, FetchError> {
         let uri: Uri = url
             .parse()
-            .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+            .map_err(|e| FetchError::Url(format!("{url:?} is not a URL: {e}")))?;
         let https = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
             _ => {
-                return Err(format!(
+                return Err(FetchError::Url(format!(
                     "{url:?}: only http:// and https:// URLs are fetched"
-                ));
+                )));
             }
         };
         if ca.is_some() && !https {
-            return Err("a CA bundle only applies to https:// URLs".into());
+            return Err(FetchError::Url(
+                "a CA bundle only applies to https:// URLs".into(),
+            ));
         }
         let host = uri
             .host()
-            .ok_or_else(|| format!("{url:?} has no host"))?
+            .ok_or_else(|| FetchError::Url(format!("{url:?} has no host")))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tls = if https {
-            let roots = tls::server_roots(ca)?;
+            let roots = crate::util::pem::server_roots(ca)?;
             let config = rustls::ClientConfig::builder_with_provider(tls::provider())
                 .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-                .map_err(|e| e.to_string())?
+                .map_err(|e| FetchError::Url(e.to_string()))?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
             let name = ServerName::try_from(host.clone())
-                .map_err(|e| format!("{host:?} is not a server name: {e}"))?;
+                .map_err(|e| FetchError::Url(format!("{host:?} is not a server name: {e}")))?;
             Some((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
         } else {
             None
@@ -140,10 +154,10 @@ impl Fetcher {
         last: &Validators,
         max_bytes: usize,
         timeout: Duration,
-    ) -> Result<Fetched, String> {
+    ) -> Result<Fetched, FetchError> {
         tokio::time::timeout(timeout, self.exchange(last, max_bytes))
             .await
-            .map_err(|_| format!("no complete answer within {timeout:?}"))?
+            .map_err(|_| FetchError::Timeout(timeout))?
     }
 
     /// One POST of `body` (`content_type`) within `timeout`; the answer must be 200 with a body
@@ -154,27 +168,27 @@ impl Fetcher {
         content_type: &'static str,
         max_bytes: usize,
         timeout: Duration,
-    ) -> Result<Bytes, String> {
+    ) -> Result<Bytes, FetchError> {
         let exchange = async {
             let mut req = self.request(http::Method::POST, Full::new(Bytes::from(body)))?;
             req.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             let resp = self.send(req).await?;
             if resp.status() != StatusCode::OK {
-                return Err(format!("HTTP status {}", resp.status()));
+                return Err(FetchError::Status(resp.status()));
             }
             read_body(resp, max_bytes).await
         };
         tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| format!("no complete answer within {timeout:?}"))?
+            .map_err(|_| FetchError::Timeout(timeout))?
     }
 
     fn request(
         &self,
         method: http::Method,
         body: Full<Bytes>,
-    ) -> Result<Request<Full<Bytes>>, String> {
+    ) -> Result<Request<Full<Bytes>>, FetchError> {
         Request::builder()
             .method(method)
             .uri(self.uri.clone())
@@ -184,30 +198,30 @@ impl Fetcher {
             )
             .header(header::USER_AGENT, "certgate")
             .body(body)
-            .map_err(|e| e.to_string())
+            .map_err(|e| FetchError::Url(e.to_string()))
     }
 
     async fn send(
         &self,
         req: Request<Full<Bytes>>,
-    ) -> Result<http::Response<hyper::body::Incoming>, String> {
+    ) -> Result<http::Response<hyper::body::Incoming>, FetchError> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(FetchError::Connect)?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
             Some((connector, name)) => {
                 let stream = connector
                     .connect(name.clone(), tcp)
                     .await
-                    .map_err(|e| format!("TLS: {e}"))?;
+                    .map_err(FetchError::Tls)?;
                 send(TokioIo::new(stream), req).await
             }
             None => send(TokioIo::new(tcp), req).await,
         }
     }
 
-    async fn exchange(&self, last: &Validators, max_bytes: usize) -> Result<Fetched, String> {
+    async fn exchange(&self, last: &Validators, max_bytes: usize) -> Result<Fetched, FetchError> {
         let Some((resp, validators)) = self.conditional_get(last).await? else {
             return Ok(Fetched::NotModified);
         };
@@ -220,7 +234,7 @@ impl Fetcher {
     async fn conditional_get(
         &self,
         last: &Validators,
-    ) -> Result<Option<(http::Response<hyper::body::Incoming>, Validators)>, String> {
+    ) -> Result<Option<(http::Response<hyper::body::Incoming>, Validators)>, FetchError> {
         let mut req = self.request(http::Method::GET, Full::new(Bytes::new()))?;
         let h = req.headers_mut();
         if let Some(v) = &last.etag {
@@ -239,7 +253,7 @@ impl Fetcher {
                 };
                 Ok(Some((resp, validators)))
             }
-            s => Err(format!("HTTP status {s}")),
+            s => Err(FetchError::Status(s)),
         }
     }
 
@@ -252,14 +266,10 @@ impl Fetcher {
         max_bytes: usize,
         timeout: Duration,
         to: &Path,
-    ) -> Result<Option<Downloaded>, DownloadError> {
+    ) -> Result<Option<Downloaded>, FetchError> {
         let result = tokio::time::timeout(timeout, self.stream_to(last, max_bytes, to))
             .await
-            .unwrap_or_else(|_| {
-                Err(DownloadError::Failed(format!(
-                    "no complete answer within {timeout:?}"
-                )))
-            });
+            .unwrap_or(Err(FetchError::Timeout(timeout)));
         if result.is_err() {
             let _ = tokio::fs::remove_file(to).await;
         }
@@ -271,10 +281,9 @@ impl Fetcher {
         last: &Validators,
         max_bytes: usize,
         to: &Path,
-    ) -> Result<Option<Downloaded>, DownloadError> {
+    ) -> Result<Option<Downloaded>, FetchError> {
         use tokio::io::AsyncWriteExt;
-        let failed = DownloadError::Failed;
-        let Some((resp, validators)) = self.conditional_get(last).await.map_err(failed)? else {
+        let Some((resp, validators)) = self.conditional_get(last).await? else {
             return Ok(None);
         };
         let declared = resp
@@ -282,66 +291,60 @@ impl Fetcher {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max_bytes as u64) {
-            return Err(DownloadError::TooLarge(max_bytes));
+            return Err(FetchError::TooLarge(max_bytes));
         }
         if let Some(dir) = to.parent() {
             tokio::fs::create_dir_all(dir)
                 .await
-                .map_err(|e| failed(format!("cache: {e}")))?;
+                .map_err(FetchError::Cache)?;
         }
         let mut file = tokio::fs::File::create(to)
             .await
-            .map_err(|e| failed(format!("cache: {e}")))?;
+            .map_err(FetchError::Cache)?;
         let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         let mut body = resp.into_body();
         let mut total = 0usize;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| failed(format!("body: {e}")))?;
+            let frame = frame.map_err(|e| FetchError::Body(e.to_string()))?;
             let Ok(chunk) = frame.into_data() else {
                 continue;
             };
             total += chunk.len();
             if total > max_bytes {
-                return Err(DownloadError::TooLarge(max_bytes));
+                return Err(FetchError::TooLarge(max_bytes));
             }
             digest.update(&chunk);
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| failed(format!("cache: {e}")))?;
+            file.write_all(&chunk).await.map_err(FetchError::Cache)?;
         }
-        file.sync_all()
-            .await
-            .map_err(|e| failed(format!("cache: {e}")))?;
-        let digest = digest
-            .finish()
-            .as_ref()
-            .try_into()
-            .map_err(|_| failed("digest".into()))?;
-        Ok(Some(Downloaded { digest, validators }))
+        file.sync_all().await.map_err(FetchError::Cache)?;
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(digest.finish().as_ref());
+        Ok(Some(Downloaded {
+            digest: sha256,
+            validators,
+        }))
     }
 }
 
 async fn read_body(
     resp: http::Response<hyper::body::Incoming>,
     max_bytes: usize,
-) -> Result<Bytes, String> {
+) -> Result<Bytes, FetchError> {
     Ok(Limited::new(resp.into_body(), max_bytes)
         .collect()
         .await
-        .map_err(|e| format!("body: {e}"))?
+        .map_err(|e| FetchError::Body(e.to_string()))?
         .to_bytes())
 }
 
 async fn send<T>(
     io: TokioIo<T>,
     req: Request<Full<Bytes>>,
-) -> Result<http::Response<hyper::body::Incoming>, String>
+) -> Result<http::Response<hyper::body::Incoming>, FetchError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -354,5 +357,5 @@ where
     sender
         .send_request(Request::from_parts(parts, body))
         .await
-        .map_err(|e| format!("HTTP: {e}"))
+        .map_err(FetchError::from)
 }

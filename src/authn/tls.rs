@@ -1,12 +1,10 @@
 //! TLS: loading certificates, keys and CRLs, the client-certificate verifier, the rustls server
 //! config, and classifying handshake failures.
 
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -25,61 +23,6 @@ pub fn provider() -> Arc<CryptoProvider> {
     PROVIDER
         .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .clone()
-}
-
-/// Roots to verify a server with: the certificates of a PEM bundle, or the system's roots.
-pub fn server_roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca {
-        Some(p) => {
-            for c in load_certs(p)? {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("{}: not a usable CA certificate: {e}", p.display()))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                return Err(
-                    "no system CA roots found (install ca-certificates) and no CA bundle given"
-                        .into(),
-                );
-            }
-        }
-    }
-    Ok(roots)
-}
-
-/// Reads every certificate from a PEM file; at least one is required.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: not a valid PEM certificate file: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{}: no CERTIFICATE block found (expected PEM)",
-            path.display()
-        ));
-    }
-    Ok(certs)
-}
-
-/// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1). The error never contains key material.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let bytes = read(path)?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
-        format!(
-            "{}: no usable private key (PKCS#8, PKCS#1 or SEC1 PEM expected): {e}",
-            path.display()
-        )
-    })
-}
-
-pub(crate) fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// Everything that shapes client-certificate verification.

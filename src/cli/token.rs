@@ -198,7 +198,7 @@ fn keys_of(issuer: &Issuer) -> Result<(std::sync::Arc<KeySet>, String), String> 
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            let set = rt.block_on(remote.fetch_now())?;
+            let set = rt.block_on(remote.fetch_now()).map_err(|e| e.to_string())?;
             let shown = format!("fetched {url} ({} keys)", set.keys.len());
             Ok((std::sync::Arc::new(set), shown))
         }

@@ -15,9 +15,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
+use crate::config::ConfigError;
 use crate::inventory::{Filter, Format, RecordView, render};
 use crate::state::Gateway;
-use crate::state::{ReloadRequest, Trigger};
+use crate::state::{ReloadError, ReloadRequest, Trigger};
 use crate::telemetry::anomaly::AnomalyKind;
 use crate::util::time::unix_now;
 
@@ -228,10 +229,14 @@ async fn reload(gateway: &Gateway, method: &Method) -> Response<Full<Bytes>> {
             StatusCode::OK,
             serde_json::json!({ "result": "ok", "config_generation": generation }),
         ),
-        Ok(Err(e)) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            serde_json::json!({ "result": "error", "error": e }),
-        ),
+        Ok(Err(e)) => {
+            let mut body = serde_json::json!({ "result": "error", "error": e.to_string() });
+            if let ReloadError::Config(ConfigError::Invalid { file, key, .. }) = &e {
+                body["file"] = file.display().to_string().into();
+                body["key"] = key.as_str().into();
+            }
+            (StatusCode::UNPROCESSABLE_ENTITY, body)
+        }
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({ "result": "error", "error": "reload task stopped" }),

@@ -13,23 +13,21 @@ use tracing::{debug, error, info, warn};
 
 use crate::runtime::activate::activate;
 use crate::state::snapshot::Snapshot;
-use crate::state::{Gateway, ReloadRequest, Trigger};
+use crate::state::{Gateway, ReloadError, ReloadRequest, Trigger};
 
 pub fn channel() -> (mpsc::Sender<ReloadRequest>, mpsc::Receiver<ReloadRequest>) {
     mpsc::channel(16)
 }
 
 /// Builds a snapshot from the config file off the async threads.
-async fn build(
-    gateway: &Arc<Gateway>,
-) -> Result<Result<Snapshot, crate::config::ConfigError>, String> {
+async fn build(gateway: &Arc<Gateway>) -> Result<Snapshot, ReloadError> {
     let path = gateway.current.load().config_path.clone();
     let building = gateway.clone();
-    tokio::task::spawn_blocking(move || {
+    let built = tokio::task::spawn_blocking(move || {
         Snapshot::load(&path, &building.telemetry, &building.registries)
     })
-    .await
-    .map_err(|e| format!("reload task failed: {e}"))
+    .await?;
+    Ok(built?)
 }
 
 /// A CRL URL new in this config (nothing cached yet) is fetched before the config goes live,
@@ -53,10 +51,7 @@ async fn fetch_new_crl_urls(gateway: &Arc<Gateway>, new: Snapshot) -> Snapshot {
     if !fetched {
         return new;
     }
-    match build(gateway).await {
-        Ok(Ok(with_crls)) => with_crls,
-        _ => new,
-    }
+    build(gateway).await.unwrap_or(new)
 }
 
 /// Serves reload requests until the gateway goes away. File-change requests only reload when
@@ -84,16 +79,12 @@ pub async fn run(gateway: Arc<Gateway>, mut requests: mpsc::Receiver<ReloadReque
     }
 }
 
-async fn reload(gateway: &Arc<Gateway>, trigger: Trigger) -> Result<u64, String> {
+async fn reload(gateway: &Arc<Gateway>, trigger: Trigger) -> Result<u64, ReloadError> {
     let metrics = &gateway.telemetry.metrics;
-    let new = match build(gateway).await? {
-        Ok(s) => s,
-        Err(e) => {
-            metrics.config_reloads_error.inc();
-            error!(trigger = trigger.label(), error = %e, "config reload refused; the running config stays in force");
-            return Err(e.to_string());
-        }
-    };
+    let new = build(gateway).await.inspect_err(|e| {
+        metrics.config_reloads_error.inc();
+        error!(trigger = trigger.label(), error = %e, "config reload refused; the running config stays in force");
+    })?;
     let old = gateway.current.load_full();
     if new.bind != old.bind {
         warn!(running = %old.bind, configured = %new.bind, "listener.bind changed: restart certgate to move the listener; everything else is applied");

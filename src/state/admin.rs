@@ -13,6 +13,7 @@ use rustls::server::WebPkiClientVerifier;
 use super::trust::ServerCert;
 use crate::authn::tls;
 use crate::config::{ConfigError, ConfigFile};
+use crate::util::pem;
 
 /// `[admin]` access rules, compiled.
 #[derive(Debug, Clone)]
@@ -155,7 +156,7 @@ fn admin_tls(
 ) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
     let invalid = |e: String| file.invalid("admin.client_ca", e);
     let mut roots = rustls::RootCertStore::empty();
-    for cert in tls::load_certs(ca).map_err(invalid)? {
+    for cert in pem::load_certs(ca).map_err(|e| invalid(e.to_string()))? {
         roots.add(cert).map_err(|e| {
             invalid(format!(
                 "{}: not a usable CA certificate: {e}",

@@ -74,8 +74,8 @@ impl CrlRegistry {
         path: &Path,
         cas: &[CertificateDer<'static>],
         cas_digest: [u8; 32],
-    ) -> Result<Result<Vec<LoadedCrl>, Unusable>, String> {
-        let bytes = crate::authn::tls::read(path)?;
+    ) -> Result<Result<Vec<LoadedCrl>, Unusable>, crate::util::pem::LoadError> {
+        let bytes = crate::util::pem::read(path)?;
         let digest = sha256(&bytes);
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(v) = verified.get(path)

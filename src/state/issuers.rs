@@ -107,5 +107,5 @@ fn resolve_remote(
         .resolve(name, definition, ca.as_deref(), &|result| {
             telemetry.metrics.jwks_fetch(name, result)
         })
-        .map_err(|e| (if ca.is_some() { "jwks_ca" } else { "jwks" }, e))
+        .map_err(|e| (if ca.is_some() { "jwks_ca" } else { "jwks" }, e.to_string()))
 }

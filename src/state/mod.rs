@@ -89,8 +89,17 @@ impl Trigger {
     }
 }
 
+/// Why a reload was refused: the running config stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("reload task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// A request for a reload; `reply` gets the new generation or why the config was refused.
 pub struct ReloadRequest {
     pub trigger: Trigger,
-    pub reply: Option<oneshot::Sender<Result<u64, String>>>,
+    pub reply: Option<oneshot::Sender<Result<u64, ReloadError>>>,
 }

@@ -9,6 +9,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 
 use crate::authn::identity::ClientIdentity;
+use crate::util::pem;
 use tracing::{error, info};
 
 use crate::authn::revocation::check::{PendingReport, Revocation};
@@ -36,9 +37,9 @@ impl ServerCert {
     pub(super) fn load(file: &ConfigFile) -> Result<Self, ConfigError> {
         let l = &file.raw.listener;
         let cert_path = file.resolve(&l.cert);
-        let chain = tls::load_certs(&cert_path).map_err(|e| file.invalid("listener.cert", e))?;
+        let chain = pem::load_certs(&cert_path).map_err(|e| file.invalid("listener.cert", e))?;
         let key =
-            tls::load_key(&file.resolve(&l.key)).map_err(|e| file.invalid("listener.key", e))?;
+            pem::load_key(&file.resolve(&l.key)).map_err(|e| file.invalid("listener.key", e))?;
         let identity = ClientIdentity::from_der(chain[0].as_ref())
             .map_err(|e| file.invalid("listener.cert", e))?;
         if identity.not_after < unix_now() {
@@ -93,7 +94,7 @@ impl Trust {
         for (i, p) in ca.trust_store.iter().enumerate() {
             let key = format!("client_auth.trust_store[{i}]");
             let path = file.resolve(p);
-            for cert in tls::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
+            for cert in pem::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
                 anchors.push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
                 anchor_subjects.push(subject_der(&cert));
                 cas.push(cert.clone());
@@ -110,7 +111,7 @@ impl Trust {
         for (i, p) in ca.intermediates.iter().enumerate() {
             let key = format!("client_auth.intermediates[{i}]");
             let path = file.resolve(p);
-            for cert in tls::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
+            for cert in pem::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
                 intermediates.push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
                 cas.push(cert.clone());
                 intermediate_certs.push(cert);

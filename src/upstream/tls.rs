@@ -6,6 +6,7 @@ use rustls::RootCertStore;
 
 use crate::authn::tls;
 use crate::config::{ConfigFile, RawUpstream};
+use crate::util::pem;
 
 /// The rustls client config for an upstream: verification roots, optional client certificate.
 pub(super) fn client_tls(
@@ -27,8 +28,8 @@ pub(super) fn client_tls(
         }
     }
     let roots = if https {
-        tls::server_roots(raw.ca.as_ref().map(|p| file.resolve(p)).as_deref())
-            .map_err(|e| ("ca", e))?
+        pem::server_roots(raw.ca.as_ref().map(|p| file.resolve(p)).as_deref())
+            .map_err(|e| ("ca", e.to_string()))?
     } else {
         RootCertStore::empty()
     };
@@ -39,8 +40,9 @@ pub(super) fn client_tls(
     match (&raw.client_cert, &raw.client_key) {
         (None, None) => Ok(builder.with_no_client_auth()),
         (Some(c), Some(k)) => {
-            let chain = tls::load_certs(&file.resolve(c)).map_err(|e| ("client_cert", e))?;
-            let key = tls::load_key(&file.resolve(k)).map_err(|e| ("client_key", e))?;
+            let chain =
+                pem::load_certs(&file.resolve(c)).map_err(|e| ("client_cert", e.to_string()))?;
+            let key = pem::load_key(&file.resolve(k)).map_err(|e| ("client_key", e.to_string()))?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| ("client_key", format!("does not fit client_cert: {e}")))

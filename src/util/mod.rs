@@ -3,5 +3,6 @@
 
 pub mod digest;
 pub mod memory;
+pub mod pem;
 pub mod text;
 pub mod time;

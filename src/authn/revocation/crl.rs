@@ -18,7 +18,7 @@ use x509_parser::prelude::{
 
 use super::pending::CrlProof;
 use super::serials::{SerialSet, canonical};
-use crate::authn::tls::read;
+use crate::util::pem::read;
 
 /// A verified CRL: what revocation lookups and `check` need, without the DER.
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ impl Unusable {
 pub fn load_crls(
     path: &Path,
     cas: &[CertificateDer<'_>],
-) -> Result<Result<Vec<LoadedCrl>, Unusable>, String> {
+) -> Result<Result<Vec<LoadedCrl>, Unusable>, crate::util::pem::LoadError> {
     let bytes = read(path)?;
     Ok(parse_crls(&bytes, cas))
 }

@@ -17,7 +17,7 @@ use rustls::pki_types::CertificateDer;
 use tracing::{info, warn};
 
 use super::crl;
-use crate::authn::fetch::{DownloadError, FetchCounters, Fetcher, Validators};
+use crate::authn::fetch::{FetchCounters, FetchError, Fetcher, Validators};
 use crate::util::digest::sha256;
 
 /// One fetch may take this long (a large CRL over a slow link).
@@ -88,8 +88,8 @@ impl RemoteCrl {
             Ok(Some(got)) => got,
             Err(e) => {
                 match e {
-                    DownloadError::TooLarge(_) => self.metrics.too_large.inc(),
-                    DownloadError::Failed(_) => self.metrics.error.inc(),
+                    FetchError::TooLarge(_) => self.metrics.too_large.inc(),
+                    _ => self.metrics.error.inc(),
                 }
                 warn!(target: "certgate::tls", source = %source, error = %e, "CRL fetch failed; keeping the last good CRL");
                 return false;
@@ -199,7 +199,7 @@ impl CrlUrlRegistry {
         &self,
         definition: Definition,
         counter: &dyn Fn(&str, &str) -> prometheus::IntCounter,
-    ) -> Result<Arc<RemoteCrl>, String> {
+    ) -> Result<Arc<RemoteCrl>, FetchError> {
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = live.get(&definition.url)
             && r.definition == definition

@@ -8,6 +8,22 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 /// Largest JWKS document accepted (file or URL).
 pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
+/// Why a JWKS document cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error(transparent)]
+    Fetch(#[from] crate::authn::fetch::FetchError),
+    #[error("larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("not a JWKS document (a JSON object with \"keys\"): {0}")]
+    NotJwks(serde_json::Error),
+    /// Every key was skipped (the reasons, joined) or there were none.
+    #[error("no usable key: {0}")]
+    NoUsableKey(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// One verification key.
 pub struct Key {
     pub kid: Option<String>,
@@ -38,16 +54,15 @@ impl KeySet {
 
     /// Parses a JWKS document. Keys that cannot be used are skipped (and listed); a document
     /// that is not a JWKS, or has no usable key, is an error.
-    pub fn parse(bytes: &[u8], allowed: &[Algorithm]) -> Result<Self, String> {
+    pub fn parse(bytes: &[u8], allowed: &[Algorithm]) -> Result<Self, JwksError> {
         if bytes.len() > MAX_JWKS_BYTES {
-            return Err(format!("larger than {MAX_JWKS_BYTES} bytes"));
+            return Err(JwksError::TooLarge(MAX_JWKS_BYTES));
         }
         #[derive(serde::Deserialize)]
         struct Document {
             keys: Vec<serde_json::Value>,
         }
-        let doc: Document = serde_json::from_slice(bytes)
-            .map_err(|e| format!("not a JWKS document (a JSON object with \"keys\"): {e}"))?;
+        let doc: Document = serde_json::from_slice(bytes).map_err(JwksError::NotJwks)?;
         let mut keys = Vec::new();
         let mut skipped = Vec::new();
         for (i, value) in doc.keys.into_iter().enumerate() {
@@ -66,7 +81,7 @@ impl KeySet {
             } else {
                 skipped.join("; ")
             };
-            return Err(format!("no usable key: {why}"));
+            return Err(JwksError::NoUsableKey(why));
         }
         Ok(Self {
             generation: next_generation(),

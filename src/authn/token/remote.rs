@@ -13,8 +13,8 @@ use arc_swap::ArcSwap;
 use jsonwebtoken::Algorithm;
 use tracing::{info, warn};
 
-use super::jwks::{KeySet, MAX_JWKS_BYTES};
-use crate::authn::fetch::{FetchCounters, Fetched, Fetcher, Validators};
+use super::jwks::{JwksError, KeySet, MAX_JWKS_BYTES};
+use crate::authn::fetch::{FetchCounters, FetchError, Fetched, Fetcher, Validators};
 
 /// Unknown-`kid` refetches are at most this frequent.
 pub const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(30);
@@ -96,14 +96,14 @@ impl RemoteJwks {
     }
 
     /// Fetches and parses the document once, without touching the live keys (`explain`).
-    pub async fn fetch_now(&self) -> Result<KeySet, String> {
+    pub async fn fetch_now(&self) -> Result<KeySet, JwksError> {
         match self
             .fetcher
             .get(&Validators::default(), MAX_JWKS_BYTES, FETCH_TIMEOUT)
             .await?
         {
             Fetched::Document { body, .. } => KeySet::parse(&body, &self.definition.algorithms),
-            Fetched::NotModified => Err("304 to an unconditional GET".into()),
+            Fetched::NotModified => Err(JwksError::Invalid("304 to an unconditional GET".into())),
         }
     }
 
@@ -192,7 +192,7 @@ impl JwksRegistry {
         definition: Definition,
         ca: Option<&std::path::Path>,
         counter: &dyn Fn(&str) -> prometheus::IntCounter,
-    ) -> Result<Arc<RemoteJwks>, String> {
+    ) -> Result<Arc<RemoteJwks>, FetchError> {
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = live.get(issuer)
             && r.definition == definition

@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::authn::fetch::Fetcher;
+use crate::authn::fetch::{FetchError, Fetcher};
 use crate::config::OcspMode;
 use wire::Status;
 
@@ -164,7 +164,7 @@ impl OcspPolicy {
         timeout: Duration,
         max_age: Duration,
         issuers: Arc<Vec<CertificateDer<'static>>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, FetchError> {
         let responder = if responder.is_empty() {
             None
         } else {
@@ -216,7 +216,7 @@ impl OcspPolicy {
     ) -> Lookup {
         let subject = match self.subject(leaf, presented) {
             Ok(s) => s,
-            Err(e) => return self.failed(Outcome::Error, e, now),
+            Err(e) => return self.failed(Outcome::Error, e.to_string(), now),
         };
         let slot = cache.slot(&subject.key, now);
         let mut held = slot.lock().await;
@@ -269,7 +269,7 @@ impl OcspPolicy {
                 }
                 match cache.fetcher(url) {
                     Ok(f) => f,
-                    Err(e) => return self.failed(Outcome::Error, e, now),
+                    Err(e) => return self.failed(Outcome::Error, e.to_string(), now),
                 }
             }
             (None, None) => {
@@ -285,7 +285,7 @@ impl OcspPolicy {
             .and_then(|(_, issuer)| wire::request(&issuer, &subject.serial))
         {
             Ok(q) => q,
-            Err(e) => return self.failed(Outcome::Error, e, now),
+            Err(e) => return self.failed(Outcome::Error, e.to_string(), now),
         };
         debug!(target: "certgate::tls", "asking the OCSP responder");
         let body = match fetcher
@@ -355,7 +355,7 @@ impl OcspCache {
     }
 
     /// A fetcher for a responder URL from a certificate's AIA, made once per URL.
-    fn fetcher(&self, url: &str) -> Result<Arc<Fetcher>, String> {
+    fn fetcher(&self, url: &str) -> Result<Arc<Fetcher>, FetchError> {
         let mut fetchers = self.fetchers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = fetchers.get(url) {
             return Ok(f.clone());
