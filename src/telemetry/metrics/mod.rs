@@ -2,14 +2,13 @@
 //! enums), and the per-request path uses handles resolved ahead of time: recording a request is a
 //! handful of atomic operations, with no lock and no allocation.
 
-use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder,
 };
 
 use crate::authn::tls::HandshakeResult;
 
+mod families;
 mod gauges;
 mod limit;
 mod route;
@@ -22,12 +21,6 @@ pub use upstream::{UpstreamMetrics, UpstreamOutcome};
 
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "_none";
-
-/// Latency buckets for a proxy: 100 µs … 30 s.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0,
-];
 
 /// Process-wide metrics; survives config reloads.
 pub struct Metrics {
@@ -63,275 +56,62 @@ pub struct Metrics {
     pub unrouted: RouteMetrics,
 }
 
-fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
-}
-
-fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
-        labels,
-    )
-    .expect("static metric definition")
-}
-
 impl Metrics {
     pub fn new() -> Self {
-        let requests_total = counter_vec(
-            "certgate_requests_total",
-            "Requests answered, by route, method and status code.",
-            &["route", "method", "code"],
-        );
-        let request_duration = histogram_vec(
-            "certgate_request_duration_seconds",
-            "Time from request head to the end of the response body, by route.",
-            &["route"],
-        );
-        let authz_decisions_total = counter_vec(
-            "certgate_authz_decisions_total",
-            "Authorisation decisions by route and decision.",
-            &["route", "decision"],
-        );
-        let received_bytes = counter_vec(
-            "certgate_request_body_bytes_total",
-            "Request body bytes received from clients and forwarded, by route.",
-            &["route"],
-        );
-        let sent_bytes = counter_vec(
-            "certgate_response_body_bytes_total",
-            "Response body bytes sent to clients, by route.",
-            &["route"],
-        );
-        let upstream_requests_total = counter_vec(
-            "certgate_upstream_requests_total",
-            "Requests forwarded to upstreams, by upstream and outcome.",
-            &["upstream", "outcome"],
-        );
-        let upstream_duration = histogram_vec(
-            "certgate_upstream_request_duration_seconds",
-            "Time until the upstream's response head, by upstream.",
-            &["upstream"],
-        );
-        let upstream_retries = counter_vec(
-            "certgate_upstream_retries_total",
-            "Extra attempts sent to another (or the same) endpoint, by upstream.",
-            &["upstream"],
-        );
-        let upstream_ejections = counter_vec(
-            "certgate_upstream_ejections_total",
-            "Endpoints ejected by passive outlier detection, by upstream.",
-            &["upstream"],
-        );
-        let upstream_connections = counter_vec(
-            "certgate_upstream_connections_opened_total",
-            "Connections opened to upstream endpoints (reuse keeps this low), by upstream.",
-            &["upstream"],
-        );
-        let limit_hits = counter_vec(
-            "certgate_limit_hits_total",
-            "Requests or connections stopped by a limit, by limit.",
-            &["limit"],
-        );
-        let tls = counter_vec(
-            "certgate_tls_handshakes_total",
-            "TLS handshakes by result.",
-            &["result"],
-        );
-        let active_connections =
-            IntGauge::new("certgate_active_connections", "Open client connections.")
-                .expect("static metric definition");
-        let reloads = counter_vec(
-            "certgate_config_reloads_total",
-            "Configuration reloads by result.",
-            &["result"],
-        );
-        let server_cert_expiry = IntGauge::new(
-            "certgate_server_cert_expiry_timestamp_seconds",
-            "notAfter of the server certificate in use (Unix time).",
-        )
-        .expect("static metric definition");
-        let crl_next_update = IntGaugeVec::new(
-            Opts::new(
-                "certgate_crl_next_update_timestamp_seconds",
-                "nextUpdate of each loaded CRL (Unix time), by file.",
-            ),
-            &["file"],
-        )
-        .expect("static metric definition");
-        let client_certs_expiring = IntGaugeVec::new(
-            Opts::new(
-                "certgate_client_certs_expiring",
-                "Client certificates in the inventory that expire within the window (expired ones included).",
-            ),
-            &["within"],
-        )
-        .expect("static metric definition");
-        let inventory_identities = IntGauge::new(
-            "certgate_inventory_identities",
-            "Distinct client certificates in the inventory.",
-        )
-        .expect("static metric definition");
-        let inventory_evictions = IntCounter::new(
-            "certgate_inventory_evictions_total",
-            "Inventory entries evicted (least recently seen) to stay under max_entries.",
-        )
-        .expect("static metric definition");
-
-        let rate_limited = counter_vec(
-            "certgate_rate_limited_total",
-            "Requests refused by a limit, by route and kind (rate, quota; would_rate, would_quota on audit routes).",
-            &["route", "kind"],
-        );
-        let shadow_decisions = counter_vec(
-            "certgate_shadow_decisions_total",
-            "Decisions of routes' shadow (candidate) policies, never enforced, by route and decision.",
-            &["route", "decision"],
-        );
-        let token_validations = counter_vec(
-            "certgate_token_validations_total",
-            "Access-token checks by issuer and result.",
-            &["issuer", "result"],
-        );
-        let jwks_fetches = counter_vec(
-            "certgate_jwks_fetches_total",
-            "JWKS fetches from URLs by issuer and result (ok, not_modified, error, invalid, too_large).",
-            &["issuer", "result"],
-        );
-        let crl_fetches = counter_vec(
-            "certgate_crl_fetches_total",
-            "CRL fetches from crl_urls by source and result (ok, not_modified, error, invalid, too_large).",
-            &["source", "result"],
-        );
-        let ocsp_checks = counter_vec(
-            "certgate_ocsp_checks_total",
-            "OCSP status of client certificates, checked once per connection, by result (good, revoked, unknown, error, invalid; cached: answered from the cache).",
-            &["result"],
-        );
+        use families as f;
+        let r = f::Registrar(Registry::new());
+        let ocsp_checks = r.counters(&f::OCSP_CHECKS);
         for o in crate::authn::revocation::ocsp::Outcome::ALL {
             ocsp_checks.with_label_values(&[o.label()]);
         }
         ocsp_checks.with_label_values(&["cached"]);
-        let anomalies = counter_vec(
-            "certgate_anomalies_total",
-            "Anomaly signals raised, by kind (shared_credential, denial_burst, rate_spike, new_route).",
-            &["kind"],
-        );
-        let limit_backend_errors = counter_vec(
-            "certgate_limit_backend_errors_total",
-            "Rate-limit checks the shared backend (Redis) did not answer in time, by reason (timeout, error).",
-            &["reason"],
-        );
-        let credentials = IntGaugeVec::new(
-            Opts::new(
-                "certgate_credentials",
-                "Client certificates in the inventory by owner (unowned for none) and state (active, expiring within [expiry] warning_window, expired, revoked).",
-            ),
-            &["owner", "state"],
-        )
-        .expect("static metric definition");
-
-        let inventory_sync = counter_vec(
-            "certgate_inventory_sync_total",
-            "Fleet inventory (PostgreSQL) syncs by result (ok, error).",
-            &["result"],
-        );
-        let inventory_pending_rows = IntGauge::new(
-            "certgate_inventory_pending_rows",
-            "Credential × route rows counted here and not yet in the fleet inventory.",
-        )
-        .expect("static metric definition");
-
-        let crl_usable = IntGaugeVec::new(
-            Opts::new(
-                "certgate_crl_usable",
-                "1 when the configured CRL source is usable, 0 when it is not (bad signature, unknown critical extension, untrusted issuer, unparseable).",
-            ),
-            &["source"],
-        )
-        .expect("static metric definition");
-
-        let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 31] = [
-            Box::new(crl_usable.clone()),
-            Box::new(inventory_sync.clone()),
-            Box::new(inventory_pending_rows.clone()),
-            Box::new(credentials.clone()),
-            Box::new(anomalies.clone()),
-            Box::new(limit_backend_errors.clone()),
-            Box::new(shadow_decisions.clone()),
-            Box::new(rate_limited.clone()),
-            Box::new(token_validations.clone()),
-            Box::new(jwks_fetches.clone()),
-            Box::new(crl_fetches.clone()),
-            Box::new(ocsp_checks.clone()),
-            Box::new(upstream_retries.clone()),
-            Box::new(upstream_ejections.clone()),
-            Box::new(upstream_connections.clone()),
-            Box::new(limit_hits.clone()),
-            Box::new(requests_total.clone()),
-            Box::new(request_duration.clone()),
-            Box::new(authz_decisions_total.clone()),
-            Box::new(received_bytes.clone()),
-            Box::new(sent_bytes.clone()),
-            Box::new(upstream_requests_total.clone()),
-            Box::new(upstream_duration.clone()),
-            Box::new(tls.clone()),
-            Box::new(active_connections.clone()),
-            Box::new(reloads.clone()),
-            Box::new(server_cert_expiry.clone()),
-            Box::new(crl_next_update.clone()),
-            Box::new(client_certs_expiring.clone()),
-            Box::new(inventory_identities.clone()),
-            Box::new(inventory_evictions.clone()),
-        ];
-        for c in collectors {
-            registry.register(c).expect("metric names are unique");
-        }
-        // Every handshake result and reload result is visible from the start, at 0.
-        let limits = Limit::ALL.map(|l| limit_hits.with_label_values(&[l.label()]));
-        let handshakes = HandshakeResult::ALL
-            .iter()
-            .map(|r| tls.with_label_values(&[r.label()]))
-            .collect();
+        // Every limit, handshake, reload and sync result is visible from the start, at 0.
+        let limit_hits = r.counters(&f::LIMIT_HITS);
+        let tls = r.counters(&f::TLS_HANDSHAKES);
+        let reloads = r.counters(&f::RELOADS);
+        let inventory_sync = r.counters(&f::INVENTORY_SYNC);
         let route_families = RouteFamilies {
-            requests_total,
-            request_duration,
-            authz_decisions_total,
-            received_bytes,
-            sent_bytes,
-            rate_limited,
-            shadow_decisions,
+            requests_total: r.counters(&f::REQUESTS),
+            request_duration: r.histograms(&f::REQUEST_DURATION),
+            authz_decisions_total: r.counters(&f::AUTHZ_DECISIONS),
+            received_bytes: r.counters(&f::RECEIVED_BYTES),
+            sent_bytes: r.counters(&f::SENT_BYTES),
+            rate_limited: r.counters(&f::RATE_LIMITED),
+            shadow_decisions: r.counters(&f::SHADOW_DECISIONS),
         };
         Self {
-            registry,
             unrouted: route_families.route(NO_ROUTE),
             route_families,
-            upstream_requests_total,
-            upstream_duration,
-            upstream_retries,
-            upstream_ejections,
-            upstream_connections,
-            limits,
-            handshakes,
-            active_connections,
+            upstream_requests_total: r.counters(&f::UPSTREAM_REQUESTS),
+            upstream_duration: r.histograms(&f::UPSTREAM_DURATION),
+            upstream_retries: r.counters(&f::UPSTREAM_RETRIES),
+            upstream_ejections: r.counters(&f::UPSTREAM_EJECTIONS),
+            upstream_connections: r.counters(&f::UPSTREAM_CONNECTIONS),
+            limits: Limit::ALL.map(|l| limit_hits.with_label_values(&[l.label()])),
+            handshakes: HandshakeResult::ALL
+                .iter()
+                .map(|h| tls.with_label_values(&[h.label()]))
+                .collect(),
+            active_connections: r.gauge(&f::ACTIVE_CONNECTIONS),
             config_reloads_ok: reloads.with_label_values(&["ok"]),
             config_reloads_error: reloads.with_label_values(&["error"]),
-            server_cert_expiry,
-            crl_next_update,
-            client_certs_expiring,
-            inventory_identities,
-            inventory_evictions,
-            token_validations,
-            jwks_fetches,
-            crl_fetches,
+            server_cert_expiry: r.gauge(&f::SERVER_CERT_EXPIRY),
+            crl_next_update: r.gauges(&f::CRL_NEXT_UPDATE),
+            client_certs_expiring: r.gauges(&f::CLIENT_CERTS_EXPIRING),
+            inventory_identities: r.gauge(&f::INVENTORY_IDENTITIES),
+            inventory_evictions: r.counter(&f::INVENTORY_EVICTIONS),
+            token_validations: r.counters(&f::TOKEN_VALIDATIONS),
+            jwks_fetches: r.counters(&f::JWKS_FETCHES),
+            crl_fetches: r.counters(&f::CRL_FETCHES),
             ocsp_checks,
-            anomalies,
-            limit_backend_errors,
-            credentials,
-            crl_usable,
+            anomalies: r.counters(&f::ANOMALIES),
+            limit_backend_errors: r.counters(&f::LIMIT_BACKEND_ERRORS),
+            credentials: r.gauges(&f::CREDENTIALS),
+            crl_usable: r.gauges(&f::CRL_USABLE),
             inventory_sync_ok: inventory_sync.with_label_values(&["ok"]),
             inventory_sync_error: inventory_sync.with_label_values(&["error"]),
-            inventory_pending_rows,
+            inventory_pending_rows: r.gauge(&f::INVENTORY_PENDING_ROWS),
+            registry: r.0,
         }
     }
 
