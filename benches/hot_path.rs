@@ -115,7 +115,13 @@ fn route_table(n: usize) -> certgate::authz::RouteTable {
                 "ab".repeat(32)
             ))
             .expect("bench route");
-            certgate::authz::Route::compile(i, &raw, |_| Some(0), |_| None).expect("bench route compiles")
+            let upstreams = std::collections::HashMap::from([("up".to_string(), 0)]);
+            let links = certgate::authz::Links {
+                upstreams: &upstreams,
+                issuers: &Default::default(),
+                limits: &Default::default(),
+            };
+            certgate::authz::Route::compile(i, &raw, &links).expect("bench route compiles")
         })
         .collect();
     certgate::authz::RouteTable::new(routes)

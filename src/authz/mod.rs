@@ -13,7 +13,7 @@ mod table;
 pub mod token;
 
 pub use decide::{Credential, Decision, Refusal, TokenVerdict, decide};
-pub use routes::{Route, RouteError};
+pub use routes::{Links, Route, RouteError};
 pub use rules::Rule;
 pub use shadow::Shadow;
 pub use table::RouteTable;

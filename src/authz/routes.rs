@@ -1,6 +1,8 @@
 //! Routes compiled from `[[routes]]`: what each matches and allows ([`super::table`] finds the
 //! first one matching a request).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
@@ -14,8 +16,8 @@ use super::shadow::Shadow;
 use super::token::TokenRequirement;
 use super::{DecidedBy, RequestParts, Verdict};
 use crate::limits::quota::{Quota, QuotaSpec};
+use crate::limits::registry::LimitRegistry;
 use crate::limits::{RateLimit, RateLimitSpec};
-use std::sync::Arc;
 
 /// One compiled route.
 #[derive(Debug)]
@@ -39,12 +41,9 @@ pub struct Route {
     pub websocket: bool,
     /// The access token the route needs, if any.
     pub token: Option<TokenRequirement>,
-    /// `rate_limit`, validated; [`Route::rate_limit`] is its live limiter.
-    pub rate_limit_spec: Option<RateLimitSpec>,
-    /// Attached from the limit registry when the snapshot is built.
+    /// `rate_limit`: its live limiter (the spec is [`RateLimit::spec`]).
     pub rate_limit: Option<Arc<RateLimit>>,
-    /// `quota`, validated; [`Route::quota`] is its live counters.
-    pub quota_spec: Option<QuotaSpec>,
+    /// `quota`: its live counters (the spec is [`Quota::spec`]).
     pub quota: Option<Arc<Quota>>,
     /// `enforcement = "audit"`: refusals are logged and counted, the request forwarded.
     pub audit: bool,
@@ -59,107 +58,138 @@ pub struct RouteError {
     pub problem: String,
 }
 
-impl Route {
-    /// Compiles `routes[index]`. `upstream_index` and `issuer_index` map an upstream or a
-    /// token issuer name to its index.
-    pub fn compile(
-        index: usize,
-        raw: &RawRoute,
-        upstream_index: impl Fn(&str) -> Option<usize>,
-        issuer_index: impl Fn(&str) -> Option<usize>,
-    ) -> Result<Self, RouteError> {
-        let err = |key: &str, problem: String| RouteError {
-            key: key.to_string(),
-            problem,
-        };
-        if raw.name.is_empty() {
-            return Err(err("name", "must not be empty".into()));
-        }
-        let prefix = &raw.path_prefix;
-        match path::normalize(prefix) {
-            Ok(n) if n == *prefix => {}
-            Ok(n) => {
-                return Err(err(
-                    "path_prefix",
-                    format!("must be normalised; did you mean {n:?}?"),
-                ));
-            }
-            Err(e) => return Err(err("path_prefix", e.to_string())),
-        }
-        if prefix.len() > 1 && prefix.ends_with('/') {
+/// `path_prefix`: normalised, without a trailing `/`.
+fn compile_prefix(prefix: &str) -> Result<String, RouteError> {
+    match path::normalize(prefix) {
+        Ok(n) if n == *prefix => {}
+        Ok(n) => {
             return Err(err(
                 "path_prefix",
-                format!(
-                    "drop the trailing '/': prefixes match whole segments, so {:?} already covers {prefix:?}",
-                    prefix.trim_end_matches('/')
-                ),
+                format!("must be normalised; did you mean {n:?}?"),
             ));
         }
-        let methods = match &raw.methods {
-            None => None,
-            Some(list) if list.is_empty() => {
+        Err(e) => return Err(err("path_prefix", e.to_string())),
+    }
+    if prefix.len() > 1 && prefix.ends_with('/') {
+        return Err(err(
+            "path_prefix",
+            format!(
+                "drop the trailing '/': prefixes match whole segments, so {:?} already covers {prefix:?}",
+                prefix.trim_end_matches('/')
+            ),
+        ));
+    }
+    Ok(prefix.to_string())
+}
+
+/// `methods`: upper-case method names; none given matches every method.
+fn compile_methods(list: Option<&[String]>) -> Result<Option<Vec<Method>>, RouteError> {
+    let Some(list) = list else {
+        return Ok(None);
+    };
+    if list.is_empty() {
+        return Err(err(
+            "methods",
+            "empty list matches nothing; omit the key to allow any method",
+        ));
+    }
+    list.iter()
+        .map(|m| {
+            let up = m.to_ascii_uppercase();
+            if up != *m {
                 return Err(err(
                     "methods",
-                    "empty list matches nothing; omit the key to allow any method".into(),
+                    format!("{m:?}: methods are case-sensitive, write {up:?}"),
                 ));
             }
-            Some(list) => Some(
-                list.iter()
-                    .map(|m| {
-                        let up = m.to_ascii_uppercase();
-                        if up != *m {
-                            return Err(err(
-                                "methods",
-                                format!("{m:?}: methods are case-sensitive, write {up:?}"),
-                            ));
-                        }
-                        Method::from_bytes(m.as_bytes())
-                            .map_err(|_| err("methods", format!("{m:?} is not a valid method")))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-        };
-        let host = match &raw.host {
-            Some(h) => match crate::authz::authority::RequestAuthority::parse(h.as_bytes()) {
-                Ok(a) if a.host().len() == a.header_value().len() => Some(a.host().to_string()),
-                Ok(_) => {
-                    return Err(err(
-                        "host",
-                        format!("{h:?}: give the host name without a port"),
-                    ));
-                }
-                Err(e) => return Err(err("host", format!("{h:?} is not a host name ({e})"))),
-            },
-            None => None,
-        };
-        let upstream = upstream_index(&raw.upstream).ok_or_else(|| {
+            Method::from_bytes(m.as_bytes())
+                .map_err(|_| err("methods", format!("{m:?} is not a valid method")))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// `host`: a host name without a port, kept canonical (lowercase, no trailing dot).
+fn compile_host(host: Option<&str>) -> Result<Option<String>, RouteError> {
+    let Some(h) = host else {
+        return Ok(None);
+    };
+    match crate::authz::authority::RequestAuthority::parse(h.as_bytes()) {
+        Ok(a) if a.host().len() == a.header_value().len() => Ok(Some(a.host().to_string())),
+        Ok(_) => Err(err(
+            "host",
+            format!("{h:?}: give the host name without a port"),
+        )),
+        Err(e) => Err(err("host", format!("{h:?} is not a host name ({e})"))),
+    }
+}
+
+/// An `allow` or `deny` list (`key` names it; a deny list refuses `any`).
+fn compile_rules(key: &str, list: &[RawMatcher]) -> Result<Vec<Rule>, RouteError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if key.ends_with("deny") {
+                Rule::compile_deny(r)
+            } else {
+                Rule::compile(r)
+            }
+            .map_err(|p| err(&format!("{key}[{i}]"), p))
+        })
+        .collect()
+}
+
+/// What a route names outside itself, resolved while it compiles.
+pub struct Links<'a> {
+    /// Upstream name → index among the snapshot's upstreams.
+    pub upstreams: &'a HashMap<String, usize>,
+    /// Token issuer name → index among the snapshot's issuers.
+    pub issuers: &'a HashMap<String, usize>,
+    /// Where the route's rate limiter and quota live across reloads (the same counters while
+    /// the route's limit is unchanged).
+    pub limits: &'a LimitRegistry,
+}
+
+fn err(key: &str, problem: impl Into<String>) -> RouteError {
+    RouteError {
+        key: key.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// `(key, problem)` from a part's own compile, relative to the route.
+fn keyed((key, problem): (&str, String)) -> RouteError {
+    err(key, problem)
+}
+
+impl Route {
+    /// Compiles `routes[index]`, with its upstream, token issuer and limiters resolved through
+    /// `links`.
+    pub fn compile(index: usize, raw: &RawRoute, links: &Links<'_>) -> Result<Self, RouteError> {
+        if raw.name.is_empty() {
+            return Err(err("name", "must not be empty"));
+        }
+        let path_prefix = compile_prefix(&raw.path_prefix)?;
+        let methods = compile_methods(raw.methods.as_deref())?;
+        let host = compile_host(raw.host.as_deref())?;
+        let upstream = links.upstreams.get(&raw.upstream).copied().ok_or_else(|| {
             err(
                 "upstream",
                 format!("no [upstreams.{}] is defined", raw.upstream),
             )
         })?;
-        let compile_list = |key: &str, list: &[RawMatcher]| {
-            list.iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    if key.ends_with("deny") {
-                        Rule::compile_deny(r)
-                    } else {
-                        Rule::compile(r)
-                    }
-                    .map_err(|p| err(&format!("{key}[{i}]"), p))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        };
+        let issuer_index = |n: &str| links.issuers.get(n).copied();
+        let rate_limit = raw.rate_limit.as_ref().map(RateLimitSpec::compile);
+        let quota = raw.quota.as_ref().map(QuotaSpec::compile);
         Ok(Route {
             name: raw.name.clone(),
             index,
             host,
-            path_prefix: prefix.clone(),
+            path_prefix,
             methods,
             upstream,
-            allow: compile_list("allow", &raw.allow)?,
-            deny: compile_list("deny", &raw.deny)?,
+            allow: compile_rules("allow", &raw.allow)?,
+            deny: compile_rules("deny", &raw.deny)?,
             allow_unauthenticated: raw.allow_unauthenticated,
             timeout: raw.timeout,
             max_request_body: raw.max_request_body.as_u64(),
@@ -170,27 +200,21 @@ impl Route {
                 .as_ref()
                 .map(|t| TokenRequirement::compile(t, issuer_index))
                 .transpose()
-                .map_err(|(k, p)| err(k, p))?,
-            rate_limit_spec: raw
-                .rate_limit
-                .as_ref()
-                .map(RateLimitSpec::compile)
+                .map_err(keyed)?,
+            rate_limit: rate_limit
                 .transpose()
-                .map_err(|(k, p)| err(k, p))?,
-            rate_limit: None,
-            quota_spec: raw
-                .quota
-                .as_ref()
-                .map(QuotaSpec::compile)
+                .map_err(keyed)?
+                .map(|spec| links.limits.resolve(&raw.name, spec)),
+            quota: quota
                 .transpose()
-                .map_err(|(k, p)| err(k, p))?,
-            quota: None,
+                .map_err(keyed)?
+                .map(|spec| links.limits.resolve_quota(&raw.name, spec)),
             audit: raw.enforcement == crate::config::Enforcement::Audit,
             shadow: match &raw.shadow {
                 None => None,
                 Some(s) => Some(Shadow {
-                    allow: compile_list("shadow.allow", &s.allow)?,
-                    deny: compile_list("shadow.deny", &s.deny)?,
+                    allow: compile_rules("shadow.allow", &s.allow)?,
+                    deny: compile_rules("shadow.deny", &s.deny)?,
                 }),
             },
         })

@@ -28,7 +28,19 @@ fn route_toml(toml_body: &str) -> Result<Route, RouteError> {
         "name = \"r\"\nupstream = \"up\"\npath_prefix = \"/p\"\n{toml_body}"
     ))
     .expect("test route parses");
-    Route::compile(0, &raw, |n| (n == "up").then_some(0), |_| None)
+    compile(0, &raw)
+}
+
+/// Compiles a route; its upstream may be "up", its token issuer "corp".
+fn compile(index: usize, raw: &RawRoute) -> Result<Route, RouteError> {
+    let upstreams = std::collections::HashMap::from([("up".to_string(), 0)]);
+    let issuers = std::collections::HashMap::from([("corp".to_string(), 0)]);
+    let links = Links {
+        upstreams: &upstreams,
+        issuers: &issuers,
+        limits: &crate::limits::registry::LimitRegistry::default(),
+    };
+    Route::compile(index, raw, &links)
 }
 
 fn matcher(entry: &str) -> Result<Rule, String> {
@@ -146,14 +158,14 @@ fn route_validation_names_the_key() {
     }
     let raw: RawRoute =
         toml::from_str("name = \"r\"\nupstream = \"nope\"\npath_prefix = \"/p\"").unwrap();
-    let e = Route::compile(0, &raw, |_| None, |_| None).unwrap_err();
+    let e = compile(0, &raw).unwrap_err();
     assert_eq!(e.key, "upstream");
     for prefix in ["p", "/a/../b", "/a/", "/a%2fb"] {
         let raw: RawRoute = toml::from_str(&format!(
             "name = \"r\"\nupstream = \"up\"\npath_prefix = \"{prefix}\""
         ))
         .unwrap();
-        let e = Route::compile(0, &raw, |_| Some(0), |_| None).unwrap_err();
+        let e = compile(0, &raw).unwrap_err();
         assert_eq!(e.key, "path_prefix", "{prefix}");
     }
 }
@@ -166,7 +178,7 @@ fn table(routes: &[&str]) -> RouteTable {
             .map(|(i, body)| {
                 let raw: RawRoute =
                     toml::from_str(&format!("name = \"r{i}\"\nupstream = \"up\"\n{body}")).unwrap();
-                Route::compile(i, &raw, |_| Some(0), |_| None).unwrap()
+                compile(i, &raw).unwrap()
             })
             .collect(),
     )
@@ -349,7 +361,7 @@ fn decided_route(body: &str) -> Route {
         "name = \"r\"\nupstream = \"up\"\npath_prefix = \"/p\"\n{body}"
     ))
     .expect("test route parses");
-    Route::compile(0, &raw, |_| Some(0), |n| (n == "corp").then_some(0)).unwrap()
+    compile(0, &raw).unwrap()
 }
 
 fn unowned(policy: OwnerPolicy) -> owners::Owners {

@@ -296,7 +296,7 @@ fn print_decision(
 
 /// The route's rate limit and quota, and whose budget this request draws on.
 fn print_limits(snapshot: &Snapshot, r: &Route, identity: Option<&ClientIdentity>) {
-    if let Some(l) = &r.rate_limit_spec {
+    if let Some(l) = r.rate_limit.as_ref().map(|l| &l.spec) {
         let whose = match (l.key, identity) {
             (LimitKeyKind::Identity, Some(id)) => format!(" (this certificate: {})", id.sha256_hex),
             (LimitKeyKind::Route, _) => " (one budget for every client)".to_string(),
@@ -317,7 +317,7 @@ fn print_limits(snapshot: &Snapshot, r: &Route, identity: Option<&ClientIdentity
             );
         }
     }
-    if let Some(q) = &r.quota_spec {
+    if let Some(q) = r.quota.as_ref().map(|q| &q.spec) {
         println!(
             "limit     quota{}{} per {} window, counted per {}",
             q.requests

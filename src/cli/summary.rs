@@ -134,8 +134,9 @@ pub fn summary(s: &Snapshot) -> String {
             } else {
                 ""
             },
-            r.rate_limit_spec
+            r.rate_limit
                 .as_ref()
+                .map(|l| &l.spec)
                 .map(|l| format!(
                     ", rate {}/{} burst {} per {}",
                     l.requests,
@@ -144,8 +145,9 @@ pub fn summary(s: &Snapshot) -> String {
                     l.key.as_str()
                 ))
                 .unwrap_or_default(),
-            r.quota_spec
+            r.quota
                 .as_ref()
+                .map(|q| &q.spec)
                 .map(|q| format!(
                     ", quota{}{} per {} per {}",
                     q.requests

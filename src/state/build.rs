@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::authn::tls;
-use crate::authz::{Route, RouteTable};
+use crate::authz::{Links, Route, RouteTable};
 use crate::config::{
     ClientAuthMode, ConfigError, ConfigFile, LimitBackend, OnBackendError, RawInventory,
     RawUpstream,
@@ -43,18 +43,13 @@ impl Snapshot {
         let (upstreams, upstream_ix) = compile_upstreams(file, telemetry, &registries.upstreams)?;
         let (token_issuers, issuer_ix) =
             compile_issuers(file, telemetry, &registries.jwks, &mut warnings)?;
-        let mut routes = compile_routes(file, &upstream_ix, &issuer_ix, &mut warnings)?;
+        let links = Links {
+            upstreams: &upstream_ix,
+            issuers: &issuer_ix,
+            limits: &registries.limits,
+        };
+        let routes = compile_routes(file, &links, &mut warnings)?;
         let limit_backend = compile_limit_backend(file, telemetry, registries, &mut warnings)?;
-        for r in &mut routes {
-            r.rate_limit = r
-                .rate_limit_spec
-                .clone()
-                .map(|spec| registries.limits.resolve(&r.name, spec));
-            r.quota = r
-                .quota_spec
-                .clone()
-                .map(|spec| registries.limits.resolve_quota(&r.name, spec));
-        }
         let route_obs = routes
             .iter()
             .map(|r| RouteObs {
@@ -162,8 +157,7 @@ fn compile_upstreams(
 /// nobody.
 fn compile_routes(
     file: &ConfigFile,
-    upstream_ix: &HashMap<String, usize>,
-    issuer_ix: &HashMap<String, usize>,
+    links: &Links<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Route>, ConfigError> {
     let mode = file.raw.client_auth.mode;
@@ -178,13 +172,8 @@ fn compile_routes(
                 ),
             ));
         }
-        let route = Route::compile(
-            i,
-            r,
-            |n| upstream_ix.get(n).copied(),
-            |n| issuer_ix.get(n).copied(),
-        )
-        .map_err(|e| file.invalid(format!("routes[{i}].{}", e.key), e.problem))?;
+        let route = Route::compile(i, r, links)
+            .map_err(|e| file.invalid(format!("routes[{i}].{}", e.key), e.problem))?;
         if let Some(earlier) = routes.iter().find(|e| route.is_shadowed_by(e)) {
             warnings.push(format!(
                 "routes[{i}] ({:?}) is never reached: routes[{}] ({:?}) matches all of its requests first",
