@@ -65,7 +65,7 @@ fn run(config: &Path, req: Request<'_>) -> Result<ExitCode, Stop> {
     let snapshot = load_for_inspection(config).map_err(|e| e.to_string())?;
     let asked = asked(&req)?;
     let (identity, verified) = match req.cert {
-        None if snapshot.client_auth_mode == ClientAuthMode::Require => {
+        None if snapshot.tls.client_auth_mode == ClientAuthMode::Require => {
             println!(
                 "tls       no client certificate: with client_auth.mode = \"require\" the handshake is refused (no_certificate)"
             );
@@ -102,21 +102,27 @@ fn run(config: &Path, req: Request<'_>) -> Result<ExitCode, Stop> {
         params: without_params.is_some(),
         upgrade: false,
     };
-    let Some(route) = snapshot.routes.find(&parts) else {
+    let Some(route) = snapshot.routing.routes.find(&parts) else {
         println!("route     none matches -> 404");
-        println!("why       {}", snapshot.routes.why_no_route(&parts));
+        println!("why       {}", snapshot.routing.routes.why_no_route(&parts));
         return Err(Stop::Refused);
     };
     let owner = identity
         .as_ref()
-        .and_then(|id| snapshot.owners.owner_of(id));
+        .and_then(|id| snapshot.identity.owners.owner_of(id));
     let credential = Credential::of(identity.as_ref(), owner);
     let mut report = super::token::TokenReport::default();
     let (slot, shown, token) = (&mut report, &snapshot, token.as_deref());
-    let d = authz::decide(&parts, &credential, route, &snapshot.owners, move |need| {
-        let slot = slot;
-        slot.verify(shown, need, token, credential.identity())
-    });
+    let d = authz::decide(
+        &parts,
+        &credential,
+        route,
+        &snapshot.identity.owners,
+        move |need| {
+            let slot = slot;
+            slot.verify(shown, need, token, credential.identity())
+        },
+    );
     print_decision(&snapshot, &d, identity.as_ref())?;
     let token_ok = match (&route.token, d.token) {
         (Some(need), Some(verdict)) => report.print(need, verdict),
@@ -191,11 +197,12 @@ fn certificate(snapshot: &Snapshot, p: &Path) -> Result<(ClientIdentity, bool), 
         println!("  dns     {d}");
     }
     println!("  issuer  {}", id.issuer);
-    if snapshot.owners.configured {
+    if snapshot.identity.owners.configured {
         print_owner(snapshot, &id);
     }
     let verified =
-        match certgate::authn::tls::verify_chain(&*snapshot.client_verifier, leaf, &chain[1..]) {
+        match certgate::authn::tls::verify_chain(&*snapshot.tls.client_verifier, leaf, &chain[1..])
+        {
             Ok(()) => {
                 println!("tls       certificate verifies against the trust store");
                 true
@@ -210,7 +217,7 @@ fn certificate(snapshot: &Snapshot, p: &Path) -> Result<(ClientIdentity, bool), 
 }
 
 fn print_owner(snapshot: &Snapshot, id: &ClientIdentity) {
-    let owners = &snapshot.owners;
+    let owners = &snapshot.identity.owners;
     match owners.owner_of(id).map(|i| &owners.list[i]) {
         Some(o) => println!(
             "owner     {}{}{}",
@@ -309,11 +316,11 @@ fn print_limits(snapshot: &Snapshot, r: &Route, identity: Option<&ClientIdentity
             l.burst,
             l.key.as_str(),
         );
-        if let Some(b) = &snapshot.limit_backend {
+        if let Some(b) = &snapshot.limits.backend {
             println!(
                 "          counted fleet-wide in {} (if it fails: {})",
                 b.shown,
-                snapshot.limits.on_backend_error.as_str()
+                snapshot.limits.config.on_backend_error.as_str()
             );
         }
     }
@@ -336,14 +343,14 @@ fn print_limits(snapshot: &Snapshot, r: &Route, identity: Option<&ClientIdentity
 /// the chain file presents, whether that CA signed it — as a handshake would find.
 fn pending_crls(snapshot: &Snapshot, presented: &[CertificateDer<'_>]) {
     use x509_parser::prelude::{FromDer, X509Certificate};
-    for p in &snapshot.crl_checks.pending {
+    for p in &snapshot.tls.crl_checks.pending {
         eprintln!("warning: {p}");
     }
     let cas: Vec<X509Certificate<'_>> = presented
         .iter()
         .filter_map(|c| X509Certificate::from_der(c.as_ref()).ok().map(|(_, c)| c))
         .collect();
-    for c in &snapshot.crls {
+    for c in &snapshot.tls.crls {
         let Some(proof) = &c.crl.pending else {
             continue;
         };

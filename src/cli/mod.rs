@@ -199,8 +199,8 @@ fn run(config: &Path, log_format: Option<LogFormat>) -> ExitCode {
         }
     };
     let _log = match init_logging(
-        &snapshot.log.level,
-        log_format.unwrap_or(snapshot.log.format),
+        &snapshot.telemetry.log.level,
+        log_format.unwrap_or(snapshot.telemetry.log.format),
     ) {
         Ok(guard) => guard,
         Err(e) => return report(Err(e)),
@@ -229,21 +229,27 @@ fn check(config: &Path) -> ExitCode {
     };
     print!("{}", summary(&s));
     // check does not fetch: a URL not fetched yet is fetched by the gateway at start.
-    for p in s.crl_checks.unfetched.iter().chain(&s.crl_checks.pending) {
+    for p in s
+        .tls
+        .crl_checks
+        .unfetched
+        .iter()
+        .chain(&s.tls.crl_checks.pending)
+    {
         eprintln!("warning: {p}");
     }
     // An unusable CRL does not stop the gateway (its CA's clients are refused), but it is an
     // error to fix: one verdict, and `config OK` only when nothing is an error.
-    for p in &s.crl_checks.problems {
+    for p in &s.tls.crl_checks.problems {
         eprintln!("error: {p}");
     }
-    if s.crl_checks.problems.is_empty() {
+    if s.tls.crl_checks.problems.is_empty() {
         println!("config OK: {}", s.config_path.display());
         ExitCode::SUCCESS
     } else {
         eprintln!(
             "config has errors ({}): {}",
-            s.crl_checks.problems.len(),
+            s.tls.crl_checks.problems.len(),
             s.config_path.display()
         );
         ExitCode::FAILURE

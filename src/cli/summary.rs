@@ -11,16 +11,20 @@ pub fn summary(s: &Snapshot) -> String {
     let mut o = String::new();
     let now = unix_now();
     let _ = writeln!(o, "config     {}", s.config_path.display());
-    let _ = writeln!(o, "listener   {} (TLS 1.2/1.3, ALPN h2, http/1.1)", s.bind);
+    let _ = writeln!(
+        o,
+        "listener   {} (TLS 1.2/1.3, ALPN h2, http/1.1)",
+        s.listener.bind
+    );
     let _ = writeln!(
         o,
         "server     {} (expires {}, {} days)",
-        s.server_cert.subject,
-        fmt_time(s.server_cert.not_after),
-        (s.server_cert.not_after - now) / 86400
+        s.tls.server_cert.subject,
+        fmt_time(s.tls.server_cert.not_after),
+        (s.tls.server_cert.not_after - now) / 86400
     );
-    let _ = writeln!(o, "client_auth mode = {}", s.client_auth_mode.as_str());
-    for c in &s.trust_anchors {
+    let _ = writeln!(o, "client_auth mode = {}", s.tls.client_auth_mode.as_str());
+    for c in &s.tls.trust_anchors {
         let _ = writeln!(
             o,
             "  trust    {} (expires {})",
@@ -28,7 +32,7 @@ pub fn summary(s: &Snapshot) -> String {
             fmt_time(c.not_after)
         );
     }
-    for c in &s.intermediates {
+    for c in &s.tls.intermediates {
         let _ = writeln!(
             o,
             "  inter    {} (expires {})",
@@ -36,7 +40,7 @@ pub fn summary(s: &Snapshot) -> String {
             fmt_time(c.not_after)
         );
     }
-    for c in &s.crls {
+    for c in &s.tls.crls {
         let _ = writeln!(
             o,
             "  crl      {} issuer {} revoked {} next update {}",
@@ -46,7 +50,7 @@ pub fn summary(s: &Snapshot) -> String {
             c.crl.next_update.map_or_else(|| "none".into(), fmt_time)
         );
     }
-    for r in &s.remote_crls {
+    for r in &s.tls.remote_crls {
         let _ = writeln!(
             o,
             "  crl url  {} every {} (cache {})",
@@ -55,7 +59,7 @@ pub fn summary(s: &Snapshot) -> String {
             r.definition.cache.display()
         );
     }
-    if let Some(p) = &s.ocsp {
+    if let Some(p) = &s.tls.ocsp {
         let _ = writeln!(
             o,
             "  ocsp     {} (responder {})",
@@ -63,8 +67,8 @@ pub fn summary(s: &Snapshot) -> String {
             p.responder().unwrap_or("from each certificate's AIA")
         );
     }
-    let _ = writeln!(o, "admin      {}", s.admin_bind);
-    for u in &s.upstreams {
+    let _ = writeln!(o, "admin      {}", s.admin.bind);
+    for u in &s.routing.upstreams {
         let _ = writeln!(
             o,
             "upstream   {} -> {} ({}, {}, timeout {})",
@@ -75,7 +79,7 @@ pub fn summary(s: &Snapshot) -> String {
             humantime::format_duration(u.timeout)
         );
     }
-    for i in &s.token_issuers {
+    for i in &s.identity.token_issuers {
         let keys = i.keys.load();
         let source = match &i.source {
             JwksSource::File(p) => format!("{} ({} keys)", p.display(), keys.keys.len()),
@@ -96,25 +100,25 @@ pub fn summary(s: &Snapshot) -> String {
             }
         );
     }
-    if s.owners.configured {
+    if s.identity.owners.configured {
         let _ = writeln!(
             o,
             "owners     {} owner(s) (unowned: {}, lifetime_violation: {})",
-            s.owners.list.len(),
-            s.owners.unowned.as_str(),
-            s.owners.lifetime_violation.as_str()
+            s.identity.owners.list.len(),
+            s.identity.owners.unowned.as_str(),
+            s.identity.owners.lifetime_violation.as_str()
         );
     }
-    if let Some(b) = &s.limit_backend {
+    if let Some(b) = &s.limits.backend {
         let _ = writeln!(
             o,
             "limits     redis {} (on error: {}, timeout {})",
             b.shown,
-            s.limits.on_backend_error.as_str(),
-            humantime::format_duration(s.limits.backend_timeout)
+            s.limits.config.on_backend_error.as_str(),
+            humantime::format_duration(s.limits.config.backend_timeout)
         );
     }
-    for r in s.routes.routes() {
+    for r in s.routing.routes.routes() {
         let methods = r.methods().map_or_else(
             || "*".to_string(),
             |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
@@ -126,7 +130,10 @@ pub fn summary(s: &Snapshot) -> String {
             methods,
             r.host().unwrap_or(""),
             r.path_prefix(),
-            s.upstreams.get(r.upstream).map_or("?", |u| u.name.as_str()),
+            s.routing
+                .upstreams
+                .get(r.upstream)
+                .map_or("?", |u| u.name.as_str()),
             r.allow.len(),
             r.deny.len(),
             if r.allow_unauthenticated {
@@ -164,7 +171,8 @@ pub fn summary(s: &Snapshot) -> String {
                 .as_ref()
                 .map(|t| format!(
                     ", token from {}{}",
-                    s.token_issuers
+                    s.identity
+                        .token_issuers
                         .get(t.issuer)
                         .map_or("?", |i| i.name.as_str()),
                     if t.scopes.is_empty() {

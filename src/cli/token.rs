@@ -46,7 +46,7 @@ impl TokenReport {
         token: Option<&str>,
         identity: Option<&ClientIdentity>,
     ) -> Result<&VerifiedToken, TokenFailure> {
-        let Some(issuer) = snapshot.token_issuers.get(need.issuer) else {
+        let Some(issuer) = snapshot.identity.token_issuers.get(need.issuer) else {
             return Err(TokenFailure::UnknownKey);
         };
         self.say(format!(

@@ -40,6 +40,7 @@ impl Presented {
         need: &TokenRequirement,
     ) -> Result<&VerifiedToken, TokenFailure> {
         let issuer = snapshot
+            .identity
             .token_issuers
             .get(need.issuer)
             .ok_or(TokenFailure::UnknownKey)?;
@@ -79,7 +80,7 @@ impl Presented {
         enforced: bool,
         x: &mut Exchange,
     ) -> Result<Option<Arc<VerifiedToken>>, RequestError> {
-        let issuer = snapshot.token_issuers.get(need.issuer);
+        let issuer = snapshot.identity.token_issuers.get(need.issuer);
         let failure = match verdict {
             TokenVerdict::Accepted => None,
             TokenVerdict::Refused { failure, unmet } => {

@@ -99,7 +99,7 @@ impl ConnContext {
             requests: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
             bytes_read_at_response: AtomicU64::new(0),
-            max_requests: snapshot.max_requests_per_connection,
+            max_requests: snapshot.listener.max_requests_per_connection,
             intermediates,
             verified_generation: AtomicU64::new(snapshot.generation),
             close: tokio::sync::Notify::new(),
@@ -120,7 +120,7 @@ impl ConnContext {
         if memo != 0 && memo >> 16 == snapshot.generation {
             return (memo & 0xffff).checked_sub(1).map(|i| i as usize);
         }
-        let owner = snapshot.owners.owner_of(id);
+        let owner = snapshot.identity.owners.owner_of(id);
         let slot = owner.map_or(0, |i| i as u64 + 1);
         if slot <= 0xffff {
             self.owner_memo
@@ -129,7 +129,7 @@ impl ConnContext {
         if let Some(entry) = &self.inventory {
             entry.set_owner(
                 owner
-                    .and_then(|i| snapshot.owners.list.get(i))
+                    .and_then(|i| snapshot.identity.owners.list.get(i))
                     .map(|o| o.name.clone()),
             );
         }
@@ -181,7 +181,7 @@ impl ConnContext {
         if self.verified_generation.load(Ordering::Relaxed) == snapshot.generation {
             return Ok(());
         }
-        tls::verify_chain(&*snapshot.client_verifier, &id.der, &self.intermediates)
+        tls::verify_chain(&*snapshot.tls.client_verifier, &id.der, &self.intermediates)
             .map_err(|r| format!("client certificate no longer accepted after reload: {r}"))?;
         self.verified_generation
             .store(snapshot.generation, Ordering::Relaxed);

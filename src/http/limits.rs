@@ -35,10 +35,10 @@ pub(super) async fn check_limits(
         })
     };
     if let Some(limit) = &route.rate_limit {
-        let fleet = snapshot.limit_backend.as_deref().map(|backend| Fleet {
+        let fleet = snapshot.limits.backend.as_deref().map(|backend| Fleet {
             backend,
-            timeout: snapshot.limits.backend_timeout,
-            on_error: snapshot.limits.on_backend_error,
+            timeout: snapshot.limits.config.backend_timeout,
+            on_error: snapshot.limits.config.on_backend_error,
         });
         let key = LimitKey::of(limit.spec.key, leaf, ip);
         let (outcome, failure) = limit

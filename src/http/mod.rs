@@ -97,9 +97,11 @@ async fn proxy(
     mut req: Request<Incoming>,
     x: &mut Exchange,
 ) -> Result<Response<ResponseBody>, RequestError> {
-    framing::check_head_size(&req, snapshot.max_request_header_bytes).inspect_err(|_| {
-        ctx.gateway.telemetry.metrics.limit_hit(Limit::HeaderBytes);
-    })?;
+    framing::check_head_size(&req, snapshot.listener.max_request_header_bytes).inspect_err(
+        |_| {
+            ctx.gateway.telemetry.metrics.limit_hit(Limit::HeaderBytes);
+        },
+    )?;
     framing::check_method(req.method())?;
     framing::check_framing(&req)?;
     let websocket = framing::upgrade_request(&req)?;
@@ -118,6 +120,7 @@ async fn proxy(
     )?;
     limits::check_limits(ctx, snapshot, route, x).await?;
     let upstream = snapshot
+        .routing
         .upstreams
         .get(route.upstream)
         .ok_or(RequestError::Internal("route names a missing upstream"))?;
@@ -130,8 +133,12 @@ async fn proxy(
     let client_side = websocket.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let new_path = matches!(path, Cow::Owned(_)).then_some(&*path);
     // Bodiless requests (most GETs) need no meter.
-    let meter = (!req.body().is_end_stream())
-        .then(|| BodyMeter::new(route.max_request_body, snapshot.request_body_timeout));
+    let meter = (!req.body().is_end_stream()).then(|| {
+        BodyMeter::new(
+            route.max_request_body,
+            snapshot.listener.request_body_timeout,
+        )
+    });
     x.bytes_in = meter.clone();
     let out = prepare_upstream_request(
         ctx,
@@ -182,7 +189,7 @@ async fn proxy(
                 .quota
                 .as_ref()
                 .filter(|q| q.spec.bytes.is_some())
-                .zip(snapshot.route_obs.get(route.index))
+                .zip(snapshot.routing.route_obs.get(route.index))
                 .map(|(q, obs)| {
                     let leaf = ctx.identity.as_deref().map(|i| &i.sha256);
                     (
@@ -256,7 +263,7 @@ fn authorize<'s, B>(
         upgrade,
     };
     x.owner = ctx.owner(snapshot);
-    let Some(route) = snapshot.routes.find(&parts) else {
+    let Some(route) = snapshot.routing.routes.find(&parts) else {
         x.verdict = Some(Verdict::NoRoute);
         x.decided_by = Some(DecidedBy::NoRoute);
         if parts.params {
@@ -269,10 +276,16 @@ fn authorize<'s, B>(
     let credential = Credential::of(ctx.identity.as_deref(), x.owner);
     let mut presented = bearer::Presented::default();
     let slot = &mut presented;
-    let d = authz::decide(&parts, &credential, route, &snapshot.owners, move |need| {
-        let slot = slot;
-        slot.verify(ctx, snapshot, req, need)
-    });
+    let d = authz::decide(
+        &parts,
+        &credential,
+        route,
+        &snapshot.identity.owners,
+        move |need| {
+            let slot = slot;
+            slot.verify(ctx, snapshot, req, need)
+        },
+    );
     x.verdict = d.verdict;
     if d.verdict.is_some() {
         x.decided_by = Some(d.decided_by);
@@ -328,7 +341,7 @@ fn prepare_upstream_request(
             request_id: f.request_id,
             authority: f.authority.header_value(),
             upgrade: f.upgrade,
-            strip: &snapshot.strip_request_headers,
+            strip: &snapshot.listener.strip_request_headers,
             token: f.token.map(|t| &t.headers),
             keep_authorization: f.keep_authorization,
         },

@@ -17,7 +17,7 @@ pub(super) async fn check(
     ctx: &ConnContext,
     snapshot: &Snapshot,
 ) -> Result<(), (DecidedBy, RequestError)> {
-    let (Some(policy), Some(id)) = (&snapshot.ocsp, &ctx.identity) else {
+    let (Some(policy), Some(id)) = (&snapshot.tls.ocsp, &ctx.identity) else {
         return Ok(());
     };
     let now = coarse_unix_now();

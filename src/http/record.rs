@@ -250,7 +250,7 @@ impl Exchange {
         );
         let snapshot = &self.snapshot;
         let telemetry = &self.ctx.gateway.telemetry;
-        let route_obs = self.route.and_then(|i| snapshot.route_obs.get(i));
+        let route_obs = self.route.and_then(|i| snapshot.routing.route_obs.get(i));
         let metrics = route_obs.map_or(&telemetry.metrics.unrouted, |r| &r.metrics);
         let elapsed = self.start.elapsed();
         let bytes_in = self.bytes_in.as_ref().map_or(0, |m| m.bytes());
@@ -280,14 +280,17 @@ impl Exchange {
         }
         let route = self
             .route
-            .and_then(|i| snapshot.routes.routes().get(i))
+            .and_then(|i| snapshot.routing.routes.routes().get(i))
             .map(|r| r.name.as_str());
         let id = self.ctx.identity.as_deref();
-        let owner = match self.owner.and_then(|i| snapshot.owners.list.get(i)) {
+        let owner = match self
+            .owner
+            .and_then(|i| snapshot.identity.owners.list.get(i))
+        {
             Some(o) => Some(&*o.name),
-            None => (id.is_some() && snapshot.owners.configured).then_some(UNOWNED),
+            None => (id.is_some() && snapshot.identity.owners.configured).then_some(UNOWNED),
         };
-        if let Some(spec) = &snapshot.anomaly {
+        if let Some(spec) = &snapshot.telemetry.anomaly {
             telemetry.anomalies.observe(
                 spec,
                 &anomaly::Request {
@@ -305,7 +308,7 @@ impl Exchange {
 
         let upstream = self
             .upstream
-            .and_then(|i| snapshot.upstreams.get(i))
+            .and_then(|i| snapshot.routing.upstreams.get(i))
             .map(|u| u.name.as_str());
         let token = self.token.as_ref();
         let side = self.error.as_deref().map(RequestError::side);
@@ -339,7 +342,7 @@ impl Exchange {
             error = self.error.as_ref().map(tracing::field::display),
             error_side = side.map(Side::label),
             token_issuer = token
-                .and_then(|t| snapshot.token_issuers.get(t.issuer))
+                .and_then(|t| snapshot.identity.token_issuers.get(t.issuer))
                 .map(|i| i.name.as_str()),
             token_result = token.map(TokenRecord::result),
             token_unmet = self.token_unmet.as_deref(),

@@ -10,6 +10,7 @@ use prometheus::IntCounter;
 use super::quota::{Quota, QuotaSpec};
 use super::redis::RedisBackend;
 use super::{RateLimit, RateLimitSpec};
+use crate::authz::Route;
 
 /// Locked only while a snapshot is built or swapped in, never on the request path.
 #[derive(Default)]
@@ -52,25 +53,28 @@ impl LimitRegistry {
         }
     }
 
-    /// Makes `backend` the registered one and starts its connection (inside the runtime).
-    pub fn adopt_redis(&self, backend: Option<&Arc<RedisBackend>>) {
+    /// Makes the limiters and quotas of `routes` (those of the snapshot going live) and
+    /// `backend` the registered ones, and starts the backend's connection (inside the runtime).
+    pub fn adopt(&self, routes: &[Route], backend: Option<&Arc<RedisBackend>>) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.clear();
+        live.extend(
+            routes
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), r.rate_limit.clone()?))),
+        );
+        drop(live);
+        let mut quotas = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        quotas.clear();
+        quotas.extend(
+            routes
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), r.quota.clone()?))),
+        );
+        drop(quotas);
         if let Some(b) = backend {
             b.start();
         }
         *self.redis.lock().unwrap_or_else(|e| e.into_inner()) = backend.cloned();
-    }
-
-    /// Makes `quotas` (route name, quota) the registered set.
-    pub fn adopt_quotas<'a>(&self, quotas: impl Iterator<Item = (&'a str, &'a Arc<Quota>)>) {
-        let mut live = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
-        live.clear();
-        live.extend(quotas.map(|(n, q)| (n.to_string(), q.clone())));
-    }
-
-    /// Makes `limits` (route name, limiter; those of the snapshot going live) the registered set.
-    pub fn adopt<'a>(&self, limits: impl Iterator<Item = (&'a str, &'a Arc<RateLimit>)>) {
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.clear();
-        live.extend(limits.map(|(n, l)| (n.to_string(), l.clone())));
     }
 }

@@ -57,12 +57,12 @@ pub(super) async fn serve(
         None => None,
         Some(id) => match gateway
             .conn_caps
-            .admit_identity(id.sha256, snapshot.max_connections_per_identity)
+            .admit_identity(id.sha256, snapshot.listener.max_connections_per_identity)
         {
             Some(held) => Some(held),
             None => {
                 metrics.limit_hit(Limit::ConnectionsPerIdentity);
-                debug!(client = %peer, subject = %id.subject, limit = snapshot.max_connections_per_identity, "connection closed: max_connections_per_identity reached");
+                debug!(client = %peer, subject = %id.subject, limit = snapshot.listener.max_connections_per_identity, "connection closed: max_connections_per_identity reached");
                 return;
             }
         },
@@ -76,13 +76,13 @@ pub(super) async fn serve(
     let io = TokioIo::new(ClientIo::new(
         tls,
         ctx.clone(),
-        h2.then(|| FloodGuard::new(snapshot.h2.max_pings_per_second)),
+        h2.then(|| FloodGuard::new(snapshot.listener.h2.max_pings_per_second)),
     ));
     // ALPN decides the protocol, as RFC 9113 requires over TLS (and as nginx does): "h2" gets
     // HTTP/2, anything else or no ALPN at all HTTP/1.1.
     let result = if h2 {
         let conn = Box::pin(http2_builder(&snapshot).serve_connection(io, service));
-        let idle = snapshot.h2.idle_timeout;
+        let idle = snapshot.listener.h2.idle_timeout;
         drop(snapshot);
         drive(
             conn,
@@ -100,7 +100,7 @@ pub(super) async fn serve(
                 .with_upgrades(),
         );
         // The tick polls the connection so that the header deadline of `PolledTimer` holds.
-        let tick = poll_period(snapshot.header_read_timeout);
+        let tick = poll_period(snapshot.listener.header_read_timeout);
         drop(snapshot);
         drive(conn, |c| c.graceful_shutdown(), &stop, &ctx, tick, None).await
     };
@@ -123,24 +123,24 @@ pub(super) async fn serve(
 fn http1_builder(snapshot: &Snapshot) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(PolledTimer)
-        .header_read_timeout(snapshot.header_read_timeout)
+        .header_read_timeout(snapshot.listener.header_read_timeout)
         // The parser's buffer (never below hyper's 8 KiB floor) caps memory; the request path
         // holds max_request_header_bytes exactly (framing::check_head_size).
-        .max_buf_size(snapshot.max_request_header_bytes.max(8192));
+        .max_buf_size(snapshot.listener.max_request_header_bytes.max(8192));
     b
 }
 
 /// HTTP/2 with every bound set from the config, not left to library defaults.
 fn http2_builder(snapshot: &Snapshot) -> http2::Builder<TokioExecutor> {
-    let h2 = &snapshot.h2;
+    let h2 = &snapshot.listener.h2;
     let mut b = http2::Builder::new(TokioExecutor::new());
     // The header list bound caps memory with room to spare (h2 counts 32 bytes more per field
     // than the head carries): the request path holds max_request_header_bytes exactly and
     // answers 431; past twice the limit h2 answers 431 itself.
-    let header_list = snapshot.max_request_header_bytes.saturating_mul(2);
+    let header_list = snapshot.listener.max_request_header_bytes.saturating_mul(2);
     b.timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(header_list).unwrap_or(u32::MAX))
-        .max_concurrent_streams(snapshot.max_concurrent_streams)
+        .max_concurrent_streams(snapshot.listener.max_concurrent_streams)
         .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(h2.max_local_error_reset_streams)
         .keep_alive_interval(h2.keepalive_interval)

@@ -32,9 +32,9 @@ pub(super) async fn establish(
     // The connection's TLS settings and limits come from the snapshot current at accept;
     // each request then reads the snapshot current at its start.
     let snapshot = gateway.current.load_full();
-    let acceptor = TlsAcceptor::from(snapshot.tls.clone());
+    let acceptor = TlsAcceptor::from(snapshot.tls.server_config.clone());
     let handshake = tokio::time::timeout(
-        snapshot.handshake_timeout,
+        snapshot.listener.handshake_timeout,
         acceptor.accept(tcp).into_fallible(),
     );
     let (accepted, refused_leaf) = tls::capture_refused_leaf(handshake).await;
@@ -64,7 +64,7 @@ pub(super) async fn establish(
             // cannot resume.
             if resumed
                 && let Err(refusal) =
-                    tls::verify_chain(&*snapshot.client_verifier, leaf, intermediates)
+                    tls::verify_chain(&*snapshot.tls.client_verifier, leaf, intermediates)
             {
                 metrics.handshake(refusal.result);
                 let result = refusal.result;

@@ -30,7 +30,7 @@ pub async fn serve(
 ) {
     let stop = CancellationToken::new();
     let connections = TaskTracker::new();
-    let mut max_connections = gateway.current.load().max_connections;
+    let mut max_connections = gateway.current.load().listener.max_connections;
     let slots = Arc::new(Semaphore::new(max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     // Set once SIGTERM arrives: keep accepting (not ready) until then.
@@ -39,7 +39,7 @@ pub async fn serve(
         resize(
             &slots,
             &mut max_connections,
-            gateway.current.load().max_connections,
+            gateway.current.load().listener.max_connections,
         );
         // At max_connections, stop accepting until a connection ends: new clients wait in
         // the kernel's accept queue instead of being refused.
@@ -64,7 +64,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     // One address may not hold every slot either (checked before any TLS work).
-                    let limit = gateway.current.load().max_connections_per_source_ip;
+                    let limit = gateway.current.load().listener.max_connections_per_source_ip;
                     let Some(ip_slot) = gateway.conn_caps.admit_ip(peer.ip(), limit) else {
                         gateway.telemetry.metrics.limit_hit(Limit::ConnectionsPerSourceIp);
                         tracing::debug!(client = %peer, limit, "connection closed: max_connections_per_source_ip reached");
@@ -86,7 +86,7 @@ pub async fn serve(
     }
     gateway.ready.store(false, Ordering::SeqCst);
     drop(listener);
-    let drain = gateway.current.load().drain_timeout;
+    let drain = gateway.current.load().listener.drain_timeout;
     info!(
         connections = connections.len(),
         ?drain,
@@ -104,7 +104,7 @@ pub async fn serve(
 /// balancers stop sending traffic before connections are refused.
 fn begin_shutdown(gateway: &Gateway) -> tokio::time::Instant {
     gateway.ready.store(false, Ordering::SeqCst);
-    let grace = gateway.current.load().shutdown_grace;
+    let grace = gateway.current.load().listener.shutdown_grace;
     info!(
         ?grace,
         "shutdown requested: not ready; still accepting during the grace period"

@@ -12,62 +12,51 @@ use crate::util::time::unix_now;
 
 /// Makes `new` the gateway's current snapshot. Never fails: `new` was validated when built.
 pub fn activate(gateway: &Gateway, new: Arc<Snapshot>) {
-    if let Err(e) = crate::telemetry::set_log_level(&new.log.level) {
-        warn!(error = %e, "log.level not applied");
-    }
-    gateway
-        .telemetry
-        .inventory
-        .set_max_entries(new.inventory.max_entries);
-    for w in &new.warnings {
-        warn!(warning = %w, "config");
-    }
-    for p in &new.crl_checks.problems {
-        error!(target: "certgate::tls", problem = %p, "crl");
-    }
-    for p in &new.crl_checks.unfetched {
-        warn!(target: "certgate::tls", problem = %p, "crl");
-    }
-    for p in &new.crl_checks.pending {
-        info!(target: "certgate::tls", note = %p, "crl");
-    }
-    for w in new.expiry_warnings(unix_now()) {
-        warn!(warning = %w, "expiry");
-    }
+    apply_to_process(gateway, &new);
+    report(&new);
     new.publish(&gateway.telemetry.metrics);
-    gateway.registries.upstreams.adopt(&new.upstreams);
-    crate::upstream::spawn_background(&new.upstreams);
-    gateway.registries.jwks.adopt(new.remote_jwks());
-    gateway.registries.crls.adopt(&new.crls);
-    gateway
-        .registries
-        .crl_urls
-        .adopt(new.remote_crls.iter(), &new.client_cas);
-    gateway.registries.limits.adopt(
-        new.routes
-            .routes()
-            .iter()
-            .filter_map(|r| r.rate_limit.as_ref().map(|l| (r.name.as_str(), l))),
-    );
-    gateway.registries.limits.adopt_quotas(
-        new.routes
-            .routes()
-            .iter()
-            .filter_map(|r| r.quota.as_ref().map(|q| (r.name.as_str(), q))),
-    );
-    gateway
-        .registries
-        .limits
-        .adopt_redis(new.limit_backend.as_ref());
+    gateway.registries.reconcile(&new);
+    crate::upstream::spawn_background(&new.routing.upstreams);
     crate::authn::token::remote::spawn_background(new.remote_jwks());
     crate::authn::revocation::remote::spawn_background(
-        new.remote_crls.iter(),
+        new.tls.remote_crls.iter(),
         &reload_on_crl_change(gateway),
     );
     new.mark_revoked_credentials(&gateway.telemetry.inventory, unix_now());
     let generation = new.generation;
     gateway.current.store(new);
     gateway.snapshot_swaps.send_replace(generation);
+}
+
+/// What the process holds outside the snapshot: the log filter, the inventory's bound.
+fn apply_to_process(gateway: &Gateway, new: &Snapshot) {
+    if let Err(e) = crate::telemetry::set_log_level(&new.telemetry.log.level) {
+        warn!(error = %e, "log.level not applied");
+    }
+    gateway
+        .telemetry
+        .inventory
+        .set_max_entries(new.telemetry.inventory.max_entries);
+}
+
+/// The snapshot's findings, logged as it goes live: warnings, CRL problems, expiry.
+fn report(new: &Snapshot) {
+    for w in &new.warnings {
+        warn!(warning = %w, "config");
+    }
+    let crls = &new.tls.crl_checks;
+    for p in &crls.problems {
+        error!(target: "certgate::tls", problem = %p, "crl");
+    }
+    for p in &crls.unfetched {
+        warn!(target: "certgate::tls", problem = %p, "crl");
+    }
+    for p in &crls.pending {
+        info!(target: "certgate::tls", note = %p, "crl");
+    }
+    for w in new.expiry_warnings(unix_now()) {
+        warn!(warning = %w, "expiry");
+    }
 }
 
 /// What a CRL URL's task calls when it cached a new CRL: a reload, as a changed CRL file gets.

@@ -35,7 +35,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
         let gateway = gateway.clone();
         tokio::spawn(async move {
             // With admin.client_ca, TLS (as configured now: a reload applies to new connections).
-            let tls = gateway.current.load().admin_access.tls();
+            let tls = gateway.current.load().admin.access.tls();
             let Some(config) = tls else {
                 serve_connection(TokioIo::new(tcp), gateway, false, peer).await;
                 return;
@@ -96,7 +96,7 @@ fn guard(
     client_cert: bool,
 ) -> Option<Response<Full<Bytes>>> {
     let path = req.uri().path();
-    let access = &gateway.current.load().admin_access;
+    let access = &gateway.current.load().admin.access;
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host_header = hosts.next();
     if hosts.next().is_some() {
@@ -174,7 +174,7 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             let snapshot = gateway.current.load();
             // A CRL input that is unusable with nothing in force refuses its CA's clients:
             // not Ready, so a rollout with a placeholder or broken CRL stops there.
-            let unusable = &snapshot.crl_checks.unready;
+            let unusable = &snapshot.tls.crl_checks.unready;
             let ready = gateway.ready.load(Ordering::SeqCst) && unusable.is_empty();
             let body = serde_json::json!({
                 "status": if ready { "ready" } else { "not_ready" },
@@ -192,7 +192,7 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         "/metrics" => {
             let telemetry = &gateway.telemetry;
             let snapshot = gateway.current.load();
-            let window = snapshot.expiry_window.as_secs() as i64;
+            let window = snapshot.telemetry.expiry_window.as_secs() as i64;
             snapshot.mark_revoked_credentials(&telemetry.inventory, unix_now());
             telemetry.refresh_inventory_gauges(unix_now(), window);
             let mut r = Response::new(Full::new(Bytes::from(telemetry.metrics.render())));
@@ -257,13 +257,13 @@ fn inventory(gateway: &Gateway, query: Option<&str>) -> Response<Full<Bytes>> {
     };
     let now = unix_now();
     let snapshot = gateway.current.load();
-    let window = snapshot.expiry_window.as_secs() as i64;
+    let window = snapshot.telemetry.expiry_window.as_secs() as i64;
     snapshot.mark_revoked_credentials(&gateway.telemetry.inventory, now);
     let records = gateway.telemetry.inventory.records();
     let views: Vec<RecordView<'_>> = records
         .iter()
-        .filter(|r| filter.keeps(r, now, &snapshot.owners))
-        .map(|r| RecordView::new(r, now, window, &snapshot.owners))
+        .filter(|r| filter.keeps(r, now, &snapshot.identity.owners))
+        .map(|r| RecordView::new(r, now, window, &snapshot.identity.owners))
         .collect();
     match render(&views, Format::Json, now) {
         Ok(b) => json(StatusCode::OK, b.into_bytes()),

@@ -52,16 +52,18 @@ impl Bound {
         telemetry: Arc<Telemetry>,
         registries: Registries,
     ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(snapshot.bind)
+        let listener = TcpListener::bind(snapshot.listener.bind)
             .await
-            .map_err(|e| anyhow::anyhow!("listener.bind: cannot bind {}: {e}", snapshot.bind))?;
-        let admin = TcpListener::bind(snapshot.admin_bind)
+            .map_err(|e| {
+                anyhow::anyhow!("listener.bind: cannot bind {}: {e}", snapshot.listener.bind)
+            })?;
+        let admin = TcpListener::bind(snapshot.admin.bind)
             .await
-            .map_err(|e| anyhow::anyhow!("admin.bind: cannot bind {}: {e}", snapshot.admin_bind))?;
+            .map_err(|e| anyhow::anyhow!("admin.bind: cannot bind {}: {e}", snapshot.admin.bind))?;
         telemetry
             .inventory
-            .set_max_entries(snapshot.inventory.max_entries);
-        if let Some(path) = &snapshot.inventory.path {
+            .set_max_entries(snapshot.telemetry.inventory.max_entries);
+        if let Some(path) = &snapshot.telemetry.inventory.path {
             match telemetry.inventory.load(path) {
                 LoadOutcome::NoFile => {
                     info!(path = %path.display(), "inventory: no saved file yet")
@@ -123,7 +125,7 @@ impl Bound {
         }
         // CRLs from URLs likewise: a fetched CRL goes to the cache and a reload brings it in.
         let mut fetched = false;
-        for r in &snap.remote_crls {
+        for r in &snap.tls.remote_crls {
             fetched |= r.first_fetch(FIRST_JWKS_FETCH_WAIT).await;
         }
         if fetched {
@@ -132,25 +134,26 @@ impl Bound {
             let _ =
                 tokio::time::timeout(FIRST_JWKS_FETCH_WAIT, swaps.wait_for(|g| *g != first)).await;
         }
-        for p in &gateway.current.load().crl_checks.unfetched {
+        for p in &gateway.current.load().tls.crl_checks.unfetched {
             error!(target: "certgate::tls", problem = %p, "crl");
         }
         // Likewise the fleet's rate-limit counters, so the first requests are counted there.
-        if let Some(b) = &snap.limit_backend {
+        if let Some(b) = &snap.limits.backend {
             b.wait_up(FIRST_BACKEND_WAIT).await;
         }
         info!(
             listen = %listener.local_addr()?,
             admin = %admin.local_addr()?,
-            routes = snap.routes.routes().len(),
-            upstreams = snap.upstreams.len(),
-            client_auth = snap.client_auth_mode.as_str(),
+            routes = snap.routing.routes.routes().len(),
+            upstreams = snap.routing.upstreams.len(),
+            client_auth = snap.tls.client_auth_mode.as_str(),
             config = %snap.config_path.display(),
             "certgate serving"
         );
         let admin_task = tokio::spawn(admin::serve(admin, gateway.clone()));
         let flush_task = tokio::spawn(tasks::flush_inventory_periodically(gateway.clone()));
         let gateway_id = snap
+            .telemetry
             .inventory
             .gateway_id
             .clone()

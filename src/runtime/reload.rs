@@ -34,18 +34,18 @@ async fn build(gateway: &Arc<Gateway>) -> Result<Snapshot, ReloadError> {
 /// so its CA's clients are not refused as revocation-unknown in the meantime: when the first
 /// fetch brings a CRL, the snapshot is built again with it.
 async fn fetch_new_crl_urls(gateway: &Arc<Gateway>, new: Snapshot) -> Snapshot {
-    if new.crl_checks.unfetched.is_empty() {
+    if new.tls.crl_checks.unfetched.is_empty() {
         return new;
     }
-    for r in &new.remote_crls {
-        r.set_cas(new.client_cas.clone());
+    for r in &new.tls.remote_crls {
+        r.set_cas(new.tls.client_cas.clone());
     }
     crate::authn::revocation::remote::spawn_background(
-        new.remote_crls.iter(),
+        new.tls.remote_crls.iter(),
         &crate::runtime::activate::reload_on_crl_change(gateway),
     );
     let mut fetched = false;
-    for r in &new.remote_crls {
+    for r in &new.tls.remote_crls {
         fetched |= r.first_fetch(crate::runtime::FIRST_JWKS_FETCH_WAIT).await;
     }
     if !fetched {
@@ -86,11 +86,11 @@ async fn reload(gateway: &Arc<Gateway>, trigger: Trigger) -> Result<u64, ReloadE
         error!(trigger = trigger.label(), error = %e, "config reload refused; the running config stays in force");
     })?;
     let old = gateway.current.load_full();
-    if new.bind != old.bind {
-        warn!(running = %old.bind, configured = %new.bind, "listener.bind changed: restart certgate to move the listener; everything else is applied");
+    if new.listener.bind != old.listener.bind {
+        warn!(running = %old.listener.bind, configured = %new.listener.bind, "listener.bind changed: restart certgate to move the listener; everything else is applied");
     }
-    if new.admin_bind != old.admin_bind {
-        warn!(running = %old.admin_bind, configured = %new.admin_bind, "admin.bind changed: restart certgate to move the admin listener");
+    if new.admin.bind != old.admin.bind {
+        warn!(running = %old.admin.bind, configured = %new.admin.bind, "admin.bind changed: restart certgate to move the admin listener");
     }
     // Keys of a JWKS URL that is new in this config are fetched before it goes live, so its
     // routes do not refuse valid tokens in the meantime.

@@ -39,8 +39,11 @@ pub(super) async fn sweep_rate_limits(gateway: Arc<Gateway>) {
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
         let snapshot = gateway.current.load_full();
         let now_ms = crate::util::time::unix_now_ms();
-        gateway.telemetry.anomalies.sweep(snapshot.anomaly.as_ref());
-        for r in snapshot.routes.routes() {
+        gateway
+            .telemetry
+            .anomalies
+            .sweep(snapshot.telemetry.anomaly.as_ref());
+        for r in snapshot.routing.routes.routes() {
             if let Some(l) = &r.rate_limit {
                 l.sweep();
             }
@@ -102,7 +105,7 @@ impl FlushInterval {
     /// Waits until the interval in force has passed since the last tick.
     async fn tick(&mut self, gateway: &Gateway) {
         loop {
-            let every = gateway.current.load().inventory.flush_interval;
+            let every = gateway.current.load().telemetry.inventory.flush_interval;
             tokio::select! {
                 () = tokio::time::sleep_until(self.last + every) => break,
                 changed = self.swaps.changed() => {
@@ -122,7 +125,7 @@ impl FlushInterval {
 /// and failing.
 pub(super) async fn sync_fleet_once(gateway: &Arc<Gateway>, sink: &Arc<Mutex<FleetSink>>) {
     let snapshot = gateway.current.load_full();
-    let Some(url) = &snapshot.inventory.postgres else {
+    let Some(url) = &snapshot.telemetry.inventory.postgres else {
         return;
     };
     let telemetry = &gateway.telemetry;
@@ -132,7 +135,7 @@ pub(super) async fn sync_fleet_once(gateway: &Arc<Gateway>, sink: &Arc<Mutex<Fle
         .sync(
             &telemetry.inventory,
             url,
-            snapshot.inventory.postgres_ca.as_ref(),
+            snapshot.telemetry.inventory.postgres_ca.as_ref(),
         )
         .await
     {
@@ -172,7 +175,7 @@ pub(super) async fn flush_inventory_periodically(gateway: Arc<Gateway>) {
 /// Saves the inventory when `[inventory].path` is set; file I/O runs off the async workers.
 pub(super) async fn save_inventory(gateway: &Arc<Gateway>) {
     let snapshot = gateway.current.load();
-    let Some(path) = snapshot.inventory.path.clone() else {
+    let Some(path) = snapshot.telemetry.inventory.path.clone() else {
         return;
     };
     // Pending CRLs come into force after the snapshot went live.

@@ -19,7 +19,10 @@ use crate::upstream::registry::UpstreamRegistry;
 
 use super::Registries;
 use super::issuers::compile_issuers;
-use super::snapshot::{RouteObs, Snapshot};
+use super::snapshot::{
+    AdminSettings, H2Settings, IdentitySources, LimitSettings, ListenerSettings, RouteObs, Routing,
+    Snapshot, TelemetrySettings, TlsState,
+};
 use super::trust::{ServerCert, Trust};
 
 impl Snapshot {
@@ -63,73 +66,98 @@ impl Snapshot {
                 raw.admin.bind
             ));
         }
-        let l = &raw.listener;
         Ok(Self {
             generation: next_generation(),
             config_path: file.path.clone(),
             inputs: inputs_of(file),
-            bind: l.bind,
-            admin_bind: raw.admin.bind,
-            admin_access,
-            handshake_timeout: l.handshake_timeout,
-            drain_timeout: l.drain_timeout,
-            shutdown_grace: l.shutdown_grace,
-            header_read_timeout: l.header_read_timeout,
-            max_request_header_bytes: usize::try_from(l.max_request_header_bytes.as_u64())
-                .unwrap_or(usize::MAX),
-            max_connections: l.max_connections,
-            max_concurrent_streams: l.max_concurrent_streams,
-            max_requests_per_connection: l.max_requests_per_connection,
-            h2: super::snapshot::H2Settings {
-                idle_timeout: l.idle_timeout,
-                keepalive_interval: (!l.h2_keepalive_interval.is_zero())
-                    .then_some(l.h2_keepalive_interval),
-                keepalive_timeout: l.h2_keepalive_timeout,
-                max_pending_accept_reset_streams: l.h2_max_pending_accept_reset_streams,
-                max_local_error_reset_streams: l.h2_max_local_error_reset_streams,
-                max_pings_per_second: l.h2_max_pings_per_second,
-            },
-            max_connections_per_identity: l
-                .max_connections_per_identity
-                .unwrap_or(l.max_connections.div_ceil(2)),
-            max_connections_per_source_ip: l.max_connections_per_source_ip,
-            request_body_timeout: l.request_body_timeout,
-            strip_request_headers: compile_strip_list(file)?,
-            client_auth_mode: raw.client_auth.mode,
-            tls: Arc::new(tls_config),
-            client_verifier: trust.verifier,
-            routes: RouteTable::with_case(routes, l.path_case),
-            route_obs,
-            upstreams,
-            token_issuers,
-            server_cert: server.identity,
-            trust_anchors: trust.anchors,
-            intermediates: trust.intermediates,
-            crls: trust.crls,
-            crl_checks: trust.checks,
-            remote_crls: trust.remote_crls,
-            client_cas: trust.cas,
-            ocsp: trust.ocsp,
-            inventory: RawInventory {
-                path: raw.inventory.path.as_deref().map(|p| file.resolve(p)),
-                postgres_ca: raw
-                    .inventory
-                    .postgres_ca
-                    .as_deref()
-                    .map(|p| file.resolve(p)),
-                ..raw.inventory.clone()
-            },
-            log: raw.log.clone(),
             reload: raw.reload.clone(),
-            expiry_window: raw.expiry.warning_window,
-            anomaly: crate::telemetry::anomaly::AnomalySpec::compile(&raw.anomaly)
-                .map_err(|(key, problem)| file.invalid(format!("anomaly.{key}"), problem))?,
-            limits: raw.limits.clone(),
-            limit_backend,
-            owners: super::owners::compile_owners(file)?,
+            listener: listener_settings(file)?,
+            admin: AdminSettings {
+                bind: raw.admin.bind,
+                access: admin_access,
+            },
+            tls: TlsState {
+                client_auth_mode: raw.client_auth.mode,
+                server_config: Arc::new(tls_config),
+                client_verifier: trust.verifier,
+                server_cert: server.identity,
+                trust_anchors: trust.anchors,
+                intermediates: trust.intermediates,
+                crls: trust.crls,
+                crl_checks: trust.checks,
+                remote_crls: trust.remote_crls,
+                ocsp: trust.ocsp,
+                client_cas: trust.cas,
+            },
+            routing: Routing {
+                routes: RouteTable::with_case(routes, raw.listener.path_case),
+                route_obs,
+                upstreams,
+            },
+            identity: IdentitySources {
+                token_issuers,
+                owners: super::owners::compile_owners(file)?,
+            },
+            limits: LimitSettings {
+                config: raw.limits.clone(),
+                backend: limit_backend,
+            },
+            telemetry: telemetry_settings(file)?,
             warnings,
         })
     }
+}
+
+/// `[listener]`: the bounds of every connection and request.
+fn listener_settings(file: &ConfigFile) -> Result<ListenerSettings, ConfigError> {
+    let l = &file.raw.listener;
+    Ok(ListenerSettings {
+        bind: l.bind,
+        handshake_timeout: l.handshake_timeout,
+        drain_timeout: l.drain_timeout,
+        shutdown_grace: l.shutdown_grace,
+        header_read_timeout: l.header_read_timeout,
+        max_request_header_bytes: usize::try_from(l.max_request_header_bytes.as_u64())
+            .unwrap_or(usize::MAX),
+        max_connections: l.max_connections,
+        max_concurrent_streams: l.max_concurrent_streams,
+        max_requests_per_connection: l.max_requests_per_connection,
+        h2: H2Settings {
+            idle_timeout: l.idle_timeout,
+            keepalive_interval: (!l.h2_keepalive_interval.is_zero())
+                .then_some(l.h2_keepalive_interval),
+            keepalive_timeout: l.h2_keepalive_timeout,
+            max_pending_accept_reset_streams: l.h2_max_pending_accept_reset_streams,
+            max_local_error_reset_streams: l.h2_max_local_error_reset_streams,
+            max_pings_per_second: l.h2_max_pings_per_second,
+        },
+        max_connections_per_identity: l
+            .max_connections_per_identity
+            .unwrap_or(l.max_connections.div_ceil(2)),
+        max_connections_per_source_ip: l.max_connections_per_source_ip,
+        request_body_timeout: l.request_body_timeout,
+        strip_request_headers: compile_strip_list(file)?,
+    })
+}
+
+/// `[inventory]` (paths resolved against the config file), `[log]`, `[anomaly]`, `[expiry]`.
+fn telemetry_settings(file: &ConfigFile) -> Result<TelemetrySettings, ConfigError> {
+    let raw = &file.raw;
+    Ok(TelemetrySettings {
+        inventory: RawInventory {
+            path: raw.inventory.path.as_deref().map(|p| file.resolve(p)),
+            postgres_ca: raw
+                .inventory
+                .postgres_ca
+                .as_deref()
+                .map(|p| file.resolve(p)),
+            ..raw.inventory.clone()
+        },
+        log: raw.log.clone(),
+        anomaly: crate::telemetry::anomaly::AnomalySpec::compile(&raw.anomaly)
+            .map_err(|(key, problem)| file.invalid(format!("anomaly.{key}"), problem))?,
+        expiry_window: raw.expiry.warning_window,
+    })
 }
 
 /// Compiled upstreams in name order, and each name's index among them.

@@ -15,7 +15,15 @@ use crate::telemetry::Telemetry;
 use crate::util::digest::sha256;
 use crate::util::time::unix_now;
 
-use super::snapshot::CrlSummary;
+/// A CRL as `check` reports it.
+#[derive(Debug, Clone)]
+pub struct CrlSummary {
+    /// The file read (for a URL, its cache file).
+    pub file: PathBuf,
+    /// The file, or the URL (without userinfo): what logs and metrics call it.
+    pub source: String,
+    pub crl: LoadedCrl,
+}
 
 /// What checking the configured CRLs found.
 #[derive(Debug, Default)]

@@ -51,6 +51,20 @@ pub struct Registries {
     pub crl_urls: crate::authn::revocation::remote::CrlUrlRegistry,
 }
 
+impl Registries {
+    /// Makes every registry hold what `new` uses, and nothing else: the one place a snapshot
+    /// going live reconciles the live state (called by [`crate::runtime::activate`]).
+    pub fn reconcile(&self, new: &Snapshot) {
+        self.upstreams.adopt(&new.routing.upstreams);
+        self.jwks.adopt(new.remote_jwks());
+        self.crls.adopt(&new.tls.crls);
+        self.crl_urls
+            .adopt(new.tls.remote_crls.iter(), &new.tls.client_cas);
+        self.limits
+            .adopt(new.routing.routes.routes(), new.limits.backend.as_ref());
+    }
+}
+
 /// State shared by the listeners: the current snapshot, metrics, readiness.
 pub struct Gateway {
     pub current: ArcSwap<Snapshot>,

@@ -9,23 +9,16 @@ use std::time::Duration;
 use rustls::server::danger::ClientCertVerifier;
 
 use crate::authn::identity::ClientIdentity;
-use crate::authn::revocation::crl::LoadedCrl;
 use crate::authn::token::Issuer;
 use crate::authz::RouteTable;
 use crate::config::{ClientAuthMode, ConfigError, ConfigFile};
 use crate::state::Registries;
+use crate::state::crls::{CrlChecks, CrlSummary};
+use crate::state::trust::CertSummary;
 use crate::telemetry::Telemetry;
 use crate::telemetry::metrics::{Metrics, RouteMetrics};
 use crate::upstream::Upstream;
 use crate::util::time::fmt_time;
-
-/// A trust anchor or intermediate as `check` reports it.
-#[derive(Debug, Clone)]
-pub struct CertSummary {
-    pub file: PathBuf,
-    pub subject: String,
-    pub not_after: i64,
-}
 
 /// HTTP/2 bounds, set explicitly rather than left to library defaults.
 #[derive(Debug, Clone)]
@@ -40,16 +33,6 @@ pub struct H2Settings {
     pub max_pings_per_second: u32,
 }
 
-/// A CRL as `check` reports it.
-#[derive(Debug, Clone)]
-pub struct CrlSummary {
-    /// The file read (for a URL, its cache file).
-    pub file: PathBuf,
-    /// The file, or the URL (without userinfo): what logs and metrics call it.
-    pub source: String,
-    pub crl: LoadedCrl,
-}
-
 /// Observation handles for one route, resolved at load time.
 pub struct RouteObs {
     pub metrics: RouteMetrics,
@@ -57,6 +40,8 @@ pub struct RouteObs {
     pub inventory_id: u32,
 }
 
+/// Everything a request needs that a reload may change, in groups: the listener's bounds, the
+/// admin listener, TLS and revocation, routing, identity sources, limits, telemetry.
 pub struct Snapshot {
     /// Increases with every snapshot built in this process; connections compare it to know
     /// whether their client certificate was verified against the current trust state.
@@ -64,10 +49,21 @@ pub struct Snapshot {
     pub config_path: PathBuf,
     /// Every file this snapshot was built from (config first), for change detection.
     pub inputs: Vec<PathBuf>,
+    pub reload: crate::config::RawReload,
+    /// Non-fatal findings for `check` and the startup log.
+    pub warnings: Vec<String>,
+    pub listener: ListenerSettings,
+    pub admin: AdminSettings,
+    pub tls: TlsState,
+    pub routing: Routing,
+    pub identity: IdentitySources,
+    pub limits: LimitSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+/// `[listener]`: where the gateway listens and the bounds of every connection and request.
+pub struct ListenerSettings {
     pub bind: SocketAddr,
-    pub admin_bind: SocketAddr,
-    /// Who may use the admin listener's sensitive endpoints.
-    pub admin_access: super::admin::AdminAccess,
     pub handshake_timeout: Duration,
     pub drain_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -76,52 +72,74 @@ pub struct Snapshot {
     pub max_connections: usize,
     pub max_concurrent_streams: u32,
     pub max_requests_per_connection: u64,
-    /// HTTP/2 connection settings and bounds (`[listener] idle_timeout`, `h2_*`).
+    /// HTTP/2 connection settings and bounds (`idle_timeout`, `h2_*`).
     pub h2: H2Settings,
     /// Open connections per client certificate (0 = unlimited).
     pub max_connections_per_identity: usize,
     /// Open connections per source IP (0 = unlimited).
     pub max_connections_per_source_ip: usize,
     pub request_body_timeout: Duration,
-    /// `listener.strip_request_headers`, as header names.
+    /// `strip_request_headers`, as header names.
     pub strip_request_headers: Vec<http::HeaderName>,
+}
+
+/// `[admin]`: where the admin listener listens and who may use its sensitive endpoints.
+pub struct AdminSettings {
+    pub bind: SocketAddr,
+    pub access: super::admin::AdminAccess,
+}
+
+/// TLS and revocation: the server config, the client verifier and what it trusts.
+pub struct TlsState {
     pub client_auth_mode: ClientAuthMode,
-    pub tls: Arc<rustls::ServerConfig>,
+    pub server_config: Arc<rustls::ServerConfig>,
     /// The same verifier the TLS config uses, for `explain`.
     pub client_verifier: Arc<dyn ClientCertVerifier>,
-    pub routes: RouteTable,
-    /// Indexed like `routes`.
-    pub route_obs: Vec<RouteObs>,
-    pub upstreams: Vec<Arc<Upstream>>,
-    /// `[token_issuers]` in name order (routes refer to them by index).
-    pub token_issuers: Vec<Arc<Issuer>>,
     pub server_cert: ClientIdentity,
     pub trust_anchors: Vec<CertSummary>,
     pub intermediates: Vec<CertSummary>,
     pub crls: Vec<CrlSummary>,
     /// Which configured CRLs are usable, and the problems of those that are not.
-    pub crl_checks: super::crls::CrlChecks,
+    pub crl_checks: CrlChecks,
     /// `client_auth.crl_urls`, fetched in the background into their cache files.
     pub remote_crls: Vec<Arc<crate::authn::revocation::remote::RemoteCrl>>,
     /// `client_auth.ocsp`, unless "off".
     pub ocsp: Option<Arc<crate::authn::revocation::ocsp::OcspPolicy>>,
     /// Trust anchors and intermediates: what a fetched CRL must be issued by.
     pub client_cas: Arc<Vec<rustls::pki_types::CertificateDer<'static>>>,
-    /// `[inventory]`, with `path` resolved against the config file's directory.
-    pub inventory: crate::config::RawInventory,
-    pub log: crate::config::RawLog,
-    pub reload: crate::config::RawReload,
-    pub expiry_window: Duration,
+}
+
+/// Routes and where they forward.
+pub struct Routing {
+    pub routes: RouteTable,
+    /// Indexed like `routes`.
+    pub route_obs: Vec<RouteObs>,
+    pub upstreams: Vec<Arc<Upstream>>,
+}
+
+/// What vouches for a caller beyond its certificate, and who owns it.
+pub struct IdentitySources {
+    /// `[token_issuers]` in name order (routes refer to them by index).
+    pub token_issuers: Vec<Arc<Issuer>>,
     /// `[owners]`: the owners file compiled, and the governance policy.
     pub owners: crate::authz::owners::Owners,
+}
+
+/// `[limits]`: where fleet-wide limits are counted (the routes hold their own limiters).
+pub struct LimitSettings {
+    pub config: crate::config::RawLimits,
+    /// The Redis backend when `backend = "redis"`.
+    pub backend: Option<Arc<crate::limits::redis::RedisBackend>>,
+}
+
+/// What the gateway records and reports: the inventory, the log, anomaly signals, expiry.
+pub struct TelemetrySettings {
+    /// `[inventory]`, with its paths resolved against the config file's directory.
+    pub inventory: crate::config::RawInventory,
+    pub log: crate::config::RawLog,
     /// `[anomaly]`; `None` when the signals are off.
     pub anomaly: Option<crate::telemetry::anomaly::AnomalySpec>,
-    /// `[limits]`.
-    pub limits: crate::config::RawLimits,
-    /// The Redis backend when `[limits].backend = "redis"`.
-    pub limit_backend: Option<Arc<crate::limits::redis::RedisBackend>>,
-    /// Non-fatal findings for `check` and the startup log.
-    pub warnings: Vec<String>,
+    pub expiry_window: Duration,
 }
 
 impl Snapshot {
@@ -138,10 +156,10 @@ impl Snapshot {
 impl Snapshot {
     /// Certificates and CRLs that expire (or are stale) within the warning window.
     pub fn expiry_warnings(&self, now: i64) -> Vec<String> {
-        let window = self.expiry_window.as_secs() as i64;
+        let window = self.telemetry.expiry_window.as_secs() as i64;
         let mut out = Vec::new();
         let days = |t: i64| (t - now) as f64 / 86400.0;
-        let cert = self.server_cert.not_after;
+        let cert = self.tls.server_cert.not_after;
         if cert <= now {
             out.push(format!("server certificate expired at {}", fmt_time(cert)));
         } else if cert - now <= window {
@@ -151,7 +169,7 @@ impl Snapshot {
                 days(cert)
             ));
         }
-        for c in &self.crls {
+        for c in &self.tls.crls {
             let Some(next) = c.crl.next_update else {
                 continue;
             };
@@ -176,7 +194,7 @@ impl Snapshot {
     /// Whether a CRL in force lists the certificate `serial` (raw bytes) of `issuer` (RFC
     /// 4514) — a pending CRL once a client's CA verified it. For reports, not handshakes.
     pub fn crl_lists(&self, issuer: &str, serial: &[u8]) -> bool {
-        self.crls.iter().any(|c| {
+        self.tls.crls.iter().any(|c| {
             c.crl.issuer == issuer
                 && c.crl.pending.as_ref().is_none_or(|p| p.verified_any())
                 && c.crl.serials.contains(serial)
@@ -186,22 +204,26 @@ impl Snapshot {
     /// Marks revoked the inventory's certificates that a CRL in force lists: a certificate
     /// revoked after it was seen shows as `revoked` in reports and metrics.
     pub fn mark_revoked_credentials(&self, inventory: &crate::inventory::Inventory, now: i64) {
-        if !self.crls.is_empty() {
+        if !self.tls.crls.is_empty() {
             inventory.mark_listed_revoked(|issuer, serial| self.crl_lists(issuer, serial), now);
         }
     }
 
     /// Publishes the gauges that describe this snapshot (call when it goes live).
     pub fn publish(&self, metrics: &Metrics) {
-        metrics.server_cert_expiry.set(self.server_cert.not_after);
+        metrics
+            .server_cert_expiry
+            .set(self.tls.server_cert.not_after);
         let files: Vec<(String, Option<i64>)> = self
+            .tls
             .crls
             .iter()
             .map(|c| (c.source.clone(), c.crl.next_update))
             .collect();
         metrics.set_crl_next_updates(files.iter().map(|(f, t)| (f.as_str(), *t)));
         metrics.set_crl_usable(
-            self.crl_checks
+            self.tls
+                .crl_checks
                 .usable
                 .iter()
                 .map(|(source, ok)| (source.as_str(), *ok)),
@@ -214,6 +236,9 @@ impl Snapshot {
     pub fn remote_jwks(
         &self,
     ) -> impl Iterator<Item = &Arc<crate::authn::token::remote::RemoteJwks>> {
-        self.token_issuers.iter().filter_map(|i| i.remote.as_ref())
+        self.identity
+            .token_issuers
+            .iter()
+            .filter_map(|i| i.remote.as_ref())
     }
 }

@@ -1,7 +1,7 @@
 //! The TLS inputs of a snapshot: the listener's certificate and key, and who may connect —
 //! trust anchors, intermediates and CRLs compiled into the client verifier.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::RootCertStore;
@@ -21,8 +21,15 @@ use crate::telemetry::Telemetry;
 use crate::util::time::{fmt_time, unix_now};
 
 use super::Registries;
-use super::crls::{CrlChecks, crl_sources, load_crls, resolve_crl_urls};
-use super::snapshot::{CertSummary, CrlSummary};
+use super::crls::{CrlChecks, CrlSummary, crl_sources, load_crls, resolve_crl_urls};
+
+/// A trust anchor or intermediate as `check` reports it.
+#[derive(Debug, Clone)]
+pub struct CertSummary {
+    pub file: PathBuf,
+    pub subject: String,
+    pub not_after: i64,
+}
 
 /// The listener's certificate chain and key.
 pub(super) struct ServerCert {
