@@ -220,14 +220,23 @@ fn revocation(c: &mut Criterion) {
                 mode: ClientAuthMode::Require,
                 roots,
                 intermediates: Vec::new(),
-                revocation: Some(Revocation::new(
-                    crls.into_iter().map(|c| ("bench.crl".to_string(), c)),
-                    vec![subject],
-                    RevocationScope::Chain,
-                    UnknownRevocation::Deny,
-                    StaleCrl::Deny,
-                    std::sync::Arc::new(|_: &str, _: &str, _: &Result<(), String>| {}),
-                )),
+                revocation: Some(
+                    Revocation::new(
+                        crls.into_iter().map(|c| ("bench.crl".to_string(), c)),
+                        vec![subject],
+                        RevocationScope::Chain,
+                        UnknownRevocation::Deny,
+                        StaleCrl::Deny,
+                        std::sync::Arc::new(
+                            |_: &str,
+                             _: &str,
+                             _: &Result<
+                                (),
+                                certgate::authn::revocation::pending::SignatureError,
+                            >| {},
+                        ),
+                    ),
+                ),
             })
             .expect("verifier");
         // The baseline: rustls' WebPKI verifier given the same CRL (what certgate did before).

@@ -37,12 +37,14 @@ pub struct ClientAuthSettings {
 }
 
 /// Builds the client verifier: WebPKI for chain, validity and EKU clientAuth, then the CRLs.
-pub fn client_verifier(s: ClientAuthSettings) -> Result<Arc<dyn ClientCertVerifier>, String> {
+pub fn client_verifier(
+    s: ClientAuthSettings,
+) -> Result<Arc<dyn ClientCertVerifier>, rustls::server::VerifierBuilderError> {
     let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(s.roots), provider());
     if s.mode == ClientAuthMode::Optional {
         b = b.allow_unauthenticated();
     }
-    let inner = b.build().map_err(|e| e.to_string())?;
+    let inner = b.build()?;
     Ok(Arc::new(ClientVerifier {
         inner,
         extra: s.intermediates,
@@ -164,32 +166,40 @@ pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     verifier: Arc<dyn ClientCertVerifier>,
-) -> Result<ServerConfig, String> {
-    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| describe(&e))?;
-    certified.keys_match().map_err(|e| describe(&e))?;
+) -> Result<ServerConfig, KeyError> {
+    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(KeyError)?;
+    certified.keys_match().map_err(KeyError)?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| describe(&e))?
+        .map_err(KeyError)?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(OneCertificate(Arc::new(certified))));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
 
-/// A rustls error about a certificate and key, in words rather than variant names.
-fn describe(e: &rustls::Error) -> String {
-    use rustls::InconsistentKeys;
-    match e {
-        rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
-            "the private key is not the certificate's (their public keys differ)".into()
+/// Why a certificate and key cannot serve: a rustls error, shown in words rather than
+/// variant names.
+#[derive(Debug)]
+pub struct KeyError(pub rustls::Error);
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use rustls::InconsistentKeys;
+        match &self.0 {
+            rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+                f.write_str("the private key is not the certificate's (their public keys differ)")
+            }
+            rustls::Error::InconsistentKeys(InconsistentKeys::Unknown) => {
+                f.write_str("cannot tell whether the private key is the certificate's")
+            }
+            rustls::Error::General(why) => f.write_str(why),
+            other => write!(f, "{other}"),
         }
-        rustls::Error::InconsistentKeys(InconsistentKeys::Unknown) => {
-            "cannot tell whether the private key is the certificate's".into()
-        }
-        rustls::Error::General(why) => why.clone(),
-        other => other.to_string(),
     }
 }
+
+impl std::error::Error for KeyError {}
 
 /// The listener's one certificate, offered only to clients that can verify a signature its key
 /// can make: others get a `handshake_failure`-class alert at once, instead of a connection

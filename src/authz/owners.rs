@@ -39,7 +39,7 @@ impl Owner {
             .matchers
             .iter()
             .enumerate()
-            .map(|(i, m)| Rule::compile(m).map_err(|p| (format!("match[{i}]"), p)))
+            .map(|(i, m)| Rule::compile(m).map_err(|p| (format!("match[{i}]"), p.to_string())))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             name: Arc::from(raw.name.as_str()),

@@ -134,7 +134,7 @@ fn compile_rules(key: &str, list: &[RawMatcher]) -> Result<Vec<Rule>, RouteError
             } else {
                 Rule::compile(r)
             }
-            .map_err(|p| err(&format!("{key}[{i}]"), p))
+            .map_err(|p| err(&format!("{key}[{i}]"), p.to_string()))
         })
         .collect()
 }

@@ -37,21 +37,22 @@ enum Pattern {
 }
 
 impl Pattern {
-    fn parse(key: &str, v: &str) -> Result<Self, String> {
+    fn parse(key: &'static str, v: &str) -> Result<Self, MatcherError> {
+        let err = |problem: String| MatcherError::at(key, problem);
         if v.is_empty() {
-            return Err(format!("{key}: must not be empty"));
+            return Err(err("must not be empty".into()));
         }
         let p = if key == "uri" {
             if v.starts_with("spiffe://") {
                 let id = v.strip_suffix('*').unwrap_or(v);
                 spiffe_id(id.strip_suffix('/').unwrap_or(id))
-                    .map_err(|e| format!("{key}: {v:?} is not a SPIFFE ID: {e}"))?;
+                    .map_err(|e| err(format!("{v:?} is not a SPIFFE ID: {e}")))?;
             }
             match v.strip_suffix('*') {
                 Some(base) if base.ends_with('/') && base.len() > 1 => {
                     Pattern::Below(base.to_string())
                 }
-                Some(_) => return Err(format!("{key}: a wildcard must be a trailing \"/*\"")),
+                Some(_) => return Err(err("a wildcard must be a trailing \"/*\"".into())),
                 None => Pattern::Exact(v.to_string()),
             }
         } else {
@@ -59,7 +60,7 @@ impl Pattern {
                 Some(rest) if rest.starts_with('.') && rest.len() > 1 => {
                     Pattern::OneLabel(rest.to_ascii_lowercase())
                 }
-                Some(_) => return Err(format!("{key}: a wildcard must be a leading \"*.\"")),
+                Some(_) => return Err(err("a wildcard must be a leading \"*.\"".into())),
                 None => Pattern::Exact(v.to_ascii_lowercase()),
             }
         };
@@ -67,8 +68,8 @@ impl Pattern {
             Pattern::Exact(s) | Pattern::Below(s) | Pattern::OneLabel(s) => s,
         };
         if inner.contains('*') {
-            return Err(format!(
-                "{key}: '*' is only allowed as \"/*\" (uri) or \"*.\" (dns)"
+            return Err(err(
+                "'*' is only allowed as \"/*\" (uri) or \"*.\" (dns)".into()
             ));
         }
         Ok(p)
@@ -201,48 +202,75 @@ fn email_eq(a: &str, b: &str) -> bool {
     }
 }
 
-fn parse_sha256(v: &str) -> Result<[u8; 32], String> {
+fn parse_sha256(v: &str) -> Result<[u8; 32], MatcherError> {
     let cleaned: String = v.chars().filter(|c| *c != ':').collect();
-    let bytes = hex::decode(&cleaned).map_err(|_| "sha256: not hex".to_string())?;
+    let bytes = hex::decode(&cleaned).map_err(|_| MatcherError::at("sha256", "not hex"))?;
     bytes
         .try_into()
-        .map_err(|_| "sha256: must be 32 bytes (64 hex digits)".to_string())
+        .map_err(|_| MatcherError::at("sha256", "must be 32 bytes (64 hex digits)"))
 }
+
+/// Why a matcher entry (`allow`, `deny`, `shadow`, an owner's `match`) cannot be used: the key
+/// inside the entry, when one is to blame, and the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatcherError {
+    pub key: Option<&'static str>,
+    pub problem: String,
+}
+
+impl MatcherError {
+    fn at(key: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            key: Some(key),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for MatcherError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.key {
+            Some(key) => write!(f, "{key}: {}", self.problem),
+            None => f.write_str(&self.problem),
+        }
+    }
+}
+
+impl std::error::Error for MatcherError {}
 
 impl Rule {
     /// Compiles one allow entry (or an owner's match). Errors say which key is wrong.
-    pub fn compile(raw: &RawMatcher) -> Result<Self, String> {
+    pub fn compile(raw: &RawMatcher) -> Result<Self, MatcherError> {
         Self::compile_as(raw, false)
     }
 
     /// Compiles one deny entry: ambiguous certificates match it (see [`Rule`]).
-    pub fn compile_deny(raw: &RawMatcher) -> Result<Self, String> {
+    pub fn compile_deny(raw: &RawMatcher) -> Result<Self, MatcherError> {
         Self::compile_as(raw, true)
     }
 
-    fn compile_as(raw: &RawMatcher, refusing: bool) -> Result<Self, String> {
+    fn compile_as(raw: &RawMatcher, refusing: bool) -> Result<Self, MatcherError> {
         let mut m = Vec::new();
         let mut text = Vec::new();
-        let mut string =
-            |key: &str, v: &Option<String>, m: &mut Vec<Matcher>| -> Result<(), String> {
-                let Some(v) = v else { return Ok(()) };
-                text.push(format!("{key} = {v:?}"));
-                if v.is_empty() {
-                    return Err(format!("{key}: must not be empty"));
-                }
-                m.push(match key {
-                    "uri" => Matcher::Uri(Pattern::parse(key, v)?),
-                    "dns" => Matcher::Dns(Pattern::parse(key, v)?),
-                    "email" => Matcher::Email(v.clone()),
-                    "cn" => Matcher::Cn(v.clone()),
-                    "o" => Matcher::O(v.clone()),
-                    "ou" => Matcher::Ou(v.clone()),
-                    "issuer_cn" => Matcher::IssuerCn(v.clone()),
-                    "sha256" => Matcher::Sha256(parse_sha256(v)?),
-                    _ => unreachable!("keys are fixed above"),
-                });
-                Ok(())
-            };
+        let mut string = |key: &'static str, v: &Option<String>, m: &mut Vec<Matcher>| {
+            let Some(v) = v else { return Ok(()) };
+            text.push(format!("{key} = {v:?}"));
+            if v.is_empty() {
+                return Err(MatcherError::at(key, "must not be empty"));
+            }
+            m.push(match key {
+                "uri" => Matcher::Uri(Pattern::parse(key, v)?),
+                "dns" => Matcher::Dns(Pattern::parse(key, v)?),
+                "email" => Matcher::Email(v.clone()),
+                "cn" => Matcher::Cn(v.clone()),
+                "o" => Matcher::O(v.clone()),
+                "ou" => Matcher::Ou(v.clone()),
+                "issuer_cn" => Matcher::IssuerCn(v.clone()),
+                "sha256" => Matcher::Sha256(parse_sha256(v)?),
+                _ => unreachable!("keys are fixed above"),
+            });
+            Ok(())
+        };
         string("uri", &raw.uri, &mut m)?;
         string("dns", &raw.dns, &mut m)?;
         string("email", &raw.email, &mut m)?;
@@ -257,12 +285,18 @@ impl Rule {
                 m.push(Matcher::Any);
             }
             Some(false) => {
-                return Err("any: only `any = true` is meaningful; remove the key instead".into());
+                return Err(MatcherError::at(
+                    "any",
+                    "only `any = true` is meaningful; remove the key instead",
+                ));
             }
             None => {}
         }
         if m.is_empty() {
-            return Err("empty entry: give at least one of uri, dns, email, cn, o, ou, issuer_cn, sha256, any".into());
+            return Err(MatcherError {
+                key: None,
+                problem: "empty entry: give at least one of uri, dns, email, cn, o, ou, issuer_cn, sha256, any".into(),
+            });
         }
         Ok(Self {
             matchers: m,

@@ -56,7 +56,7 @@ fn report(config: &Path, o: &Options) -> Result<String, String> {
         .filter(|r| o.filter.keeps(r, now, &owners))
         .map(|r| RecordView::new(r, now, window, &owners))
         .collect();
-    render(&views, o.format, now)
+    render(&views, o.format, now).map_err(|e| e.to_string())
 }
 
 fn from_file(file: &ConfigFile) -> Result<Vec<Record>, String> {

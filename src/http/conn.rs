@@ -13,6 +13,7 @@ use crate::authn::revocation::ocsp::Outcome;
 use crate::authn::tls;
 use crate::authn::token::cache::ConnTokenCache;
 use crate::authz::authority::AuthorityCache;
+use crate::http::error::NoLongerValid;
 use crate::inventory;
 use crate::state::Gateway;
 use crate::state::snapshot::Snapshot;
@@ -171,18 +172,18 @@ impl ConnContext {
     /// Re-checks the connection's certificate against `snapshot`: expiry on every request, and
     /// chain, trust and revocation once per snapshot generation (so a CRL or trust-store reload
     /// reaches connections that stay open, resumed or not).
-    pub(crate) fn revalidate(&self, snapshot: &Snapshot) -> Result<(), String> {
+    pub(crate) fn revalidate(&self, snapshot: &Snapshot) -> Result<(), NoLongerValid> {
         let Some(id) = &self.identity else {
             return Ok(());
         };
         if coarse_unix_now() > id.not_after {
-            return Err("client certificate expired while the connection was open".into());
+            return Err(NoLongerValid::Expired);
         }
         if self.verified_generation.load(Ordering::Relaxed) == snapshot.generation {
             return Ok(());
         }
         tls::verify_chain(&*snapshot.tls.client_verifier, &id.der, &self.intermediates)
-            .map_err(|r| format!("client certificate no longer accepted after reload: {r}"))?;
+            .map_err(NoLongerValid::Refused)?;
         self.verified_generation
             .store(snapshot.generation, Ordering::Relaxed);
         Ok(())

@@ -72,6 +72,20 @@ impl std::fmt::Display for TokenRefused {
     }
 }
 
+/// Why the certificate of an open connection stopped being accepted (403).
+#[derive(Debug, thiserror::Error)]
+pub enum NoLongerValid {
+    #[error("client certificate expired while the connection was open")]
+    Expired,
+    /// A reload changed the trust store or the CRLs.
+    #[error("client certificate no longer accepted after reload: {0}")]
+    Refused(crate::authn::tls::Refusal),
+    #[error("client certificate revoked (OCSP)")]
+    OcspRevoked,
+    #[error("the OCSP responder does not know the client certificate (ocsp = \"hard\")")]
+    OcspUnknown,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     #[error("{0}")]
@@ -105,10 +119,10 @@ pub enum RequestError {
     #[error("invalid token request: {0}")]
     TokenRequest(&'static str),
     #[error("{0}")]
-    CertificateNoLongerValid(String),
+    CertificateNoLongerValid(NoLongerValid),
     /// `ocsp = "hard"` and the responder gave no usable answer.
-    #[error("{0}")]
-    RevocationUnavailable(String),
+    #[error("the client certificate's OCSP status could not be confirmed (ocsp = \"hard\")")]
+    RevocationUnavailable,
     #[error("{0}")]
     Upstream(ForwardError),
     #[error("upstream answered an upgrade with {0:?}")]
@@ -136,7 +150,7 @@ impl RequestError {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::CertificateNoLongerValid(_) => StatusCode::FORBIDDEN,
-            Self::RevocationUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RevocationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Token(t) if t.failure.is_forbidden() => StatusCode::FORBIDDEN,
             Self::Token(_) => StatusCode::UNAUTHORIZED,
             Self::TokenRequest(_) => StatusCode::BAD_REQUEST,

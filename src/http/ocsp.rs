@@ -4,7 +4,7 @@
 use tracing::warn;
 
 use super::conn::ConnContext;
-use super::error::RequestError;
+use super::error::{NoLongerValid, RequestError};
 use crate::authn::revocation::ocsp::Outcome;
 use crate::authz::DecidedBy;
 use crate::config::OcspMode;
@@ -56,20 +56,12 @@ pub(super) async fn check(
     Err(match outcome {
         Outcome::Revoked => (
             by,
-            RequestError::CertificateNoLongerValid("client certificate revoked (OCSP)".into()),
+            RequestError::CertificateNoLongerValid(NoLongerValid::OcspRevoked),
         ),
         Outcome::Unknown => (
             by,
-            RequestError::CertificateNoLongerValid(
-                "the OCSP responder does not know the client certificate (ocsp = \"hard\")".into(),
-            ),
+            RequestError::CertificateNoLongerValid(NoLongerValid::OcspUnknown),
         ),
-        _ => (
-            by,
-            RequestError::RevocationUnavailable(
-                "the client certificate's OCSP status could not be confirmed (ocsp = \"hard\")"
-                    .into(),
-            ),
-        ),
+        _ => (by, RequestError::RevocationUnavailable),
     })
 }

@@ -105,7 +105,7 @@ pub async fn run(
                 }
                 let snapshot = ctx.gateway.current.load_full();
                 if let Err(why) = ctx.revalidate(&snapshot) {
-                    closed(id, &why);
+                    closed(id, &why.to_string());
                     return;
                 }
             }

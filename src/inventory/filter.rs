@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::authz::owners::Owners;
 
-use super::Record;
+use super::{FilterError, Record};
 
 /// Which records a report keeps; every filter given must hold (AND).
 #[derive(Debug, Default, Clone)]
@@ -21,40 +21,44 @@ pub struct Filter {
     pub route: Option<String>,
 }
 
-fn secs(key: &str, v: &str) -> Result<i64, String> {
-    let d = humantime::parse_duration(v).map_err(|e| format!("{key}: {e} (try 30d, 12h)"))?;
+fn invalid(key: &str, problem: impl Into<String>) -> FilterError {
+    FilterError::Invalid {
+        key: key.to_string(),
+        problem: problem.into(),
+    }
+}
+
+fn secs(key: &str, v: &str) -> Result<i64, FilterError> {
+    let d =
+        humantime::parse_duration(v).map_err(|e| invalid(key, format!("{e} (try 30d, 12h)")))?;
     Ok(d.as_secs().min(i64::MAX as u64) as i64)
 }
 
-fn flag(key: &str, v: &str) -> Result<bool, String> {
+fn flag(key: &str, v: &str) -> Result<bool, FilterError> {
     match v {
         "" | "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => Err(format!("{key}: use true or false")),
+        _ => Err(invalid(key, "use true or false")),
     }
 }
 
 impl Filter {
     /// Parses `unowned&expiring=30d&lifetime_violations&unused=30d&route=NAME`
     /// (`expiring_within` is the older name of `expiring`). Unknown parameters are errors.
-    pub fn from_query(query: Option<&str>) -> Result<Self, String> {
+    pub fn from_query(query: Option<&str>) -> Result<Self, FilterError> {
         let mut f = Filter::default();
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let v = percent_encoding::percent_decode_str(v)
                 .decode_utf8()
-                .map_err(|_| format!("{k}: not UTF-8"))?;
+                .map_err(|_| invalid(k, "not UTF-8"))?;
             match k {
                 "expiring" | "expiring_within" => f.expiring_within_secs = Some(secs(k, &v)?),
                 "unused" => f.unused_for_secs = Some(secs(k, &v)?),
                 "unowned" => f.unowned = flag(k, &v)?,
                 "lifetime_violations" => f.lifetime_violations = flag(k, &v)?,
                 "route" => f.route = Some(v.into_owned()),
-                other => {
-                    return Err(format!(
-                        "unknown parameter {other:?} (use unowned, expiring, lifetime_violations, unused, route)"
-                    ));
-                }
+                other => return Err(FilterError::Unknown(other.to_string())),
             }
         }
         Ok(f)

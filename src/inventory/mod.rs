@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::authn::identity::ClientIdentity;
 use crate::authz::Verdict;
 
+mod error;
 mod filter;
 pub mod fleet;
 mod principals;
@@ -27,6 +28,7 @@ use principals::Principals;
 pub use routes::RouteCount;
 use routes::{RouteCounts, RouteSet};
 
+pub use error::{FilterError, InventoryError};
 pub use filter::{Filter, lifetime_excess};
 pub use record::{Record, RouteUse};
 pub use report::{Format, RecordView, render};

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::authz::owners::{Owners, UNOWNED};
 use crate::util::time::fmt_time;
 
-use super::{Record, credential_state, lifetime_excess};
+use super::{InventoryError, Record, credential_state, lifetime_excess};
 
 /// A record as reports show it.
 #[derive(Serialize)]
@@ -67,7 +67,11 @@ pub enum Format {
 }
 
 /// The report in `format`; `generated_at` and the count head the JSON form.
-pub fn render(views: &[RecordView<'_>], format: Format, now: i64) -> Result<String, String> {
+pub fn render(
+    views: &[RecordView<'_>],
+    format: Format,
+    now: i64,
+) -> Result<String, InventoryError> {
     match format {
         Format::Json => {
             let body = serde_json::json!({
@@ -75,7 +79,7 @@ pub fn render(views: &[RecordView<'_>], format: Format, now: i64) -> Result<Stri
                 "count": views.len(),
                 "identities": views,
             });
-            serde_json::to_string_pretty(&body).map_err(|e| e.to_string())
+            Ok(serde_json::to_string_pretty(&body)?)
         }
         Format::Csv => csv(views),
         Format::Table => Ok(table(views, now)),
@@ -128,10 +132,9 @@ fn csv_cell(s: &str) -> Cow<'_, str> {
     shown
 }
 
-fn csv(views: &[RecordView<'_>]) -> Result<String, String> {
+fn csv(views: &[RecordView<'_>]) -> Result<String, InventoryError> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let e = |e: csv::Error| e.to_string();
-    w.write_record(COLUMNS).map_err(e)?;
+    w.write_record(COLUMNS)?;
     for v in views {
         let r = v.record;
         let lifetime = format!(
@@ -156,11 +159,11 @@ fn csv(views: &[RecordView<'_>]) -> Result<String, String> {
             text(&r.gateways.join(" ")),
             text(v.owner_contact.unwrap_or("")),
             text(v.owner_purpose.unwrap_or("")),
-        ])
-        .map_err(e)?;
+        ])?;
     }
-    let bytes = w.into_inner().map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|e| e.to_string())
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    // Every cell was a String: the bytes are UTF-8.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn table(views: &[RecordView<'_>], now: i64) -> String {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::util::time::unix_now;
 
-use super::{Entry, Inventory, Record};
+use super::{Entry, Inventory, InventoryError, Record};
 
 #[derive(Serialize, Deserialize)]
 struct InventoryFile {
@@ -28,15 +28,15 @@ pub enum LoadOutcome {
 
 /// The records of an inventory file, read only (`certgate inventory`); `None` when there is no
 /// file.
-pub fn read_file(path: &Path) -> Result<Option<Vec<Record>>, String> {
+pub fn read_file(path: &Path) -> Result<Option<Vec<Record>>, InventoryError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
-    let file: InventoryFile = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    let file: InventoryFile = serde_json::from_slice(&bytes)?;
     if file.version != 1 {
-        return Err(format!("unsupported version {}", file.version));
+        return Err(InventoryError::Version(file.version));
     }
     Ok(Some(file.identities))
 }
@@ -68,7 +68,7 @@ impl Inventory {
         let identities = match read_file(path) {
             Ok(Some(ids)) => ids,
             Ok(None) => return LoadOutcome::NoFile,
-            Err(e) => return self.set_aside(path, e),
+            Err(e) => return self.set_aside(path, e.to_string()),
         };
         let n = identities.len();
         for r in identities {

@@ -86,8 +86,8 @@ pub struct RedisBackend {
 impl RedisBackend {
     /// Validates `url` (no I/O: the connection is made in the background once the snapshot is
     /// live). `failures` are the counters of `certgate_limit_backend_errors_total` by reason.
-    pub fn new(url: &str, failures: [IntCounter; 3]) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    pub fn new(url: &str, failures: [IntCounter; 3]) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
         let info = client.get_connection_info();
         let shown = format!("redis://{}/{}", info.addr(), info.redis_settings().db());
         Ok(Self {

@@ -45,7 +45,7 @@ impl LimitRegistry {
         &self,
         url: &str,
         failures: impl FnOnce() -> [IntCounter; 3],
-    ) -> Result<Arc<RedisBackend>, String> {
+    ) -> Result<Arc<RedisBackend>, redis::RedisError> {
         let live = self.redis.lock().unwrap_or_else(|e| e.into_inner());
         match &*live {
             Some(b) if b.url == url => Ok(b.clone()),

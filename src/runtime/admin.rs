@@ -251,7 +251,7 @@ fn inventory(gateway: &Gateway, query: Option<&str>) -> Response<Full<Bytes>> {
     let filter = match Filter::from_query(query) {
         Ok(f) => f,
         Err(e) => {
-            let body = serde_json::json!({ "error": e }).to_string();
+            let body = serde_json::json!({ "error": e.to_string() }).to_string();
             return json(StatusCode::BAD_REQUEST, body.into_bytes());
         }
     };

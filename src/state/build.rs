@@ -325,7 +325,7 @@ fn check_limits(file: &ConfigFile) -> Result<(), ConfigError> {
             .map_err(|e| file.invalid("inventory.postgres", e))?;
     }
     if let Some(ca) = &raw.inventory.postgres_ca {
-        crate::inventory::fleet::load_roots(&file.resolve(ca))
+        crate::util::pem::server_roots(Some(&file.resolve(ca)))
             .map_err(|e| file.invalid("inventory.postgres_ca", e))?;
     }
     if raw

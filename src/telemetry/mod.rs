@@ -107,13 +107,22 @@ pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<log_queue:
 }
 
 /// Applies `[log].level` from a reloaded config. `RUST_LOG`, when set, keeps precedence.
-pub fn set_log_level(level: &str) -> Result<(), String> {
+pub fn set_log_level(level: &str) -> Result<(), LogLevelError> {
     if std::env::var_os("RUST_LOG").is_some() {
         return Ok(());
     }
     let Some(handle) = LOG_FILTER.get() else {
         return Ok(());
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-    handle.reload(filter).map_err(|e| e.to_string())
+    let filter = tracing_subscriber::EnvFilter::try_new(level)?;
+    Ok(handle.reload(filter)?)
+}
+
+/// Why `[log].level` could not be applied to the running subscriber.
+#[derive(Debug, thiserror::Error)]
+pub enum LogLevelError {
+    #[error("not a log filter: {0}")]
+    Filter(#[from] tracing_subscriber::filter::ParseError),
+    #[error("the log filter cannot be replaced: {0}")]
+    Reload(#[from] tracing_subscriber::reload::Error),
 }

@@ -18,7 +18,8 @@ const MAX_DEPTH: usize = 8;
 
 /// Hears the first verification of a pending CRL against each CA key: the CRL's source, the
 /// CA's subject, the outcome. Logs it and sets `certgate_crl_usable`.
-pub type PendingReport = Arc<dyn Fn(&str, &str, &Result<(), String>) + Send + Sync>;
+pub type PendingReport =
+    Arc<dyn Fn(&str, &str, &Result<(), super::pending::SignatureError>) + Send + Sync>;
 
 /// A CRL in force and where it came from.
 #[derive(Debug)]

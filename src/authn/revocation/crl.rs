@@ -16,7 +16,7 @@ use x509_parser::prelude::{
     IssuingDistributionPoint, ParsedExtension, X509Certificate, X509Extension, X509Name,
 };
 
-use super::pending::CrlProof;
+use super::pending::{CrlProof, SignatureError};
 use super::serials::{SerialSet, canonical};
 use crate::util::pem::read;
 
@@ -97,8 +97,8 @@ fn verify(der: &[u8], cas: &[CertificateDer<'_>]) -> Result<LoadedCrl, Unusable>
     // What the verifier itself refuses: unknown critical extensions, delta CRLs, v1 CRLs, …
     let list = webpki::BorrowedCertRevocationList::from_der(der)
         .map_err(|e| unusable(format!("rejected by the verifier: {}", in_words(&e))))?;
-    let proof = CrlProof::new(&head.signed).map_err(&unusable)?;
-    let pending = check_signature(&head, &proof, cas).map_err(&unusable)?;
+    let proof = CrlProof::new(&head.signed).map_err(|e| unusable(e.to_string()))?;
+    let pending = check_signature(&head, &proof, cas).map_err(|e| unusable(e.to_string()))?;
     // Every entry must be well formed (and carry no unknown critical extension).
     let mut width = 0;
     let mut count = 0;
@@ -157,7 +157,7 @@ fn check_signature(
     head: &Header<'_>,
     proof: &CrlProof,
     cas: &[CertificateDer<'_>],
-) -> Result<bool, String> {
+) -> Result<bool, SignatureError> {
     let issuers: Vec<X509Certificate<'_>> = cas
         .iter()
         .filter_map(|c| X509Certificate::from_der(c.as_ref()).ok().map(|(_, c)| c))
@@ -166,7 +166,7 @@ fn check_signature(
     if issuers.is_empty() {
         return Ok(true);
     }
-    let mut why = String::new();
+    let mut why = SignatureError::Bad;
     for ca in &issuers {
         match proof.check(ca) {
             Ok(()) => return Ok(false),
@@ -175,6 +175,11 @@ fn check_signature(
     }
     Err(why)
 }
+
+/// DER that is not `SEQUENCE { tbs, signatureAlgorithm, signature, … }`.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("not a signed structure (truncated or malformed DER)")]
+pub struct MalformedDer;
 
 /// A signed ASN.1 structure (`SEQUENCE { tbs, signatureAlgorithm, signature, … }`: a CRL, a
 /// certificate, a basic OCSP response) split without decoding what was signed.
@@ -188,9 +193,9 @@ pub(crate) struct Signed<'a> {
 }
 
 impl<'a> Signed<'a> {
-    pub fn split(der: &'a [u8]) -> Result<Self, String> {
-        fn bad<E: std::fmt::Debug>(e: E) -> String {
-            format!("{e:?}")
+    pub fn split(der: &'a [u8]) -> Result<Self, MalformedDer> {
+        fn bad<E>(_: E) -> MalformedDer {
+            MalformedDer
         }
         let (_, outer) = Any::from_der(der).map_err(bad)?;
         let (rest, tbs) = Any::from_der(outer.data).map_err(bad)?;
@@ -206,9 +211,11 @@ impl<'a> Signed<'a> {
     }
 
     /// Whether the key `spki` made the signature.
-    pub fn verify(&self, spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<(), String> {
+    pub fn verify(
+        &self,
+        spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+    ) -> Result<(), x509_parser::error::X509Error> {
         x509_parser::verify::verify_signature(spki, &self.alg, &self.sig, self.tbs)
-            .map_err(|e| e.to_string())
     }
 }
 

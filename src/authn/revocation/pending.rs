@@ -43,7 +43,28 @@ pub struct CrlProof {
 
 struct Verdict {
     spki: Box<[u8]>,
-    outcome: Result<(), String>,
+    outcome: Result<(), SignatureError>,
+}
+
+/// Why a CRL's signature is not accepted from a CA.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("unsupported signature algorithm {0}")]
+    Algorithm(String),
+    #[error("unsupported RSASSA-PSS parameters ({0})")]
+    PssParameters(String),
+    #[error("the CA's key cannot make this kind of signature")]
+    KeyKind,
+    #[error("bad signature")]
+    Bad,
+    #[error("its issuer {0} may not sign CRLs (keyUsage without cRLSign)")]
+    NoCrlSign(String),
+    /// The key of the CA named `ca` did not make the signature, for `cause`.
+    #[error("{cause} (not signed by {ca})")]
+    NotSignedBy {
+        cause: Box<SignatureError>,
+        ca: String,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -70,7 +91,7 @@ impl std::fmt::Debug for CrlProof {
 impl CrlProof {
     /// Reads the signature algorithm and digests the signed bytes. An algorithm certgate
     /// cannot verify makes the CRL unusable.
-    pub(super) fn new(signed: &Signed<'_>) -> Result<Self, String> {
+    pub(super) fn new(signed: &Signed<'_>) -> Result<Self, SignatureError> {
         let oid = &signed.alg.algorithm;
         let (scheme, hash): (Scheme, Option<&'static digest::Algorithm>) =
             if *oid == OID_PKCS1_SHA1WITHRSA || *oid == OID_SHA1_WITH_RSA {
@@ -92,12 +113,12 @@ impl CrlProof {
             } else if *oid == OID_SIG_ED25519 {
                 (Scheme::Ed25519, None)
             } else {
-                return Err(format!("unsupported signature algorithm {oid}"));
+                return Err(SignatureError::Algorithm(oid.to_string()));
             };
         let message = match scheme {
             Scheme::Ed25519 => Message::Whole(signed.tbs.into()),
             _ => Message::Digest(digest::digest(
-                hash.ok_or_else(|| format!("unsupported RSASSA-PSS parameters ({oid})"))?,
+                hash.ok_or_else(|| SignatureError::PssParameters(oid.to_string()))?,
                 signed.tbs,
             )),
         };
@@ -111,16 +132,14 @@ impl CrlProof {
     }
 
     /// Whether the key `spki` made the signature (and is of a kind that could have).
-    pub fn verify(&self, spki: &SubjectPublicKeyInfo<'_>) -> Result<(), String> {
-        let alg = self
-            .algorithm(spki)
-            .ok_or("the CA's key cannot make this kind of signature")?;
+    pub fn verify(&self, spki: &SubjectPublicKeyInfo<'_>) -> Result<(), SignatureError> {
+        let alg = self.algorithm(spki).ok_or(SignatureError::KeyKind)?;
         let key = UnparsedPublicKey::new(alg, spki.subject_public_key.data.as_ref());
         match &self.message {
             Message::Digest(d) => key.verify_digest(d, &self.signature),
             Message::Whole(m) => key.verify(m, &self.signature),
         }
-        .map_err(|_| "bad signature".to_string())
+        .map_err(|_| SignatureError::Bad)
     }
 
     fn algorithm(
@@ -173,7 +192,7 @@ impl CrlProof {
     pub fn verified_by(
         &self,
         ca: &X509Certificate<'_>,
-        first: impl FnOnce(&Result<(), String>),
+        first: impl FnOnce(&Result<(), SignatureError>),
     ) -> bool {
         let spki = ca.public_key().raw;
         if let Some(v) = self.verdicts.load().iter().find(|v| &*v.spki == spki) {
@@ -207,18 +226,18 @@ impl CrlProof {
 
     /// Whether `ca` may sign CRLs (cRLSign in its keyUsage, RFC 5280 §4.2.1.3) and signed this
     /// one.
-    pub fn check(&self, ca: &X509Certificate<'_>) -> Result<(), String> {
+    pub fn check(&self, ca: &X509Certificate<'_>) -> Result<(), SignatureError> {
         let name = || crate::authn::identity::rfc4514(ca.subject());
         if let Ok(Some(ku)) = ca.key_usage()
             && !ku.value.crl_sign()
         {
-            return Err(format!(
-                "its issuer {} may not sign CRLs (keyUsage without cRLSign)",
-                name()
-            ));
+            return Err(SignatureError::NoCrlSign(name()));
         }
         self.verify(ca.public_key())
-            .map_err(|e| format!("{e} (not signed by {})", name()))
+            .map_err(|e| SignatureError::NotSignedBy {
+                cause: Box::new(e),
+                ca: name(),
+            })
     }
 
     /// Whether a CA key of a verified chain signed it (then it is in force for that CA).
@@ -282,7 +301,8 @@ mod tests {
             assert_eq!(proof.check(&ca_cert), Ok(()), "{alg:?}");
             let err = proof.check(&twin_cert).unwrap_err();
             assert!(
-                err.starts_with("bad signature (not signed by CN=Same Name)"),
+                err.to_string()
+                    .starts_with("bad signature (not signed by CN=Same Name)"),
                 "{alg:?}: {err}"
             );
         }

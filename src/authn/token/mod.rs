@@ -178,24 +178,38 @@ pub struct IssuerSpec<'a> {
     pub counter: &'a dyn Fn(&str) -> prometheus::IntCounter,
 }
 
+/// Why an issuer's `algorithms` list is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AlgorithmError {
+    #[error("must list at least one algorithm")]
+    Empty,
+    #[error("\"none\" would accept unsigned tokens")]
+    None,
+    #[error(
+        "{0:?}: symmetric (HMAC) algorithms are refused: a shared secret is what certificate-bound tokens replace, and HS* with a public key is the classic algorithm-confusion attack"
+    )]
+    Symmetric(String),
+    #[error(
+        "{0:?} is not a supported algorithm (ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512, EdDSA)"
+    )]
+    Unsupported(String),
+}
+
 /// Turns the `algorithms` list into algorithms; `none` and HMAC are refused.
-pub fn parse_algorithms(list: &[String]) -> Result<Vec<Algorithm>, String> {
+pub fn parse_algorithms(list: &[String]) -> Result<Vec<Algorithm>, AlgorithmError> {
     if list.is_empty() {
-        return Err("must list at least one algorithm".into());
+        return Err(AlgorithmError::Empty);
     }
     list.iter()
         .map(|a| {
             if a.eq_ignore_ascii_case("none") {
-                return Err("\"none\" would accept unsigned tokens".to_string());
+                return Err(AlgorithmError::None);
             }
             if a.to_ascii_uppercase().starts_with("HS") {
-                return Err(format!(
-                    "{a:?}: symmetric (HMAC) algorithms are refused: a shared secret is what certificate-bound tokens replace, and HS* with a public key is the classic algorithm-confusion attack"
-                ));
+                return Err(AlgorithmError::Symmetric(a.clone()));
             }
-            a.parse::<Algorithm>().map_err(|_| {
-                format!("{a:?} is not a supported algorithm (ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512, EdDSA)")
-            })
+            a.parse::<Algorithm>()
+                .map_err(|_| AlgorithmError::Unsupported(a.clone()))
         })
         .collect()
 }

@@ -15,7 +15,7 @@ mod report;
 mod schema;
 mod sync;
 
-pub use connect::{load_roots, parse_url};
+pub use connect::parse_url;
 pub use report::fleet_records;
 pub use sync::FleetSink;
 

@@ -4,12 +4,12 @@
 use std::path::Path;
 
 use super::connect;
-use crate::inventory::{Identity, Record, RouteUse};
+use crate::inventory::{Identity, InventoryError, Record, RouteUse};
 
 /// Every credential in the fleet inventory, sorted by subject.
-pub async fn fleet_records(url: &str, ca: Option<&Path>) -> Result<Vec<Record>, String> {
+pub async fn fleet_records(url: &str, ca: Option<&Path>) -> Result<Vec<Record>, InventoryError> {
     let client = connect::connect(url, ca).await?;
-    let chain = |e: tokio_postgres::Error| crate::util::text::error_chain(&e);
+    let reading = InventoryError::database("reading the fleet inventory: ");
     let creds = client
         .query(
             "SELECT sha256, subject, issuer, serial,
@@ -19,7 +19,7 @@ pub async fn fleet_records(url: &str, ca: Option<&Path>) -> Result<Vec<Record>, 
             &[],
         )
         .await
-        .map_err(|e| format!("reading the fleet inventory: {}", chain(e)))?;
+        .map_err(&reading)?;
     let sightings = client
         .query(
             "SELECT sha256, gateway_id, route, extract(epoch FROM first_seen)::bigint,
@@ -28,7 +28,7 @@ pub async fn fleet_records(url: &str, ca: Option<&Path>) -> Result<Vec<Record>, 
             &[],
         )
         .await
-        .map_err(|e| format!("reading the fleet inventory: {}", chain(e)))?;
+        .map_err(&reading)?;
     let mut records: Vec<Record> = creds
         .iter()
         .map(|r| Record {

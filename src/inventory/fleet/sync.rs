@@ -8,6 +8,7 @@ use tokio_postgres::Client;
 use super::batch::Batch;
 use super::{connect, schema};
 use crate::inventory::Inventory;
+use crate::inventory::InventoryError;
 
 /// Rows per batch (one transaction each): bounds the memory and the length of a transaction
 /// when much is pending (a first sync, or after an outage).
@@ -69,19 +70,16 @@ impl FleetSink {
         inventory: &Inventory,
         url: &str,
         ca: Option<&PathBuf>,
-    ) -> Result<Synced, String> {
+    ) -> Result<Synced, InventoryError> {
         let target = (url.to_string(), ca.cloned());
         if self.target.as_ref() != Some(&target)
             || self.client.as_ref().is_none_or(Client::is_closed)
         {
             self.client = None;
             let mut client = connect::connect(url, ca.map(PathBuf::as_path)).await?;
-            let found = schema::migrate(&mut client).await.map_err(|e| {
-                format!(
-                    "creating the schema: {}",
-                    crate::util::text::error_chain(&e)
-                )
-            })?;
+            let found = schema::migrate(&mut client)
+                .await
+                .map_err(InventoryError::database("creating the schema: "))?;
             if found < schema::latest() {
                 tracing::info!(target: "certgate::inventory", from = found, to = schema::latest(), "fleet inventory schema migrated");
             }
@@ -111,7 +109,7 @@ impl FleetSink {
         }
     }
 
-    async fn send(&mut self, inventory: &Inventory) -> Result<Synced, String> {
+    async fn send(&mut self, inventory: &Inventory) -> Result<Synced, InventoryError> {
         let batch = match self.in_flight.take() {
             Some(b) => b,
             None => {
@@ -125,9 +123,9 @@ impl FleetSink {
         };
         let Some(client) = self.client.as_mut() else {
             self.in_flight = Some(batch);
-            return Err("not connected".into());
+            return Err(InventoryError::NotConnected);
         };
-        let chain = |e: tokio_postgres::Error| crate::util::text::error_chain(&e);
+        let chain = InventoryError::database("");
         let outcome = async {
             let tx = client.transaction().await.map_err(chain)?;
             let fresh = batch
@@ -135,7 +133,7 @@ impl FleetSink {
                 .await
                 .map_err(chain)?;
             tx.commit().await.map_err(chain)?;
-            Ok::<_, String>(fresh)
+            Ok::<_, InventoryError>(fresh)
         }
         .await;
         match outcome {

@@ -9,17 +9,30 @@
 #[derive(Debug, Default)]
 pub struct AiaHosts(Vec<(String, Option<u16>)>);
 
+/// An `ocsp_aia_hosts` entry that is not a host, or a certificate's AIA URL certgate will not
+/// fetch.
+#[derive(Debug, thiserror::Error)]
+pub enum AiaError {
+    #[error("{0:?} is not a host or host:port")]
+    Entry(String),
+    #[error("the certificate's OCSP URL {0:?} is not a URL")]
+    Url(String),
+    #[error(
+        "the certificate's OCSP URL {0:?} is not on an allowed host (client_auth.ocsp_aia_hosts): not fetched"
+    )]
+    Disallowed(String),
+}
+
 impl AiaHosts {
     /// Errors name the entry that is not a host or `host:port`.
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
+    pub fn parse(entries: &[String]) -> Result<Self, AiaError> {
         entries
             .iter()
             .map(|e| {
-                let a: http::uri::Authority = e
-                    .parse()
-                    .map_err(|_| format!("{e:?} is not a host or host:port"))?;
+                let not_host = || AiaError::Entry(e.clone());
+                let a: http::uri::Authority = e.parse().map_err(|_| not_host())?;
                 if a.as_str().contains('@') || a.host().is_empty() {
-                    return Err(format!("{e:?} is not a host or host:port"));
+                    return Err(not_host());
                 }
                 Ok((a.host().to_ascii_lowercase(), a.port_u16()))
             })
@@ -32,10 +45,8 @@ impl AiaHosts {
     }
 
     /// Whether `url`'s host (and port) is listed.
-    pub(super) fn allows(&self, url: &str) -> Result<(), String> {
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|_| format!("the certificate's OCSP URL {url:?} is not a URL"))?;
+    pub(super) fn allows(&self, url: &str) -> Result<(), AiaError> {
+        let uri: http::Uri = url.parse().map_err(|_| AiaError::Url(url.into()))?;
         let host = uri.host().unwrap_or("").to_ascii_lowercase();
         let default = if uri.scheme_str() == Some("https") {
             443
@@ -50,9 +61,7 @@ impl AiaHosts {
         {
             return Ok(());
         }
-        Err(format!(
-            "the certificate's OCSP URL {url:?} is not on an allowed host (client_auth.ocsp_aia_hosts): not fetched"
-        ))
+        Err(AiaError::Disallowed(url.into()))
     }
 }
 

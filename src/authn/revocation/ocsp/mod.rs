@@ -265,7 +265,7 @@ impl OcspPolicy {
             (Some((_, f)), _) => f.clone(),
             (None, Some(url)) => {
                 if let Err(e) = self.aia_hosts.allows(url) {
-                    return self.failed(Outcome::Error, e, now);
+                    return self.failed(Outcome::Error, e.to_string(), now);
                 }
                 match cache.fetcher(url) {
                     Ok(f) => f,
@@ -281,7 +281,7 @@ impl OcspPolicy {
             }
         };
         let query = match X509Certificate::from_der(&subject.issuer)
-            .map_err(|e| e.to_string())
+            .map_err(|e| wire::OcspError::Issuer(e.to_string()))
             .and_then(|(_, issuer)| wire::request(&issuer, &subject.serial))
         {
             Ok(q) => q,
@@ -301,7 +301,7 @@ impl OcspPolicy {
             Err(e) => return self.failed(Outcome::Error, format!("responder: {e}"), now),
         };
         let answer = X509Certificate::from_der(&subject.issuer)
-            .map_err(|e| e.to_string())
+            .map_err(|e| wire::OcspError::Issuer(e.to_string()))
             .and_then(|(_, issuer)| wire::read_response(&body, &query, &issuer, now));
         match answer {
             Ok(a) => {
@@ -319,7 +319,7 @@ impl OcspPolicy {
                     cached: false,
                 }
             }
-            Err(e) => self.failed(Outcome::Invalid, e, now),
+            Err(e) => self.failed(Outcome::Invalid, e.to_string(), now),
         }
     }
 

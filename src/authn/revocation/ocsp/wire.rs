@@ -56,9 +56,31 @@ fn key_hash(cert: &X509Certificate<'_>) -> Vec<u8> {
     sha1(&cert.public_key().subject_public_key.data)
 }
 
+/// Why an OCSP request could not be made or a response cannot be trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum OcspError {
+    #[error("cannot encode the OCSP request: {0}")]
+    Encode(der::Error),
+    #[error("not an OCSP response: {0}")]
+    NotOcsp(der::Error),
+    #[error("responder answered {0}")]
+    Status(String),
+    #[error("unsupported response type {0}")]
+    ResponseType(String),
+    #[error("malformed basic response: {0}")]
+    Malformed(String),
+    /// Who should have signed, and why the signature does not verify.
+    #[error("bad signature by {0}: {1}")]
+    BadSignature(&'static str, x509_parser::error::X509Error),
+    #[error("unreadable issuer certificate: {0}")]
+    Issuer(String),
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
 /// The request for the certificate with `serial` (DER INTEGER content) issued by `issuer`.
-pub fn request(issuer: &X509Certificate<'_>, serial: &[u8]) -> Result<Query, String> {
-    let bad = |e: der::Error| format!("cannot encode the OCSP request: {e}");
+pub fn request(issuer: &X509Certificate<'_>, serial: &[u8]) -> Result<Query, OcspError> {
+    let bad = OcspError::Encode;
     let cert_id = CertId {
         hash_algorithm: AlgorithmIdentifierOwned {
             oid: const_oid::db::rfc5912::ID_SHA_1,
@@ -73,7 +95,8 @@ pub fn request(issuer: &X509Certificate<'_>, serial: &[u8]) -> Result<Query, Str
             .map_err(bad)?,
     };
     let mut nonce = vec![0u8; 16];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| "no randomness for the OCSP nonce")?;
+    aws_lc_rs::rand::fill(&mut nonce)
+        .map_err(|_| OcspError::Invalid("no randomness for the OCSP nonce"))?;
     let nonce_ext = Extension {
         extn_id: const_oid::db::rfc6960::ID_PKIX_OCSP_NONCE,
         critical: false,
@@ -109,32 +132,36 @@ pub fn read_response(
     query: &Query,
     issuer: &X509Certificate<'_>,
     now: i64,
-) -> Result<Answer, String> {
-    let resp = OcspResponse::from_der(body).map_err(|e| format!("not an OCSP response: {e}"))?;
+) -> Result<Answer, OcspError> {
+    let resp = OcspResponse::from_der(body).map_err(OcspError::NotOcsp)?;
     if resp.response_status != OcspResponseStatus::Successful {
-        return Err(format!("responder answered {:?}", resp.response_status));
+        return Err(OcspError::Status(format!("{:?}", resp.response_status)));
     }
     let bytes = resp
         .response_bytes
-        .ok_or("successful response without a body")?;
+        .ok_or(OcspError::Invalid("successful response without a body"))?;
     if bytes.response_type != const_oid::db::rfc6960::ID_PKIX_OCSP_BASIC {
-        return Err(format!("unsupported response type {}", bytes.response_type));
+        return Err(OcspError::ResponseType(bytes.response_type.to_string()));
     }
     let raw = bytes.response.as_bytes();
     let basic =
-        BasicOcspResponse::from_der(raw).map_err(|e| format!("malformed basic response: {e}"))?;
-    let signed = Signed::split(raw).map_err(|e| format!("malformed basic response: {e}"))?;
+        BasicOcspResponse::from_der(raw).map_err(|e| OcspError::Malformed(e.to_string()))?;
+    let signed = Signed::split(raw).map_err(|e| OcspError::Malformed(e.to_string()))?;
     check_signature(&basic, &signed, issuer, now)?;
     let data = &basic.tbs_response_data;
     let single = data
         .responses
         .iter()
         .find(|r| same_cert(&r.cert_id, &query.cert_id))
-        .ok_or("the response is about another certificate")?;
+        .ok_or(OcspError::Invalid(
+            "the response is about another certificate",
+        ))?;
     if let Some(echoed) = data.nonce()
         && echoed.0.as_bytes() != query.nonce.as_slice()
     {
-        return Err("the response's nonce is not the request's (replayed?)".into());
+        return Err(OcspError::Invalid(
+            "the response's nonce is not the request's (replayed?)",
+        ));
     }
     answer(single, now)
 }
@@ -150,13 +177,15 @@ fn secs(t: &x509_ocsp::OcspGeneralizedTime) -> i64 {
     t.0.to_unix_duration().as_secs() as i64
 }
 
-fn answer(single: &SingleResponse, now: i64) -> Result<Answer, String> {
+fn answer(single: &SingleResponse, now: i64) -> Result<Answer, OcspError> {
     if secs(&single.this_update) > now + SKEW_SECS {
-        return Err("the response's thisUpdate is in the future".into());
+        return Err(OcspError::Invalid(
+            "the response's thisUpdate is in the future",
+        ));
     }
     let next_update = single.next_update.as_ref().map(secs);
     if next_update.is_some_and(|t| t < now - SKEW_SECS) {
-        return Err("the response is past its nextUpdate".into());
+        return Err(OcspError::Invalid("the response is past its nextUpdate"));
     }
     let status = match single.cert_status {
         CertStatus::Good(_) => Status::Good,
@@ -176,12 +205,12 @@ fn check_signature(
     signed: &Signed<'_>,
     issuer: &X509Certificate<'_>,
     now: i64,
-) -> Result<(), String> {
+) -> Result<(), OcspError> {
     let id = &basic.tbs_response_data.responder_id;
     if names(id, issuer) {
         return signed
             .verify(issuer.public_key())
-            .map_err(|e| format!("bad signature by the issuer: {e}"));
+            .map_err(|e| OcspError::BadSignature("the issuer", e));
     }
     let included: Vec<Vec<u8>> = basic
         .certs
@@ -193,11 +222,13 @@ fn check_signature(
         .iter()
         .filter_map(|der| X509Certificate::from_der(der).ok().map(|(_, c)| c))
         .find(|c| names(id, c))
-        .ok_or("signed by a responder that is neither the issuer nor in the response")?;
+        .ok_or(OcspError::Invalid(
+            "signed by a responder that is neither the issuer nor in the response",
+        ))?;
     delegated(&responder, issuer, now)?;
     signed
         .verify(responder.public_key())
-        .map_err(|e| format!("bad signature by the delegated responder: {e}"))
+        .map_err(|e| OcspError::BadSignature("the delegated responder", e))
 }
 
 /// Whether the ResponderID names `cert`.
@@ -215,22 +246,28 @@ fn delegated(
     responder: &X509Certificate<'_>,
     issuer: &X509Certificate<'_>,
     now: i64,
-) -> Result<(), String> {
+) -> Result<(), OcspError> {
     if responder.issuer().as_raw() != issuer.subject().as_raw()
         || responder
             .verify_signature(Some(issuer.public_key()))
             .is_err()
     {
-        return Err("the responder certificate is not issued by the certificate's issuer".into());
+        return Err(OcspError::Invalid(
+            "the responder certificate is not issued by the certificate's issuer",
+        ));
     }
     let ocsp_signing =
         matches!(responder.extended_key_usage(), Ok(Some(eku)) if eku.value.ocsp_signing);
     if !ocsp_signing {
-        return Err("the responder certificate lacks id-kp-OCSPSigning".into());
+        return Err(OcspError::Invalid(
+            "the responder certificate lacks id-kp-OCSPSigning",
+        ));
     }
     let valid = ASN1Time::from_timestamp(now).is_ok_and(|t| responder.validity().is_valid_at(t));
     if !valid {
-        return Err("the responder certificate is not valid now".into());
+        return Err(OcspError::Invalid(
+            "the responder certificate is not valid now",
+        ));
     }
     Ok(())
 }
