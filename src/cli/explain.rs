@@ -84,17 +84,7 @@ fn run(config: &Path, req: Request<'_>) -> Result<ExitCode, Stop> {
         host.unwrap_or(""),
         asked.normalized
     );
-    let without_params = if path::has_params(&asked.normalized) {
-        match path::without_params(&asked.normalized) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                println!("result    400 bad request: {e}");
-                return Err(Stop::Refused);
-            }
-        }
-    } else {
-        None
-    };
+    let without_params = without_params(&asked.normalized)?;
     let parts = RequestParts {
         method: &asked.method,
         host,
@@ -137,6 +127,20 @@ fn run(config: &Path, req: Request<'_>) -> Result<ExitCode, Stop> {
     } else {
         ExitCode::from(3)
     })
+}
+
+/// The path without its `;` parameters, when it has some (routes match it so).
+fn without_params(normalized: &str) -> Result<Option<String>, Stop> {
+    if !path::has_params(normalized) {
+        return Ok(None);
+    }
+    match path::without_params(normalized) {
+        Ok(p) => Ok(Some(p)),
+        Err(e) => {
+            println!("result    400 bad request: {e}");
+            Err(Stop::Refused)
+        }
+    }
 }
 
 /// Section: the method, host and path, as the request path screens them.

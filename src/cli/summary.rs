@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use certgate::authn::token::JwksSource;
+use certgate::authz::Route;
 use certgate::state::snapshot::Snapshot;
 use certgate::util::time::{fmt_time, unix_now};
 
@@ -10,6 +11,23 @@ use certgate::util::time::{fmt_time, unix_now};
 pub fn summary(s: &Snapshot) -> String {
     let mut o = String::new();
     let now = unix_now();
+    listener(&mut o, s, now);
+    trust(&mut o, s);
+    let _ = writeln!(o, "admin      {}", s.admin.bind);
+    upstreams(&mut o, s);
+    identity(&mut o, s);
+    limits(&mut o, s);
+    for r in s.routing.routes.routes() {
+        route(&mut o, s, r);
+    }
+    for w in &s.warnings {
+        let _ = writeln!(o, "warning: {w}");
+    }
+    o
+}
+
+/// The config file, the listener and the server certificate.
+fn listener(o: &mut String, s: &Snapshot, now: i64) {
     let _ = writeln!(o, "config     {}", s.config_path.display());
     let _ = writeln!(
         o,
@@ -24,6 +42,10 @@ pub fn summary(s: &Snapshot) -> String {
         (s.tls.server_cert.not_after - now) / 86400
     );
     let _ = writeln!(o, "client_auth mode = {}", s.tls.client_auth_mode.as_str());
+}
+
+/// What client certificates are verified against: anchors, intermediates, CRLs, OCSP.
+fn trust(o: &mut String, s: &Snapshot) {
     for c in &s.tls.trust_anchors {
         let _ = writeln!(
             o,
@@ -67,7 +89,9 @@ pub fn summary(s: &Snapshot) -> String {
             p.responder().unwrap_or("from each certificate's AIA")
         );
     }
-    let _ = writeln!(o, "admin      {}", s.admin.bind);
+}
+
+fn upstreams(o: &mut String, s: &Snapshot) {
     for u in &s.routing.upstreams {
         let _ = writeln!(
             o,
@@ -79,6 +103,10 @@ pub fn summary(s: &Snapshot) -> String {
             humantime::format_duration(u.timeout)
         );
     }
+}
+
+/// Token issuers and owners.
+fn identity(o: &mut String, s: &Snapshot) {
     for i in &s.identity.token_issuers {
         let keys = i.keys.load();
         let source = match &i.source {
@@ -109,6 +137,9 @@ pub fn summary(s: &Snapshot) -> String {
             s.identity.owners.lifetime_violation.as_str()
         );
     }
+}
+
+fn limits(o: &mut String, s: &Snapshot) {
     if let Some(b) = &s.limits.backend {
         let _ = writeln!(
             o,
@@ -118,74 +149,72 @@ pub fn summary(s: &Snapshot) -> String {
             humantime::format_duration(s.limits.config.backend_timeout)
         );
     }
-    for r in s.routing.routes.routes() {
-        let methods = r.methods().map_or_else(
-            || "*".to_string(),
-            |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
-        );
-        let _ = writeln!(
-            o,
-            "route      {:<20} {} {}{} -> {} (allow {}, deny {}{}{}{}{})",
-            r.name,
-            methods,
-            r.host().unwrap_or(""),
-            r.path_prefix(),
-            s.routing
-                .upstreams
-                .get(r.upstream)
-                .map_or("?", |u| u.name.as_str()),
-            r.allow.len(),
-            r.deny.len(),
-            if r.allow_unauthenticated {
-                ", unauthenticated allowed"
-            } else {
-                ""
-            },
-            r.rate_limit
-                .as_ref()
-                .map(|l| &l.spec)
-                .map(|l| format!(
-                    ", rate {}/{} burst {} per {}",
-                    l.requests,
-                    humantime::format_duration(l.per),
-                    l.burst,
-                    l.key.as_str()
-                ))
-                .unwrap_or_default(),
-            r.quota
-                .as_ref()
-                .map(|q| &q.spec)
-                .map(|q| format!(
-                    ", quota{}{} per {} per {}",
-                    q.requests
-                        .map(|n| format!(" {n} requests"))
-                        .unwrap_or_default(),
-                    q.bytes
-                        .map(|b| format!(" {}", bytesize::ByteSize(b)))
-                        .unwrap_or_default(),
-                    humantime::format_duration(q.per),
-                    q.key.as_str()
-                ))
-                .unwrap_or_default(),
-            r.token
-                .as_ref()
-                .map(|t| format!(
-                    ", token from {}{}",
-                    s.identity
-                        .token_issuers
-                        .get(t.issuer)
-                        .map_or("?", |i| i.name.as_str()),
-                    if t.scopes.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" with {}", t.scopes.join(" "))
-                    }
-                ))
-                .unwrap_or_default()
-        );
-    }
-    for w in &s.warnings {
-        let _ = writeln!(o, "warning: {w}");
-    }
-    o
+}
+
+/// One route: what it matches, where it forwards, and what it asks of a caller.
+fn route(o: &mut String, s: &Snapshot, r: &Route) {
+    let methods = r.methods().map_or_else(
+        || "*".to_string(),
+        |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
+    );
+    let _ = writeln!(
+        o,
+        "route      {:<20} {} {}{} -> {} (allow {}, deny {}{}{}{}{})",
+        r.name,
+        methods,
+        r.host().unwrap_or(""),
+        r.path_prefix(),
+        s.routing
+            .upstreams
+            .get(r.upstream)
+            .map_or("?", |u| u.name.as_str()),
+        r.allow.len(),
+        r.deny.len(),
+        if r.allow_unauthenticated {
+            ", unauthenticated allowed"
+        } else {
+            ""
+        },
+        r.rate_limit
+            .as_ref()
+            .map(|l| &l.spec)
+            .map(|l| format!(
+                ", rate {}/{} burst {} per {}",
+                l.requests,
+                humantime::format_duration(l.per),
+                l.burst,
+                l.key.as_str()
+            ))
+            .unwrap_or_default(),
+        r.quota
+            .as_ref()
+            .map(|q| &q.spec)
+            .map(|q| format!(
+                ", quota{}{} per {} per {}",
+                q.requests
+                    .map(|n| format!(" {n} requests"))
+                    .unwrap_or_default(),
+                q.bytes
+                    .map(|b| format!(" {}", bytesize::ByteSize(b)))
+                    .unwrap_or_default(),
+                humantime::format_duration(q.per),
+                q.key.as_str()
+            ))
+            .unwrap_or_default(),
+        r.token
+            .as_ref()
+            .map(|t| format!(
+                ", token from {}{}",
+                s.identity
+                    .token_issuers
+                    .get(t.issuer)
+                    .map_or("?", |i| i.name.as_str()),
+                if t.scopes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", t.scopes.join(" "))
+                }
+            ))
+            .unwrap_or_default()
+    );
 }

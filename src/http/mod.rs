@@ -11,13 +11,15 @@ mod limits;
 mod ocsp;
 pub mod tunnel;
 
+mod body;
 mod conn;
+mod outbound;
 mod record;
 mod respond;
 
 pub use bearer::presented_token;
+pub use body::ProxyBody;
 pub use conn::ConnContext;
-pub use record::ProxyBody;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -25,23 +27,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
-use http::uri::PathAndQuery;
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Incoming};
 
 use crate::authn::token::VerifiedToken;
 use crate::authz::authority::RequestAuthority;
 use crate::authz::path;
 use crate::authz::{self, Credential, DecidedBy, Refusal, RequestParts, Route, Verdict};
+use crate::http::body::Inner;
 use crate::http::error::{Malformed, RequestError};
-use crate::http::headers::{Forwarding, forwarding_headers, strip_hop_by_hop};
-use crate::http::record::{Exchange, Inner};
+use crate::http::headers::strip_hop_by_hop;
+use crate::http::record::Exchange;
 use crate::http::respond::{is_grpc, local_response};
 use crate::state::snapshot::Snapshot;
 use crate::telemetry::metrics::Limit;
-use crate::upstream::body::{BodyFault, BodyMeter, UpstreamBody, discard_rest};
+use crate::upstream::ForwardError;
+use crate::upstream::body::{BodyFault, BodyMeter, discard_rest};
 use crate::upstream::pool::ResponseBody;
-use crate::upstream::{ForwardError, Outbound};
 
 /// Serves one request. Never fails: every problem becomes an HTTP answer.
 pub async fn handle(
@@ -140,11 +142,11 @@ async fn proxy(
         )
     });
     x.bytes_in = meter.clone();
-    let out = prepare_upstream_request(
+    let out = outbound::prepare_upstream_request(
         ctx,
         snapshot,
         req,
-        &Forwarded {
+        &outbound::Forwarded {
             path: new_path,
             authority: &authority,
             request_id: &x.request_id,
@@ -164,55 +166,77 @@ async fn proxy(
         Err(e) => return Err(RequestError::Upstream(e)),
     };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        // Only the WebSocket upgrade that was asked for may turn the exchange into a tunnel.
-        let (Some(client_side), true) = (client_side, framing::accepts_websocket(resp.headers()))
-        else {
-            let offered = resp
-                .headers()
-                .get(header::UPGRADE)
-                .map(|v| {
-                    String::from_utf8_lossy(v.as_bytes())
-                        .chars()
-                        .take(64)
-                        .collect()
-                })
-                .unwrap_or_default();
-            return Err(RequestError::UpstreamUpgrade(offered));
-        };
-        let upstream_side = hyper::upgrade::on(&mut resp);
-        strip_hop_by_hop(resp.headers_mut());
-        let h = resp.headers_mut();
-        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        let bounds = tunnel::Bounds {
-            quota: route
-                .quota
-                .as_ref()
-                .filter(|q| q.spec.bytes.is_some())
-                .zip(snapshot.routing.route_obs.get(route.index))
-                .map(|(q, obs)| {
-                    let leaf = ctx.identity.as_deref().map(|i| &i.sha256);
-                    (
-                        q.clone(),
-                        crate::limits::LimitKey::of(q.spec.key, leaf, ctx.peer.ip()),
-                        obs.metrics
-                            .rate_limited_counter(crate::limits::LimitKind::Quota, false)
-                            .clone(),
-                    )
-                }),
-            token_exp: token.as_deref().map(|t| t.exp),
-        };
-        tokio::spawn(tunnel::run(
+        tunnel(
+            ctx,
+            snapshot,
+            route,
             client_side,
-            upstream_side,
-            x.request_id.clone(),
-            ctx.clone(),
-            bounds,
-        ));
+            &mut resp,
+            token.as_deref(),
+            x,
+        )?;
     } else {
         strip_hop_by_hop(resp.headers_mut());
     }
     Ok(resp)
+}
+
+/// Phase: a 101 answer. Only the WebSocket upgrade that was asked for may turn the exchange
+/// into a tunnel, bounded by the route's quota and the token's expiry.
+fn tunnel(
+    ctx: &Arc<ConnContext>,
+    snapshot: &Snapshot,
+    route: &Route,
+    client_side: Option<hyper::upgrade::OnUpgrade>,
+    resp: &mut Response<ResponseBody>,
+    token: Option<&VerifiedToken>,
+    x: &Exchange,
+) -> Result<(), RequestError> {
+    let (Some(client_side), true) = (client_side, framing::accepts_websocket(resp.headers()))
+    else {
+        let offered = resp
+            .headers()
+            .get(header::UPGRADE)
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(64)
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Err(RequestError::UpstreamUpgrade(offered));
+    };
+    let upstream_side = hyper::upgrade::on(&mut *resp);
+    strip_hop_by_hop(resp.headers_mut());
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let bounds = tunnel::Bounds {
+        quota: route
+            .quota
+            .as_ref()
+            .filter(|q| q.spec.bytes.is_some())
+            .zip(snapshot.routing.route_obs.get(route.index))
+            .map(|(q, obs)| {
+                let leaf = ctx.identity.as_deref().map(|i| &i.sha256);
+                (
+                    q.clone(),
+                    crate::limits::LimitKey::of(q.spec.key, leaf, ctx.peer.ip()),
+                    obs.metrics
+                        .rate_limited_counter(crate::limits::LimitKind::Quota, false)
+                        .clone(),
+                )
+            }),
+        token_exp: token.map(|t| t.exp),
+    };
+    tokio::spawn(tunnel::run(
+        client_side,
+        upstream_side,
+        x.request_id.clone(),
+        ctx.clone(),
+        bounds,
+    ));
+    Ok(())
 }
 
 fn body_too_large(ctx: &ConnContext, limit: u64) -> RequestError {
@@ -308,79 +332,4 @@ fn authorize<'s, B>(
         Some(Refusal::Unauthenticated) => Err(RequestError::Unauthenticated),
         Some(Refusal::Forbidden) => Err(RequestError::Forbidden),
     }
-}
-
-/// What the request path settled that the upstream request carries.
-struct Forwarded<'a> {
-    /// The normalised path, when it differs from the one the client sent.
-    path: Option<&'a str>,
-    authority: &'a RequestAuthority,
-    request_id: &'a HeaderValue,
-    upgrade: Option<&'a HeaderValue>,
-    /// The verified access token, for the `x-token-*` headers.
-    token: Option<&'a VerifiedToken>,
-    /// False on a token route without `forward`: `Authorization` stays here.
-    keep_authorization: bool,
-}
-
-/// Phase: strips hop-by-hop and screened headers, adds identity and forwarding headers, and
-/// points the request at the upstream with the normalised path and the canonical authority.
-fn prepare_upstream_request(
-    ctx: &ConnContext,
-    snapshot: &Snapshot,
-    req: Request<Incoming>,
-    f: &Forwarded<'_>,
-    meter: Option<Arc<BodyMeter>>,
-) -> Result<Outbound, RequestError> {
-    let (mut parts, body) = req.into_parts();
-    forwarding_headers(
-        &mut parts.headers,
-        &Forwarding {
-            xfcc: ctx.xfcc.as_ref(),
-            peer_ip: &ctx.peer_ip,
-            request_id: f.request_id,
-            authority: f.authority.header_value(),
-            upgrade: f.upgrade,
-            strip: &snapshot.listener.strip_request_headers,
-            token: f.token.map(|t| &t.headers),
-            keep_authorization: f.keep_authorization,
-        },
-    );
-    framing::canonical_content_length(&mut parts.headers);
-
-    let path_and_query = match f.path {
-        None => parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        Some(p) => {
-            let pq = match parts.uri.query() {
-                Some(q) => format!("{p}?{q}"),
-                None => p.to_string(),
-            };
-            PathAndQuery::try_from(pq)
-                .map_err(|_| RequestError::Internal("normalised path is not a valid URI path"))?
-        }
-    };
-    let retryable = f.upgrade.is_none() && is_idempotent(&parts.method) && body.is_end_stream();
-    let body = match &meter {
-        Some(meter) if !body.is_end_stream() => UpstreamBody::stream(body, meter.clone()),
-        _ => UpstreamBody::Empty,
-    };
-    Ok(Outbound {
-        method: parts.method,
-        path_and_query,
-        headers: parts.headers,
-        body,
-        meter,
-        retryable,
-    })
-}
-
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-    )
 }

@@ -1,18 +1,13 @@
 //! The record of one exchange — metrics, inventory and one access-log line — written exactly
 //! once, when the response body ends or is dropped, by the body that carries the answer.
 
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Method, Request, StatusCode, Uri, Version};
-use http_body_util::Full;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 
 use crate::authn::token::{TokenFailure, VerifiedToken};
 use crate::authz::owners::{Finding, UNOWNED};
@@ -22,74 +17,14 @@ use crate::http::error::{RequestError, Side};
 use crate::http::headers::{client_request_id, request_id};
 use crate::limits::LimitKind;
 use crate::limits::quota::Charge;
-use crate::state::snapshot::Snapshot;
+use crate::state::snapshot::{RouteObs, Snapshot};
 use crate::telemetry::anomaly::{self, Watched};
 use crate::upstream::body::BodyMeter;
-use crate::upstream::pool::ResponseBody;
 use crate::util::text::{LOG_FIELD_MAX, bounded};
 use crate::util::time::coarse_unix_now;
 
 /// Paths are logged up to this many bytes (a path can be as long as the request head).
 const PATH_LOG_MAX: usize = 2048;
-
-/// Response body: streamed from the upstream or a small local answer. Counts the bytes it
-/// yields and records the exchange when it is dropped (after the last frame, or when the client
-/// goes away).
-pub struct ProxyBody {
-    pub(super) inner: Inner,
-    pub(super) exchange: Option<Box<Exchange>>,
-}
-
-pub(super) enum Inner {
-    Upstream(ResponseBody),
-    Local(Full<Bytes>),
-}
-
-impl Body for ProxyBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let polled = match &mut this.inner {
-            Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
-            Inner::Local(b) => Pin::new(b)
-                .poll_frame(cx)
-                .map(|f| f.map(|r| r.map_err(|never: Infallible| match never {}))),
-        };
-        if let (Poll::Ready(Some(Ok(frame))), Some(x)) = (&polled, this.exchange.as_mut())
-            && let Some(data) = frame.data_ref()
-        {
-            x.bytes_out += data.len() as u64;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            Inner::Upstream(b) => b.is_end_stream(),
-            Inner::Local(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Inner::Upstream(b) => b.size_hint(),
-            Inner::Local(b) => b.size_hint(),
-        }
-    }
-}
-
-impl Drop for ProxyBody {
-    fn drop(&mut self) {
-        if let Some(x) = self.exchange.take() {
-            x.finish();
-        }
-    }
-}
 
 /// One request/response exchange as it will be recorded: metrics, inventory, access log.
 pub struct Exchange {
@@ -243,17 +178,26 @@ impl Exchange {
     }
 
     /// Metrics, inventory and one access-log event. Runs once per request.
-    fn finish(self) {
+    pub(super) fn finish(self) {
         self.ctx.bytes_read_at_response.store(
             self.ctx.bytes_read.load(Ordering::Relaxed),
             Ordering::Relaxed,
         );
-        let snapshot = &self.snapshot;
-        let telemetry = &self.ctx.gateway.telemetry;
-        let route_obs = self.route.and_then(|i| snapshot.routing.route_obs.get(i));
-        let metrics = route_obs.map_or(&telemetry.metrics.unrouted, |r| &r.metrics);
+        let route_obs = self
+            .route
+            .and_then(|i| self.snapshot.routing.route_obs.get(i));
         let elapsed = self.start.elapsed();
         let bytes_in = self.bytes_in.as_ref().map_or(0, |m| m.bytes());
+        self.count(route_obs, elapsed, bytes_in);
+        let owner = self.owner_name();
+        self.observe_anomaly(route_obs, owner);
+        self.log(elapsed, bytes_in, owner);
+    }
+
+    /// Metrics, the inventory entry, the quota's bytes.
+    fn count(&self, route_obs: Option<&RouteObs>, elapsed: Duration, bytes_in: u64) {
+        let telemetry = &self.ctx.gateway.telemetry;
+        let metrics = route_obs.map_or(&telemetry.metrics.unrouted, |r| &r.metrics);
         if let Some(v) = self.verdict {
             metrics.decision(v);
             if let Some(entry) = &self.ctx.inventory {
@@ -278,34 +222,52 @@ impl Exchange {
         if let Some(c) = &self.quota_charge {
             c.cell.add_bytes(c.window, self.bytes_out);
         }
-        let route = self
-            .route
-            .and_then(|i| snapshot.routing.routes.routes().get(i))
-            .map(|r| r.name.as_str());
-        let id = self.ctx.identity.as_deref();
-        let owner = match self
-            .owner
-            .and_then(|i| snapshot.identity.owners.list.get(i))
-        {
-            Some(o) => Some(&*o.name),
-            None => (id.is_some() && snapshot.identity.owners.configured).then_some(UNOWNED),
-        };
-        if let Some(spec) = &snapshot.telemetry.anomaly {
-            telemetry.anomalies.observe(
-                spec,
-                &anomaly::Request {
-                    who: id.map_or(Watched::SourceIp(self.ctx.peer.ip()), |i| {
-                        Watched::Certificate(i.sha256)
-                    }),
-                    identity: id.map(|i| (i.sha256_hex.as_str(), i.subject.as_str())),
-                    owner,
-                    source: self.ctx.peer.ip(),
-                    route: route.zip(route_obs).map(|(name, o)| (o.inventory_id, name)),
-                    refused: matches!(self.status.as_u16(), 401 | 403 | 429),
-                },
-            );
-        }
+    }
 
+    fn route_name(&self) -> Option<&str> {
+        self.route
+            .and_then(|i| self.snapshot.routing.routes.routes().get(i))
+            .map(|r| r.name.as_str())
+    }
+
+    /// The certificate's owner, `unowned` for a certificate no owner matches.
+    fn owner_name(&self) -> Option<&str> {
+        let owners = &self.snapshot.identity.owners;
+        match self.owner.and_then(|i| owners.list.get(i)) {
+            Some(o) => Some(&*o.name),
+            None => (self.ctx.identity.is_some() && owners.configured).then_some(UNOWNED),
+        }
+    }
+
+    fn observe_anomaly(&self, route_obs: Option<&RouteObs>, owner: Option<&str>) {
+        let Some(spec) = &self.snapshot.telemetry.anomaly else {
+            return;
+        };
+        let id = self.ctx.identity.as_deref();
+        self.ctx.gateway.telemetry.anomalies.observe(
+            spec,
+            &anomaly::Request {
+                who: id.map_or(Watched::SourceIp(self.ctx.peer.ip()), |i| {
+                    Watched::Certificate(i.sha256)
+                }),
+                identity: id.map(|i| (i.sha256_hex.as_str(), i.subject.as_str())),
+                owner,
+                source: self.ctx.peer.ip(),
+                route: self
+                    .route_name()
+                    .zip(route_obs)
+                    .map(|(name, o)| (o.inventory_id, name)),
+                refused: matches!(self.status.as_u16(), 401 | 403 | 429),
+            },
+        );
+    }
+
+    /// The access-log line, and a line of its own at its level for a failure an operator must
+    /// look at.
+    fn log(&self, elapsed: Duration, bytes_in: u64, owner: Option<&str>) {
+        let snapshot = &self.snapshot;
+        let route = self.route_name();
+        let id = self.ctx.identity.as_deref();
         let upstream = self
             .upstream
             .and_then(|i| snapshot.routing.upstreams.get(i))

@@ -7,9 +7,9 @@ use http::{Request, Response};
 use http_body_util::Full;
 
 use crate::authn::token::TokenFailure;
+use crate::http::body::Inner;
 use crate::http::error::{Malformed, RequestError};
 use crate::http::headers::X_REQUEST_ID;
-use crate::http::record::Inner;
 
 /// A small JSON error that reveals no route name or policy.
 pub(super) fn local_response(

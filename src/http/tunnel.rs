@@ -58,17 +58,7 @@ pub async fn run(
     };
     let mut upstream = TokioIo::new(upstream);
     let mut swaps = ctx.gateway.snapshot_swaps.subscribe();
-    let now = unix_now();
-    let cert_left = ctx
-        .identity
-        .as_ref()
-        .map_or(i64::MAX, |i| i.not_after - now);
-    let token_left = bounds
-        .token_exp
-        .map_or(i64::MAX, |exp| i64::try_from(exp).unwrap_or(i64::MAX) - now);
-    let token_first = token_left < cert_left;
-    let left = token_left.min(cert_left);
-    let expires_in = Duration::from_secs(u64::try_from(left).unwrap_or(0).saturating_add(1));
+    let (expires_in, token_first) = lifetime(&ctx, bounds.token_exp);
     let expiry = tokio::time::sleep(expires_in.min(Duration::from_secs(86400 * 365)));
     let mut expiry = std::pin::pin!(expiry);
     let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
@@ -76,27 +66,7 @@ pub async fn run(
     loop {
         tokio::select! {
             r = copy.as_mut() => {
-                match r {
-                    _ if over_quota.load(Ordering::Relaxed) => {
-                        if let Some(c) = &quota_counter {
-                            c.inc();
-                        }
-                        tracing::info!(
-                            target: "certgate::access",
-                            request_id = id,
-                            reason = "the route's byte quota is used up",
-                            "upgraded connection closed: its byte quota is used up"
-                        );
-                    }
-                    Ok((to_upstream, to_client)) => tracing::info!(
-                        target: "certgate::access",
-                        request_id = id,
-                        bytes_to_upstream = to_upstream,
-                        bytes_to_client = to_client,
-                        "upgraded connection closed"
-                    ),
-                    Err(e) => tracing::debug!(request_id = id, error = %e, "upgraded connection ended"),
-                }
+                ended(id, r, over_quota.load(Ordering::Relaxed), quota_counter.as_ref());
                 return;
             }
             changed = swaps.changed() => {
@@ -123,6 +93,50 @@ pub async fn run(
                 return;
             }
         }
+    }
+}
+
+/// How long the tunnel may stay open: until the certificate or the token expires, whichever
+/// is first (true: the token).
+fn lifetime(ctx: &ConnContext, token_exp: Option<u64>) -> (Duration, bool) {
+    let now = unix_now();
+    let cert_left = ctx
+        .identity
+        .as_ref()
+        .map_or(i64::MAX, |i| i.not_after - now);
+    let token_left = token_exp.map_or(i64::MAX, |exp| i64::try_from(exp).unwrap_or(i64::MAX) - now);
+    let left = token_left.min(cert_left);
+    let expires_in = Duration::from_secs(u64::try_from(left).unwrap_or(0).saturating_add(1));
+    (expires_in, token_left < cert_left)
+}
+
+/// The tunnel's copy ended: by the quota, by either side, or by an error.
+fn ended(
+    id: &str,
+    r: std::io::Result<(u64, u64)>,
+    over_quota: bool,
+    quota_counter: Option<&prometheus::IntCounter>,
+) {
+    match r {
+        _ if over_quota => {
+            if let Some(c) = quota_counter {
+                c.inc();
+            }
+            tracing::info!(
+                target: "certgate::access",
+                request_id = id,
+                reason = "the route's byte quota is used up",
+                "upgraded connection closed: its byte quota is used up"
+            );
+        }
+        Ok((to_upstream, to_client)) => tracing::info!(
+            target: "certgate::access",
+            request_id = id,
+            bytes_to_upstream = to_upstream,
+            bytes_to_client = to_client,
+            "upgraded connection closed"
+        ),
+        Err(e) => tracing::debug!(request_id = id, error = %e, "upgraded connection ended"),
     }
 }
 

@@ -10,7 +10,6 @@ use prometheus::IntCounter;
 use super::quota::{Quota, QuotaSpec};
 use super::redis::RedisBackend;
 use super::{RateLimit, RateLimitSpec};
-use crate::authz::Route;
 
 /// Locked only while a snapshot is built or swapped in, never on the request path.
 #[derive(Default)]
@@ -53,25 +52,23 @@ impl LimitRegistry {
         }
     }
 
-    /// Makes the limiters and quotas of `routes` (those of the snapshot going live) and
-    /// `backend` the registered ones, and starts the backend's connection (inside the runtime).
-    pub fn adopt(&self, routes: &[Route], backend: Option<&Arc<RedisBackend>>) {
+    /// Makes `limiters` and `quotas` (route name and handle; those of the snapshot going live)
+    /// and `backend` the registered ones, and starts the backend's connection (inside the
+    /// runtime).
+    pub fn adopt<'a>(
+        &self,
+        limiters: impl Iterator<Item = (&'a str, &'a Arc<RateLimit>)>,
+        quotas: impl Iterator<Item = (&'a str, &'a Arc<Quota>)>,
+        backend: Option<&Arc<RedisBackend>>,
+    ) {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.clear();
-        live.extend(
-            routes
-                .iter()
-                .filter_map(|r| Some((r.name.clone(), r.rate_limit.clone()?))),
-        );
+        live.extend(limiters.map(|(n, l)| (n.to_string(), l.clone())));
         drop(live);
-        let mut quotas = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
-        quotas.clear();
-        quotas.extend(
-            routes
-                .iter()
-                .filter_map(|r| Some((r.name.clone(), r.quota.clone()?))),
-        );
-        drop(quotas);
+        let mut live = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        live.clear();
+        live.extend(quotas.map(|(n, q)| (n.to_string(), q.clone())));
+        drop(live);
         if let Some(b) = backend {
             b.start();
         }

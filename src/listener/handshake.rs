@@ -54,42 +54,7 @@ pub(super) async fn establish(
         }
         Ok(Ok(s)) => s,
     };
-    let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-    let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
-    let verified = match chain.split_first() {
-        None => None,
-        Some((leaf, intermediates)) => {
-            // rustls restores a resumed session's client chain without verifying it again:
-            // verify it here, so a certificate revoked or expired since the first handshake
-            // cannot resume.
-            if resumed
-                && let Err(refusal) =
-                    tls::verify_chain(&*snapshot.tls.client_verifier, leaf, intermediates)
-            {
-                metrics.handshake(refusal.result);
-                let result = refusal.result;
-                let err = std::io::Error::other(refusal.error);
-                log_refused_handshake(telemetry, peer, result, &err, Some(leaf.as_ref()));
-                return None;
-            }
-            let id = match gateway.identities.get_or_parse(leaf.as_ref()) {
-                Ok(id) => id,
-                Err(e) => {
-                    // The verifier accepted it, so this is unexpected; refuse rather than guess.
-                    metrics.handshake(HandshakeResult::BadCertificate);
-                    warn!(target: "certgate::tls", client = %peer, reason = %e, "verified certificate could not be parsed; closing");
-                    return None;
-                }
-            };
-            // The leaf is held once per certificate by the shared identity; only intermediates
-            // the client sent are kept per connection.
-            let intermediates: Vec<CertificateDer<'static>> = intermediates
-                .iter()
-                .map(|c| c.clone().into_owned())
-                .collect();
-            Some((id, intermediates))
-        }
-    };
+    let verified = client_identity(gateway, &snapshot, &tls, peer)?;
     let identity = verified.as_ref().map(|(id, _)| &**id);
     metrics.handshake(HandshakeResult::Ok);
     let entry = identity.map(|id| {
@@ -113,6 +78,50 @@ pub(super) async fn establish(
         peer,
     ));
     Some((Box::new(tls), ctx, snapshot))
+}
+
+/// The client's verified identity (shared by its connections) and the intermediates it sent;
+/// `None` inside for a client without a certificate. `None` outside: refuse the connection (a
+/// resumed session whose certificate no longer verifies, or a leaf that cannot be read).
+fn client_identity(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    tls: &TlsStream<TcpStream>,
+    peer: SocketAddr,
+) -> Option<Option<(Arc<ClientIdentity>, Vec<CertificateDer<'static>>)>> {
+    let metrics = &gateway.telemetry.metrics;
+    let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Some(None);
+    };
+    // rustls restores a resumed session's client chain without verifying it again: verify it
+    // here, so a certificate revoked or expired since the first handshake cannot resume.
+    if resumed
+        && let Err(refusal) = tls::verify_chain(&*snapshot.tls.client_verifier, leaf, intermediates)
+    {
+        metrics.handshake(refusal.result);
+        let result = refusal.result;
+        let err = std::io::Error::other(refusal.error);
+        log_refused_handshake(&gateway.telemetry, peer, result, &err, Some(leaf.as_ref()));
+        return None;
+    }
+    let id = match gateway.identities.get_or_parse(leaf.as_ref()) {
+        Ok(id) => id,
+        Err(e) => {
+            // The verifier accepted it, so this is unexpected; refuse rather than guess.
+            metrics.handshake(HandshakeResult::BadCertificate);
+            warn!(target: "certgate::tls", client = %peer, reason = %e, "verified certificate could not be parsed; closing");
+            return None;
+        }
+    };
+    // The leaf is held once per certificate by the shared identity; only intermediates the
+    // client sent are kept per connection.
+    let intermediates = intermediates
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect();
+    Some(Some((id, intermediates)))
 }
 
 /// Closes a refused connection so that the client reads the alert: a client that already sent

@@ -227,21 +227,7 @@ pub(super) fn load_crls(
         let list = match loaded {
             Ok(list) => list,
             Err(Unusable { why, .. }) => {
-                let kept = registry.last_good(path);
-                checked.problems.push(format!(
-                    "{key}: {name}: unusable CRL ({why}); {}",
-                    if kept.is_some() {
-                        "the last good CRL loaded from it stays in force"
-                    } else {
-                        "the clients of its CA are revocation-unknown"
-                    }
-                ));
-                if kept.is_none() {
-                    checked
-                        .unready
-                        .push(format!("{key}: {name}: unusable CRL ({why})"));
-                }
-                crls.extend(kept.unwrap_or_default());
+                crls.extend(keep_last_good(registry, source, &why, checked));
                 continue;
             }
         };
@@ -271,4 +257,32 @@ pub(super) fn load_crls(
         }
     }
     Ok(crls)
+}
+
+/// An unusable CRL: the last good one loaded from the same source stays in force, if any;
+/// else the clients of its CA are revocation-unknown (and `/readyz` says why).
+fn keep_last_good(
+    registry: &CrlRegistry,
+    source: &CrlSource,
+    why: &str,
+    checked: &mut CrlChecks,
+) -> Vec<CrlSummary> {
+    let CrlSource {
+        key, name, path, ..
+    } = source;
+    let kept = registry.last_good(path);
+    checked.problems.push(format!(
+        "{key}: {name}: unusable CRL ({why}); {}",
+        if kept.is_some() {
+            "the last good CRL loaded from it stays in force"
+        } else {
+            "the clients of its CA are revocation-unknown"
+        }
+    ));
+    if kept.is_none() {
+        checked
+            .unready
+            .push(format!("{key}: {name}: unusable CRL ({why})"));
+    }
+    kept.unwrap_or_default()
 }

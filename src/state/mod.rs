@@ -17,6 +17,7 @@ use crate::upstream::registry::UpstreamRegistry;
 
 pub mod admin;
 mod build;
+mod checks;
 pub mod crls;
 mod issuers;
 mod owners;
@@ -60,8 +61,16 @@ impl Registries {
         self.crls.adopt(&new.tls.crls);
         self.crl_urls
             .adopt(new.tls.remote_crls.iter(), &new.tls.client_cas);
-        self.limits
-            .adopt(new.routing.routes.routes(), new.limits.backend.as_ref());
+        let routes = new.routing.routes.routes();
+        self.limits.adopt(
+            routes
+                .iter()
+                .filter_map(|r| Some((r.name.as_str(), r.rate_limit.as_ref()?))),
+            routes
+                .iter()
+                .filter_map(|r| Some((r.name.as_str(), r.quota.as_ref()?))),
+            new.limits.backend.as_ref(),
+        );
     }
 }
 

@@ -88,42 +88,14 @@ impl Trust {
         warnings: &mut Vec<String>,
     ) -> Result<Self, ConfigError> {
         let ca = &file.raw.client_auth;
-        if ca.trust_store.is_empty() {
-            return Err(file.invalid(
-                "client_auth.trust_store",
-                "at least one PEM bundle is required",
-            ));
-        }
-        let mut roots = RootCertStore::empty();
-        let mut anchors = Vec::new();
-        let mut anchor_subjects = Vec::new();
-        let mut cas = Vec::new();
-        for (i, p) in ca.trust_store.iter().enumerate() {
-            let key = format!("client_auth.trust_store[{i}]");
-            let path = file.resolve(p);
-            for cert in pem::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
-                anchors.push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
-                anchor_subjects.push(subject_der(&cert));
-                cas.push(cert.clone());
-                roots.add(cert).map_err(|e| {
-                    file.invalid(
-                        &key,
-                        format!("{}: not a usable trust anchor: {e}", path.display()),
-                    )
-                })?;
-            }
-        }
-        let mut intermediate_certs = Vec::new();
-        let mut intermediates = Vec::new();
-        for (i, p) in ca.intermediates.iter().enumerate() {
-            let key = format!("client_auth.intermediates[{i}]");
-            let path = file.resolve(p);
-            for cert in pem::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
-                intermediates.push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
-                cas.push(cert.clone());
-                intermediate_certs.push(cert);
-            }
-        }
+        let CaFiles {
+            roots,
+            anchors,
+            anchor_subjects,
+            intermediates,
+            intermediate_certs,
+            cas,
+        } = CaFiles::load(file)?;
         let mut checks = CrlChecks::default();
         let remote_crls = resolve_crl_urls(file, &registries.crl_urls, telemetry)?;
         let sources = crl_sources(file, &remote_crls);
@@ -164,6 +136,67 @@ impl Trust {
             remote_crls,
             cas,
             ocsp,
+        })
+    }
+}
+
+/// The trust anchors and intermediates the config names, read and checked.
+struct CaFiles {
+    roots: RootCertStore,
+    anchors: Vec<CertSummary>,
+    anchor_subjects: Vec<Vec<u8>>,
+    intermediates: Vec<CertSummary>,
+    intermediate_certs: Vec<CertificateDer<'static>>,
+    /// Anchors and intermediates: what a CRL must be issued by.
+    cas: Vec<CertificateDer<'static>>,
+}
+
+impl CaFiles {
+    fn load(file: &ConfigFile) -> Result<Self, ConfigError> {
+        let ca = &file.raw.client_auth;
+        if ca.trust_store.is_empty() {
+            return Err(file.invalid(
+                "client_auth.trust_store",
+                "at least one PEM bundle is required",
+            ));
+        }
+        let mut roots = RootCertStore::empty();
+        let mut anchors = Vec::new();
+        let mut anchor_subjects = Vec::new();
+        let mut cas = Vec::new();
+        for (i, p) in ca.trust_store.iter().enumerate() {
+            let key = format!("client_auth.trust_store[{i}]");
+            let path = file.resolve(p);
+            for cert in pem::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
+                anchors.push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
+                anchor_subjects.push(subject_der(&cert));
+                cas.push(cert.clone());
+                roots.add(cert).map_err(|e| {
+                    file.invalid(
+                        &key,
+                        format!("{}: not a usable trust anchor: {e}", path.display()),
+                    )
+                })?;
+            }
+        }
+        let mut intermediate_certs = Vec::new();
+        let mut intermediates = Vec::new();
+        for (i, p) in ca.intermediates.iter().enumerate() {
+            let key = format!("client_auth.intermediates[{i}]");
+            let path = file.resolve(p);
+            for cert in pem::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
+                intermediates.push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
+                cas.push(cert.clone());
+                intermediate_certs.push(cert);
+            }
+        }
+        Ok(Self {
+            roots,
+            anchors,
+            anchor_subjects,
+            intermediates,
+            intermediate_certs,
+            cas,
         })
     }
 }

@@ -149,30 +149,37 @@ impl Upstream {
                 self.metrics.record(UpstreamOutcome::ClientError, elapsed);
                 return Err(ForwardError::Client(fault.clone()));
             }
-            let endpoint_name = endpoint.authority.to_string();
-            last_err = Some(match err {
-                SendError::Connect(err) => {
-                    self.metrics.record(UpstreamOutcome::ConnectError, elapsed);
-                    self.report(i, false);
-                    ForwardError::Unreachable {
-                        upstream: self.name.clone(),
-                        endpoint: endpoint_name,
-                        detail: error_chain(&*err),
-                    }
-                }
-                SendError::Request(err) => {
-                    self.metrics.record(UpstreamOutcome::Error, elapsed);
-                    ForwardError::Failed {
-                        upstream: self.name.clone(),
-                        endpoint: endpoint_name,
-                        detail: error_chain(&err),
-                    }
-                }
-            });
+            last_err = Some(self.attempt_failed(i, err, elapsed));
         }
         Err(last_err.unwrap_or(ForwardError::NoEndpoint {
             upstream: self.name.clone(),
         }))
+    }
+
+    /// An attempt on endpoint `i` that got no response: counted, reported to outlier
+    /// detection when the endpoint could not be reached, and described.
+    #[cold]
+    fn attempt_failed(&self, i: usize, err: SendError, elapsed: Duration) -> ForwardError {
+        let endpoint = self.endpoints[i].authority.to_string();
+        match err {
+            SendError::Connect(err) => {
+                self.metrics.record(UpstreamOutcome::ConnectError, elapsed);
+                self.report(i, false);
+                ForwardError::Unreachable {
+                    upstream: self.name.clone(),
+                    endpoint,
+                    detail: error_chain(&*err),
+                }
+            }
+            SendError::Request(err) => {
+                self.metrics.record(UpstreamOutcome::Error, elapsed);
+                ForwardError::Failed {
+                    upstream: self.name.clone(),
+                    endpoint,
+                    detail: error_chain(&err),
+                }
+            }
+        }
     }
 
     /// The request for one attempt. Headers are copied only while another attempt may follow.

@@ -70,74 +70,8 @@ impl Upstream {
         file: &ConfigFile,
         metrics: &Metrics,
     ) -> Result<Self, (&'static str, String)> {
-        let (key, urls): (&'static str, Vec<&String>) = match (&raw.url, &raw.endpoints) {
-            (Some(u), None) => ("url", vec![u]),
-            (None, Some(list)) if !list.is_empty() => ("endpoints", list.iter().collect()),
-            (None, Some(_)) => return Err(("endpoints", "must list at least one URL".into())),
-            (Some(_), Some(_)) => {
-                return Err(("url", "give either url or endpoints, not both".into()));
-            }
-            (None, None) => return Err(("url", "missing: give url or endpoints".into())),
-        };
-        let mut scheme: Option<Scheme> = None;
-        let mut endpoints = Vec::new();
-        for u in urls {
-            let uri: Uri = u
-                .parse()
-                .map_err(|e| (key, format!("{u:?} is not a URL: {e}")))?;
-            let s = uri
-                .scheme()
-                .cloned()
-                .ok_or((key, format!("{u:?}: missing scheme (http:// or https://)")))?;
-            if s != Scheme::HTTP && s != Scheme::HTTPS {
-                return Err((
-                    key,
-                    format!("{u:?}: scheme {s} is not supported; use http:// or https://"),
-                ));
-            }
-            if scheme.as_ref().is_some_and(|prev| *prev != s) {
-                return Err((key, "all endpoints must use the same scheme".into()));
-            }
-            let authority = uri
-                .authority()
-                .cloned()
-                .ok_or((key, format!("{u:?}: missing host")))?;
-            if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-                return Err((
-                    key,
-                    format!(
-                        "{u:?}: must be scheme://host:port only; the request path is forwarded as is"
-                    ),
-                ));
-            }
-            scheme = Some(s);
-            endpoints.push(Endpoint::new(authority));
-        }
-        let scheme = scheme.unwrap_or(Scheme::HTTP);
-        if raw.timeout.is_zero() {
-            return Err(("timeout", "must be greater than zero".into()));
-        }
-        if let Some(hc) = &raw.health_check {
-            if !hc.path.starts_with('/') {
-                return Err(("health_check", "path must start with '/'".into()));
-            }
-            if hc.interval.is_zero() || hc.timeout.is_zero() {
-                return Err((
-                    "health_check",
-                    "interval and timeout must be greater than zero".into(),
-                ));
-            }
-        }
-        if raw.eject_after == 0 {
-            return Err(("eject_after", "must be at least 1".into()));
-        }
-        if let Some(s) = raw
-            .retry_on_status
-            .iter()
-            .find(|s| !(100..=599).contains(*s))
-        {
-            return Err(("retry_on_status", format!("{s} is not an HTTP status")));
-        }
+        let (scheme, endpoints) = compile_endpoints(raw)?;
+        check_bounds(raw)?;
         let mut tls = tls::client_tls(raw, &scheme, file)?;
         tls.alpn_protocols = vec![match raw.protocol {
             UpstreamProtocol::Http1 => b"http/1.1".to_vec(),
@@ -187,4 +121,81 @@ impl Upstream {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// `url` or `endpoints`: one scheme for all, each `scheme://host:port` only.
+fn compile_endpoints(raw: &RawUpstream) -> Result<(Scheme, Vec<Endpoint>), (&'static str, String)> {
+    let (key, urls): (&'static str, Vec<&String>) = match (&raw.url, &raw.endpoints) {
+        (Some(u), None) => ("url", vec![u]),
+        (None, Some(list)) if !list.is_empty() => ("endpoints", list.iter().collect()),
+        (None, Some(_)) => return Err(("endpoints", "must list at least one URL".into())),
+        (Some(_), Some(_)) => {
+            return Err(("url", "give either url or endpoints, not both".into()));
+        }
+        (None, None) => return Err(("url", "missing: give url or endpoints".into())),
+    };
+    let mut scheme: Option<Scheme> = None;
+    let mut endpoints = Vec::new();
+    for u in urls {
+        let uri: Uri = u
+            .parse()
+            .map_err(|e| (key, format!("{u:?} is not a URL: {e}")))?;
+        let s = uri
+            .scheme()
+            .cloned()
+            .ok_or((key, format!("{u:?}: missing scheme (http:// or https://)")))?;
+        if s != Scheme::HTTP && s != Scheme::HTTPS {
+            return Err((
+                key,
+                format!("{u:?}: scheme {s} is not supported; use http:// or https://"),
+            ));
+        }
+        if scheme.as_ref().is_some_and(|prev| *prev != s) {
+            return Err((key, "all endpoints must use the same scheme".into()));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or((key, format!("{u:?}: missing host")))?;
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err((
+                key,
+                format!(
+                    "{u:?}: must be scheme://host:port only; the request path is forwarded as is"
+                ),
+            ));
+        }
+        scheme = Some(s);
+        endpoints.push(Endpoint::new(authority));
+    }
+    Ok((scheme.unwrap_or(Scheme::HTTP), endpoints))
+}
+
+/// Timeouts, health checks, ejection and retries.
+fn check_bounds(raw: &RawUpstream) -> Result<(), (&'static str, String)> {
+    if raw.timeout.is_zero() {
+        return Err(("timeout", "must be greater than zero".into()));
+    }
+    if let Some(hc) = &raw.health_check {
+        if !hc.path.starts_with('/') {
+            return Err(("health_check", "path must start with '/'".into()));
+        }
+        if hc.interval.is_zero() || hc.timeout.is_zero() {
+            return Err((
+                "health_check",
+                "interval and timeout must be greater than zero".into(),
+            ));
+        }
+    }
+    if raw.eject_after == 0 {
+        return Err(("eject_after", "must be at least 1".into()));
+    }
+    if let Some(s) = raw
+        .retry_on_status
+        .iter()
+        .find(|s| !(100..=599).contains(*s))
+    {
+        return Err(("retry_on_status", format!("{s} is not an HTTP status")));
+    }
+    Ok(())
 }

@@ -29,38 +29,7 @@ pub async fn fleet_records(url: &str, ca: Option<&Path>) -> Result<Vec<Record>, 
         )
         .await
         .map_err(&reading)?;
-    let mut records: Vec<Record> = creds
-        .iter()
-        .map(|r| Record {
-            identity: Identity {
-                sha256: r.get(0),
-                subject: r.get(1),
-                issuer: r.get(2),
-                serial: r.get(3),
-                uris: Vec::new(),
-                dns: Vec::new(),
-                emails: Vec::new(),
-                not_before: r.get(4),
-                not_after: r.get(5),
-            },
-            first_seen: r.get(7),
-            last_seen: r.get(8),
-            requests_allowed: 0,
-            requests_denied: 0,
-            routes: Vec::new(),
-            routes_allowed: Vec::new(),
-            routes_refused: Vec::new(),
-            token_subjects: Vec::new(),
-            token_client_ids: Vec::new(),
-            token_principals_overflow: 0,
-            owner: r.get(6),
-            // The fleet tables do not carry revocation (yet): reports read from PostgreSQL
-            // show expiry states only.
-            revoked_at: None,
-            route_counts: Vec::new(),
-            gateways: Vec::new(),
-        })
-        .collect();
+    let mut records: Vec<Record> = creds.iter().map(credential).collect();
     let index: std::collections::HashMap<String, usize> = records
         .iter()
         .enumerate()
@@ -71,36 +40,7 @@ pub async fn fleet_records(url: &str, ca: Option<&Path>) -> Result<Vec<Record>, 
         let Some(&i) = index.get(sha) else {
             continue;
         };
-        let r = &mut records[i];
-        let gateway: String = s.get(1);
-        let route: String = s.get(2);
-        let (allowed, refused): (i64, i64) = (s.get(5), s.get(6));
-        r.requests_allowed += allowed.max(0) as u64;
-        r.requests_denied += refused.max(0) as u64;
-        if !r.gateways.contains(&gateway) {
-            r.gateways.push(gateway);
-        }
-        if !r.routes.contains(&route) {
-            r.routes.push(route.clone());
-        }
-        if allowed > 0 && !r.routes_allowed.contains(&route) {
-            r.routes_allowed.push(route.clone());
-        }
-        match r.route_counts.iter_mut().find(|u| u.route == route) {
-            Some(u) => {
-                u.first_seen = u.first_seen.min(s.get(3));
-                u.last_seen = u.last_seen.max(s.get(4));
-                u.allowed += allowed.max(0) as u64;
-                u.refused += refused.max(0) as u64;
-            }
-            None => r.route_counts.push(RouteUse {
-                route,
-                first_seen: s.get(3),
-                last_seen: s.get(4),
-                allowed: allowed.max(0) as u64,
-                refused: refused.max(0) as u64,
-            }),
-        }
+        add_sighting(&mut records[i], s);
     }
     for r in &mut records {
         r.gateways.sort();
@@ -114,4 +54,70 @@ pub async fn fleet_records(url: &str, ca: Option<&Path>) -> Result<Vec<Record>, 
             .collect();
     }
     Ok(records)
+}
+
+/// One `certgate_credentials` row, before its sightings.
+fn credential(r: &tokio_postgres::Row) -> Record {
+    Record {
+        identity: Identity {
+            sha256: r.get(0),
+            subject: r.get(1),
+            issuer: r.get(2),
+            serial: r.get(3),
+            uris: Vec::new(),
+            dns: Vec::new(),
+            emails: Vec::new(),
+            not_before: r.get(4),
+            not_after: r.get(5),
+        },
+        first_seen: r.get(7),
+        last_seen: r.get(8),
+        requests_allowed: 0,
+        requests_denied: 0,
+        routes: Vec::new(),
+        routes_allowed: Vec::new(),
+        routes_refused: Vec::new(),
+        token_subjects: Vec::new(),
+        token_client_ids: Vec::new(),
+        token_principals_overflow: 0,
+        owner: r.get(6),
+        // The fleet tables do not carry revocation (yet): reports read from PostgreSQL
+        // show expiry states only.
+        revoked_at: None,
+        route_counts: Vec::new(),
+        gateways: Vec::new(),
+    }
+}
+
+/// Adds one `certgate_sightings` row (a gateway's counts on a route) to its credential.
+fn add_sighting(r: &mut Record, s: &tokio_postgres::Row) {
+    let gateway: String = s.get(1);
+    let route: String = s.get(2);
+    let (allowed, refused): (i64, i64) = (s.get(5), s.get(6));
+    r.requests_allowed += allowed.max(0) as u64;
+    r.requests_denied += refused.max(0) as u64;
+    if !r.gateways.contains(&gateway) {
+        r.gateways.push(gateway);
+    }
+    if !r.routes.contains(&route) {
+        r.routes.push(route.clone());
+    }
+    if allowed > 0 && !r.routes_allowed.contains(&route) {
+        r.routes_allowed.push(route.clone());
+    }
+    match r.route_counts.iter_mut().find(|u| u.route == route) {
+        Some(u) => {
+            u.first_seen = u.first_seen.min(s.get(3));
+            u.last_seen = u.last_seen.max(s.get(4));
+            u.allowed += allowed.max(0) as u64;
+            u.refused += refused.max(0) as u64;
+        }
+        None => r.route_counts.push(RouteUse {
+            route,
+            first_seen: s.get(3),
+            last_seen: s.get(4),
+            allowed: allowed.max(0) as u64,
+            refused: refused.max(0) as u64,
+        }),
+    }
 }
