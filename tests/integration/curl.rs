@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -109,14 +109,21 @@ fn demo_prints_working_curl_commands() {
         }
     });
     let mut commands = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) if line.starts_with("curl ") => commands.push(line),
-            Ok(line) if line.contains("Ctrl-C") => break,
-            _ => {}
-        }
-    }
+    let mut told = false;
+    wait_until_blocking(
+        "demo to print its curl commands",
+        Duration::from_secs(20),
+        || {
+            while let Ok(line) = rx.try_recv() {
+                if line.starts_with("curl ") {
+                    commands.push(line);
+                } else if line.contains("Ctrl-C") {
+                    told = true;
+                }
+            }
+            told
+        },
+    );
     assert_eq!(commands.len(), 4, "{commands:?}");
     let exec = |cmd: &str| {
         let mut parts: Vec<&str> = cmd.split_whitespace().skip(1).collect();

@@ -57,16 +57,18 @@ const SIGHTINGS: &str = "SELECT c.subject, s.gateway_id, s.route, s.allowed, s.r
 
 /// Waits (up to 15 s) until the sightings table reads `want`.
 async fn wait_for_rows(pg: &PgServer, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        last = pg.try_query(SIGHTINGS).unwrap_or_else(|e| e);
-        if last.trim() == want.trim() {
-            return;
+    let what = format!("the sightings to read\n{want}\n");
+    wait_for(&what, Duration::from_secs(15), || {
+        let seen = pg.try_query(SIGHTINGS).unwrap_or_else(|e| e);
+        async move {
+            if seen.trim() == want.trim() {
+                Ok(())
+            } else {
+                Err(format!("\n{seen}"))
+            }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("sightings never became\n{want}\nlast seen:\n{last}");
+    })
+    .await
 }
 
 #[tokio::test]
@@ -133,11 +135,17 @@ async fn two_gateways_share_one_database_through_an_outage_without_loss_or_doubl
             .await
             >= 1.0
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while g1.metric("certgate_inventory_pending_rows").await < 1.0 {
-        assert!(Instant::now() < deadline, "pending rows never counted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        "pending rows to be counted",
+        Duration::from_secs(5),
+        || async {
+            match g1.metric("certgate_inventory_pending_rows").await {
+                n if n >= 1.0 => Ok(()),
+                n => Err(n.to_string()),
+            }
+        },
+    )
+    .await;
     pg.restart().await;
     wait_for_rows(
         &pg,
@@ -146,7 +154,15 @@ async fn two_gateways_share_one_database_through_an_outage_without_loss_or_doubl
     .await;
     g1.wait_for_log("fleet inventory reachable again").await;
     // Several more syncs later nothing was counted twice.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let ok = "certgate_inventory_sync_total{result=\"ok\"}";
+    let synced = g1.metric(ok).await;
+    wait_for("two more syncs", Duration::from_secs(10), || async {
+        match g1.metric(ok).await {
+            n if n >= synced + 2.0 => Ok(()),
+            n => Err(n.to_string()),
+        }
+    })
+    .await;
     assert_eq!(
         pg.query(SIGHTINGS).trim(),
         "CN=a,O=Example|pod-a|api|7|0\nCN=a,O=Example|pod-b|api|2|0\nCN=b,O=Example|pod-a|admin|0|1"

@@ -158,13 +158,10 @@ fn shared(g: &Gateway) -> usize {
 
 /// Waits until the gateway logged "counters are shared" again, after `before` times.
 async fn wait_shared_again(g: &Gateway, before: usize) {
-    for _ in 0..200 {
-        if shared(g) > before {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("backend not back:\n{}", g.logs());
+    wait_until("the backend to be back", Duration::from_secs(5), || {
+        shared(g) > before
+    })
+    .await;
 }
 
 #[tokio::test]

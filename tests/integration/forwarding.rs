@@ -124,18 +124,17 @@ async fn a_client_cannot_give_its_requests_one_id() {
         })
         .collect();
     assert_eq!(ids.len(), 3, "three requests, three ids: {ids:?}");
-    for _ in 0..50 {
-        if gw
-            .logs()
-            .matches("\"client_request_id\":\"same-id\"")
-            .count()
-            == 3
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("client ids not logged: {}", gw.logs());
+    wait_until(
+        "the three client ids to be logged",
+        Duration::from_secs(2),
+        || {
+            gw.logs()
+                .matches("\"client_request_id\":\"same-id\"")
+                .count()
+                == 3
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -268,15 +267,21 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let started = Instant::now();
     gw.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(200)).await;
     // Not accepting any more.
-    let refused = TlsClient::new(&pki, gw.addr, Some("reader"))
-        .get("/x")
-        .await;
-    assert!(
-        refused.is_err(),
-        "new connections are refused while draining"
-    );
+    wait_for(
+        "new connections to be refused while draining",
+        Duration::from_secs(2),
+        || async {
+            match TlsClient::new(&pki, gw.addr, Some("reader"))
+                .get("/x")
+                .await
+            {
+                Err(_) => Ok(()),
+                Ok(r) => Err(format!("served {}", r.status)),
+            }
+        },
+    )
+    .await;
     let r = in_flight
         .await
         .unwrap()

@@ -126,15 +126,14 @@ async fn reloads(gw: &Gateway, result: &str) -> f64 {
 }
 
 async fn wait_reloads(gw: &Gateway, result: &str, n: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while reloads(gw, result).await < n {
-        assert!(
-            Instant::now() < deadline,
-            "no {result} reload #{n}:\n{}",
-            gw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("{result} reload #{n}");
+    wait_for(&what, Duration::from_secs(10), || async {
+        match reloads(gw, result).await {
+            seen if seen >= n => Ok(()),
+            seen => Err(format!("{seen} reloads; log:\n{}", gw.logs())),
+        }
+    })
+    .await
 }
 
 /// The server certificate a fresh handshake presents.
@@ -216,10 +215,12 @@ impl Load {
     /// Stops the load once it served at least `MIN_LOAD` requests (waiting at most 20 s for
     /// that on a busy machine), and returns what it counted.
     async fn finish(self) -> (usize, Vec<String>) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while self.ok.load(Ordering::Relaxed) < MIN_LOAD && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until(
+            "the load to serve MIN_LOAD requests",
+            Duration::from_secs(20),
+            || self.ok.load(Ordering::Relaxed) >= MIN_LOAD,
+        )
+        .await;
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             t.await.unwrap();
@@ -507,9 +508,17 @@ async fn sigterm_turns_readiness_off_keeps_accepting_through_grace_then_drains()
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     gw.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let (status, ready) = admin_get(gw.admin, "/readyz").await.unwrap();
-    assert_eq!(status, 503, "not ready at once: {ready}");
+    wait_for(
+        "/readyz to answer 503 after SIGTERM",
+        Duration::from_millis(500),
+        || async {
+            match admin_get(gw.admin, "/readyz").await {
+                Ok((http::StatusCode::SERVICE_UNAVAILABLE, _)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
     // Still accepting during the grace period (load balancers may not have caught up).
     assert_eq!(
         client
@@ -523,11 +532,17 @@ async fn sigterm_turns_readiness_off_keeps_accepting_through_grace_then_drains()
         slow.await.unwrap().expect("in-flight completes").status,
         200
     );
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert!(
-        client.get("/after-grace").await.is_err(),
-        "no longer accepting after the grace"
-    );
+    wait_for(
+        "the listener to close after the grace",
+        Duration::from_secs(5),
+        || async {
+            match client.get("/after-grace").await {
+                Err(_) => Ok(()),
+                Ok(r) => Err(format!("served {}", r.status)),
+            }
+        },
+    )
+    .await;
     let exit = gw.wait_exit(Duration::from_secs(8)).await;
     assert!(exit.success(), "{exit}");
     assert!(started.elapsed() < Duration::from_secs(8));

@@ -179,11 +179,12 @@ async fn idle_keep_alive_connection_closes_without_counting_a_slow_head() {
         .unwrap();
     assert_eq!(r.status, 200);
     // Idle past the header timeout: the gateway closes the connection...
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !send.is_closed() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(send.is_closed(), "idle keep-alive connection closed");
+    wait_until(
+        "the idle keep-alive connection to close",
+        Duration::from_secs(5),
+        || send.is_closed(),
+    )
+    .await;
     gw.wait_for_log("idle keep-alive connection closed").await;
     // ...without counting it as a slow request head.
     gw.assert_metric(&limit("header_timeout"), 0.0).await;
@@ -219,7 +220,12 @@ async fn requests_per_connection_limit_closes_the_connection() {
             .unwrap();
         assert_eq!(r.status, 200);
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until(
+        "the connection to close after 3 requests",
+        Duration::from_secs(2),
+        || conn.is_closed(),
+    )
+    .await;
     assert!(
         conn.send_request(get("/r/4")).await.is_err(),
         "closed after 3 requests"
@@ -355,14 +361,12 @@ async fn idle_http2_connections_are_closed_with_goaway() {
     let mut used = client.h2().await.unwrap();
     let r = used.send_request(get("/x")).await.unwrap();
     assert_eq!(r.status(), 200);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(silent.is_closed() && used.is_closed()) {
-        assert!(
-            Instant::now() < deadline,
-            "idle HTTP/2 connections still open"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        "both idle HTTP/2 connections to close",
+        Duration::from_secs(10),
+        || silent.is_closed() && used.is_closed(),
+    )
+    .await;
     assert!(gw.metric(&limit("idle")).await >= 2.0);
     // A busy connection is not idle: a request that takes longer than idle_timeout finishes.
     let mut busy = client.h2().await.unwrap();

@@ -201,19 +201,17 @@ async fn owners_policies_log_metrics_and_hot_reload() {
         "owners.toml",
         &format!("{OWNERS}\n[[owner]]\nname = \"strays\"\nmatch = [ {{ cn = \"stray\" }} ]\n"),
     );
-    let mut now_owned = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if code(&pki, &gw, "stray").await == 200 {
-            now_owned = true;
-            break;
-        }
-    }
-    assert!(
-        now_owned,
-        "owners file change not picked up:\n{}",
-        gw.logs()
-    );
+    wait_for(
+        "the owners file change to apply",
+        Duration::from_secs(10),
+        || async {
+            match code(&pki, &gw, "stray").await {
+                200 => Ok(()),
+                c => Err(format!("{c}; log:\n{}", gw.logs())),
+            }
+        },
+    )
+    .await;
     gw.wait_for_log("\"client_owner\":\"strays\"").await;
     gw.assert_metric(
         r#"certgate_credentials{owner="strays",state="active"}"#,

@@ -115,7 +115,7 @@ async fn health_checks_take_an_endpoint_out_and_bring_it_back() {
     let gw = Gateway::start(&pki, &pool_config(&[a.url(), b.url()], extra)).await;
     let client = TlsClient::new(&pki, gw.addr, Some("reader"));
     b.set_healthy(false);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    gw.wait_for_log("endpoint failed its health checks").await;
     let before = b.seen().len();
     get_ok(&client, 10).await;
     assert_eq!(
@@ -124,7 +124,7 @@ async fn health_checks_take_an_endpoint_out_and_bring_it_back() {
         "an unhealthy endpoint gets no traffic"
     );
     b.set_healthy(true);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    gw.wait_for_log("endpoint healthy again").await;
     get_ok(&client, 10).await;
     assert_eq!(b.seen().len(), before + 5, "back in rotation");
 }
@@ -148,13 +148,18 @@ async fn least_requests_prefers_the_idle_endpoint() {
             tokio::spawn(async move { c.get("/wait").await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let wait_counts = |u: &Upstream| {
         u.seen()
             .iter()
             .filter(|s| s.path_and_query == "/wait")
             .count()
     };
+    wait_until(
+        "the four slow requests to reach the upstreams",
+        Duration::from_secs(2),
+        || wait_counts(&a) + wait_counts(&b) == 4,
+    )
+    .await;
     assert_eq!(
         (wait_counts(&a), wait_counts(&b)),
         (2, 2),
@@ -201,21 +206,24 @@ async fn upstream_connections_are_reused_replaced_and_closed_when_idle() {
         get_ok(&client, 2).await;
         let before = up.accepted();
         up.close_connections();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while up.open() > 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until(
+            "the upstream to drop its connections",
+            Duration::from_secs(5),
+            || up.open() == 0,
+        )
+        .await;
         let r = post_upload(&client, 100).await;
         assert_eq!(r.status, 200, "post after a silent close {i}: {}", r.text());
         assert!(up.accepted() > before, "a new upstream connection for {i}");
     }
 
     // Idle longer than idle_timeout: the gateway closes its upstream connections.
-    let deadline = std::time::Instant::now() + Duration::from_secs(8);
-    while up.open() > 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(up.open(), 0, "idle upstream connections closed");
+    wait_until(
+        "idle upstream connections to close",
+        Duration::from_secs(8),
+        || up.open() == 0,
+    )
+    .await;
     get_ok(&client, 1).await;
 }
 
@@ -248,16 +256,18 @@ async fn idle_connections_a_burst_left_behind_are_closed_while_steady_traffic_ke
     );
     // Then one request at a time: the sweep (every 5 s) closes half of what that does not use,
     // sweep by sweep, while the traffic itself never waits for a new connection.
-    let deadline = std::time::Instant::now() + Duration::from_secs(25);
-    while up.open() > 2 && std::time::Instant::now() < deadline {
-        get_ok(&client, 1).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        up.open() <= 2,
-        "{} upstream connections still open",
-        up.open()
-    );
+    wait_for(
+        "the sweeps to close unused connections",
+        Duration::from_secs(25),
+        || async {
+            get_ok(&client, 1).await;
+            match up.open() {
+                n if n <= 2 => Ok(()),
+                n => Err(format!("{n} upstream connections open")),
+            }
+        },
+    )
+    .await;
     assert_eq!(
         up.accepted(),
         12,

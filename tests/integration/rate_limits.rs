@@ -390,7 +390,8 @@ shadow = {{ deny = [{{ uri = "{}" }}], allow = [{{ any = true }}] }}
         1.0,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.wait_for_log("\"would\":\"policy\"").await;
+    gw.wait_for_log("\"would\":\"rate\"").await;
     let logs = gw.logs();
     assert!(logs.contains("\"would\":\"policy\""), "{logs}");
     assert!(logs.contains("\"would\":\"rate\""));

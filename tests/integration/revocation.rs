@@ -393,12 +393,12 @@ async fn crls_from_urls_are_fetched_refreshed_kept_and_cached() {
     );
     gw.assert_metric(&fetches(&url, "ok"), 2.0).await;
     // The fetch at start was the first reload for a fetched CRL; this is the second.
-    for _ in 0..100 {
-        if gw.logs().matches("\"trigger\":\"CRL fetched\"").count() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "a second reload for a fetched CRL",
+        Duration::from_secs(5),
+        || gw.logs().matches("\"trigger\":\"CRL fetched\"").count() >= 2,
+    )
+    .await;
     assert_eq!(
         gw.logs().matches("\"trigger\":\"CRL fetched\"").count(),
         2,
@@ -413,15 +413,33 @@ async fn crls_from_urls_are_fetched_refreshed_kept_and_cached() {
     doc.set(500, "oops");
     let errors = gw.metric(&fetches(&url, "error")).await;
     doc.wait_hits(doc.hits() + 2).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(gw.metric(&fetches(&url, "error")).await > errors);
+    wait_for(
+        "a failed fetch to be counted",
+        Duration::from_secs(2),
+        || async {
+            match gw.metric(&fetches(&url, "error")).await {
+                n if n > errors => Ok(()),
+                n => Err(n.to_string()),
+            }
+        },
+    )
+    .await;
     doc.set(
         200,
         "-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n",
     );
     doc.wait_hits(doc.hits() + 2).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(gw.metric(&fetches(&url, "invalid")).await >= 1.0);
+    wait_for(
+        "an invalid CRL to be counted",
+        Duration::from_secs(2),
+        || async {
+            match gw.metric(&fetches(&url, "invalid")).await {
+                n if n >= 1.0 => Ok(()),
+                n => Err(n.to_string()),
+            }
+        },
+    )
+    .await;
     assert!(!served(&pki, &gw, "victim").await, "still revoked");
     assert!(served(&pki, &gw, "ok").await);
     drop(gw);

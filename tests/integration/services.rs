@@ -3,12 +3,12 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::free_addr;
+use crate::common::{free_addr, wait_for};
 
 /// A `redis-server` (Debian's package) on 127.0.0.1, without persistence.
 pub struct RedisServer {
@@ -46,17 +46,15 @@ impl RedisServer {
                 panic!("cannot start redis-server ({e}): run ./test.sh, which installs it")
             });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+        let what = format!("redis-server on {} to answer PING", self.addr);
+        wait_for(&what, Duration::from_secs(10), || async {
             if self.ping().await {
-                return;
+                Ok(())
+            } else {
+                Err("no PONG".into())
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "redis-server on {} did not answer PING within 10 s",
-            self.addr
-        );
+        })
+        .await;
     }
 
     /// True when it answers PING within a second.

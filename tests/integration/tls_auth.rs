@@ -44,16 +44,14 @@ async fn assert_refused(pki: &Pki, gw: &Gateway, cert: Option<&str>, result: &st
     let r = client.get("/x").await;
     assert!(r.is_err(), "expected refusal ({result}), got {r:?}");
     // The server side finishes its accounting just after the alert.
-    for _ in 0..50 {
-        if handshakes(gw, result).await == before + 1.0 {
-            return;
+    let what = format!("handshake result {result} to be counted");
+    wait_for(&what, Duration::from_secs(2), || async {
+        match handshakes(gw, result).await {
+            n if n == before + 1.0 => Ok(()),
+            n => Err(format!("{n}; log:\n{}", gw.logs())),
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!(
-        "handshake result {result} not counted; logs:\n{}",
-        gw.logs()
-    );
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -452,7 +452,8 @@ async fn bound_tokens_are_verified_and_every_bad_token_refused() {
     assert_eq!(r.headers.get("grpc-status").unwrap(), "7");
 
     // The log names the refused token's jti and subject, never the token.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.wait_for_log("\"token_result\":\"binding_mismatch\"")
+        .await;
     let logs = gw.logs();
     assert!(
         logs.contains("\"token_result\":\"binding_mismatch\""),
@@ -573,14 +574,21 @@ async fn jwks_file_rotation_under_load() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     pki.write("jwks.json", &jwks(&[&old, &new]));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while call(&client, "/pay", &[&new_token], &[]).await.status != 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the new key was never picked up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        "the new key to be picked up",
+        Duration::from_secs(10),
+        || async {
+            match call(&client, "/pay", &[&new_token], &[])
+                .await
+                .status
+                .as_u16()
+            {
+                200 => Ok(()),
+                s => Err(s.to_string()),
+            }
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut total = 0;
@@ -596,14 +604,21 @@ async fn jwks_file_rotation_under_load() {
 
     // The old key retired: its tokens stop working, the new ones keep going.
     pki.write("jwks.json", &jwks(&[&new]));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while call(&client, "/pay", &[&old_token], &[]).await.status != 401 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the old key was never retired"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        "the old key to be retired",
+        Duration::from_secs(10),
+        || async {
+            match call(&client, "/pay", &[&old_token], &[])
+                .await
+                .status
+                .as_u16()
+            {
+                401 => Ok(()),
+                s => Err(s.to_string()),
+            }
+        },
+    )
+    .await;
     assert_eq!(call(&client, "/pay", &[&new_token], &[]).await.status, 200);
     // A broken JWKS file is refused as a reload; the running keys stay.
     pki.write("jwks.json", "{\"keys\": [");
@@ -717,11 +732,17 @@ async fn jwks_url_over_https_and_an_unknown_kid_refetches_at_most_every_30s() {
     idp.set(200, &jwks(&[&a, &b]));
     assert_eq!(call(&client, "/pay", &[&bearer(&b)], &[]).await.status, 401);
     idp.wait_hits(2).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while call(&client, "/pay", &[&bearer(&b)], &[]).await.status != 200 {
-        assert!(Instant::now() < deadline, "key b never arrived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for("key b to arrive", Duration::from_secs(5), || async {
+        match call(&client, "/pay", &[&bearer(&b)], &[])
+            .await
+            .status
+            .as_u16()
+        {
+            200 => Ok(()),
+            s => Err(s.to_string()),
+        }
+    })
+    .await;
     // Another unknown kid within 30 s: refused, and no fetch (a flood of made-up kids cannot
     // hammer the IdP).
     idp.set(200, &jwks(&[&a, &b, &c]));
@@ -776,13 +797,20 @@ async fn a_jwks_url_that_is_down_or_serves_junk_keeps_the_last_good_keys() {
         let seen = idp.hits();
         idp.set(status, body);
         idp.wait_hits(seen + 1).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let series = format!("certgate_jwks_fetches_total{{issuer=\"corp\",result=\"{result}\"}}");
+        wait_for(
+            "the fetch result to be counted",
+            Duration::from_secs(2),
+            || async {
+                match gw.metric(&series).await {
+                    n if n >= 1.0 => Ok(()),
+                    n => Err(n.to_string()),
+                }
+            },
+        )
+        .await;
         assert!(
-            gw.metric(&format!(
-                "certgate_jwks_fetches_total{{issuer=\"corp\",result=\"{result}\"}}"
-            ))
-            .await
-                >= 1.0,
+            gw.metric(&series).await >= 1.0,
             "{body:?} counted as {result}"
         );
         assert_eq!(
