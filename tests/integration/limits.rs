@@ -241,7 +241,12 @@ async fn requests_per_connection_limit_closes_the_connection() {
             .unwrap();
         assert_eq!(h2.send_request(req).await.unwrap().status(), 200);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until(
+        "the HTTP/2 connection to end after its GOAWAY",
+        Duration::from_secs(2),
+        || h2.is_closed(),
+    )
+    .await;
     let req = http::Request::get("https://localhost/h2/4")
         .body(TestBody::empty())
         .unwrap();
