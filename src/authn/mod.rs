@@ -2,6 +2,7 @@
 //! intermediates ([`tls`]) and its revocation status ([`revocation`]), and the
 //! [`identity::ClientIdentity`] read once per connection from the verified leaf.
 
+pub mod apikey;
 pub mod fetch;
 pub mod identity;
 pub mod revocation;

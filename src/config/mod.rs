@@ -4,6 +4,7 @@
 //! carry no meaning beyond types. `Snapshot::build` (in `state`) compiles them into runtime
 //! values that cannot represent an invalid state.
 
+mod api_keys;
 mod client_auth;
 mod defaults;
 mod limits;
@@ -12,6 +13,7 @@ mod raw;
 mod routes;
 mod tokens;
 
+pub use api_keys::*;
 pub use client_auth::*;
 pub use limits::*;
 pub use owners::*;

@@ -35,6 +35,9 @@ pub struct RawConfig {
     pub anomaly: super::limits::RawAnomaly,
     #[serde(default)]
     pub owners: super::owners::RawOwners,
+    /// `[api_keys]`: legacy static keys, for routes with `api_keys = true`.
+    #[serde(default)]
+    pub api_keys: Option<super::api_keys::RawApiKeys>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]

@@ -1,0 +1,76 @@
+//! `[api_keys]` and the keys file it names: legacy static keys, kept only to move their holders
+//! to certificates. The file holds hashes only.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// `[api_keys]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    /// The keys file (`[[key]]` records), relative to the config file; hot-reloaded.
+    pub file: PathBuf,
+    /// The HMAC-SHA-256 secret (at least 32 bytes) keys issued by `certgate keys new` are
+    /// hashed with.
+    pub pepper_file: PathBuf,
+    /// The request header carrying a key (`Authorization: ApiKey <key>` is accepted too).
+    #[serde(default = "default_header")]
+    pub header: String,
+    /// Sent as `Link: <…>; rel="deprecation"` and `rel="sunset"` with every answer to a key.
+    #[serde(default)]
+    pub migration_link: String,
+}
+
+fn default_header() -> String {
+    "x-api-key".into()
+}
+
+/// The keys file.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeysFile {
+    #[serde(default)]
+    pub key: Vec<RawKey>,
+}
+
+/// One `[[key]]`: who holds it, until when, for which routes — and its hash, never the key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    /// Not secret: the `<id>` part of an issued key, sent upstream as `x-client-api-key-id`.
+    pub id: String,
+    pub owner: String,
+    /// `hmac-sha256:<hex>` (issued keys) or `argon2id:<PHC string>` (imported legacy keys).
+    pub hash: String,
+    /// When the key was issued or imported (RFC 3339), sent as `Deprecation: @<unix seconds>`.
+    pub created: String,
+    /// The last day the key works (`YYYY-MM-DD`, UTC): refused from 00:00 UTC of that day.
+    pub sunset: String,
+    /// The routes (by name) the key may call.
+    pub routes: Vec<String>,
+    #[serde(default)]
+    pub cutover: Cutover,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// When a key stops working before its sunset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cutover {
+    /// Only at its sunset (or when revoked).
+    #[default]
+    None,
+    /// Once a certificate of the key's owner (owners file) has been used.
+    RejectIfCertSeen,
+}
+
+impl Cutover {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::RejectIfCertSeen => "reject_if_cert_seen",
+        }
+    }
+}
