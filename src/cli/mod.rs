@@ -1,8 +1,9 @@
-//! Subcommands: `run`, `check`, `explain`, `demo`.
+//! Subcommands: `run`, `check`, `explain`, `inventory`, `keys`, `demo`.
 
 mod demo;
 mod explain;
 mod inventory;
+mod keys;
 mod summary;
 mod token;
 
@@ -89,6 +90,11 @@ enum Command {
         #[arg(long)]
         route: Option<String>,
     },
+    /// Legacy API keys: issue one (shown once, stored as a hash), import one, list them.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Run a throwaway PKI, an echo upstream and the gateway on localhost.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8443")]
@@ -99,6 +105,65 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Issue a key: printed once on stdout; the keys file gets its hash.
+    New {
+        #[arg(long, env = CONFIG_ENV)]
+        config: PathBuf,
+        #[command(flatten)]
+        record: KeyRecordArgs,
+    },
+    /// Import an existing legacy key read from stdin (stored as argon2id).
+    Import {
+        #[arg(long, env = CONFIG_ENV)]
+        config: PathBuf,
+        #[command(flatten)]
+        record: KeyRecordArgs,
+    },
+    /// The keys file's records, without their hashes.
+    List {
+        #[arg(long, env = CONFIG_ENV)]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct KeyRecordArgs {
+    /// Who holds the key (an owner of the owners file, to cut them over to certificates).
+    #[arg(long)]
+    owner: String,
+    /// The day the key stops working (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    sunset: String,
+    /// The routes (names, comma-separated) the key may call.
+    #[arg(long)]
+    routes: String,
+    /// reject_if_cert_seen: the key stops working once its owner has used a certificate.
+    #[arg(long, value_enum, default_value = "none")]
+    cutover: CutoverArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum CutoverArg {
+    None,
+    RejectIfCertSeen,
+}
+
+impl KeyRecordArgs {
+    fn new_key(&self) -> keys::NewKey<'_> {
+        keys::NewKey {
+            owner: &self.owner,
+            sunset: &self.sunset,
+            routes: &self.routes,
+            cutover: match self.cutover {
+                CutoverArg::None => certgate::config::Cutover::None,
+                CutoverArg::RejectIfCertSeen => certgate::config::Cutover::RejectIfCertSeen,
+            },
+        }
+    }
 }
 
 /// Exit codes: 0 ok/allowed, 1 error, 3 `explain` says the request is refused.
@@ -151,6 +216,11 @@ pub fn main() -> ExitCode {
                 },
             )
         }
+        Command::Keys { command } => match command {
+            KeysCommand::New { config, record } => keys::new(&config, &record.new_key()),
+            KeysCommand::Import { config, record } => keys::import(&config, &record.new_key()),
+            KeysCommand::List { config } => keys::list(&config),
+        },
         Command::Demo {
             bind,
             admin_bind,

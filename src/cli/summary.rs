@@ -140,6 +140,15 @@ fn identity(o: &mut String, s: &Snapshot) {
 }
 
 fn limits(o: &mut String, s: &Snapshot) {
+    if let Some(k) = &s.identity.api_keys {
+        let _ = writeln!(
+            o,
+            "api_keys   {} key(s) in {} (header {}, Authorization: ApiKey)",
+            k.keys.len(),
+            k.file.display(),
+            k.header
+        );
+    }
     if let Some(b) = &s.limits.backend {
         let _ = writeln!(
             o,

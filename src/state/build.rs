@@ -52,6 +52,11 @@ impl Snapshot {
             limits: &registries.limits,
         };
         let routes = compile_routes(file, &links, &mut warnings)?;
+        let api_keys = super::api_keys::compile_api_keys(
+            file,
+            |name| routes.iter().any(|r| r.name == name),
+            &mut warnings,
+        )?;
         let limit_backend = compile_limit_backend(file, telemetry, registries, &mut warnings)?;
         let route_obs = routes
             .iter()
@@ -97,6 +102,7 @@ impl Snapshot {
             identity: IdentitySources {
                 token_issuers,
                 owners: super::owners::compile_owners(file)?,
+                api_keys,
             },
             limits: LimitSettings {
                 config: raw.limits.clone(),
@@ -286,6 +292,7 @@ fn inputs_of(file: &ConfigFile) -> Vec<PathBuf> {
         .owners
         .file
         .iter()
+        .chain(raw.api_keys.iter().flat_map(|k| [&k.file, &k.pepper_file]))
         .chain(&raw.inventory.postgres_ca)
         .chain(&raw.admin.token_file)
         .chain(&raw.admin.client_ca)

@@ -16,6 +16,7 @@ use crate::telemetry::Telemetry;
 use crate::upstream::registry::UpstreamRegistry;
 
 pub mod admin;
+pub mod api_keys;
 mod build;
 mod checks;
 pub mod crls;

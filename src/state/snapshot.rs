@@ -123,6 +123,8 @@ pub struct IdentitySources {
     pub token_issuers: Vec<Arc<Issuer>>,
     /// `[owners]`: the owners file compiled, and the governance policy.
     pub owners: crate::authz::owners::Owners,
+    /// `[api_keys]`: legacy static keys, for routes that still accept them.
+    pub api_keys: Option<Arc<super::api_keys::ApiKeySettings>>,
 }
 
 /// `[limits]`: where fleet-wide limits are counted (the routes hold their own limiters).

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `certgate` binary on 127.0.0.1, real TLS, a PKI made by the tests.
 
 mod anomalies;
+mod api_keys;
 mod cli;
 mod common;
 mod contract_gaps;
