@@ -316,6 +316,8 @@ fn headers(c: &mut Criterion) {
         strip: &[],
         token: None,
         keep_authorization: true,
+        api_key: None,
+        key_header: None,
     };
     let mut g = c.benchmark_group("headers");
     g.bench_function("forwarding", |b| {

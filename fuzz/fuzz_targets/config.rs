@@ -10,7 +10,17 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
+    let limits = certgate::limits::registry::LimitRegistry::default();
     for (i, raw) in file.raw.routes.iter().enumerate() {
-        let _ = certgate::authz::Route::compile(i, raw, |_| Some(0), |_| Some(0));
+        // Every name a route gives resolves, so the whole route is compiled.
+        let upstreams = std::collections::HashMap::from([(raw.upstream.clone(), 0)]);
+        let issuers: std::collections::HashMap<String, usize> =
+            raw.token.iter().map(|t| (t.issuer.clone(), 0)).collect();
+        let links = certgate::authz::Links {
+            upstreams: &upstreams,
+            issuers: &issuers,
+            limits: &limits,
+        };
+        let _ = certgate::authz::Route::compile(i, raw, &links);
     }
 });

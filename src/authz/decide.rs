@@ -3,6 +3,7 @@
 //! request path enforces the [`Decision`] and records it; `explain` prints it. Pure: no I/O —
 //! the token, when the route needs one, is verified by the caller when `decide` asks for it.
 
+use crate::authn::apikey::KeyRecord;
 use crate::authn::identity::ClientIdentity;
 use crate::authn::token::{TokenFailure, VerifiedToken};
 
@@ -22,6 +23,8 @@ pub enum Credential<'a> {
         identity: &'a ClientIdentity,
         owner: Option<usize>,
     },
+    /// A legacy API key that checked out (on a route with `api_keys = true`).
+    ApiKey(&'a KeyRecord),
 }
 
 impl<'a> Credential<'a> {
@@ -36,7 +39,7 @@ impl<'a> Credential<'a> {
     pub fn identity(&self) -> Option<&'a ClientIdentity> {
         match self {
             Self::Certificate { identity, .. } => Some(identity),
-            Self::Anonymous => None,
+            Self::Anonymous | Self::ApiKey(_) => None,
         }
     }
 }
@@ -115,7 +118,13 @@ pub fn decide<'r, 't>(
         return d;
     }
     let identity = credential.identity();
-    let (mut verdict, decided_by) = route.authorize(identity);
+    let (mut verdict, decided_by) = match credential {
+        Credential::ApiKey(key) if route.api_keys && key.allows(&route.name) => {
+            (Verdict::Allow, DecidedBy::ApiKey)
+        }
+        Credential::ApiKey(_) => (Verdict::Deny, DecidedBy::ApiKeyRouteNotListed),
+        _ => route.authorize(identity),
+    };
     d.decided_by = decided_by;
     if let (Verdict::Allow, Credential::Certificate { identity, owner }) = (verdict, credential)
         && let Some((finding, policy)) = owners.judge(identity, *owner)

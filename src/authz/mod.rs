@@ -70,6 +70,10 @@ pub enum DecidedBy {
     Ocsp(&'static str),
     /// The owner policy (`[owners] unowned` / `lifetime_violation`).
     Governance(owners::Finding),
+    /// A legacy API key whose record lists the route.
+    ApiKey,
+    /// A legacy API key whose record does not list the route.
+    ApiKeyRouteNotListed,
 }
 
 impl fmt::Display for DecidedBy {
@@ -84,6 +88,8 @@ impl fmt::Display for DecidedBy {
             Self::CertificateNoLongerValid => f.write_str("certificate no longer valid"),
             Self::Ocsp(result) => write!(f, "ocsp.{result}"),
             Self::Governance(finding) => write!(f, "owners.{}", finding.label()),
+            Self::ApiKey => f.write_str("api_key"),
+            Self::ApiKeyRouteNotListed => f.write_str("api_key.routes"),
         }
     }
 }

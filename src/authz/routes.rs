@@ -39,6 +39,8 @@ pub struct Route {
     pub allow_path_params: bool,
     /// WebSocket upgrades are proxied; false: refused.
     pub websocket: bool,
+    /// Legacy API keys are accepted from clients without a certificate.
+    pub api_keys: bool,
     /// The access token the route needs, if any.
     pub token: Option<TokenRequirement>,
     /// `rate_limit`: its live limiter (the spec is [`RateLimit::spec`]).
@@ -195,6 +197,7 @@ impl Route {
             max_request_body: raw.max_request_body.as_u64(),
             allow_path_params: raw.allow_path_params,
             websocket: raw.websocket,
+            api_keys: raw.api_keys,
             token: raw
                 .token
                 .as_ref()

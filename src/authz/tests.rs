@@ -533,3 +533,48 @@ fn decide_asks_for_the_token_only_when_the_policy_lets_the_request_through() {
     let d = decide(&parts, &cert, &enforced, &none, |_| Ok(&both));
     assert_eq!((d.token, d.refusal), (Some(TokenVerdict::Accepted), None));
 }
+
+#[test]
+fn decide_lets_an_api_key_call_only_the_routes_its_record_lists() {
+    use crate::authn::apikey::{ApiKeys, Pepper, format};
+    use crate::config::{RawKey, RawKeysFile};
+    let pepper = b"0123456789abcdef0123456789abcdef";
+    let (id, key) = format::generate().unwrap();
+    let raw = RawKeysFile {
+        key: vec![RawKey {
+            id,
+            owner: "team-erp".into(),
+            hash: Pepper::new(pepper).unwrap().hash(&key),
+            created: "2026-12-01T00:00:00Z".into(),
+            sunset: "2099-01-01".into(),
+            routes: vec!["r".into()],
+            cutover: Default::default(),
+            revoked: false,
+        }],
+    };
+    let keys = ApiKeys::compile(&raw, Pepper::new(pepper).unwrap(), |_| true).unwrap();
+    let record = keys.check(&key, 0).unwrap();
+    let none = owners::Owners::default();
+    let listed = decided_route("api_keys = true\nallow = [{ cn = \"nobody\" }]");
+    let d = decide_get(&listed, &Credential::ApiKey(record), &none, false, false);
+    assert_eq!(
+        (d.verdict, d.decided_by, d.refusal),
+        (Some(Verdict::Allow), DecidedBy::ApiKey, None),
+        "the record, not the certificate rules, decides for a key"
+    );
+    let raw: RawRoute = toml::from_str(
+        "name = \"other\"\nupstream = \"up\"\npath_prefix = \"/p\"\napi_keys = true\nallow = [{ any = true }]",
+    )
+    .unwrap();
+    let unlisted = compile(0, &raw).unwrap();
+    let d = decide_get(&unlisted, &Credential::ApiKey(record), &none, false, false);
+    assert_eq!(d.decided_by, DecidedBy::ApiKeyRouteNotListed);
+    assert_eq!(d.refusal, Some(Refusal::Forbidden));
+    let no_keys = decided_route("allow = [{ any = true }]");
+    let d = decide_get(&no_keys, &Credential::ApiKey(record), &none, false, false);
+    assert_eq!(
+        d.refusal,
+        Some(Refusal::Forbidden),
+        "a route without api_keys"
+    );
+}

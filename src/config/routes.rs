@@ -36,6 +36,9 @@ pub struct RawRoute {
     /// WebSocket upgrades are proxied (false: refused, never reaching the upstream).
     #[serde(default = "default_true")]
     pub websocket: bool,
+    /// Legacy API keys (`[api_keys]`) are accepted from clients without a certificate.
+    #[serde(default)]
+    pub api_keys: bool,
     /// The route needs a (certificate-bound) access token from this issuer.
     pub token: Option<RawRouteToken>,
     /// Requests per identity, source IP or route (GCRA: smooth, with a burst).

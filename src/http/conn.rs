@@ -127,12 +127,17 @@ impl ConnContext {
             self.owner_memo
                 .store(snapshot.generation << 16 | slot, Ordering::Relaxed);
         }
+        let name = owner
+            .and_then(|i| snapshot.identity.owners.list.get(i))
+            .map(|o| o.name.clone());
+        if let Some(name) = &name {
+            self.gateway
+                .telemetry
+                .inventory
+                .note_certificate_owner(name);
+        }
         if let Some(entry) = &self.inventory {
-            entry.set_owner(
-                owner
-                    .and_then(|i| snapshot.identity.owners.list.get(i))
-                    .map(|o| o.name.clone()),
-            );
+            entry.set_owner(name);
         }
         owner
     }

@@ -86,6 +86,37 @@ pub enum NoLongerValid {
     OcspUnknown,
 }
 
+/// Why a legacy API key is refused (401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKeyRefused {
+    /// Unknown, wrong, malformed or revoked.
+    Invalid,
+    /// Past its sunset day.
+    Sunset,
+    /// `cutover = "reject_if_cert_seen"` and its owner has used a certificate.
+    CutOver,
+}
+
+impl ApiKeyRefused {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid_api_key",
+            Self::Sunset => "api_key_sunset",
+            Self::CutOver => "api_key_cut_over",
+        }
+    }
+}
+
+impl std::fmt::Display for ApiKeyRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Invalid => "unknown, wrong, malformed or revoked",
+            Self::Sunset => "past its sunset",
+            Self::CutOver => "its owner has moved to a certificate",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     #[error("{0}")]
@@ -118,6 +149,12 @@ pub enum RequestError {
     /// RFC 6750 `invalid_request`: the token came in a way certgate does not accept.
     #[error("invalid token request: {0}")]
     TokenRequest(&'static str),
+    /// A legacy API key refused.
+    #[error("API key refused: {0}")]
+    ApiKey(ApiKeyRefused),
+    /// An API key sent where keys are refused (the query string).
+    #[error("invalid API key request: {0}")]
+    KeyRequest(&'static str),
     #[error("{0}")]
     CertificateNoLongerValid(NoLongerValid),
     /// `ocsp = "hard"` and the responder gave no usable answer.
@@ -153,7 +190,8 @@ impl RequestError {
             Self::RevocationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Token(t) if t.failure.is_forbidden() => StatusCode::FORBIDDEN,
             Self::Token(_) => StatusCode::UNAUTHORIZED,
-            Self::TokenRequest(_) => StatusCode::BAD_REQUEST,
+            Self::TokenRequest(_) | Self::KeyRequest(_) => StatusCode::BAD_REQUEST,
+            Self::ApiKey(_) => StatusCode::UNAUTHORIZED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(e) => e.status(),
             Self::UpstreamUpgrade(_) => StatusCode::BAD_GATEWAY,
@@ -167,7 +205,8 @@ impl RequestError {
             Self::Token(t) if t.failure == TokenFailure::Missing => "unauthenticated",
             Self::Token(t) if t.failure.is_forbidden() => "insufficient_scope",
             Self::Token(_) => "invalid_token",
-            Self::TokenRequest(_) => "invalid_request",
+            Self::TokenRequest(_) | Self::KeyRequest(_) => "invalid_request",
+            Self::ApiKey(k) => k.code(),
             _ => code_for(self.status()),
         }
     }

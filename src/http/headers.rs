@@ -12,6 +12,8 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_TOKEN_SUBJECT: HeaderName = HeaderName::from_static("x-token-subject");
+static X_CLIENT_API_KEY_ID: HeaderName = HeaderName::from_static("x-client-api-key-id");
+static X_CLIENT_OWNER: HeaderName = HeaderName::from_static("x-client-owner");
 static X_TOKEN_CLIENT_ID: HeaderName = HeaderName::from_static("x-token-client-id");
 static X_TOKEN_SCOPE: HeaderName = HeaderName::from_static("x-token-scope");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -177,6 +179,10 @@ pub struct Forwarding<'a> {
     pub token: Option<&'a TokenHeaders>,
     /// False on a token route that does not forward `Authorization`.
     pub keep_authorization: bool,
+    /// The API key that authenticated the request: its id and owner, for the upstream.
+    pub api_key: Option<(&'a HeaderValue, &'a HeaderValue)>,
+    /// With `[api_keys]`: the header keys come in, removed (as is `Authorization: ApiKey`).
+    pub key_header: Option<&'a HeaderName>,
 }
 
 /// Rewrites a client's request headers for the upstream: hop-by-hop headers, every screened
@@ -216,8 +222,15 @@ pub fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     headers.insert(X_FORWARDED_FOR.clone(), f.peer_ip.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
     headers.insert(X_REQUEST_ID.clone(), f.request_id.clone());
-    if !f.keep_authorization {
+    if !f.keep_authorization || is_api_key_authorization(headers) {
         headers.remove(header::AUTHORIZATION);
+    }
+    if let Some(name) = f.key_header {
+        headers.remove(name);
+    }
+    if let Some((id, owner)) = f.api_key {
+        headers.insert(X_CLIENT_API_KEY_ID.clone(), id.clone());
+        headers.insert(X_CLIENT_OWNER.clone(), owner.clone());
     }
     if let Some(t) = f.token {
         for (name, value) in [
@@ -234,6 +247,14 @@ pub fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, proto.clone());
     }
+}
+
+/// `Authorization: ApiKey …`: a legacy key, which never goes upstream.
+fn is_api_key_authorization(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .any(|v| v.as_bytes().len() > 7 && v.as_bytes()[..7].eq_ignore_ascii_case(b"apikey "))
 }
 
 /// Removes hop-by-hop headers and the headers `Connection` names.

@@ -175,6 +175,8 @@ fn forwarding_sets_host_and_drops_operator_names() {
                 strip: &strip,
                 token,
                 keep_authorization,
+                api_key: None,
+                key_header: None,
             },
         )
     };
@@ -191,4 +193,62 @@ fn forwarding_sets_host_and_drops_operator_names() {
     assert_eq!(h.get("x-token-subject").unwrap(), "svc");
     assert!(h.get("x-token-client-id").is_none());
     assert_eq!(h.get("x-token-scope").unwrap(), "a b");
+}
+
+#[test]
+fn api_keys_never_go_upstream_and_their_id_and_owner_do() {
+    let mut h = HeaderMap::new();
+    h.insert("x-api-key", HeaderValue::from_static("cgk_secret"));
+    h.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("ApiKey cgk_secret"),
+    );
+    h.insert("x-client-owner", HeaderValue::from_static("spoofed"));
+    let authority = HeaderValue::from_static("a.example");
+    let key_header = HeaderName::from_static("x-api-key");
+    let (id, owner) = (
+        HeaderValue::from_static("k1"),
+        HeaderValue::from_static("team-erp"),
+    );
+    forwarding_headers(
+        &mut h,
+        &Forwarding {
+            xfcc: None,
+            peer_ip: &HeaderValue::from_static("127.0.0.1"),
+            request_id: &HeaderValue::from_static("id"),
+            authority: &authority,
+            upgrade: None,
+            strip: &[],
+            token: None,
+            keep_authorization: true,
+            api_key: Some((&id, &owner)),
+            key_header: Some(&key_header),
+        },
+    );
+    assert!(h.get("x-api-key").is_none());
+    assert!(
+        h.get(header::AUTHORIZATION).is_none(),
+        "Authorization: ApiKey dropped"
+    );
+    assert_eq!(h["x-client-api-key-id"], "k1");
+    assert_eq!(h["x-client-owner"], "team-erp");
+    // Another Authorization scheme stays when the route forwards it.
+    let mut bearer = HeaderMap::new();
+    bearer.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+    forwarding_headers(
+        &mut bearer,
+        &Forwarding {
+            xfcc: None,
+            peer_ip: &HeaderValue::from_static("127.0.0.1"),
+            request_id: &HeaderValue::from_static("id"),
+            authority: &authority,
+            upgrade: None,
+            strip: &[],
+            token: None,
+            keep_authorization: true,
+            api_key: None,
+            key_header: Some(&key_header),
+        },
+    );
+    assert_eq!(bearer[header::AUTHORIZATION], "Bearer t");
 }

@@ -20,7 +20,17 @@ pub(super) async fn check_limits(
     route: &Route,
     x: &mut Exchange,
 ) -> Result<(), RequestError> {
-    let leaf = ctx.identity.as_deref().map(|i| &i.sha256);
+    // A certificate's SHA-256, or what an API key is counted under.
+    let key_leaf = x
+        .api_key
+        .as_ref()
+        .and_then(|k| k.record.as_ref())
+        .map(|r| r.limit_id);
+    let leaf = ctx
+        .identity
+        .as_deref()
+        .map(|i| &i.sha256)
+        .or(key_leaf.as_ref());
     let ip = ctx.peer.ip();
     let refused = |x: &mut Exchange, kind: LimitKind, retry_after, policy: &HeaderValue| {
         x.limited = Some((kind, route.audit));

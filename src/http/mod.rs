@@ -3,6 +3,7 @@
 //! forward, and answer; the exchange is recorded once when its response body ends
 //! ([`record`]). Every refusal is a [`error::RequestError`].
 
+mod apikey;
 mod bearer;
 pub mod error;
 pub mod framing;
@@ -30,6 +31,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Incoming};
 
+use crate::authn::apikey::KeyRecord;
 use crate::authn::token::VerifiedToken;
 use crate::authz::authority::RequestAuthority;
 use crate::authz::path;
@@ -119,7 +121,8 @@ async fn proxy(
         &path,
         websocket.is_some(),
         x,
-    )?;
+    )
+    .await?;
     limits::check_limits(ctx, snapshot, route, x).await?;
     let upstream = snapshot
         .routing
@@ -142,6 +145,7 @@ async fn proxy(
         )
     });
     x.bytes_in = meter.clone();
+    let key = x.api_key.as_ref().and_then(|k| k.record.clone());
     let out = outbound::prepare_upstream_request(
         ctx,
         snapshot,
@@ -153,6 +157,7 @@ async fn proxy(
             upgrade: websocket.as_ref(),
             token: token.as_deref(),
             keep_authorization: route.token.as_ref().is_none_or(|t| t.forward),
+            api_key: key.as_deref(),
         },
         meter,
     )?;
@@ -165,6 +170,9 @@ async fn proxy(
         Err(ForwardError::Client(fault)) => return Err(client_body_error(ctx, fault)),
         Err(e) => return Err(RequestError::Upstream(e)),
     };
+    if let Some(k) = &key {
+        deprecation_headers(resp.headers_mut(), k, snapshot);
+    }
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         tunnel(
             ctx,
@@ -239,6 +247,24 @@ fn tunnel(
     Ok(())
 }
 
+/// What a caller with a legacy key learns on every answer: the key is deprecated (since it was
+/// issued, RFC 9745), when it stops working (RFC 8594), and where to read how to move.
+fn deprecation_headers(h: &mut http::HeaderMap, key: &KeyRecord, snapshot: &Snapshot) {
+    h.insert(DEPRECATION.clone(), key.deprecation_header.clone());
+    h.insert(SUNSET.clone(), key.sunset_header.clone());
+    if let Some(link) = snapshot
+        .identity
+        .api_keys
+        .as_ref()
+        .and_then(|k| k.link.as_ref())
+    {
+        h.append(header::LINK, link.clone());
+    }
+}
+
+static DEPRECATION: http::HeaderName = http::HeaderName::from_static("deprecation");
+static SUNSET: http::HeaderName = http::HeaderName::from_static("sunset");
+
 fn body_too_large(ctx: &ConnContext, limit: u64) -> RequestError {
     ctx.gateway.telemetry.metrics.limit_hit(Limit::BodyBytes);
     RequestError::BodyTooLarge(limit)
@@ -265,7 +291,7 @@ fn normalize<'u>(uri: &'u Uri, x: &mut Exchange) -> Result<Cow<'u, str>, Request
 /// Phase: routing, then the one decision ([`crate::authz::decide`]) on the canonical host and
 /// the normalised path (without `;` parameters, which only a route with `allow_path_params`
 /// accepts), enforced and recorded: the route, and the token to vouch for upstream.
-fn authorize<'s, B>(
+async fn authorize<'s, B>(
     ctx: &ConnContext,
     snapshot: &'s Snapshot,
     req: &Request<B>,
@@ -297,7 +323,11 @@ fn authorize<'s, B>(
         return Err(RequestError::NoRoute);
     };
     x.route = Some(route.index);
-    let credential = Credential::of(ctx.identity.as_deref(), x.owner);
+    let key = apikey::authenticate(ctx, snapshot, route, req, x).await?;
+    let credential = match &key {
+        Some(record) => Credential::ApiKey(record),
+        None => Credential::of(ctx.identity.as_deref(), x.owner),
+    };
     let mut presented = bearer::Presented::default();
     let slot = &mut presented;
     let d = authz::decide(

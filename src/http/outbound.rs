@@ -8,6 +8,7 @@ use http::uri::PathAndQuery;
 use http::{Method, Request};
 use hyper::body::{Body, Incoming};
 
+use crate::authn::apikey::KeyRecord;
 use crate::authn::token::VerifiedToken;
 use crate::authz::authority::RequestAuthority;
 use crate::http::ConnContext;
@@ -29,6 +30,9 @@ pub(super) struct Forwarded<'a> {
     pub(super) token: Option<&'a VerifiedToken>,
     /// False on a token route without `forward`: `Authorization` stays here.
     pub(super) keep_authorization: bool,
+    /// The API key that authenticated the request, for `x-client-api-key-id` and
+    /// `x-client-owner`.
+    pub(super) api_key: Option<&'a KeyRecord>,
 }
 
 /// Phase: strips hop-by-hop and screened headers, adds identity and forwarding headers, and
@@ -52,6 +56,8 @@ pub(super) fn prepare_upstream_request(
             strip: &snapshot.listener.strip_request_headers,
             token: f.token.map(|t| &t.headers),
             keep_authorization: f.keep_authorization,
+            api_key: f.api_key.map(|k| (&k.id_header, &k.owner_header)),
+            key_header: snapshot.identity.api_keys.as_ref().map(|k| &k.header),
         },
     );
     framing::canonical_content_length(&mut parts.headers);

@@ -58,6 +58,8 @@ pub struct Exchange {
     pub(super) token: Option<TokenRecord>,
     /// The scope or claim a verified token lacked (`scope X` / `claim Y`): logged, never sent.
     pub(super) token_unmet: Option<String>,
+    /// The legacy API key presented, by id and result (never the key).
+    pub(super) api_key: Option<super::apikey::KeyUse>,
     /// The limit that refused the request, and whether only in audit (forwarded anyway).
     pub(super) limited: Option<(LimitKind, bool)>,
     /// On an audit route: what would have refused the request (`policy`, `token`, `rate`,
@@ -153,6 +155,7 @@ impl Exchange {
             bytes_out: 0,
             token: None,
             token_unmet: None,
+            api_key: None,
             limited: None,
             would: None,
             shadow: None,
@@ -308,6 +311,12 @@ impl Exchange {
                 .map(|i| i.name.as_str()),
             token_result = token.map(TokenRecord::result),
             token_unmet = self.token_unmet.as_deref(),
+            api_key_id = self
+                .api_key
+                .as_ref()
+                .and_then(|k| k.record.as_deref())
+                .map(|r| r.id.as_str()),
+            api_key_result = self.api_key.as_ref().map(|k| k.result),
             token_sub = token.and_then(|t| t.claim(|v| v.sub.as_ref())),
             token_client_id = token.and_then(|t| t.claim(|v| v.client_id.as_ref())),
             token_jti = token.and_then(|t| t.claim(|v| v.jti.as_ref())),

@@ -47,6 +47,12 @@ fn add_error_headers(e: &RequestError, h: &mut HeaderMap) {
                 HeaderValue::from_static("MutualTLS realm=\"certgate\""),
             );
         }
+        RequestError::ApiKey(_) => {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("ApiKey realm=\"certgate\""),
+            );
+        }
         // RFC 6750 §3.
         RequestError::Token(t) => {
             let challenge = match (t.failure, &t.scope_challenge) {

@@ -136,6 +136,9 @@ impl Entry {
 
 pub struct Inventory {
     entries: DashMap<[u8; 32], Arc<Entry>>,
+    /// Owners (owners file) one of whose certificates has been used: an API key of theirs
+    /// with `cutover = "reject_if_cert_seen"` stops working.
+    certificate_owners: DashMap<Arc<str>, ()>,
     max_entries: AtomicUsize,
     evictions: AtomicU64,
     route_names: RwLock<RouteNames>,
@@ -151,10 +154,23 @@ impl Inventory {
     pub fn new(max_entries: usize) -> Self {
         Self {
             entries: DashMap::new(),
+            certificate_owners: DashMap::new(),
             max_entries: AtomicUsize::new(max_entries.max(1)),
             evictions: AtomicU64::new(0),
             route_names: RwLock::new(RouteNames::default()),
         }
+    }
+
+    /// Notes that a certificate of `owner` was used.
+    pub fn note_certificate_owner(&self, owner: &Arc<str>) {
+        if !self.certificate_owners.contains_key(owner) {
+            self.certificate_owners.insert(owner.clone(), ());
+        }
+    }
+
+    /// Whether a certificate of `owner` has been used (since start, or in the saved inventory).
+    pub fn owner_uses_certificate(&self, owner: &str) -> bool {
+        self.certificate_owners.contains_key(owner)
     }
 
     pub fn set_max_entries(&self, max: usize) {

@@ -79,7 +79,11 @@ impl Inventory {
                 continue;
             };
             let entry = Entry::new(r.identity, r.first_seen, r.last_seen);
-            entry.set_owner(r.owner.as_deref().map(Arc::from));
+            let owner: Option<Arc<str>> = r.owner.as_deref().map(Arc::from);
+            if let Some(o) = &owner {
+                self.note_certificate_owner(o);
+            }
+            entry.set_owner(owner);
             if let Some(t) = r.revoked_at {
                 entry.mark_revoked(t);
             }

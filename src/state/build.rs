@@ -220,6 +220,18 @@ fn compile_routes(
                 route.name
             ));
         }
+        if route.api_keys && file.raw.api_keys.is_none() {
+            return Err(file.invalid(
+                format!("routes[{i}].api_keys"),
+                "needs an [api_keys] section (file and pepper_file)",
+            ));
+        }
+        if route.api_keys && mode == ClientAuthMode::Require {
+            warnings.push(format!(
+                "routes[{i}] ({:?}) sets api_keys, but keys are read only from clients without a certificate, and client_auth.mode = \"require\" admits none: set mode = \"optional\"",
+                route.name
+            ));
+        }
         if route.allow_unauthenticated && mode == ClientAuthMode::Require {
             warnings.push(format!(
                 "routes[{i}] ({:?}) sets allow_unauthenticated, which has no effect with client_auth.mode = \"require\"",

@@ -3,6 +3,10 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use std::time::Duration;
+
+use certgate_testpki::LeafSpec;
+
 use crate::common::*;
 
 /// A config with `[api_keys]` (keys file and pepper beside it) and two routes.
@@ -260,4 +264,337 @@ fn check_refuses_a_plaintext_key_and_warns_about_sunset_keys() {
     let (code, _, err) = keys(&plain, &["list"]);
     assert_eq!(code, 1);
     assert!(err.contains("no [api_keys] section"), "{err}");
+}
+
+/// The gateway in optional mode with `[api_keys]`, an owners file, and three routes: `orders`
+/// and `invoices` accept keys, `admin` does not.
+struct KeyGateway {
+    pki: Pki,
+    up: Upstream,
+    gw: Gateway,
+    /// The key of team-erp, for `orders` only.
+    key: String,
+    id: String,
+}
+
+const OWNERS: &str = "[[owner]]\nname = \"team-erp\"\nmatch = [ { cn = \"erp\" } ]\n";
+
+fn key_routes(up: &Upstream) -> String {
+    format!(
+        "{}{}[owners]\nfile = \"owners.toml\"\n\
+         [api_keys]\nfile = \"api-keys.toml\"\npepper_file = \"pepper\"\n\
+         migration_link = \"https://docs.example.com/move-to-mtls\"\n\
+         [[routes]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"up\"\napi_keys = true\nallow = [{{ any = true }}]\n\
+         [[routes]]\nname = \"invoices\"\npath_prefix = \"/invoices\"\nupstream = \"up\"\napi_keys = true\nallow = [{{ any = true }}]\n\
+         [[routes]]\nname = \"admin\"\npath_prefix = \"/admin\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
+        client_auth("optional", ""),
+        upstream_section("up", &up.url(), ""),
+    )
+}
+
+impl KeyGateway {
+    async fn start(cutover: &str) -> Self {
+        let pki = Pki::new();
+        pki.client(&pki.root, "erp", LeafSpec::client("erp"));
+        pki.write("owners.toml", OWNERS);
+        pki.write("pepper", "an HMAC pepper of at least thirty-two bytes");
+        let up = Upstream::start().await;
+        let body = key_routes(&up);
+        let config = write_check_config(&pki, &body);
+        let mut args = vec![
+            "keys",
+            "new",
+            "--config",
+            config.to_str().unwrap(),
+            "--owner",
+            "team-erp",
+            "--sunset",
+            "2099-03-31",
+            "--routes",
+            "orders",
+        ];
+        if !cutover.is_empty() {
+            args.extend(["--cutover", cutover]);
+        }
+        let (code, key, err) = run_cli(&args);
+        assert_eq!(code, 0, "{err}");
+        let key = key.trim().to_string();
+        let id = key[4..13].to_string();
+        let gw = Gateway::start(&pki, &body).await;
+        Self {
+            pki,
+            up,
+            gw,
+            key,
+            id,
+        }
+    }
+
+    fn anonymous(&self) -> TlsClient {
+        TlsClient::new(&self.pki, self.gw.addr, None)
+    }
+
+    async fn call(&self, client: &TlsClient, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = http::Request::get(path).header("host", "localhost");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        client
+            .send(req.body(TestBody::empty()).unwrap())
+            .await
+            .expect("exchange")
+    }
+
+    fn error_code(r: &Reply) -> String {
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        v["error"].as_str().unwrap_or("").to_string()
+    }
+}
+
+#[tokio::test]
+async fn a_valid_key_is_forwarded_as_its_id_and_owner_with_deprecation_headers() {
+    let s = KeyGateway::start("").await;
+    let client = s.anonymous();
+    let r = s.call(&client, "/orders/1", &[("x-api-key", &s.key)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = s.up.seen().pop().unwrap();
+    assert_eq!(seen.headers["x-client-api-key-id"], s.id.as_str());
+    assert_eq!(seen.headers["x-client-owner"], "team-erp");
+    assert!(
+        seen.headers.get("x-api-key").is_none(),
+        "the key never goes upstream"
+    );
+    let deprecation = r.headers["deprecation"].to_str().unwrap();
+    assert!(deprecation.starts_with('@'), "{deprecation}");
+    assert_eq!(r.headers["sunset"], "Tue, 31 Mar 2099 00:00:00 GMT");
+    assert_eq!(
+        r.headers["link"],
+        "<https://docs.example.com/move-to-mtls>; rel=\"deprecation\", <https://docs.example.com/move-to-mtls>; rel=\"sunset\""
+    );
+    // Authorization: ApiKey works too, and Authorization is not forwarded.
+    let auth = format!("ApiKey {}", s.key);
+    let r = s
+        .call(&client, "/orders/2", &[("authorization", &auth)])
+        .await;
+    assert_eq!(r.status, 200);
+    let seen = s.up.seen().pop().unwrap();
+    assert!(seen.headers.get("authorization").is_none());
+    assert_eq!(seen.headers["x-client-api-key-id"], s.id.as_str());
+    // A client cannot claim a key id or owner itself.
+    let r = s
+        .call(
+            &client,
+            "/orders/3",
+            &[
+                ("x-api-key", &s.key),
+                ("x-client-owner", "root"),
+                ("x-client-api-key-id", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let seen = s.up.seen().pop().unwrap();
+    assert_eq!(seen.headers["x-client-owner"], "team-erp");
+    assert_eq!(
+        seen.headers.get_all("x-client-api-key-id").iter().count(),
+        1
+    );
+    s.gw.wait_for_log(&format!("\"api_key_id\":\"{}\"", s.id))
+        .await;
+    assert!(
+        !s.gw.logs().contains(&s.key),
+        "the key never reaches the log"
+    );
+}
+
+#[tokio::test]
+async fn bad_keys_unlisted_routes_and_keys_in_the_query_are_refused() {
+    let s = KeyGateway::start("").await;
+    let client = s.anonymous();
+    let other = {
+        let mut k = s.key.clone().into_bytes();
+        k[20] = if k[20] == b'a' { b'b' } else { b'a' };
+        String::from_utf8(k).unwrap()
+    };
+    for (value, why) in [
+        (other.as_str(), "malformed (check fails)"),
+        ("cgk_nonsense", "malformed"),
+        ("letmein", "not a key"),
+    ] {
+        let r = s.call(&client, "/orders/1", &[("x-api-key", value)]).await;
+        assert_eq!(r.status, 401, "{why}");
+        assert_eq!(KeyGateway::error_code(&r), "invalid_api_key", "{why}");
+        assert_eq!(r.headers["www-authenticate"], "ApiKey realm=\"certgate\"");
+    }
+    // A key the record does not list for the route.
+    let r = s
+        .call(&client, "/invoices/1", &[("x-api-key", &s.key)])
+        .await;
+    assert_eq!(r.status, 403);
+    // A route without api_keys: a key is no credential there.
+    let r = s.call(&client, "/admin", &[("x-api-key", &s.key)]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(KeyGateway::error_code(&r), "unauthenticated");
+    // In the query string: refused, and never logged.
+    let r = s
+        .call(&client, &format!("/orders/1?api_key={}", s.key), &[])
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(KeyGateway::error_code(&r), "invalid_request");
+    let r = s
+        .call(&client, &format!("/orders/1?q={}", s.key), &[])
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        s.up.seen().is_empty(),
+        "nothing refused reached the upstream"
+    );
+    s.gw.wait_for_log("\"api_key_result\":\"malformed\"").await;
+    assert!(!s.gw.logs().contains(&s.key));
+}
+
+#[tokio::test]
+async fn a_certificate_beside_a_key_wins_and_the_key_is_dropped() {
+    let s = KeyGateway::start("").await;
+    let erp = TlsClient::new(&s.pki, s.gw.addr, Some("erp"));
+    let r = s.call(&erp, "/orders/1", &[("x-api-key", &s.key)]).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers.get("deprecation").is_none(),
+        "authenticated by the certificate"
+    );
+    let seen = s.up.seen().pop().unwrap();
+    assert!(seen.headers.get("x-api-key").is_none());
+    assert!(seen.headers.get("x-client-api-key-id").is_none());
+    assert!(seen.headers.contains_key("x-forwarded-client-cert"));
+    s.gw.wait_for_log("\"api_key_result\":\"dual_use\"").await;
+}
+
+#[tokio::test]
+async fn revoked_and_sunset_keys_stop_at_the_next_request_after_the_file_changes() {
+    let s = KeyGateway::start("").await;
+    let client = s.anonymous();
+    assert_eq!(
+        s.call(&client, "/orders/1", &[("x-api-key", &s.key)])
+            .await
+            .status,
+        200
+    );
+    let file = std::fs::read_to_string(s.pki.path("api-keys.toml")).unwrap();
+    s.pki.write(
+        "api-keys.toml",
+        &file.replace("revoked = false", "revoked = true"),
+    );
+    wait_for(
+        "the revocation to apply",
+        Duration::from_secs(10),
+        || async {
+            let r = s.call(&client, "/orders/1", &[("x-api-key", &s.key)]).await;
+            match (r.status.as_u16(), KeyGateway::error_code(&r)) {
+                (401, code) if code == "invalid_api_key" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    s.pki
+        .write("api-keys.toml", &file.replace("2099-03-31", "2020-01-01"));
+    wait_for("the sunset to apply", Duration::from_secs(10), || async {
+        let r = s.call(&client, "/orders/1", &[("x-api-key", &s.key)]).await;
+        match (r.status.as_u16(), KeyGateway::error_code(&r)) {
+            (401, code) if code == "api_key_sunset" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_key_set_to_cut_over_stops_once_its_owner_used_a_certificate() {
+    let s = KeyGateway::start("reject-if-cert-seen").await;
+    let client = s.anonymous();
+    assert_eq!(
+        s.call(&client, "/orders/1", &[("x-api-key", &s.key)])
+            .await
+            .status,
+        200
+    );
+    // team-erp's certificate calls once.
+    let erp = TlsClient::new(&s.pki, s.gw.addr, Some("erp"));
+    assert_eq!(s.call(&erp, "/orders/1", &[]).await.status, 200);
+    let r = s.call(&client, "/orders/1", &[("x-api-key", &s.key)]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(KeyGateway::error_code(&r), "api_key_cut_over");
+}
+
+#[tokio::test]
+async fn an_imported_legacy_key_works_through_argon2() {
+    let s = KeyGateway::start("").await;
+    let config = s.gw_config();
+    let mut child = Command::new(BIN)
+        .args([
+            "keys",
+            "import",
+            "--config",
+            config.to_str().unwrap(),
+            "--owner",
+            "team-legacy",
+            "--sunset",
+            "2099-06-30",
+            "--routes",
+            "orders",
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"old-shared-secret-2014\n")
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let client = s.anonymous();
+    wait_for(
+        "the imported key to work",
+        Duration::from_secs(10),
+        || async {
+            let r = s
+                .call(
+                    &client,
+                    "/orders/1",
+                    &[("x-api-key", "old-shared-secret-2014")],
+                )
+                .await;
+            match r.status.as_u16() {
+                200 => Ok(()),
+                other => Err(other.to_string()),
+            }
+        },
+    )
+    .await;
+    let seen = s.up.seen().pop().unwrap();
+    assert_eq!(seen.headers["x-client-owner"], "team-legacy");
+    assert!(
+        seen.headers["x-client-api-key-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("legacy-")
+    );
+    let r = s
+        .call(
+            &client,
+            "/orders/1",
+            &[("x-api-key", "old-shared-secret-2015")],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(!s.gw.logs().contains("old-shared-secret"));
+}
+
+impl KeyGateway {
+    fn gw_config(&self) -> std::path::PathBuf {
+        self.pki.path("certgate.toml")
+    }
 }

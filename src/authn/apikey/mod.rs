@@ -33,6 +33,12 @@ pub struct KeyRecord {
     pub deprecation_header: HeaderValue,
     /// `Sunset: <IMF-fixdate>` (RFC 8594).
     pub sunset_header: HeaderValue,
+    /// `x-client-api-key-id` and `x-client-owner` for the upstream.
+    pub id_header: HeaderValue,
+    pub owner_header: HeaderValue,
+    /// What rate limits and quotas count this key's requests under (as a certificate's
+    /// SHA-256 for certificates): SHA-256 of "api-key:" and the id.
+    pub limit_id: [u8; 32],
 }
 
 #[derive(Debug)]
@@ -319,6 +325,15 @@ fn compile_record(
             .map_err(|_| invalid(key("created"), "cannot form Deprecation"))?,
         sunset_header: HeaderValue::from_str(&httpdate::fmt_http_date(sunset))
             .map_err(|_| invalid(key("sunset"), "cannot form Sunset"))?,
+        id_header: HeaderValue::from_str(&k.id)
+            .map_err(|_| invalid(key("id"), "not a header value"))?,
+        owner_header: HeaderValue::from_str(&k.owner).map_err(|_| {
+            invalid(
+                key("owner"),
+                "printable ASCII only (it is sent upstream as x-client-owner)",
+            )
+        })?,
+        limit_id: crate::util::digest::sha256(format!("api-key:{}", k.id).as_bytes()),
     })
 }
 
