@@ -73,8 +73,13 @@ pub(super) async fn authenticate<B>(
     let Some(settings) = &snapshot.identity.api_keys else {
         return Ok(None);
     };
-    let presented = presented_key(req.headers(), req.uri(), &settings.header)
-        .map_err(RequestError::KeyRequest)?;
+    let presented = presented_key(req.headers(), req.uri(), &settings.header).map_err(|why| {
+        x.api_key = Some(KeyUse {
+            record: None,
+            result: "in_query",
+        });
+        RequestError::KeyRequest(why)
+    })?;
     let Some(presented) = presented else {
         return Ok(None);
     };

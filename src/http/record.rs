@@ -225,6 +225,9 @@ impl Exchange {
         if let Some(c) = &self.quota_charge {
             c.cell.add_bytes(c.window, self.bytes_out);
         }
+        if let Some(k) = &self.api_key {
+            telemetry.metrics.api_key_request(k.result);
+        }
     }
 
     fn route_name(&self) -> Option<&str> {

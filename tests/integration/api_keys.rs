@@ -405,6 +405,8 @@ async fn a_valid_key_is_forwarded_as_its_id_and_owner_with_deprecation_headers()
         !s.gw.logs().contains(&s.key),
         "the key never reaches the log"
     );
+    s.gw.assert_metric("certgate_api_key_requests_total{result=\"ok\"}", 3.0)
+        .await;
 }
 
 #[tokio::test]
@@ -451,6 +453,19 @@ async fn bad_keys_unlisted_routes_and_keys_in_the_query_are_refused() {
     );
     s.gw.wait_for_log("\"api_key_result\":\"malformed\"").await;
     assert!(!s.gw.logs().contains(&s.key));
+    let results = |r: &str| format!("certgate_api_key_requests_total{{result=\"{r}\"}}");
+    s.gw.assert_metric(&results("malformed"), 3.0).await;
+    s.gw.assert_metric(&results("in_query"), 2.0).await;
+    // The key itself was good on /invoices (refused there by its record's routes).
+    s.gw.assert_metric(&results("ok"), 1.0).await;
+    // Guessing keys from one address is a denial burst of that source (20 in the window).
+    for i in 0..20 {
+        let guess = format!("guess-{i}");
+        let r = s.call(&client, "/orders/1", &[("x-api-key", &guess)]).await;
+        assert_eq!(r.status, 401);
+    }
+    s.gw.assert_metric("certgate_anomalies_total{kind=\"denial_burst\"}", 1.0)
+        .await;
 }
 
 #[tokio::test]

@@ -173,6 +173,11 @@ pub(super) const INVENTORY_PENDING_ROWS: Family = family(
     "Credential × route rows counted here and not yet in the fleet inventory.",
     &[],
 );
+pub(super) const API_KEY_REQUESTS: Family = family(
+    "certgate_api_key_requests_total",
+    "Requests that presented a legacy API key, by result (ok, malformed, unknown, revoked, sunset, cut_over, dual_use, in_query).",
+    &["result"],
+);
 pub(super) const CRL_USABLE: Family = family(
     "certgate_crl_usable",
     "1 when the configured CRL source is usable, 0 when it is not (bad signature, unknown critical extension, untrusted issuer, unparseable).",

@@ -19,6 +19,18 @@ use route::RouteFamilies;
 pub use route::{RouteMetrics, method_label};
 pub use upstream::{UpstreamMetrics, UpstreamOutcome};
 
+/// The `result` labels of `certgate_api_key_requests_total`, all visible from the start.
+pub const API_KEY_RESULTS: [&str; 8] = [
+    "ok",
+    "malformed",
+    "unknown",
+    "revoked",
+    "sunset",
+    "cut_over",
+    "dual_use",
+    "in_query",
+];
+
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "_none";
 
@@ -52,6 +64,8 @@ pub struct Metrics {
     pub inventory_sync_ok: IntCounter,
     pub inventory_sync_error: IntCounter,
     pub inventory_pending_rows: IntGauge,
+    /// `certgate_api_key_requests_total`, by [`API_KEY_RESULTS`] index.
+    api_key_requests: [IntCounter; API_KEY_RESULTS.len()],
     /// Handles for requests that matched no route.
     pub unrouted: RouteMetrics,
 }
@@ -111,11 +125,22 @@ impl Metrics {
             inventory_sync_ok: inventory_sync.with_label_values(&["ok"]),
             inventory_sync_error: inventory_sync.with_label_values(&["error"]),
             inventory_pending_rows: r.gauge(&f::INVENTORY_PENDING_ROWS),
+            api_key_requests: {
+                let family = r.counters(&f::API_KEY_REQUESTS);
+                API_KEY_RESULTS.map(|result| family.with_label_values(&[result]))
+            },
             registry: r.0,
         }
     }
 
     /// The `certgate_anomalies_total` handle of one kind.
+    /// Counts one request that presented an API key, by its result label.
+    pub fn api_key_request(&self, result: &str) {
+        if let Some(i) = API_KEY_RESULTS.iter().position(|r| *r == result) {
+            self.api_key_requests[i].inc();
+        }
+    }
+
     pub fn anomaly(&self, kind: &str) -> IntCounter {
         self.anomalies.with_label_values(&[kind])
     }
