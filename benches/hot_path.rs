@@ -318,6 +318,7 @@ fn headers(c: &mut Criterion) {
         keep_authorization: true,
         api_key: None,
         key_header: None,
+        credential: None,
     };
     let mut g = c.benchmark_group("headers");
     g.bench_function("forwarding", |b| {

@@ -92,10 +92,27 @@ fn trust(o: &mut String, s: &Snapshot) {
 }
 
 fn upstreams(o: &mut String, s: &Snapshot) {
-    for u in &s.routing.upstreams {
+    for (i, u) in s.routing.upstreams.iter().enumerate() {
+        let credential = s
+            .routing
+            .upstream_credentials
+            .get(i)
+            .and_then(Option::as_deref)
+            .map(|c| {
+                format!(
+                    ", credential {} in {}{}",
+                    c.name,
+                    c.header,
+                    c.owner
+                        .as_deref()
+                        .map(|o| format!(" of {o}"))
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             o,
-            "upstream   {} -> {} ({}, {}, timeout {})",
+            "upstream   {} -> {} ({}, {}, timeout {}{credential})",
             u.name,
             u.endpoint_list(),
             u.protocol.as_str(),

@@ -74,3 +74,36 @@ impl Cutover {
         }
     }
 }
+
+/// `[upstream_credentials.NAME]`: a secret the gateway holds for an upstream, so callers
+/// never do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamCredential {
+    pub kind: UpstreamCredentialKind,
+    /// `kind = "header"`: the header the upstream reads the secret from.
+    pub header: Option<String>,
+    /// `kind = "header"`: the file holding the secret (hot-reloaded; never logged).
+    pub value_file: Option<PathBuf>,
+    pub owner: Option<String>,
+    /// The day the secret expires (`YYYY-MM-DD`): the inventory's state; `check` warns
+    /// inside `expiry.warning_window`.
+    pub expires: Option<String>,
+    /// `kind = "oauth2_client_credentials"` (RFC 6749 §4.4).
+    pub token_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_auth: Option<String>,
+    pub key: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub secret_file: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamCredentialKind {
+    Header,
+    Oauth2ClientCredentials,
+}

@@ -38,6 +38,9 @@ pub struct RawConfig {
     /// `[api_keys]`: legacy static keys, for routes with `api_keys = true`.
     #[serde(default)]
     pub api_keys: Option<super::api_keys::RawApiKeys>,
+    /// `[upstream_credentials.NAME]`: secrets the gateway holds for upstreams.
+    #[serde(default)]
+    pub upstream_credentials: BTreeMap<String, super::api_keys::RawUpstreamCredential>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
@@ -338,6 +341,8 @@ pub struct RawUpstream {
     /// Client certificate (PEM chain) and key the gateway presents to the upstream.
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    /// An `[upstream_credentials.NAME]` the gateway adds to every request to this upstream.
+    pub credential: Option<String>,
 }
 
 impl RawUpstream {

@@ -183,6 +183,9 @@ pub struct Forwarding<'a> {
     pub api_key: Option<(&'a HeaderValue, &'a HeaderValue)>,
     /// With `[api_keys]`: the header keys come in, removed (as is `Authorization: ApiKey`).
     pub key_header: Option<&'a HeaderName>,
+    /// The upstream's own credential (`[upstream_credentials]`): set, replacing any copy the
+    /// client sent.
+    pub credential: Option<(&'a HeaderName, &'a HeaderValue)>,
 }
 
 /// Rewrites a client's request headers for the upstream: hop-by-hop headers, every screened
@@ -227,6 +230,9 @@ pub fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     }
     if let Some(name) = f.key_header {
         headers.remove(name);
+    }
+    if let Some((name, value)) = f.credential {
+        headers.insert(name.clone(), value.clone());
     }
     if let Some((id, owner)) = f.api_key {
         headers.insert(X_CLIENT_API_KEY_ID.clone(), id.clone());

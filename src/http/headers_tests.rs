@@ -177,6 +177,7 @@ fn forwarding_sets_host_and_drops_operator_names() {
                 keep_authorization,
                 api_key: None,
                 key_header: None,
+                credential: None,
             },
         )
     };
@@ -223,6 +224,7 @@ fn api_keys_never_go_upstream_and_their_id_and_owner_do() {
             keep_authorization: true,
             api_key: Some((&id, &owner)),
             key_header: Some(&key_header),
+            credential: None,
         },
     );
     assert!(h.get("x-api-key").is_none());
@@ -248,6 +250,7 @@ fn api_keys_never_go_upstream_and_their_id_and_owner_do() {
             keep_authorization: true,
             api_key: None,
             key_header: Some(&key_header),
+            credential: None,
         },
     );
     assert_eq!(bearer[header::AUTHORIZATION], "Bearer t");

@@ -158,6 +158,11 @@ async fn proxy(
             token: token.as_deref(),
             keep_authorization: route.token.as_ref().is_none_or(|t| t.forward),
             api_key: key.as_deref(),
+            credential: snapshot
+                .routing
+                .upstream_credentials
+                .get(route.upstream)
+                .and_then(Option::as_deref),
         },
         meter,
     )?;

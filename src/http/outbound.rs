@@ -16,6 +16,7 @@ use crate::http::error::RequestError;
 use crate::http::framing;
 use crate::http::headers::{Forwarding, forwarding_headers};
 use crate::state::snapshot::Snapshot;
+use crate::state::upstream_credentials::UpstreamCredential;
 use crate::upstream::Outbound;
 use crate::upstream::body::{BodyMeter, UpstreamBody};
 
@@ -33,6 +34,8 @@ pub(super) struct Forwarded<'a> {
     /// The API key that authenticated the request, for `x-client-api-key-id` and
     /// `x-client-owner`.
     pub(super) api_key: Option<&'a KeyRecord>,
+    /// The credential the gateway holds for the upstream.
+    pub(super) credential: Option<&'a UpstreamCredential>,
 }
 
 /// Phase: strips hop-by-hop and screened headers, adds identity and forwarding headers, and
@@ -58,6 +61,7 @@ pub(super) fn prepare_upstream_request(
             keep_authorization: f.keep_authorization,
             api_key: f.api_key.map(|k| (&k.id_header, &k.owner_header)),
             key_header: snapshot.identity.api_keys.as_ref().map(|k| &k.header),
+            credential: f.credential.map(|c| (&c.header, &c.value)),
         },
     );
     framing::canonical_content_length(&mut parts.headers);

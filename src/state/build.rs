@@ -44,6 +44,11 @@ impl Snapshot {
                 file.invalid("listener.key", format!("does not fit listener.cert: {e}"))
             })?;
         let (upstreams, upstream_ix) = compile_upstreams(file, telemetry, &registries.upstreams)?;
+        let upstream_credentials = super::upstream_credentials::compile_upstream_credentials(
+            file,
+            &file.raw.upstreams.keys().collect::<Vec<_>>(),
+            &mut warnings,
+        )?;
         let (token_issuers, issuer_ix) =
             compile_issuers(file, telemetry, &registries.jwks, &mut warnings)?;
         let links = Links {
@@ -98,6 +103,7 @@ impl Snapshot {
                 routes: RouteTable::with_case(routes, raw.listener.path_case),
                 route_obs,
                 upstreams,
+                upstream_credentials,
             },
             identity: IdentitySources {
                 token_issuers,
@@ -305,6 +311,11 @@ fn inputs_of(file: &ConfigFile) -> Vec<PathBuf> {
         .file
         .iter()
         .chain(raw.api_keys.iter().flat_map(|k| [&k.file, &k.pepper_file]))
+        .chain(
+            raw.upstream_credentials
+                .values()
+                .filter_map(|c| c.value_file.as_ref()),
+        )
         .chain(&raw.inventory.postgres_ca)
         .chain(&raw.admin.token_file)
         .chain(&raw.admin.client_ca)

@@ -24,6 +24,7 @@ mod issuers;
 mod owners;
 pub mod snapshot;
 pub mod trust;
+pub mod upstream_credentials;
 
 pub use snapshot::Snapshot;
 

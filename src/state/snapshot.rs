@@ -115,6 +115,8 @@ pub struct Routing {
     /// Indexed like `routes`.
     pub route_obs: Vec<RouteObs>,
     pub upstreams: Vec<Arc<Upstream>>,
+    /// The credential the gateway adds to requests to each upstream (indexed like `upstreams`).
+    pub upstream_credentials: Vec<Option<Arc<super::upstream_credentials::UpstreamCredential>>>,
 }
 
 /// What vouches for a caller beyond its certificate, and who owns it.
