@@ -489,8 +489,61 @@ fn anomalies(c: &mut Criterion) {
     g.finish();
 }
 
+/// Legacy API keys: what a key route adds per request (shape check, lookup by id among 100,000
+/// records, HMAC-SHA-256, constant-time compare), and loading 100,000 records.
+fn api_keys(c: &mut Criterion) {
+    use certgate::authn::apikey::{ApiKeys, Pepper, format};
+    use certgate::config::{RawKey, RawKeysFile};
+    let pepper = b"0123456789abcdef0123456789abcdef";
+    let hasher = Pepper::new(pepper).expect("pepper");
+    let mut wanted = String::new();
+    let raw = RawKeysFile {
+        key: (0..100_000)
+            .map(|i| {
+                let (id, key) = format::generate().expect("key");
+                if i == 50_000 {
+                    wanted = key.clone();
+                }
+                RawKey {
+                    id,
+                    owner: format!("team-{}", i % 100),
+                    hash: hasher.hash(&key),
+                    created: "2026-12-01T00:00:00Z".into(),
+                    sunset: "2099-01-01".into(),
+                    routes: vec!["orders".into()],
+                    cutover: Default::default(),
+                    revoked: false,
+                }
+            })
+            .collect(),
+    };
+    let keys =
+        ApiKeys::compile(&raw, Pepper::new(pepper).expect("pepper"), |_| true).expect("keys");
+    let now = unix_now();
+    let mut g = c.benchmark_group("api_key");
+    g.bench_function("check_of_100k", |b| {
+        b.iter(|| black_box(keys.check(black_box(&wanted), now).is_ok()))
+    });
+    g.bench_function("malformed_refused", |b| {
+        b.iter(|| black_box(keys.check(black_box("cgk_notakey"), now).is_err()))
+    });
+    // What a reload of the keys file does: parse the TOML, then compile.
+    let text = toml::to_string(&raw).expect("keys file");
+    g.sample_size(10);
+    g.bench_function("load_100k_from_file_text", |b| {
+        b.iter(|| {
+            let parsed: RawKeysFile =
+                certgate::config::parse_toml(std::path::Path::new("k.toml"), &text).expect("toml");
+            ApiKeys::compile(&parsed, Pepper::new(pepper).expect("pepper"), |_| true)
+                .map(|k| k.len())
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    api_keys,
     anomalies,
     policy,
     path,

@@ -279,12 +279,12 @@ struct KeyGateway {
 
 const OWNERS: &str = "[[owner]]\nname = \"team-erp\"\nmatch = [ { cn = \"erp\" } ]\n";
 
-fn key_routes(up: &Upstream) -> String {
+fn key_routes(up: &Upstream, orders_extra: &str) -> String {
     format!(
         "{}{}[owners]\nfile = \"owners.toml\"\n\
          [api_keys]\nfile = \"api-keys.toml\"\npepper_file = \"pepper\"\n\
          migration_link = \"https://docs.example.com/move-to-mtls\"\n\
-         [[routes]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"up\"\napi_keys = true\nallow = [{{ any = true }}]\n\
+         [[routes]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"up\"\napi_keys = true\nallow = [{{ any = true }}]\n{orders_extra}\n\
          [[routes]]\nname = \"invoices\"\npath_prefix = \"/invoices\"\nupstream = \"up\"\napi_keys = true\nallow = [{{ any = true }}]\n\
          [[routes]]\nname = \"admin\"\npath_prefix = \"/admin\"\nupstream = \"up\"\nallow = [{{ any = true }}]\n",
         client_auth("optional", ""),
@@ -294,12 +294,17 @@ fn key_routes(up: &Upstream) -> String {
 
 impl KeyGateway {
     async fn start(cutover: &str) -> Self {
+        Self::start_with(cutover, "").await
+    }
+
+    /// As [`KeyGateway::start`], with extra keys on the `orders` route.
+    async fn start_with(cutover: &str, orders_extra: &str) -> Self {
         let pki = Pki::new();
         pki.client(&pki.root, "erp", LeafSpec::client("erp"));
         pki.write("owners.toml", OWNERS);
         pki.write("pepper", "an HMAC pepper of at least thirty-two bytes");
         let up = Upstream::start().await;
-        let body = key_routes(&up);
+        let body = key_routes(&up, orders_extra);
         let config = write_check_config(&pki, &body);
         let mut args = vec![
             "keys",
@@ -725,4 +730,28 @@ fn credential_config_at(url: &str, extra: &str) -> String {
          [[routes]]\nname = \"erp\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ cn = \"erp\" }}]\n",
         client_auth("require", ""),
     )
+}
+
+#[tokio::test]
+async fn rate_limits_count_a_key_by_its_id() {
+    let s = KeyGateway::start_with(
+        "",
+        "rate_limit = { requests = 2, per = \"1h\", burst = 2, key = \"identity\" }",
+    )
+    .await;
+    for _ in 0..2 {
+        let r = s
+            .call(&s.anonymous(), "/orders/1", &[("x-api-key", &s.key)])
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    // From another address: still the key's budget (counted by key id, not by source IP).
+    let elsewhere = s.anonymous().with_source("127.0.0.2");
+    let r = s
+        .call(&elsewhere, "/orders/1", &[("x-api-key", &s.key)])
+        .await;
+    assert_eq!(r.status, 429, "the key's budget is spent");
+    // Another caller from the same address (a certificate) has a budget of its own.
+    let erp = TlsClient::new(&s.pki, s.gw.addr, Some("erp"));
+    assert_eq!(s.call(&erp, "/orders/1", &[]).await.status, 200);
 }
