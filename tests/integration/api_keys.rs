@@ -26,6 +26,29 @@ fn keys_config(pki: &Pki) -> std::path::PathBuf {
     )
 }
 
+/// `certgate keys import` of `secret` (on stdin) for team-legacy on `routes`.
+fn import_key(config: &std::path::Path, routes: &str, secret: &str) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(["keys", "import", "--config", config.to_str().unwrap()])
+        .args([
+            "--owner",
+            "team-legacy",
+            "--sunset",
+            "2099-06-30",
+            "--routes",
+            routes,
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(secret.as_bytes()).unwrap();
+    stdin.write_all(b"\n").unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
 fn keys(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let mut all = vec!["keys", args[0], "--config", config.to_str().unwrap()];
     all.extend(&args[1..]);
@@ -165,30 +188,7 @@ fn keys_new_refuses_what_the_gateway_would_refuse() {
 fn keys_import_stores_a_legacy_key_as_argon2id() {
     let pki = Pki::new();
     let config = keys_config(&pki);
-    let mut child = Command::new(BIN)
-        .args([
-            "keys",
-            "import",
-            "--config",
-            config.to_str().unwrap(),
-            "--owner",
-            "team-legacy",
-            "--sunset",
-            "2099-06-30",
-            "--routes",
-            "invoices",
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"s3cr3t-legacy-key-from-2014\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = import_key(&config, "invoices", "s3cr3t-legacy-key-from-2014");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("imported as key legacy-"), "{err}");
@@ -551,30 +551,12 @@ async fn a_key_set_to_cut_over_stops_once_its_owner_used_a_certificate() {
 async fn an_imported_legacy_key_works_through_argon2() {
     let s = KeyGateway::start("").await;
     let config = s.gw_config();
-    let mut child = Command::new(BIN)
-        .args([
-            "keys",
-            "import",
-            "--config",
-            config.to_str().unwrap(),
-            "--owner",
-            "team-legacy",
-            "--sunset",
-            "2099-06-30",
-            "--routes",
-            "orders",
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"old-shared-secret-2014\n")
-        .unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
+    let out = import_key(&config, "orders", "old-shared-secret-2014");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let client = s.anonymous();
     wait_for(
         "the imported key to work",

@@ -80,6 +80,17 @@ async fn call(client: &TlsClient, path: &str, auth: &[&str], extra: &[(&str, &st
         .expect("exchange")
 }
 
+/// Waits until `/pay` with `token` answers `want`.
+async fn wait_status(what: &str, client: &TlsClient, token: &str, want: u16, within: Duration) {
+    wait_for(what, within, || async {
+        match call(client, "/pay", &[token], &[]).await.status.as_u16() {
+            s if s == want => Ok(()),
+            s => Err(s.to_string()),
+        }
+    })
+    .await
+}
+
 fn challenge(r: &Reply) -> String {
     r.headers
         .get("www-authenticate")
@@ -574,19 +585,12 @@ async fn jwks_file_rotation_under_load() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     pki.write("jwks.json", &jwks(&[&old, &new]));
-    wait_for(
+    wait_status(
         "the new key to be picked up",
+        &client,
+        &new_token,
+        200,
         Duration::from_secs(10),
-        || async {
-            match call(&client, "/pay", &[&new_token], &[])
-                .await
-                .status
-                .as_u16()
-            {
-                200 => Ok(()),
-                s => Err(s.to_string()),
-            }
-        },
     )
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -604,19 +608,12 @@ async fn jwks_file_rotation_under_load() {
 
     // The old key retired: its tokens stop working, the new ones keep going.
     pki.write("jwks.json", &jwks(&[&new]));
-    wait_for(
+    wait_status(
         "the old key to be retired",
+        &client,
+        &old_token,
+        401,
         Duration::from_secs(10),
-        || async {
-            match call(&client, "/pay", &[&old_token], &[])
-                .await
-                .status
-                .as_u16()
-            {
-                401 => Ok(()),
-                s => Err(s.to_string()),
-            }
-        },
     )
     .await;
     assert_eq!(call(&client, "/pay", &[&new_token], &[]).await.status, 200);
@@ -732,16 +729,13 @@ async fn jwks_url_over_https_and_an_unknown_kid_refetches_at_most_every_30s() {
     idp.set(200, &jwks(&[&a, &b]));
     assert_eq!(call(&client, "/pay", &[&bearer(&b)], &[]).await.status, 401);
     idp.wait_hits(2).await;
-    wait_for("key b to arrive", Duration::from_secs(5), || async {
-        match call(&client, "/pay", &[&bearer(&b)], &[])
-            .await
-            .status
-            .as_u16()
-        {
-            200 => Ok(()),
-            s => Err(s.to_string()),
-        }
-    })
+    wait_status(
+        "key b to arrive",
+        &client,
+        &bearer(&b),
+        200,
+        Duration::from_secs(5),
+    )
     .await;
     // Another unknown kid within 30 s: refused, and no fetch (a flood of made-up kids cannot
     // hammer the IdP).
