@@ -38,6 +38,7 @@ const RESERVED: &[&str] = &[
 pub(super) fn compile_api_keys(
     file: &ConfigFile,
     route_exists: impl Fn(&str) -> bool,
+    owners: &crate::authz::owners::Owners,
     warnings: &mut Vec<String>,
 ) -> Result<Option<Arc<ApiKeySettings>>, ConfigError> {
     let Some(raw) = &file.raw.api_keys else {
@@ -84,6 +85,21 @@ pub(super) fn compile_api_keys(
         })?),
     };
     let now = unix_now();
+    // A cut-over waits for a certificate of the key's owner: an owner no [[owner]] entry names
+    // never has one, and the key would only stop at its sunset.
+    for r in keys.records().filter(|r| {
+        r.cutover == crate::config::Cutover::RejectIfCertSeen
+            && !owners.list.iter().any(|o| *o.name == *r.owner)
+    }) {
+        warnings.push(format!(
+            "{}: key {} cuts over when a certificate of {} is used, but no [[owner]] of the owners file is named {:?}: it only stops at its sunset ({})",
+            path.display(),
+            r.id,
+            r.owner,
+            &*r.owner,
+            r.sunset_day
+        ));
+    }
     for r in keys.records().filter(|r| !r.revoked && r.sunset <= now) {
         warnings.push(format!(
             "{}: key {} of {} is past its sunset ({}): it is refused; remove it",

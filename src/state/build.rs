@@ -57,9 +57,11 @@ impl Snapshot {
             limits: &registries.limits,
         };
         let routes = compile_routes(file, &links, &mut warnings)?;
+        let owners = super::owners::compile_owners(file)?;
         let api_keys = super::api_keys::compile_api_keys(
             file,
             |name| routes.iter().any(|r| r.name == name),
+            &owners,
             &mut warnings,
         )?;
         let limit_backend = compile_limit_backend(file, telemetry, registries, &mut warnings)?;
@@ -107,7 +109,7 @@ impl Snapshot {
             },
             identity: IdentitySources {
                 token_issuers,
-                owners: super::owners::compile_owners(file)?,
+                owners,
                 api_keys,
             },
             limits: LimitSettings {

@@ -117,6 +117,16 @@ fn keys_new_prints_the_key_once_and_stores_only_its_hash() {
     let (code, out, err) = run_cli(&["check", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("api_keys   2 key(s)"), "{out}");
+    // team-pay's key cuts over on a certificate of team-pay, but no owner has that name.
+    assert!(
+        format!("{out}{err}")
+            .contains("cuts over when a certificate of team-pay is used, but no [[owner]]"),
+        "{out}{err}"
+    );
+    assert!(
+        !format!("{out}{err}").contains("of team-erp is used"),
+        "team-erp's key does not cut over"
+    );
 }
 
 #[test]
