@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use dashmap::DashMap;
-use serde::{Deserialize, Serialize};
 
 use crate::authn::identity::ClientIdentity;
 use crate::authz::Verdict;
@@ -30,6 +29,7 @@ use routes::{RouteCounts, RouteSet};
 
 pub use error::{FilterError, InventoryError};
 pub use filter::{Filter, lifetime_excess};
+use record::{Identity, identity_of};
 pub use record::{Record, RouteUse};
 pub use report::{Format, RecordView, render};
 pub use store::{LoadOutcome, read_file};
@@ -53,22 +53,6 @@ pub struct Entry {
     /// When the gateway learnt it was revoked (a CRL in force lists it, or OCSP said so);
     /// 0: not known to be revoked. Never undone.
     revoked_at: AtomicI64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Identity {
-    sha256: String,
-    subject: String,
-    issuer: String,
-    serial: String,
-    #[serde(default)]
-    uris: Vec<String>,
-    #[serde(default)]
-    dns: Vec<String>,
-    #[serde(default)]
-    emails: Vec<String>,
-    not_before: i64,
-    not_after: i64,
 }
 
 impl Entry {
@@ -392,20 +376,6 @@ fn credential_state(
         "expiring"
     } else {
         "active"
-    }
-}
-
-fn identity_of(id: &ClientIdentity) -> Identity {
-    Identity {
-        sha256: id.sha256_hex.clone(),
-        subject: id.subject.clone(),
-        issuer: id.issuer.clone(),
-        serial: id.serial.clone(),
-        uris: id.uris.clone(),
-        dns: id.dns_names.clone(),
-        emails: id.emails.clone(),
-        not_before: id.not_before,
-        not_after: id.not_after,
     }
 }
 

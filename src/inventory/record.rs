@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Identity;
+use crate::authn::identity::ClientIdentity;
 
 /// One inventory entry as persisted and as served by `GET /inventory`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,5 +77,37 @@ impl Record {
     }
     pub fn serial(&self) -> &str {
         &self.identity.serial
+    }
+}
+
+/// A certificate as the inventory knows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Identity {
+    pub(super) sha256: String,
+    pub(super) subject: String,
+    pub(super) issuer: String,
+    pub(super) serial: String,
+    #[serde(default)]
+    pub(super) uris: Vec<String>,
+    #[serde(default)]
+    pub(super) dns: Vec<String>,
+    #[serde(default)]
+    pub(super) emails: Vec<String>,
+    pub(super) not_before: i64,
+    pub(super) not_after: i64,
+}
+
+/// What the inventory keeps of a verified certificate.
+pub(super) fn identity_of(id: &ClientIdentity) -> Identity {
+    Identity {
+        sha256: id.sha256_hex.clone(),
+        subject: id.subject.clone(),
+        issuer: id.issuer.clone(),
+        serial: id.serial.clone(),
+        uris: id.uris.clone(),
+        dns: id.dns_names.clone(),
+        emails: id.emails.clone(),
+        not_before: id.not_before,
+        not_after: id.not_after,
     }
 }

@@ -164,31 +164,23 @@ impl CaFiles {
         let mut anchors = Vec::new();
         let mut anchor_subjects = Vec::new();
         let mut cas = Vec::new();
-        for (i, p) in ca.trust_store.iter().enumerate() {
-            let key = format!("client_auth.trust_store[{i}]");
-            let path = file.resolve(p);
-            for cert in pem::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
-                anchors.push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
-                anchor_subjects.push(subject_der(&cert));
-                cas.push(cert.clone());
-                roots.add(cert).map_err(|e| {
-                    file.invalid(
-                        &key,
-                        format!("{}: not a usable trust anchor: {e}", path.display()),
-                    )
-                })?;
-            }
+        for (key, cert, summary) in read_bundles(file, "trust_store", &ca.trust_store)? {
+            anchor_subjects.push(subject_der(&cert));
+            cas.push(cert.clone());
+            roots.add(cert).map_err(|e| {
+                file.invalid(
+                    &key,
+                    format!("{}: not a usable trust anchor: {e}", summary.file.display()),
+                )
+            })?;
+            anchors.push(summary);
         }
         let mut intermediate_certs = Vec::new();
         let mut intermediates = Vec::new();
-        for (i, p) in ca.intermediates.iter().enumerate() {
-            let key = format!("client_auth.intermediates[{i}]");
-            let path = file.resolve(p);
-            for cert in pem::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
-                intermediates.push(summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?);
-                cas.push(cert.clone());
-                intermediate_certs.push(cert);
-            }
+        for (_, cert, summary) in read_bundles(file, "intermediates", &ca.intermediates)? {
+            intermediates.push(summary);
+            cas.push(cert.clone());
+            intermediate_certs.push(cert);
         }
         Ok(Self {
             roots,
@@ -199,6 +191,25 @@ impl CaFiles {
             cas,
         })
     }
+}
+
+/// Every certificate of the PEM bundles `client_auth.NAME`, with the key naming its bundle
+/// (`client_auth.NAME[i]`) and its summary.
+fn read_bundles(
+    file: &ConfigFile,
+    name: &str,
+    paths: &[PathBuf],
+) -> Result<Vec<(String, CertificateDer<'static>, CertSummary)>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, p) in paths.iter().enumerate() {
+        let key = format!("client_auth.{name}[{i}]");
+        let path = file.resolve(p);
+        for cert in pem::load_certs(&path).map_err(|e| file.invalid(&key, e))? {
+            let summary = summarize(&path, &cert).map_err(|e| file.invalid(&key, e))?;
+            out.push((key.clone(), cert, summary));
+        }
+    }
+    Ok(out)
 }
 
 /// Logs the first verification of a pending CRL against each CA key; one that fails makes
