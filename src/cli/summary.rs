@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use certgate::authn::token::JwksSource;
 use certgate::authz::Route;
 use certgate::state::snapshot::Snapshot;
+use certgate::upstream::credentials::Held;
 use certgate::util::time::{fmt_time, unix_now};
 
 /// The one-screen summary `check` prints.
@@ -99,10 +100,14 @@ fn upstreams(o: &mut String, s: &Snapshot) {
             .get(i)
             .and_then(Option::as_deref)
             .map(|c| {
+                let from = match &c.held {
+                    Held::OAuth2(t) => format!(" (OAuth2 token from {})", t.definition.token_url),
+                    Held::Header { .. } => String::new(),
+                };
                 format!(
-                    ", credential {} in {}{}",
+                    ", credential {}{from} in {}{}",
                     c.name,
-                    c.header,
+                    c.header_name(),
                     c.owner
                         .as_deref()
                         .map(|o| format!(" of {o}"))

@@ -92,13 +92,35 @@ pub struct RawUpstreamCredential {
     /// `kind = "oauth2_client_credentials"` (RFC 6749 §4.4).
     pub token_url: Option<String>,
     pub client_id: Option<String>,
-    pub client_auth: Option<String>,
+    pub client_auth: Option<OAuth2ClientAuth>,
     pub key: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub secret_file: Option<PathBuf>,
     pub ca: Option<PathBuf>,
     #[serde(default)]
     pub scopes: Vec<String>,
+}
+
+/// How the gateway authenticates to an OAuth2 token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuth2ClientAuth {
+    /// RFC 7523: a JWT signed with `key` (ES256, ES384, EdDSA or PS256 by the key's type).
+    PrivateKeyJwt,
+    /// RFC 8705 §2: the TLS client certificate `cert` with `key`.
+    TlsClientAuth,
+    /// RFC 6749 §2.3.1: HTTP Basic with `client_id` and the secret in `secret_file`.
+    ClientSecretBasic,
+}
+
+impl OAuth2ClientAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PrivateKeyJwt => "private_key_jwt",
+            Self::TlsClientAuth => "tls_client_auth",
+            Self::ClientSecretBasic => "client_secret_basic",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

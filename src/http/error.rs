@@ -162,6 +162,9 @@ pub enum RequestError {
     RevocationUnavailable,
     #[error("{0}")]
     Upstream(ForwardError),
+    /// The upstream's credential (an OAuth2 access token) could not be obtained.
+    #[error("no access token for the upstream's credential (token endpoint unavailable)")]
+    UpstreamCredential,
     #[error("upstream answered an upgrade with {0:?}")]
     UpstreamUpgrade(String),
     #[error("internal error: {0}")]
@@ -171,7 +174,9 @@ pub enum RequestError {
 impl RequestError {
     pub fn side(&self) -> Side {
         match self {
-            Self::Upstream(_) | Self::UpstreamUpgrade(_) => Side::Upstream,
+            Self::Upstream(_) | Self::UpstreamUpgrade(_) | Self::UpstreamCredential => {
+                Side::Upstream
+            }
             Self::Internal(_) => Side::Gateway,
             _ => Side::Client,
         }
@@ -187,7 +192,9 @@ impl RequestError {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::CertificateNoLongerValid(_) => StatusCode::FORBIDDEN,
-            Self::RevocationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RevocationUnavailable | Self::UpstreamCredential => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Token(t) if t.failure.is_forbidden() => StatusCode::FORBIDDEN,
             Self::Token(_) => StatusCode::UNAUTHORIZED,
             Self::TokenRequest(_) | Self::KeyRequest(_) => StatusCode::BAD_REQUEST,
@@ -207,6 +214,7 @@ impl RequestError {
             Self::Token(_) => "invalid_token",
             Self::TokenRequest(_) | Self::KeyRequest(_) => "invalid_request",
             Self::ApiKey(k) => k.code(),
+            Self::UpstreamCredential => "upstream_credential_unavailable",
             _ => code_for(self.status()),
         }
     }

@@ -146,6 +146,14 @@ async fn proxy(
     });
     x.bytes_in = meter.clone();
     let key = x.api_key.as_ref().and_then(|k| k.record.clone());
+    let credential = match snapshot.routing.upstream_credentials.get(route.upstream) {
+        Some(Some(c)) => Some(
+            c.current()
+                .await
+                .map_err(|_| RequestError::UpstreamCredential)?,
+        ),
+        _ => None,
+    };
     let out = outbound::prepare_upstream_request(
         ctx,
         snapshot,
@@ -158,11 +166,7 @@ async fn proxy(
             token: token.as_deref(),
             keep_authorization: route.token.as_ref().is_none_or(|t| t.forward),
             api_key: key.as_deref(),
-            credential: snapshot
-                .routing
-                .upstream_credentials
-                .get(route.upstream)
-                .and_then(Option::as_deref),
+            credential: credential.as_ref().map(|c| c.header()),
         },
         meter,
     )?;

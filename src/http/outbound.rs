@@ -16,7 +16,6 @@ use crate::http::error::RequestError;
 use crate::http::framing;
 use crate::http::headers::{Forwarding, forwarding_headers};
 use crate::state::snapshot::Snapshot;
-use crate::state::upstream_credentials::UpstreamCredential;
 use crate::upstream::Outbound;
 use crate::upstream::body::{BodyMeter, UpstreamBody};
 
@@ -35,7 +34,7 @@ pub(super) struct Forwarded<'a> {
     /// `x-client-owner`.
     pub(super) api_key: Option<&'a KeyRecord>,
     /// The credential the gateway holds for the upstream.
-    pub(super) credential: Option<&'a UpstreamCredential>,
+    pub(super) credential: Option<(&'a http::HeaderName, &'a HeaderValue)>,
 }
 
 /// Phase: strips hop-by-hop and screened headers, adds identity and forwarding headers, and
@@ -61,7 +60,7 @@ pub(super) fn prepare_upstream_request(
             keep_authorization: f.keep_authorization,
             api_key: f.api_key.map(|k| (&k.id_header, &k.owner_header)),
             key_header: snapshot.identity.api_keys.as_ref().map(|k| &k.header),
-            credential: f.credential.map(|c| (&c.header, &c.value)),
+            credential: f.credential,
         },
     );
     framing::canonical_content_length(&mut parts.headers);

@@ -44,9 +44,11 @@ impl Snapshot {
                 file.invalid("listener.key", format!("does not fit listener.cert: {e}"))
             })?;
         let (upstreams, upstream_ix) = compile_upstreams(file, telemetry, &registries.upstreams)?;
-        let upstream_credentials = super::upstream_credentials::compile_upstream_credentials(
+        let upstream_credentials = crate::upstream::credentials::compile_upstream_credentials(
             file,
             &file.raw.upstreams.keys().collect::<Vec<_>>(),
+            &telemetry.metrics,
+            &registries.upstream_credentials,
             &mut warnings,
         )?;
         let (token_issuers, issuer_ix) =
@@ -316,7 +318,8 @@ fn inputs_of(file: &ConfigFile) -> Vec<PathBuf> {
         .chain(
             raw.upstream_credentials
                 .values()
-                .filter_map(|c| c.value_file.as_ref()),
+                .flat_map(|c| [&c.value_file, &c.key, &c.cert, &c.secret_file, &c.ca])
+                .flatten(),
         )
         .chain(&raw.inventory.postgres_ca)
         .chain(&raw.admin.token_file)

@@ -24,7 +24,6 @@ mod issuers;
 mod owners;
 pub mod snapshot;
 pub mod trust;
-pub mod upstream_credentials;
 
 pub use snapshot::Snapshot;
 
@@ -52,6 +51,8 @@ pub struct Registries {
     pub ocsp: crate::authn::revocation::ocsp::OcspCache,
     /// CRL URLs and their fetch tasks.
     pub crl_urls: crate::authn::revocation::remote::CrlUrlRegistry,
+    /// Access tokens the gateway obtained for upstreams.
+    pub upstream_credentials: crate::upstream::credentials::CredentialRegistry,
 }
 
 impl Registries {
@@ -60,6 +61,13 @@ impl Registries {
     pub fn reconcile(&self, new: &Snapshot) {
         self.upstreams.adopt(&new.routing.upstreams);
         self.jwks.adopt(new.remote_jwks());
+        self.upstream_credentials.adopt(
+            new.routing
+                .upstream_credentials
+                .iter()
+                .flatten()
+                .map(|c| &**c),
+        );
         self.crls.adopt(&new.tls.crls);
         self.crl_urls
             .adopt(new.tls.remote_crls.iter(), &new.tls.client_cas);

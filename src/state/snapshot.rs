@@ -116,7 +116,7 @@ pub struct Routing {
     pub route_obs: Vec<RouteObs>,
     pub upstreams: Vec<Arc<Upstream>>,
     /// The credential the gateway adds to requests to each upstream (indexed like `upstreams`).
-    pub upstream_credentials: Vec<Option<Arc<super::upstream_credentials::UpstreamCredential>>>,
+    pub upstream_credentials: Vec<Option<Arc<crate::upstream::credentials::UpstreamCredential>>>,
 }
 
 /// What vouches for a caller beyond its certificate, and who owns it.

@@ -4,6 +4,7 @@
 
 mod balance;
 pub mod body;
+pub mod credentials;
 mod endpoint;
 mod forward;
 mod health;

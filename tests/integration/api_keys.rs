@@ -350,19 +350,7 @@ impl KeyGateway {
     }
 
     async fn call(&self, client: &TlsClient, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut req = http::Request::get(path).header("host", "localhost");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        client
-            .send(req.body(TestBody::empty()).unwrap())
-            .await
-            .expect("exchange")
-    }
-
-    fn error_code(r: &Reply) -> String {
-        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-        v["error"].as_str().unwrap_or("").to_string()
+        client.get_with(path, headers).await
     }
 }
 
@@ -440,7 +428,7 @@ async fn bad_keys_unlisted_routes_and_keys_in_the_query_are_refused() {
     ] {
         let r = s.call(&client, "/orders/1", &[("x-api-key", value)]).await;
         assert_eq!(r.status, 401, "{why}");
-        assert_eq!(KeyGateway::error_code(&r), "invalid_api_key", "{why}");
+        assert_eq!(r.error_code(), "invalid_api_key", "{why}");
         assert_eq!(r.headers["www-authenticate"], "ApiKey realm=\"certgate\"");
     }
     // A key the record does not list for the route.
@@ -451,13 +439,13 @@ async fn bad_keys_unlisted_routes_and_keys_in_the_query_are_refused() {
     // A route without api_keys: a key is no credential there.
     let r = s.call(&client, "/admin", &[("x-api-key", &s.key)]).await;
     assert_eq!(r.status, 401);
-    assert_eq!(KeyGateway::error_code(&r), "unauthenticated");
+    assert_eq!(r.error_code(), "unauthenticated");
     // In the query string: refused, and never logged.
     let r = s
         .call(&client, &format!("/orders/1?api_key={}", s.key), &[])
         .await;
     assert_eq!(r.status, 400);
-    assert_eq!(KeyGateway::error_code(&r), "invalid_request");
+    assert_eq!(r.error_code(), "invalid_request");
     let r = s
         .call(&client, &format!("/orders/1?q={}", s.key), &[])
         .await;
@@ -520,7 +508,7 @@ async fn revoked_and_sunset_keys_stop_at_the_next_request_after_the_file_changes
         Duration::from_secs(10),
         || async {
             let r = s.call(&client, "/orders/1", &[("x-api-key", &s.key)]).await;
-            match (r.status.as_u16(), KeyGateway::error_code(&r)) {
+            match (r.status.as_u16(), r.error_code()) {
                 (401, code) if code == "invalid_api_key" => Ok(()),
                 other => Err(format!("{other:?}")),
             }
@@ -531,7 +519,7 @@ async fn revoked_and_sunset_keys_stop_at_the_next_request_after_the_file_changes
         .write("api-keys.toml", &file.replace("2099-03-31", "2020-01-01"));
     wait_for("the sunset to apply", Duration::from_secs(10), || async {
         let r = s.call(&client, "/orders/1", &[("x-api-key", &s.key)]).await;
-        match (r.status.as_u16(), KeyGateway::error_code(&r)) {
+        match (r.status.as_u16(), r.error_code()) {
             (401, code) if code == "api_key_sunset" => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -554,7 +542,7 @@ async fn a_key_set_to_cut_over_stops_once_its_owner_used_a_certificate() {
     assert_eq!(s.call(&erp, "/orders/1", &[]).await.status, 200);
     let r = s.call(&client, "/orders/1", &[("x-api-key", &s.key)]).await;
     assert_eq!(r.status, 401);
-    assert_eq!(KeyGateway::error_code(&r), "api_key_cut_over");
+    assert_eq!(r.error_code(), "api_key_cut_over");
 }
 
 #[tokio::test]
@@ -609,119 +597,6 @@ impl KeyGateway {
     fn gw_config(&self) -> std::path::PathBuf {
         self.pki.path("certgate.toml")
     }
-}
-
-/// `[upstream_credentials]`: the secret a legacy upstream expects, held by the gateway.
-fn credential_config(up: &Upstream, extra: &str) -> String {
-    credential_config_at(&up.url(), extra)
-}
-
-#[tokio::test]
-async fn the_gateway_holds_the_upstreams_secret_and_rotates_it_on_reload() {
-    let pki = Pki::new();
-    pki.client(&pki.root, "erp", LeafSpec::client("erp"));
-    pki.write("erp.key", "first-secret\n");
-    let up = Upstream::start().await;
-    let gw = Gateway::start(&pki, &credential_config(&up, "expires = \"2099-01-01\"")).await;
-    let client = TlsClient::new(&pki, gw.addr, Some("erp"));
-    let r = client
-        .send(
-            http::Request::get("/x")
-                .header("host", "localhost")
-                .header("x-api-key", "what-the-client-claims")
-                .body(TestBody::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200);
-    let seen = up.seen().pop().unwrap();
-    let values: Vec<_> = seen.headers.get_all("x-api-key").iter().collect();
-    assert_eq!(
-        values,
-        ["first-secret"],
-        "the gateway's secret, not the client's copy"
-    );
-    // Rotating the file rotates the secret, without a restart.
-    pki.write("erp.key", "second-secret\n");
-    wait_for(
-        "the rotated secret to be sent",
-        Duration::from_secs(10),
-        || async {
-            client.get("/x").await.unwrap();
-            let seen = up.seen().pop().unwrap();
-            match seen.headers["x-api-key"].to_str().unwrap() {
-                "second-secret" => Ok(()),
-                other => Err(other.to_string()),
-            }
-        },
-    )
-    .await;
-    assert!(!gw.logs().contains("first-secret") && !gw.logs().contains("second-secret"));
-}
-
-#[test]
-fn check_validates_upstream_credentials() {
-    let pki = Pki::new();
-    pki.write("erp.key", "s3cret\n");
-    let up_url = "http://127.0.0.1:9";
-    let config = |extra: &str| {
-        let body = credential_config_at(up_url, extra);
-        write_check_config(&pki, &body)
-    };
-    let run = |extra: &str| {
-        let c = config(extra);
-        run_cli(&["check", "--config", c.to_str().unwrap()])
-    };
-    let (code, out, err) = run("expires = \"2099-01-01\"");
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(
-        out.contains("credential erp in x-api-key of team-erp"),
-        "{out}"
-    );
-    assert!(
-        !out.contains("s3cret") && !err.contains("s3cret"),
-        "never printed"
-    );
-    // Inside the expiry window: a warning.
-    let soon = humantime::format_rfc3339(std::time::SystemTime::now() + Duration::from_secs(86400))
-        .to_string();
-    let (code, out, err) = run(&format!("expires = \"{}\"", &soon[..10]));
-    assert_eq!(code, 0);
-    assert!(
-        format!("{out}{err}").contains("upstream_credentials.erp expires"),
-        "{out}{err}"
-    );
-    // A credential file with nothing in it, an unknown reference, the kind not built yet.
-    pki.write("erp.key", "\n");
-    let (code, _, err) = run("");
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("not one line of visible characters"), "{err}");
-    pki.write("erp.key", "s3cret\n");
-    let body =
-        credential_config_at(up_url, "").replace("credential = \"erp\"", "credential = \"nope\"");
-    let c = write_check_config(&pki, &body);
-    let (code, _, err) = run_cli(&["check", "--config", c.to_str().unwrap()]);
-    assert_eq!(code, 1);
-    assert!(
-        err.contains("upstreams.up.credential: no [upstream_credentials.nope]"),
-        "{err}"
-    );
-    let body = credential_config_at(up_url, "")
-        .replace("kind = \"header\"", "kind = \"oauth2_client_credentials\"");
-    let c = write_check_config(&pki, &body);
-    let (code, _, err) = run_cli(&["check", "--config", c.to_str().unwrap()]);
-    assert_eq!(code, 1);
-    assert!(err.contains("upstream_credentials.erp.kind"), "{err}");
-}
-
-fn credential_config_at(url: &str, extra: &str) -> String {
-    format!(
-        "{}[upstreams.up]\nurl = \"{url}\"\ncredential = \"erp\"\n\
-         [upstream_credentials.erp]\nkind = \"header\"\nheader = \"x-api-key\"\nvalue_file = \"erp.key\"\nowner = \"team-erp\"\n{extra}\n\
-         [[routes]]\nname = \"erp\"\npath_prefix = \"/\"\nupstream = \"up\"\nallow = [{{ cn = \"erp\" }}]\n",
-        client_auth("require", ""),
-    )
 }
 
 #[tokio::test]

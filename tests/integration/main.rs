@@ -29,3 +29,4 @@ mod revocation;
 mod services;
 mod tls_auth;
 mod tokens;
+mod upstream_credentials;

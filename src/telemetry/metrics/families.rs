@@ -138,6 +138,11 @@ pub(super) const JWKS_FETCHES: Family = family(
     "JWKS fetches from URLs by issuer and result (ok, not_modified, error, invalid, too_large).",
     &["issuer", "result"],
 );
+pub(super) const UPSTREAM_CREDENTIAL_FETCHES: Family = family(
+    "certgate_upstream_credential_fetches_total",
+    "Access tokens fetched for upstream credentials, by credential and result (ok, error, rejected, invalid).",
+    &["credential", "result"],
+);
 pub(super) const CRL_FETCHES: Family = family(
     "certgate_crl_fetches_total",
     "CRL fetches from crl_urls by source and result (ok, not_modified, error, invalid, too_large).",

@@ -56,6 +56,7 @@ pub struct Metrics {
     token_validations: IntCounterVec,
     jwks_fetches: IntCounterVec,
     crl_fetches: IntCounterVec,
+    upstream_credential_fetches: IntCounterVec,
     ocsp_checks: IntCounterVec,
     anomalies: IntCounterVec,
     limit_backend_errors: IntCounterVec,
@@ -117,6 +118,7 @@ impl Metrics {
             token_validations: r.counters(&f::TOKEN_VALIDATIONS),
             jwks_fetches: r.counters(&f::JWKS_FETCHES),
             crl_fetches: r.counters(&f::CRL_FETCHES),
+            upstream_credential_fetches: r.counters(&f::UPSTREAM_CREDENTIAL_FETCHES),
             ocsp_checks,
             anomalies: r.counters(&f::ANOMALIES),
             limit_backend_errors: r.counters(&f::LIMIT_BACKEND_ERRORS),
@@ -133,7 +135,6 @@ impl Metrics {
         }
     }
 
-    /// The `certgate_anomalies_total` handle of one kind.
     /// Counts one request that presented an API key, by its result label.
     pub fn api_key_request(&self, result: &str) {
         if let Some(i) = API_KEY_RESULTS.iter().position(|r| *r == result) {
@@ -141,6 +142,7 @@ impl Metrics {
         }
     }
 
+    /// The `certgate_anomalies_total` handle of one kind.
     pub fn anomaly(&self, kind: &str) -> IntCounter {
         self.anomalies.with_label_values(&[kind])
     }
@@ -158,6 +160,12 @@ impl Metrics {
     /// The `certgate_jwks_fetches_total` handle of one issuer and result.
     pub fn jwks_fetch(&self, issuer: &str, result: &str) -> IntCounter {
         self.jwks_fetches.with_label_values(&[issuer, result])
+    }
+
+    /// The `certgate_upstream_credential_fetches_total` handle of one credential and result.
+    pub fn upstream_credential_fetch(&self, credential: &str, result: &str) -> IntCounter {
+        self.upstream_credential_fetches
+            .with_label_values(&[credential, result])
     }
 
     /// The `certgate_crl_fetches_total` handle of one CRL URL and result.

@@ -23,6 +23,12 @@ impl Reply {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// The JSON `error` code of a refusal ("" when there is none).
+    pub fn error_code(&self) -> String {
+        let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        v["error"].as_str().unwrap_or("").to_string()
+    }
 }
 
 pub enum Proto {
@@ -148,6 +154,17 @@ impl TlsClient {
                 .expect("req"),
         )
         .await
+    }
+
+    /// GET with `headers` on a fresh HTTP/1.1 connection; panics if the exchange fails.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = Request::get(path).header("host", "localhost");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req.body(TestBody::empty()).expect("req"))
+            .await
+            .expect("exchange")
     }
 
     /// Sends one request on a fresh HTTP/1.1 connection and reads the whole answer.

@@ -29,6 +29,7 @@ mod client;
 mod docs;
 mod gateway;
 mod pki;
+mod token_endpoint;
 mod upstream;
 mod wait;
 
@@ -36,5 +37,6 @@ pub use client::*;
 pub use docs::*;
 pub use gateway::*;
 pub use pki::*;
+pub use token_endpoint::{Client as TokenClient, TokenEndpoint, ec_public_key};
 pub use upstream::*;
 pub use wait::*;

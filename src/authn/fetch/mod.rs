@@ -17,6 +17,9 @@ use tokio::net::TcpStream;
 
 use super::tls;
 
+mod download;
+pub use download::Downloaded;
+
 /// Where a document is fetched from.
 pub struct Fetcher {
     uri: Uri,
@@ -24,6 +27,20 @@ pub struct Fetcher {
     port: u16,
     /// For `https://`: the client config and the name to verify.
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+}
+
+/// A client certificate chain and its key.
+pub type ClientIdentity = (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+);
+
+/// What one POST sends.
+pub struct Post {
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+    /// Sent as `Authorization` (marked sensitive by the caller).
+    pub authorization: Option<HeaderValue>,
 }
 
 /// The validators of the last good response, sent back to ask "has it changed?".
@@ -84,12 +101,6 @@ pub enum FetchError {
     Cache(std::io::Error),
 }
 
-/// A document downloaded to a file: its SHA-256 and the validators to ask with next time.
-pub struct Downloaded {
-    pub digest: [u8; 32],
-    pub validators: Validators,
-}
-
 pub enum Fetched {
     /// 304: the document did not change.
     NotModified,
@@ -102,6 +113,16 @@ pub enum Fetched {
 impl Fetcher {
     /// Checks the URL and, for https, loads the CA bundle (or the system roots).
     pub fn new(url: &str, ca: Option<&Path>) -> Result<Self, FetchError> {
+        Self::with_identity(url, ca, None)
+    }
+
+    /// As [`Fetcher::new`], presenting `identity` (chain and key) when the server asks for a
+    /// client certificate (RFC 8705 `tls_client_auth`).
+    pub fn with_identity(
+        url: &str,
+        ca: Option<&Path>,
+        identity: Option<ClientIdentity>,
+    ) -> Result<Self, FetchError> {
         let uri: Uri = url
             .parse()
             .map_err(|e| FetchError::Url(format!("{url:?} is not a URL: {e}")))?;
@@ -114,9 +135,9 @@ impl Fetcher {
                 )));
             }
         };
-        if ca.is_some() && !https {
+        if (ca.is_some() || identity.is_some()) && !https {
             return Err(FetchError::Url(
-                "a CA bundle only applies to https:// URLs".into(),
+                "a CA bundle or a client certificate only applies to https:// URLs".into(),
             ));
         }
         let host = uri
@@ -128,11 +149,16 @@ impl Fetcher {
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tls = if https {
             let roots = crate::util::pem::server_roots(ca)?;
-            let config = rustls::ClientConfig::builder_with_provider(tls::provider())
+            let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
                 .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
                 .map_err(|e| FetchError::Url(e.to_string()))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+                .with_root_certificates(roots);
+            let config = match identity {
+                None => builder.with_no_client_auth(),
+                Some((chain, key)) => builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| FetchError::Url(format!("the client certificate: {e}")))?,
+            };
             let name = ServerName::try_from(host.clone())
                 .map_err(|e| FetchError::Url(format!("{host:?} is not a server name: {e}")))?;
             Some((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
@@ -169,15 +195,38 @@ impl Fetcher {
         max_bytes: usize,
         timeout: Duration,
     ) -> Result<Bytes, FetchError> {
+        let post = Post {
+            body,
+            content_type,
+            authorization: None,
+        };
+        match self.post_any(post, max_bytes, timeout).await? {
+            (StatusCode::OK, body) => Ok(body),
+            (status, _) => Err(FetchError::Status(status)),
+        }
+    }
+
+    /// One POST within `timeout`, whatever the answer's status (an OAuth2 endpoint explains a
+    /// refusal in a 400's body): the status and a body of at most `max_bytes`.
+    pub async fn post_any(
+        &self,
+        post: Post,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), FetchError> {
         let exchange = async {
-            let mut req = self.request(http::Method::POST, Full::new(Bytes::from(body)))?;
-            req.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            let resp = self.send(req).await?;
-            if resp.status() != StatusCode::OK {
-                return Err(FetchError::Status(resp.status()));
+            let mut req = self.request(http::Method::POST, Full::new(Bytes::from(post.body)))?;
+            let headers = req.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(post.content_type),
+            );
+            if let Some(v) = post.authorization {
+                headers.insert(header::AUTHORIZATION, v);
             }
-            read_body(resp, max_bytes).await
+            let resp = self.send(req).await?;
+            let status = resp.status();
+            Ok((status, read_body(resp, max_bytes).await?))
         };
         tokio::time::timeout(timeout, exchange)
             .await
@@ -255,74 +304,6 @@ impl Fetcher {
             }
             s => Err(FetchError::Status(s)),
         }
-    }
-
-    /// One conditional GET within `timeout`, the body streamed to `to` (never held whole in
-    /// memory) and refused as soon as it is known to exceed `max_bytes` — from its declared
-    /// length, or while it arrives. `Ok(None)`: not modified. On any error `to` is removed.
-    pub async fn download(
-        &self,
-        last: &Validators,
-        max_bytes: usize,
-        timeout: Duration,
-        to: &Path,
-    ) -> Result<Option<Downloaded>, FetchError> {
-        let result = tokio::time::timeout(timeout, self.stream_to(last, max_bytes, to))
-            .await
-            .unwrap_or(Err(FetchError::Timeout(timeout)));
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(to).await;
-        }
-        result
-    }
-
-    async fn stream_to(
-        &self,
-        last: &Validators,
-        max_bytes: usize,
-        to: &Path,
-    ) -> Result<Option<Downloaded>, FetchError> {
-        use tokio::io::AsyncWriteExt;
-        let Some((resp, validators)) = self.conditional_get(last).await? else {
-            return Ok(None);
-        };
-        let declared = resp
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max_bytes as u64) {
-            return Err(FetchError::TooLarge(max_bytes));
-        }
-        if let Some(dir) = to.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(FetchError::Cache)?;
-        }
-        let mut file = tokio::fs::File::create(to)
-            .await
-            .map_err(FetchError::Cache)?;
-        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        let mut body = resp.into_body();
-        let mut total = 0usize;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| FetchError::Body(e.to_string()))?;
-            let Ok(chunk) = frame.into_data() else {
-                continue;
-            };
-            total += chunk.len();
-            if total > max_bytes {
-                return Err(FetchError::TooLarge(max_bytes));
-            }
-            digest.update(&chunk);
-            file.write_all(&chunk).await.map_err(FetchError::Cache)?;
-        }
-        file.sync_all().await.map_err(FetchError::Cache)?;
-        let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(digest.finish().as_ref());
-        Ok(Some(Downloaded {
-            digest: sha256,
-            validators,
-        }))
     }
 }
 
