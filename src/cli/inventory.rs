@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use certgate::config::ConfigFile;
 use certgate::inventory::fleet::fleet_records;
-use certgate::inventory::{Filter, Format, Record, RecordView, read_file, render};
+use certgate::inventory::{
+    Filter, Format, Record, RecordView, migration_rows, read_file, render, render_migration,
+};
 use certgate::util::time::unix_now;
 
 /// Where the report reads from.
@@ -23,6 +25,8 @@ pub struct Options {
     pub source: Source,
     pub format: Format,
     pub filter: Filter,
+    /// The API-key migration report instead of the register.
+    pub migration: bool,
 }
 
 pub fn inventory(config: &Path, o: &Options) -> ExitCode {
@@ -51,6 +55,10 @@ fn report(config: &Path, o: &Options) -> Result<String, String> {
     records.sort_by(|a, b| (a.subject(), a.sha256()).cmp(&(b.subject(), b.sha256())));
     let now = unix_now();
     let window = file.raw.expiry.warning_window.as_secs() as i64;
+    if o.migration {
+        let rows = migration_rows(&records, now, window);
+        return render_migration(&rows, o.format, now).map_err(|e| e.to_string());
+    }
     let views: Vec<RecordView<'_>> = records
         .iter()
         .filter(|r| o.filter.keeps(r, now, &owners))

@@ -23,6 +23,8 @@ struct KeysConfig {
     file: PathBuf,
     pepper: PathBuf,
     routes: Vec<String>,
+    /// `[inventory].path`: where each key's last use is recorded.
+    inventory: Option<PathBuf>,
 }
 
 fn keys_config(config: &Path) -> Result<KeysConfig, String> {
@@ -37,6 +39,7 @@ fn keys_config(config: &Path) -> Result<KeysConfig, String> {
         file: file.resolve(&keys.file),
         pepper: file.resolve(&keys.pepper_file),
         routes: file.raw.routes.iter().map(|r| r.name.clone()).collect(),
+        inventory: file.raw.inventory.path.as_deref().map(|p| file.resolve(p)),
     })
 }
 
@@ -164,11 +167,12 @@ pub(super) fn import(config: &Path, new: &NewKey<'_>) -> ExitCode {
 
 /// `keys list`: every record, without hashes.
 pub(super) fn list(config: &Path) -> ExitCode {
-    let result = keys_config(config).and_then(|c| Ok(read_keys_file(&c.file)?.1));
-    let parsed = match result {
+    let result = keys_config(config).and_then(|c| Ok((read_keys_file(&c.file)?.1, c.inventory)));
+    let (parsed, inventory) = match result {
         Ok(p) => p,
         Err(e) => return fail(&e),
     };
+    let last_use = last_uses(inventory.as_deref());
     let now = unix_now();
     let mut t = comfy_table::Table::new();
     t.load_style(comfy_table::presets::NOTHING);
@@ -200,11 +204,27 @@ pub(super) fn list(config: &Path) -> ExitCode {
             state.to_string(),
             k.routes.join(","),
             k.cutover.as_str().to_string(),
-            "-".to_string(),
+            match last_use.get(k.id.as_str()) {
+                Some(&t) if t > 0 => fmt_time(t),
+                Some(_) => "never".to_string(),
+                None => "-".to_string(),
+            },
         ]);
     }
     println!("{t}");
     ExitCode::SUCCESS
+}
+
+/// Each API key's last use (0: never) from the saved inventory; empty without one.
+fn last_uses(inventory: Option<&Path>) -> std::collections::HashMap<String, i64> {
+    let records = inventory
+        .and_then(|p| certgate::inventory::read_file(p).ok().flatten())
+        .unwrap_or_default();
+    records
+        .iter()
+        .filter(|r| r.kind() == certgate::inventory::Kind::ApiKey)
+        .map(|r| (r.subject().to_string(), r.last_seen))
+        .collect()
 }
 
 fn fail(e: &str) -> ExitCode {

@@ -65,8 +65,10 @@ enum Command {
         #[arg(long)]
         token: Option<String>,
     },
-    /// The credential report: every client certificate the gateway saw, with its owner, state,
-    /// expiry and use, from the saved inventory (the gateway need not run).
+    /// The register of every credential: client certificates the gateway saw, API keys and
+    /// upstream credentials the config names, token clients and token signing keys seen on
+    /// verified tokens, with owner, state, expiry and use, from the saved inventory (the
+    /// gateway need not run).
     Inventory {
         #[arg(long, env = CONFIG_ENV)]
         config: PathBuf,
@@ -89,6 +91,13 @@ enum Command {
         /// Only certificates that called this route.
         #[arg(long)]
         route: Option<String>,
+        /// Only credentials of this kind.
+        #[arg(long, value_enum)]
+        kind: Option<certgate::inventory::Kind>,
+        /// The API-key migration report: each key's owner, uses in the last 30 days, last use,
+        /// days to its sunset, and whether its owner already uses a certificate.
+        #[arg(long)]
+        migration: bool,
     },
     /// Legacy API keys: issue one (shown once, stored as a hash), import one, list them.
     Keys {
@@ -198,6 +207,8 @@ pub fn main() -> ExitCode {
             lifetime_violations,
             unused,
             route,
+            kind,
+            migration,
         } => {
             let secs = |d: std::time::Duration| d.as_secs().min(i64::MAX as u64) as i64;
             let filter = certgate::inventory::Filter {
@@ -206,6 +217,7 @@ pub fn main() -> ExitCode {
                 lifetime_violations,
                 unused_for_secs: unused.map(secs),
                 route,
+                kind,
             };
             inventory::inventory(
                 &config,
@@ -213,6 +225,7 @@ pub fn main() -> ExitCode {
                     source,
                     format,
                     filter,
+                    migration,
                 },
             )
         }

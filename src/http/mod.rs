@@ -16,6 +16,7 @@ mod body;
 mod conn;
 mod outbound;
 mod record;
+mod register;
 mod respond;
 
 pub use bearer::presented_token;

@@ -83,11 +83,11 @@ pub struct Exchange {
 /// result, and the `sub`, `client_id` and `jti` of a token whose signature verified.
 pub(super) struct TokenRecord {
     /// Index into the snapshot's token issuers.
-    issuer: usize,
+    pub(super) issuer: usize,
     result: Option<TokenFailure>,
-    verified: Option<Arc<VerifiedToken>>,
+    pub(super) verified: Option<Arc<VerifiedToken>>,
     /// The connection had not presented this token before: its principals go to the inventory.
-    fresh: bool,
+    pub(super) fresh: bool,
 }
 
 impl TokenRecord {
@@ -227,6 +227,9 @@ impl Exchange {
         }
         if let Some(k) = &self.api_key {
             telemetry.metrics.api_key_request(k.result);
+        }
+        if let Some(v) = self.verdict {
+            self.register_use(route_obs.map(|r| r.inventory_id), v);
         }
     }
 

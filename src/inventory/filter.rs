@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::authz::owners::Owners;
 
-use super::{FilterError, Record};
+use super::{FilterError, Kind, Record};
 
 /// Which records a report keeps; every filter given must hold (AND).
 #[derive(Debug, Default, Clone)]
@@ -19,6 +19,8 @@ pub struct Filter {
     pub unused_for_secs: Option<i64>,
     /// Only certificates that called this route.
     pub route: Option<String>,
+    /// Only credentials of this kind.
+    pub kind: Option<Kind>,
 }
 
 fn invalid(key: &str, problem: impl Into<String>) -> FilterError {
@@ -43,7 +45,7 @@ fn flag(key: &str, v: &str) -> Result<bool, FilterError> {
 }
 
 impl Filter {
-    /// Parses `unowned&expiring=30d&lifetime_violations&unused=30d&route=NAME`
+    /// Parses `unowned&expiring=30d&lifetime_violations&unused=30d&route=NAME&kind=KIND`
     /// (`expiring_within` is the older name of `expiring`). Unknown parameters are errors.
     pub fn from_query(query: Option<&str>) -> Result<Self, FilterError> {
         let mut f = Filter::default();
@@ -58,6 +60,12 @@ impl Filter {
                 "unowned" => f.unowned = flag(k, &v)?,
                 "lifetime_violations" => f.lifetime_violations = flag(k, &v)?,
                 "route" => f.route = Some(v.into_owned()),
+                "kind" => f.kind = Some(Kind::parse(&v).ok_or_else(|| {
+                    invalid(
+                        k,
+                        "one of certificate, api_key, token_client, token_key, upstream_credential",
+                    )
+                })?),
                 other => return Err(FilterError::Unknown(other.to_string())),
             }
         }
@@ -65,6 +73,9 @@ impl Filter {
     }
 
     pub fn keeps(&self, r: &Record, now: i64, owners: &Owners) -> bool {
+        if self.kind.is_some_and(|k| k != r.kind()) {
+            return false;
+        }
         if self.unowned && r.owner.is_some() {
             return false;
         }
@@ -90,8 +101,11 @@ impl Filter {
     }
 }
 
-/// The record's validity period when it exceeds its owner's `max_lifetime`.
+/// A certificate's validity period when it exceeds its owner's `max_lifetime`.
 pub fn lifetime_excess(r: &Record, owners: &Owners) -> Option<Duration> {
+    if r.kind() != Kind::Certificate {
+        return None;
+    }
     let owner = r.owner.as_deref()?;
     owners
         .list

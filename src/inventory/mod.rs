@@ -1,122 +1,45 @@
-//! The credential inventory: every distinct client certificate the gateway has verified, who it
-//! is, when it was seen, what it called and how often it was allowed or denied.
+//! The credential inventory — the register of every credential: each client certificate the
+//! gateway has verified, each API key and upstream credential the config names, each token
+//! client and token signing key seen on verified tokens; who owns it, when it was seen, what it
+//! called and how often it was allowed or denied.
 //!
 //! A connection looks its entry up once, after the handshake; each request then updates the
 //! entry with atomic operations only. The map is bounded (least recently seen evicted) and can be
 //! persisted atomically to a JSON file.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
 
 use crate::authn::identity::ClientIdentity;
-use crate::authz::Verdict;
 
+mod entry;
 mod error;
 mod filter;
 pub mod fleet;
+mod kinds;
+mod migration;
 mod principals;
 mod record;
 mod report;
 mod routes;
 mod store;
 
-use principals::Principals;
 pub use routes::RouteCount;
-use routes::{RouteCounts, RouteSet};
 
+pub use entry::Entry;
 pub use error::{FilterError, InventoryError};
 pub use filter::{Filter, lifetime_excess};
+pub use migration::{MigrationRow, migration_rows, render_migration};
+pub use record::{DayUses, Described, Kind, NO_EXPIRY, Record, RouteUse, credential_key};
 use record::{Identity, identity_of};
-pub use record::{Record, RouteUse};
 pub use report::{Format, RecordView, render};
 pub use store::{LoadOutcome, read_file};
 
-/// What is known about one certificate. Counters are atomics so requests never lock.
-pub struct Entry {
-    identity: Identity,
-    first_seen: i64,
-    last_seen: AtomicI64,
-    allowed: AtomicU64,
-    denied: AtomicU64,
-    /// Routes it was allowed on, and routes it was refused on.
-    routes_allowed: RouteSet,
-    routes_refused: RouteSet,
-    /// Token `sub` and `client_id` values presented with this certificate.
-    principals: Principals,
-    /// The owner the owners file gave it last (set once per connection and config).
-    owner: Mutex<Option<Arc<str>>>,
-    /// Requests per route, allowed and refused, with first and last seen.
-    route_counts: RouteCounts,
-    /// When the gateway learnt it was revoked (a CRL in force lists it, or OCSP said so);
-    /// 0: not known to be revoked. Never undone.
-    revoked_at: AtomicI64,
-}
-
-impl Entry {
-    fn new(identity: Identity, first_seen: i64, last_seen: i64) -> Self {
-        Self {
-            identity,
-            first_seen,
-            last_seen: AtomicI64::new(last_seen),
-            allowed: AtomicU64::new(0),
-            denied: AtomicU64::new(0),
-            routes_allowed: RouteSet::new(),
-            routes_refused: RouteSet::new(),
-            principals: Principals::default(),
-            owner: Mutex::new(None),
-            route_counts: RouteCounts::default(),
-            revoked_at: AtomicI64::new(0),
-        }
-    }
-
-    /// Records that the certificate is revoked (the first time only).
-    pub fn mark_revoked(&self, now: i64) {
-        let _ =
-            self.revoked_at
-                .compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed);
-    }
-
-    fn revoked_at(&self) -> Option<i64> {
-        Some(self.revoked_at.load(Ordering::Relaxed)).filter(|t| *t != 0)
-    }
-
-    /// Records the certificate's owner (`None`: no owner entry matches it).
-    pub fn set_owner(&self, owner: Option<Arc<str>>) {
-        let mut o = self.owner.lock().unwrap_or_else(|e| e.into_inner());
-        if *o != owner {
-            *o = owner;
-        }
-    }
-
-    fn owner(&self) -> Option<String> {
-        let o = self.owner.lock().unwrap_or_else(|e| e.into_inner());
-        o.as_deref().map(str::to_string)
-    }
-
-    /// Records the principals of a verified access token presented with this certificate.
-    pub fn note_token(&self, sub: Option<&str>, client_id: Option<&str>) {
-        self.principals.note(sub, client_id);
-    }
-
-    /// Records one request: a policy verdict and, when a route matched, its inventory id.
-    pub fn record(&self, route_id: Option<u32>, verdict: Verdict, now: i64) {
-        self.last_seen.fetch_max(now, Ordering::Relaxed);
-        let (count, routes) = match verdict {
-            Verdict::Allow => (&self.allowed, &self.routes_allowed),
-            Verdict::Deny | Verdict::WouldDeny => (&self.denied, &self.routes_refused),
-            Verdict::Unauthenticated | Verdict::NoRoute => return,
-        };
-        count.fetch_add(1, Ordering::Relaxed);
-        if let Some(id) = route_id {
-            routes.insert(id);
-            self.route_counts
-                .record(id, matches!(verdict, Verdict::Allow), now);
-        }
-    }
-}
+/// `credentials{kind,owner,state}` labels.
+pub type CountKey = (Kind, String, &'static str);
 
 pub struct Inventory {
     entries: DashMap<[u8; 32], Arc<Entry>>,
@@ -212,14 +135,14 @@ impl Inventory {
         (entry, self.evict_over_cap(&id.sha256))
     }
 
-    fn evict_over_cap(&self, keep: &[u8; 32]) -> u64 {
+    pub(super) fn evict_over_cap(&self, keep: &[u8; 32]) -> u64 {
         let max = self.max_entries.load(Ordering::Relaxed);
         let mut evicted = 0;
         while self.entries.len() > max {
             let oldest = self
                 .entries
                 .iter()
-                .filter(|e| e.key() != keep)
+                .filter(|e| e.key() != keep && !e.value().kind().from_config())
                 .min_by_key(|e| e.value().last_seen.load(Ordering::Relaxed))
                 .map(|e| *e.key());
             match oldest {
@@ -240,13 +163,14 @@ impl Inventory {
         let mut marked = 0;
         for e in self.entries.iter() {
             let v = e.value();
-            if v.revoked_at().is_some() {
+            let id = v.identity.load();
+            if v.revoked_at().is_some() || id.kind != Kind::Certificate {
                 continue;
             }
-            let Ok(serial) = hex::decode(&v.identity.serial) else {
+            let Ok(serial) = hex::decode(&id.serial) else {
                 continue;
             };
-            if listed(&v.identity.issuer, &serial) {
+            if listed(&id.issuer, &serial) {
                 v.mark_revoked(now);
                 marked += 1;
             }
@@ -287,8 +211,8 @@ impl Inventory {
                 let (token_subjects, token_client_ids, token_principals_overflow) =
                     v.principals.snapshot();
                 Record {
-                    identity: v.identity.clone(),
-                    first_seen: v.first_seen,
+                    identity: Identity::clone(&v.identity.load()),
+                    first_seen: v.first_seen.load(Ordering::Relaxed),
                     last_seen: v.last_seen.load(Ordering::Relaxed),
                     requests_allowed: v.allowed.load(Ordering::Relaxed),
                     requests_denied: v.denied.load(Ordering::Relaxed),
@@ -315,6 +239,7 @@ impl Inventory {
                         })
                         .collect(),
                     gateways: Vec::new(),
+                    uses_by_day: v.days.as_ref().map(|d| d.snapshot()).unwrap_or_default(),
                 }
             })
             .collect();
@@ -325,28 +250,25 @@ impl Inventory {
         out
     }
 
-    /// Certificates by owner (`unowned` for none) and state: `revoked`, `expired`, `expiring`
-    /// (within `window_secs`) or `active`.
-    pub fn credential_counts(
-        &self,
-        now: i64,
-        window_secs: i64,
-    ) -> HashMap<(String, &'static str), i64> {
+    /// Credentials by kind, owner (`unowned` for none) and state: `revoked`, `sunset`,
+    /// `expired`, `expiring` (within `window_secs`) or `active`.
+    pub fn credential_counts(&self, now: i64, window_secs: i64) -> HashMap<CountKey, i64> {
         // Keyed by the shared owner name first: no allocation per credential.
-        let mut by_arc: HashMap<(Option<Arc<str>>, &'static str), i64> = HashMap::new();
+        let mut by_arc: HashMap<(Kind, Option<Arc<str>>, &'static str), i64> = HashMap::new();
         for e in self.entries.iter() {
             let v = e.value();
             let owner = v.owner.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let state = credential_state(&v.identity, v.revoked_at(), now, window_secs);
-            *by_arc.entry((owner, state)).or_insert(0) += 1;
+            let id = v.identity.load();
+            let state = credential_state(&id, v.revoked_at(), now, window_secs);
+            *by_arc.entry((id.kind, owner, state)).or_insert(0) += 1;
         }
         let mut counts = HashMap::new();
-        for ((owner, state), n) in by_arc {
+        for ((kind, owner, state), n) in by_arc {
             let name = owner.map_or_else(
                 || crate::authz::owners::UNOWNED.to_string(),
                 |o| o.to_string(),
             );
-            *counts.entry((name, state)).or_insert(0) += n;
+            *counts.entry((kind, name, state)).or_insert(0) += n;
         }
         counts
     }
@@ -355,12 +277,16 @@ impl Inventory {
     pub fn expiring_within(&self, now: i64, window_secs: i64) -> usize {
         self.entries
             .iter()
-            .filter(|e| e.value().identity.not_after < now + window_secs)
+            .filter(|e| {
+                let id = e.value().identity.load();
+                id.kind == Kind::Certificate && id.not_after < now + window_secs
+            })
             .count()
     }
 }
 
-/// `revoked`, `expired`, `expiring` (before `now + window_secs`) or `active`.
+/// `revoked`, `expired` (`sunset` for an API key), `expiring` (before `now + window_secs`) or
+/// `active`.
 fn credential_state(
     id: &Identity,
     revoked_at: Option<i64>,
@@ -370,6 +296,8 @@ fn credential_state(
     let not_after = id.not_after;
     if revoked_at.is_some() {
         "revoked"
+    } else if not_after < now && id.kind == Kind::ApiKey {
+        "sunset"
     } else if not_after < now {
         "expired"
     } else if not_after < now.saturating_add(window_secs) {

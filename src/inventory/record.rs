@@ -43,6 +43,76 @@ pub struct Record {
     /// The gateways that saw it (fleet inventory only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<String>,
+    /// API keys: requests per day (Unix day number) over the last 32 days.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uses_by_day: Vec<DayUses>,
+}
+
+/// Requests of one credential on one day.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DayUses {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    pub requests: u64,
+}
+
+/// What kind of credential an entry is: the register holds every kind.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Kind {
+    /// A client certificate the gateway verified.
+    #[default]
+    Certificate,
+    /// A legacy API key (`[api_keys]`), listed from the keys file before its first use.
+    ApiKey,
+    /// An access token's client (`client_id`, else `sub`) at an issuer, seen on verified tokens.
+    TokenClient,
+    /// A token issuer's signing key (by `kid`), seen verifying tokens.
+    TokenKey,
+    /// A secret the gateway holds for an upstream (`[upstream_credentials]`).
+    UpstreamCredential,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Certificate,
+        Kind::ApiKey,
+        Kind::TokenClient,
+        Kind::TokenKey,
+        Kind::UpstreamCredential,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Certificate => "certificate",
+            Self::ApiKey => "api_key",
+            Self::TokenClient => "token_client",
+            Self::TokenKey => "token_key",
+            Self::UpstreamCredential => "upstream_credential",
+        }
+    }
+
+    /// Kinds the config names: kept however long unused (the register lists them), never
+    /// evicted to make room for certificates.
+    pub fn from_config(self) -> bool {
+        matches!(self, Self::ApiKey | Self::UpstreamCredential)
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.label() == s)
+    }
+}
+
+/// `not_after` of a credential that does not expire (9999-12-31T23:59:59Z).
+pub const NO_EXPIRY: i64 = 253_402_300_799;
+
+/// The inventory key of a credential that is not a certificate: SHA-256 over its kind and
+/// the names that identify it (never a secret).
+pub fn credential_key(kind: Kind, names: &[&str]) -> [u8; 32] {
+    crate::util::digest::named_key(kind.label(), names)
 }
 
 /// One route's use by one certificate.
@@ -60,6 +130,9 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Record {
+    pub fn kind(&self) -> Kind {
+        self.identity.kind
+    }
     pub fn sha256(&self) -> &str {
         &self.identity.sha256
     }
@@ -83,6 +156,10 @@ impl Record {
 /// A certificate as the inventory knows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Identity {
+    /// Absent in files written before the register held other kinds: a certificate.
+    #[serde(default)]
+    pub(super) kind: Kind,
+    /// A certificate's SHA-256; for other kinds [`credential_key`], hex.
     pub(super) sha256: String,
     pub(super) subject: String,
     pub(super) issuer: String,
@@ -100,6 +177,7 @@ pub(super) struct Identity {
 /// What the inventory keeps of a verified certificate.
 pub(super) fn identity_of(id: &ClientIdentity) -> Identity {
     Identity {
+        kind: Kind::Certificate,
         sha256: id.sha256_hex.clone(),
         subject: id.subject.clone(),
         issuer: id.issuer.clone(),
@@ -109,5 +187,38 @@ pub(super) fn identity_of(id: &ClientIdentity) -> Identity {
         emails: id.emails.clone(),
         not_before: id.not_before,
         not_after: id.not_after,
+    }
+}
+
+/// What names a credential that is not a certificate, in the register's columns.
+pub struct Described {
+    pub kind: Kind,
+    /// [`credential_key`] of the credential.
+    pub key: [u8; 32],
+    /// The subject column: a key id, a client id, a `kid`, a credential name.
+    pub name: String,
+    /// The issuer column: the token issuer, the keys file, the token endpoint.
+    pub issuer: String,
+    /// The serial column: the algorithm, the hash kind, the header.
+    pub detail: String,
+    pub not_before: i64,
+    /// Sunset or expiry; [`NO_EXPIRY`] for none.
+    pub not_after: i64,
+}
+
+impl Described {
+    pub(super) fn identity(&self) -> Identity {
+        Identity {
+            kind: self.kind,
+            sha256: hex::encode(self.key),
+            subject: self.name.clone(),
+            issuer: self.issuer.clone(),
+            serial: self.detail.clone(),
+            uris: Vec::new(),
+            dns: Vec::new(),
+            emails: Vec::new(),
+            not_before: self.not_before,
+            not_after: self.not_after,
+        }
     }
 }

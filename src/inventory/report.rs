@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::authz::owners::{Owners, UNOWNED};
 use crate::util::time::fmt_time;
 
-use super::{InventoryError, Record, credential_state, lifetime_excess};
+use super::{InventoryError, Kind, NO_EXPIRY, Record, credential_state, lifetime_excess};
 
 /// A record as reports show it.
 #[derive(Serialize)]
@@ -21,7 +21,7 @@ pub struct RecordView<'a> {
     owner_contact: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     owner_purpose: Option<&'a str>,
-    /// active | expiring | expired | revoked.
+    /// active | expiring | expired | sunset | revoked.
     state: &'static str,
     not_before_utc: String,
     not_after_utc: String,
@@ -86,7 +86,7 @@ pub fn render(
     }
 }
 
-const COLUMNS: [&str; 15] = [
+const COLUMNS: [&str; 16] = [
     "subject",
     "owner",
     "state",
@@ -102,11 +102,12 @@ const COLUMNS: [&str; 15] = [
     "gateways",
     "owner_contact",
     "owner_purpose",
+    "kind",
 ];
 
 /// Text from certificates, owner files and the fleet, safe to print: control characters
 /// (C0, DEL, C1: terminal titles, screen clears, forged rows) as `\xHH` / `\u{HH}`.
-fn printable(s: &str) -> Cow<'_, str> {
+pub(super) fn printable(s: &str) -> Cow<'_, str> {
     let control = |c: char| c.is_control();
     if !s.chars().any(control) {
         return Cow::Borrowed(s);
@@ -124,7 +125,7 @@ fn printable(s: &str) -> Cow<'_, str> {
 
 /// A CSV cell: [`printable`], and a cell a spreadsheet would run as a formula (starting with
 /// `=`, `+`, `-`, `@`, tab or carriage return: OWASP's CSV injection list) prefixed with `'`.
-fn csv_cell(s: &str) -> Cow<'_, str> {
+pub(super) fn csv_cell(s: &str) -> Cow<'_, str> {
     let shown = printable(s);
     if shown.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         return Cow::Owned(format!("'{shown}"));
@@ -159,6 +160,7 @@ fn csv(views: &[RecordView<'_>]) -> Result<String, InventoryError> {
             text(&r.gateways.join(" ")),
             text(v.owner_contact.unwrap_or("")),
             text(v.owner_purpose.unwrap_or("")),
+            r.kind().label().to_string(),
         ])?;
     }
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
@@ -172,6 +174,7 @@ fn table(views: &[RecordView<'_>], now: i64) -> String {
     t.force_no_tty();
     let fleet = views.iter().any(|v| !v.record.gateways.is_empty());
     let mut header = vec![
+        "KIND",
         "SUBJECT",
         "OWNER",
         "STATE",
@@ -190,20 +193,29 @@ fn table(views: &[RecordView<'_>], now: i64) -> String {
     for v in views {
         let r = v.record;
         let mut row = vec![
+            r.kind().label().to_string(),
             printable(&r.identity.subject).into_owned(),
             printable(r.owner.as_deref().unwrap_or(UNOWNED)).into_owned(),
             v.state.to_string(),
-            relative(r.identity.not_after - now),
-            format!(
-                "{}d{}",
-                v.lifetime_days,
-                if v.lifetime_violation {
-                    " (too long)"
-                } else {
-                    ""
-                }
-            ),
-            relative(r.last_seen - now),
+            expiry(r.identity.not_after, now),
+            if r.kind() == Kind::Certificate {
+                format!(
+                    "{}d{}",
+                    v.lifetime_days,
+                    if v.lifetime_violation {
+                        " (too long)"
+                    } else {
+                        ""
+                    }
+                )
+            } else {
+                "-".to_string()
+            },
+            if r.last_seen == 0 {
+                "never".to_string()
+            } else {
+                relative(r.last_seen - now)
+            },
             r.requests_allowed.to_string(),
             r.requests_denied.to_string(),
             printable(&r.routes.join(",")).into_owned(),
@@ -214,7 +226,21 @@ fn table(views: &[RecordView<'_>], now: i64) -> String {
         }
         t.add_row(row);
     }
-    format!("{t}\n{} certificate(s)\n", views.len())
+    let noun = if views.iter().all(|v| v.record.kind() == Kind::Certificate) {
+        "certificate(s)"
+    } else {
+        "credential(s)"
+    };
+    format!("{t}\n{} {noun}\n", views.len())
+}
+
+/// When a credential expires, in words; "never" for one without an expiry.
+fn expiry(not_after: i64, now: i64) -> String {
+    if not_after >= NO_EXPIRY {
+        "never".to_string()
+    } else {
+        relative(not_after - now)
+    }
 }
 
 /// `delta` seconds from now in words: "in 12 days", "3 hours ago", "now".

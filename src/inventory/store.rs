@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::util::time::unix_now;
 
-use super::{Entry, Inventory, InventoryError, Record};
+use super::{Entry, Inventory, InventoryError, Kind, Record};
 
 #[derive(Serialize, Deserialize)]
 struct InventoryFile {
@@ -78,10 +78,16 @@ impl Inventory {
             else {
                 continue;
             };
+            let kind = r.identity.kind;
             let entry = Entry::new(r.identity, r.first_seen, r.last_seen);
             let owner: Option<Arc<str>> = r.owner.as_deref().map(Arc::from);
-            if let Some(o) = &owner {
+            if let Some(o) = &owner
+                && kind == Kind::Certificate
+            {
                 self.note_certificate_owner(o);
+            }
+            if let Some(days) = &entry.days {
+                days.restore(&r.uses_by_day);
             }
             entry.set_owner(owner);
             if let Some(t) = r.revoked_at {

@@ -1,5 +1,6 @@
 //! Inventory unit tests.
 use super::*;
+use crate::authz::Verdict;
 
 fn id(n: u8, not_after: i64) -> ClientIdentity {
     ClientIdentity {
@@ -113,4 +114,77 @@ fn filters() {
     assert!(Filter::from_query(Some("expiring_within=soon")).is_err());
     assert!(Filter::from_query(Some("colour=red")).is_err());
     assert!(Filter::from_query(None).unwrap().route.is_none());
+}
+
+fn key_described(id: &str, sunset: i64) -> Described {
+    Described {
+        kind: Kind::ApiKey,
+        key: credential_key(Kind::ApiKey, &[id]),
+        name: id.to_string(),
+        issuer: "keys.toml".into(),
+        detail: "hmac-sha256".into(),
+        not_before: 1,
+        not_after: sunset,
+    }
+}
+
+#[test]
+fn registered_keys_are_listed_unused_updated_in_place_and_never_evicted() {
+    let inv = Inventory::new(1);
+    let owner: Option<Arc<str>> = Some("team-a".into());
+    inv.register(&key_described("k1", 1000), owner.clone(), false, 10);
+    inv.register(&key_described("k2", 50), owner.clone(), true, 10);
+    // A certificate over the bound evicts certificates only.
+    inv.observe(&id(1, 10_000), 20);
+    inv.observe(&id(2, 10_000), 21);
+    let records = inv.records();
+    let kinds: Vec<_> = records.iter().map(|r| r.kind()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == Kind::ApiKey).count(), 2);
+    assert_eq!(kinds.iter().filter(|k| **k == Kind::Certificate).count(), 1);
+    let k1 = records.iter().find(|r| r.subject() == "k1").unwrap();
+    assert_eq!((k1.first_seen, k1.last_seen), (0, 0), "never used yet");
+    // States: sunset past its day, revoked wins.
+    let counts = inv.credential_counts(100, 10);
+    assert_eq!(
+        counts.get(&(Kind::ApiKey, "team-a".into(), "active")),
+        Some(&1)
+    );
+    assert_eq!(
+        counts.get(&(Kind::ApiKey, "team-a".into(), "revoked")),
+        Some(&1)
+    );
+    inv.register(&key_described("k1", 60), owner, false, 30);
+    let counts = inv.credential_counts(100, 10);
+    assert_eq!(
+        counts.get(&(Kind::ApiKey, "team-a".into(), "sunset")),
+        Some(&1)
+    );
+    // Uses are counted per day, and only the last 30 days count for the migration report.
+    let k1 = inv
+        .credential(&credential_key(Kind::ApiKey, &["k1"]))
+        .unwrap();
+    let day = 86_400;
+    k1.record(None, Verdict::Allow, 40 * day);
+    k1.record(None, Verdict::Allow, 80 * day);
+    k1.record(None, Verdict::Deny, 80 * day + 5);
+    let records = inv.records();
+    let r = records.iter().find(|r| r.subject() == "k1").unwrap();
+    assert_eq!(r.first_seen, 40 * day);
+    assert_eq!(
+        r.uses_by_day,
+        [
+            DayUses {
+                day: 40,
+                requests: 1
+            },
+            DayUses {
+                day: 80,
+                requests: 2
+            }
+        ]
+    );
+    let rows = migration_rows(&records, 80 * day + 10, 0);
+    let k1 = rows.iter().find(|r| r.key_id == "k1").unwrap();
+    assert_eq!(k1.uses_30d, Some(2), "day 40 is outside the window");
+    assert!(!k1.owner_uses_certificate);
 }

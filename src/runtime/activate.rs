@@ -23,6 +23,7 @@ pub fn activate(gateway: &Gateway, new: Arc<Snapshot>) {
         &reload_on_crl_change(gateway),
     );
     new.mark_revoked_credentials(&gateway.telemetry.inventory, unix_now());
+    new.register_credentials(&gateway.telemetry.inventory, unix_now());
     let generation = new.generation;
     gateway.current.store(new);
     gateway.snapshot_swaps.send_replace(generation);

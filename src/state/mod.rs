@@ -22,6 +22,7 @@ mod checks;
 pub mod crls;
 mod issuers;
 mod owners;
+mod register;
 pub mod snapshot;
 pub mod trust;
 

@@ -278,13 +278,13 @@ fn check_refuses_a_plaintext_key_and_warns_about_sunset_keys() {
 
 /// The gateway in optional mode with `[api_keys]`, an owners file, and three routes: `orders`
 /// and `invoices` accept keys, `admin` does not.
-struct KeyGateway {
-    pki: Pki,
+pub(crate) struct KeyGateway {
+    pub(crate) pki: Pki,
     up: Upstream,
-    gw: Gateway,
+    pub(crate) gw: Gateway,
     /// The key of team-erp, for `orders` only.
-    key: String,
-    id: String,
+    pub(crate) key: String,
+    pub(crate) id: String,
 }
 
 const OWNERS: &str = "[[owner]]\nname = \"team-erp\"\nmatch = [ { cn = \"erp\" } ]\n";
@@ -308,7 +308,7 @@ impl KeyGateway {
     }
 
     /// As [`KeyGateway::start`], with extra keys on the `orders` route.
-    async fn start_with(cutover: &str, orders_extra: &str) -> Self {
+    pub(crate) async fn start_with(cutover: &str, orders_extra: &str) -> Self {
         let pki = Pki::new();
         pki.client(&pki.root, "erp", LeafSpec::client("erp"));
         pki.write("owners.toml", OWNERS);
@@ -345,11 +345,16 @@ impl KeyGateway {
         }
     }
 
-    fn anonymous(&self) -> TlsClient {
+    pub(crate) fn anonymous(&self) -> TlsClient {
         TlsClient::new(&self.pki, self.gw.addr, None)
     }
 
-    async fn call(&self, client: &TlsClient, path: &str, headers: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn call(
+        &self,
+        client: &TlsClient,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         client.get_with(path, headers).await
     }
 }
@@ -594,7 +599,7 @@ async fn an_imported_legacy_key_works_through_argon2() {
 }
 
 impl KeyGateway {
-    fn gw_config(&self) -> std::path::PathBuf {
+    pub(crate) fn gw_config(&self) -> std::path::PathBuf {
         self.pki.path("certgate.toml")
     }
 }

@@ -81,12 +81,12 @@ async fn the_inventory_names_owners_and_shows_a_certificate_revoked_after_it_was
     assert!(e["revoked_at"].as_i64().is_some(), "{e}");
     assert_eq!(entry(&inv, "b")["state"], "active");
     gw.assert_metric(
-        "certgate_credentials{owner=\"payments\",state=\"revoked\"}",
+        "certgate_credentials{kind=\"certificate\",owner=\"payments\",state=\"revoked\"}",
         1.0,
     )
     .await;
     gw.assert_metric(
-        "certgate_credentials{owner=\"unowned\",state=\"active\"}",
+        "certgate_credentials{kind=\"certificate\",owner=\"unowned\",state=\"active\"}",
         1.0,
     )
     .await;
@@ -104,11 +104,15 @@ async fn the_inventory_names_owners_and_shows_a_certificate_revoked_after_it_was
     ]);
     assert_eq!(code, 0, "{err}");
     let header = csv.lines().next().unwrap();
-    assert!(header.ends_with(",owner_contact,owner_purpose"), "{header}");
+    // Columns are only ever added at the end: `kind` came with the register of every kind.
+    assert!(
+        header.ends_with(",owner_contact,owner_purpose,kind"),
+        "{header}"
+    );
     let row = csv.lines().find(|l| l.contains("CN=a")).unwrap();
     assert!(row.contains(",payments,revoked,"), "{row}");
     assert!(
-        row.ends_with(",payments-oncall@example.com,card settlement"),
+        row.ends_with(",payments-oncall@example.com,card settlement,certificate"),
         "{row}"
     );
     let (_, table, _) = run_cli(&["inventory", "--config", config.to_str().unwrap()]);

@@ -25,6 +25,7 @@ mod policy;
 mod pools;
 mod protocols;
 mod rate_limits;
+mod register;
 mod revocation;
 mod services;
 mod tls_auth;

@@ -102,12 +102,12 @@ async fn owners_policies_log_metrics_and_hot_reload() {
     gw.wait_for_log("\"client_owner\":\"unowned\"").await;
     gw.wait_for_log("\"client_owner\":\"payments\"").await;
     gw.assert_metric(
-        r#"certgate_credentials{owner="payments",state="active"}"#,
+        r#"certgate_credentials{kind="certificate",owner="payments",state="active"}"#,
         2.0,
     )
     .await;
     gw.assert_metric(
-        r#"certgate_credentials{owner="unowned",state="active"}"#,
+        r#"certgate_credentials{kind="certificate",owner="unowned",state="active"}"#,
         1.0,
     )
     .await;
@@ -214,7 +214,7 @@ async fn owners_policies_log_metrics_and_hot_reload() {
     .await;
     gw.wait_for_log("\"client_owner\":\"strays\"").await;
     gw.assert_metric(
-        r#"certgate_credentials{owner="strays",state="active"}"#,
+        r#"certgate_credentials{kind="certificate",owner="strays",state="active"}"#,
         1.0,
     )
     .await;

@@ -496,6 +496,44 @@ async fn bound_tokens_are_verified_and_every_bad_token_refused() {
         "{inventory}"
     );
     assert_eq!(thief_record["token_client_ids"], json!(["ledger-client"]));
+
+    // The register holds the token clients and the signing keys that verified them, never a
+    // token: ledger-client at corp, and the keys by kid and algorithm.
+    let (_, clients) = admin_get(gw.admin, "/inventory?kind=token_client")
+        .await
+        .unwrap();
+    let clients: Value = serde_json::from_str(&clients).unwrap();
+    let ledger_client = clients["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["subject"] == "ledger-client")
+        .unwrap_or_else(|| panic!("{clients}"));
+    assert_eq!(ledger_client["kind"], "token_client");
+    assert_eq!(ledger_client["issuer"], "corp");
+    assert!(ledger_client["requests_allowed"].as_u64().unwrap() > 0);
+    assert!(
+        clients["identities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["kind"] == "token_client")
+    );
+    let (_, keys) = admin_get(gw.admin, "/inventory?kind=token_key")
+        .await
+        .unwrap();
+    let keys: Value = serde_json::from_str(&keys).unwrap();
+    let es256 = keys["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["subject"] == "k-ES256")
+        .unwrap_or_else(|| panic!("{keys}"));
+    assert_eq!(
+        (&es256["issuer"], &es256["serial"]),
+        (&json!("corp"), &json!("ES256"))
+    );
+    assert!(!keys.to_string().contains(&stolen));
 }
 
 #[tokio::test]

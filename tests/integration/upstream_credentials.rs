@@ -55,6 +55,21 @@ async fn the_gateway_holds_the_upstreams_secret_and_rotates_it_on_reload() {
     )
     .await;
     assert!(!gw.logs().contains("first-secret") && !gw.logs().contains("second-secret"));
+    // The register lists it with its owner, expiry and last injection, never its value.
+    let (_, body) = admin_get(gw.admin, "/inventory?kind=upstream_credential")
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let c = &v["identities"][0];
+    assert_eq!(
+        (&c["subject"], &c["owner"]),
+        (&"erp".into(), &"team-erp".into()),
+        "{body}"
+    );
+    assert_eq!(c["serial"], "header x-api-key");
+    assert_eq!(c["not_after"].as_i64(), Some(4_070_908_800), "2099-01-01");
+    assert!(c["last_seen"].as_i64().unwrap() > 0 && c["requests_allowed"].as_u64().unwrap() >= 2);
+    assert!(!body.contains("secret"), "{body}");
 }
 
 #[test]

@@ -239,6 +239,14 @@ impl ApiKeys {
 }
 
 impl KeyRecord {
+    /// How the key is stored: `hmac-sha256` (issued) or `argon2id` (imported legacy key).
+    pub fn hash_kind(&self) -> &'static str {
+        match self.hash {
+            StoredHash::Hmac(_) => "hmac-sha256",
+            StoredHash::Argon2(_) => "argon2id",
+        }
+    }
+
     fn usable(&self, now: i64) -> Result<(), KeyFailure> {
         if self.revoked {
             return Err(KeyFailure::Revoked);

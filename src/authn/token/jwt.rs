@@ -149,7 +149,10 @@ pub fn verify(issuer: &Issuer, keys: &KeySet, token: &str) -> Result<VerifiedTok
     if has_duplicate_members(token) {
         return Err(TokenFailure::Malformed);
     }
-    read_claims(data.claims, keys.generation)
+    let mut token = read_claims(data.claims, keys.generation)?;
+    let client = token.client_id.as_deref().or(token.sub.as_deref());
+    token.sighting = super::Sighting::new(&issuer.name, key.kid.as_deref(), h.alg, client);
+    Ok(token)
 }
 
 fn failure_of(kind: &ErrorKind) -> TokenFailure {
@@ -234,6 +237,7 @@ fn read_claims(
         bound_to,
         headers,
         claims,
+        sighting: super::Sighting::default(),
     })
 }
 

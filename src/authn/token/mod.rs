@@ -108,6 +108,32 @@ pub struct VerifiedToken {
     /// The upstream headers, built once: `x-token-subject`, `x-token-client-id`,
     /// `x-token-scope`.
     pub headers: TokenHeaders,
+    /// Where the token's client and signing key go in the register.
+    pub sighting: Sighting,
+}
+
+/// A verified token's client and signing key as the register keys them (computed once per
+/// token, not per request). The labels match `inventory::Kind`.
+#[derive(Debug, Default, Clone)]
+pub struct Sighting {
+    /// The client (`client_id`, else `sub`) at the issuer, when the token names one.
+    pub client: Option<[u8; 32]>,
+    /// The signing key (`kid`) at the issuer.
+    pub key: [u8; 32],
+    pub kid: Option<String>,
+    pub alg: String,
+}
+
+impl Sighting {
+    pub fn new(issuer: &str, kid: Option<&str>, alg: Algorithm, client: Option<&str>) -> Self {
+        use crate::util::digest::named_key;
+        Self {
+            client: client.map(|c| named_key("token_client", &[issuer, c])),
+            key: named_key("token_key", &[issuer, kid.unwrap_or("")]),
+            kid: kid.map(str::to_string),
+            alg: format!("{alg:?}"),
+        }
+    }
 }
 
 #[derive(Debug, Default)]

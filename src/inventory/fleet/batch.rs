@@ -14,6 +14,7 @@ pub struct Batch {
     pub seq: i64,
     // certgate_credentials columns.
     sha256: Vec<String>,
+    kind: Vec<&'static str>,
     subject: Vec<String>,
     issuer: Vec<String>,
     serial: Vec<String>,
@@ -22,6 +23,7 @@ pub struct Batch {
     owner: Vec<Option<String>>,
     first_seen: Vec<i64>,
     last_seen: Vec<i64>,
+    revoked_at: Vec<Option<i64>>,
     // certgate_sightings columns.
     s_sha256: Vec<String>,
     s_route: Vec<String>,
@@ -58,7 +60,7 @@ impl Batch {
                     continue;
                 };
                 any = true;
-                b.s_sha256.push(entry.identity.sha256.clone());
+                b.s_sha256.push(entry.identity.load().sha256.clone());
                 b.s_route.push(route.clone());
                 b.s_first.push(c.first_seen);
                 b.s_last.push(last);
@@ -67,16 +69,18 @@ impl Batch {
                 b.marks.push((c.clone(), allowed, refused, last));
             }
             if any {
-                let id = &entry.identity;
+                let id = entry.identity.load();
                 b.sha256.push(id.sha256.clone());
+                b.kind.push(id.kind.label());
                 b.subject.push(id.subject.clone());
                 b.issuer.push(id.issuer.clone());
                 b.serial.push(id.serial.clone());
                 b.not_before.push(id.not_before);
                 b.not_after.push(id.not_after);
                 b.owner.push(entry.owner());
-                b.first_seen.push(entry.first_seen);
+                b.first_seen.push(entry.first_seen.load(Ordering::Relaxed));
                 b.last_seen.push(entry.last_seen.load(Ordering::Relaxed));
+                b.revoked_at.push(entry.revoked_at());
             }
         }
         b
@@ -123,12 +127,17 @@ impl Batch {
         }
         tx.execute(
             "INSERT INTO certgate_credentials
-                 (sha256, subject, issuer, serial, not_before, not_after, owner, first_seen, last_seen)
-             SELECT s, sub, iss, ser, to_timestamp(nb), to_timestamp(na), o, to_timestamp(f), to_timestamp(l)
+                 (sha256, subject, issuer, serial, not_before, not_after, owner, first_seen, last_seen,
+                  kind, revoked_at)
+             SELECT s, sub, iss, ser, to_timestamp(nb), to_timestamp(na), o, to_timestamp(f),
+                    to_timestamp(l), k, to_timestamp(rv)
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
-                         $7::text[], $8::bigint[], $9::bigint[]) AS u(s, sub, iss, ser, nb, na, o, f, l)
+                         $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[])
+                  AS u(s, sub, iss, ser, nb, na, o, f, l, k, rv)
              ON CONFLICT (sha256) DO UPDATE SET
                  owner = coalesce(EXCLUDED.owner, certgate_credentials.owner),
+                 not_after = EXCLUDED.not_after,
+                 revoked_at = coalesce(certgate_credentials.revoked_at, EXCLUDED.revoked_at),
                  first_seen = least(certgate_credentials.first_seen, EXCLUDED.first_seen),
                  last_seen = greatest(certgate_credentials.last_seen, EXCLUDED.last_seen)",
             &[
@@ -141,6 +150,8 @@ impl Batch {
                 &self.owner,
                 &self.first_seen,
                 &self.last_seen,
+                &self.kind,
+                &self.revoked_at,
             ],
         )
         .await?;

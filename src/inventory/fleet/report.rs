@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::connect;
-use crate::inventory::{Identity, InventoryError, Record, RouteUse};
+use crate::inventory::{Identity, InventoryError, Kind, Record, RouteUse};
 
 /// Every credential in the fleet inventory, sorted by subject.
 pub async fn fleet_records(url: &str, ca: Option<&Path>) -> Result<Vec<Record>, InventoryError> {
@@ -14,7 +14,8 @@ pub async fn fleet_records(url: &str, ca: Option<&Path>) -> Result<Vec<Record>, 
         .query(
             "SELECT sha256, subject, issuer, serial,
                     extract(epoch FROM not_before)::bigint, extract(epoch FROM not_after)::bigint,
-                    owner, extract(epoch FROM first_seen)::bigint, extract(epoch FROM last_seen)::bigint
+                    owner, extract(epoch FROM first_seen)::bigint, extract(epoch FROM last_seen)::bigint,
+                    kind, extract(epoch FROM revoked_at)::bigint
              FROM certgate_credentials ORDER BY subject, sha256",
             &[],
         )
@@ -60,6 +61,7 @@ pub async fn fleet_records(url: &str, ca: Option<&Path>) -> Result<Vec<Record>, 
 fn credential(r: &tokio_postgres::Row) -> Record {
     Record {
         identity: Identity {
+            kind: Kind::parse(r.get(9)).unwrap_or_default(),
             sha256: r.get(0),
             subject: r.get(1),
             issuer: r.get(2),
@@ -81,11 +83,11 @@ fn credential(r: &tokio_postgres::Row) -> Record {
         token_client_ids: Vec::new(),
         token_principals_overflow: 0,
         owner: r.get(6),
-        // The fleet tables do not carry revocation (yet): reports read from PostgreSQL
-        // show expiry states only.
-        revoked_at: None,
+        revoked_at: r.get(10),
         route_counts: Vec::new(),
         gateways: Vec::new(),
+        // Per-day counts stay with each gateway's file.
+        uses_by_day: Vec::new(),
     }
 }
 

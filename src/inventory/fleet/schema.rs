@@ -8,9 +8,10 @@ use tokio_postgres::Client;
 const MIGRATION_LOCK: i64 = 0x6365_7274_6761_7465; // "certgate"
 
 /// (version, SQL), in order. Never edit one that shipped: add the next.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r"
 CREATE TABLE certgate_credentials (
     sha256      text PRIMARY KEY,
     subject     text NOT NULL,
@@ -46,7 +47,17 @@ CREATE TABLE certgate_batches (
     PRIMARY KEY (gateway_id, boot_id, seq)
 );
 ",
-)];
+    ),
+    (
+        2,
+        r"
+-- The register holds every credential kind; revocation is shared by the fleet.
+ALTER TABLE certgate_credentials
+    ADD COLUMN kind text NOT NULL DEFAULT 'certificate',
+    ADD COLUMN revoked_at timestamptz;
+",
+    ),
+];
 
 /// Brings the schema to the latest version; returns the version it found.
 pub async fn migrate(client: &mut Client) -> Result<i32, tokio_postgres::Error> {

@@ -165,8 +165,8 @@ pub(super) const LIMIT_BACKEND_ERRORS: Family = family(
 );
 pub(super) const CREDENTIALS: Family = family(
     "certgate_credentials",
-    "Client certificates in the inventory by owner (unowned for none) and state (active, expiring within [expiry] warning_window, expired, revoked).",
-    &["owner", "state"],
+    "Credentials in the register by kind (certificate, api_key, token_client, token_key, upstream_credential), owner (unowned for none) and state (active, expiring within [expiry] warning_window, expired, sunset, revoked).",
+    &["kind", "owner", "state"],
 );
 pub(super) const INVENTORY_SYNC: Family = family(
     "certgate_inventory_sync_total",

@@ -31,10 +31,15 @@ impl Metrics {
     }
 
     /// Replaces `certgate_credentials` with `counts` by (owner, state).
-    pub fn set_credentials(&self, counts: std::collections::HashMap<(String, &'static str), i64>) {
+    pub fn set_credentials(
+        &self,
+        counts: std::collections::HashMap<crate::inventory::CountKey, i64>,
+    ) {
         self.credentials.reset();
-        for ((owner, state), n) in counts {
-            self.credentials.with_label_values(&[&owner, state]).set(n);
+        for ((kind, owner, state), n) in counts {
+            self.credentials
+                .with_label_values(&[kind.label(), &owner, state])
+                .set(n);
         }
     }
 }

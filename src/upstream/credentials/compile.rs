@@ -14,6 +14,7 @@ use crate::authn::fetch::Fetcher;
 use crate::config::{
     ConfigError, ConfigFile, OAuth2ClientAuth, RawUpstreamCredential, UpstreamCredentialKind,
 };
+use crate::inventory::{Kind, credential_key};
 use crate::telemetry::metrics::Metrics;
 use crate::util::time::unix_now;
 
@@ -48,6 +49,7 @@ pub fn compile_upstream_credentials(
             owner: c.owner.clone(),
             expires,
             held,
+            inventory_key: credential_key(Kind::UpstreamCredential, &[name]),
         };
         compiled.insert(name.clone(), Arc::new(credential));
     }

@@ -25,6 +25,8 @@ pub struct UpstreamCredential {
     /// Unix seconds of 00:00 UTC on the expiry day (`expires`).
     pub expires: Option<i64>,
     pub held: Held,
+    /// Its key in the register (`inventory::credential_key`).
+    pub inventory_key: [u8; 32],
 }
 
 /// What the gateway holds.
