@@ -77,36 +77,31 @@ async fn keys_are_registered_before_use_and_the_migration_report_shows_who_still
     assert_eq!(s.call(&erp, "/orders/1", &[]).await.status, 200);
     let config = s.gw_config();
     let config = config.to_str().unwrap();
+    let migration = || {
+        let (_, out, err) = run_cli(&[
+            "inventory",
+            "--config",
+            config,
+            "--migration",
+            "--format",
+            "json",
+        ]);
+        serde_json::from_str::<Value>(&out).map_err(|e| format!("{e}: {out}{err}"))
+    };
     wait_for(
         "the inventory file with both uses",
         Duration::from_secs(10),
         || async {
-            let (code, out, err) = run_cli(&[
-                "inventory",
-                "--config",
-                config,
-                "--migration",
-                "--format",
-                "json",
-            ]);
-            let v: Value = serde_json::from_str(&out).map_err(|e| format!("{code} {e} {err}"))?;
-            let row = v["api_keys"][0].clone();
+            let v = migration()?;
+            let row = &v["api_keys"][0];
             match (&row["uses_30d"], &row["owner_uses_certificate"]) {
                 (Value::Number(n), Value::Bool(true)) if n.as_u64() == Some(4) => Ok(()),
-                _ => Err(out),
+                _ => Err(v.to_string()),
             }
         },
     )
     .await;
-    let (_, out, _) = run_cli(&[
-        "inventory",
-        "--config",
-        config,
-        "--migration",
-        "--format",
-        "json",
-    ]);
-    let v: Value = serde_json::from_str(&out).unwrap();
+    let v = migration().unwrap();
     let row = &v["api_keys"][0];
     assert_eq!(row["key_id"], s.id.as_str());
     assert_eq!(row["owner"], "team-erp");
@@ -135,7 +130,7 @@ async fn keys_are_registered_before_use_and_the_migration_report_shows_who_still
     assert_eq!(code, 0, "{err}");
     let line = list.lines().find(|l| l.contains(&s.id)).unwrap();
     assert!(line.trim_end().ends_with('Z'), "a time in LAST USE: {line}");
-    for out in [&table, &list, &out] {
+    for out in [&table, &list, &v.to_string()] {
         assert!(!out.contains(&s.key), "the key never appears in a report");
     }
 }
