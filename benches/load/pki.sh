@@ -48,10 +48,11 @@ token = { issuer = "idp", scopes = ["payments:read"] }
 EOT
 }
 
-# bench_config LISTEN_PORT ADMIN_PORT UPSTREAM [LISTENER_LINES]: the head of a benchmark
-# certgate config — the client certificate required against ca.pem and its CRL, no
-# per-identity connection cap (LISTENER_LINES adds to [listener]), quiet logs, no file watcher —
-# and its upstream "app" at UPSTREAM. Routes (and other tables) follow it.
+# bench_config LISTEN_PORT ADMIN_PORT UPSTREAM [LISTENER_LINES] [MODE]: the head of a benchmark
+# certgate config — the client certificate required (MODE: "optional" for API-key clients)
+# against ca.pem and its CRL, no per-identity connection cap (LISTENER_LINES adds to
+# [listener]), quiet logs, no file watcher — and its upstream "app" at UPSTREAM. Routes (and
+# other tables) follow it.
 bench_config() {
   cat <<EOT
 [listener]
@@ -61,7 +62,7 @@ key = "server-key.pem"
 max_connections_per_identity = 0
 ${4:-}
 [client_auth]
-mode = "require"
+mode = "${5:-require}"
 trust_store = ["ca.pem"]
 crls = ["ca.crl"]
 [admin]

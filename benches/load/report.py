@@ -20,6 +20,7 @@ OWN_SECTIONS = (
     "# Benchmarks",
     "## Certificate-bound tokens (certgate only)",
     "## Rate limits (certgate only)",
+    "## API keys (certgate only)",
 )
 
 
@@ -213,6 +214,19 @@ def rate_limit_row(r):
     )
 
 
+def api_key_row(r):
+    b = r.best
+    return (
+        "| (j) keep-alive HTTP/1.1, 64 conns, a legacy API key instead of a client certificate"
+        " | %.0f / %.1f µs | %.0f / %.1f µs (%+.1f%%) | %.4f |"
+        % (
+            b("certgate.a", 0, max), b("certgate.cpu", 0, min) / 1000,
+            b("key.a", 0, max), b("key.acpu", 0, min) / 1000,
+            r.change("certgate.cpu", "key.acpu"), b("key.a", 3, min),
+        )
+    )
+
+
 def render(args, res, now=None):
     """The BENCHMARKS.md sections this script owns."""
     quick, key, duration, rate, idle, versions, machine = (
@@ -276,7 +290,16 @@ the percentage is the median of each round's own ratio).
 
 | scenario | no limit | rate limit checked | share of 200 |
 |---|---|---|---|
-""" + rate_limit_row(r) + "\n"
+""" + rate_limit_row(r) + "\n" + """
+## API keys (certgate only)
+
+The same scenario as (a), but the clients present no certificate and send an issued key
+(`x-api-key`) to a route with `api_keys = true`: the CRC32 check, the id lookup, the
+HMAC-SHA-256 compared in constant time, the deprecation headers. Cells as above.
+
+| scenario | client certificate | API key checked | share of 200 |
+|---|---|---|---|
+""" + api_key_row(r) + "\n"
 
 
 def keep_other_sections(text, previous):

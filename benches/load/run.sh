@@ -89,15 +89,30 @@ UP=127.0.0.1:19080 CG=127.0.0.1:19443 NG=127.0.0.1:19444 HA=127.0.0.1:19445 ADMI
 
 # The idle-connection scenario holds IDLE connections of one client certificate (bench_config
 # sets no per-identity cap).
+# The listener is "optional" so API-key clients (no certificate) reach the /key route; every
+# other route still requires the certificate by its allow rule (verified the same way).
+head -c 32 /dev/urandom > api-key-pepper
 cat > certgate.toml <<EOF
-$(bench_config "${CG##*:}" "${ADMIN##*:}" "$UP" "max_connections = $MAXCONN")
+$(bench_config "${CG##*:}" "${ADMIN##*:}" "$UP" "max_connections = $MAXCONN" optional)
 $(token_and_limit_routes)
+[api_keys]
+file = "api-keys.toml"
+pepper_file = "api-key-pepper"
+[[routes]]
+name = "key"
+path_prefix = "/key"
+upstream = "app"
+api_keys = true
+allow = [{ uri = "spiffe://bench/loadgen" }]
 [[routes]]
 name = "bench"
 path_prefix = "/"
 upstream = "app"
 allow = [{ uri = "spiffe://bench/loadgen" }]
 EOF
+
+# One issued key (printed once), for the API-key scenario (j).
+API_KEY=$("$CERTGATE" keys new --config certgate.toml --owner bench --sunset 2099-12-31 --routes key)
 
 # shellcheck source=benches/load/peers.sh
 source "$ROOT/benches/load/peers.sh"
@@ -174,6 +189,10 @@ for round in $(seq 1 "$ROUNDS"); do
   c0=$(cpu_ns "$CG_PID")
   read -r rps p50 p99 ok n <<<"$(oha_run "${URL[certgate]}/rl" -c 64 "${tls_opts[@]}")"; record "rl.a" "$rps/$p50/$p99/$ok"
   c1=$(cpu_ns "$CG_PID"); record "rl.acpu" "$(( (c1 - c0) / (n > 0 ? n : 1) ))"
+  # (j) certgate with an API key instead of a client certificate: the same scenario as (a).
+  c0=$(cpu_ns "$CG_PID")
+  read -r rps p50 p99 ok n <<<"$(oha_run "${URL[certgate]}/key" -c 64 -H "x-api-key: $API_KEY" --cacert "$WORK/ca.pem")"; record "key.a" "$rps/$p50/$p99/$ok"
+  c1=$(cpu_ns "$CG_PID"); record "key.acpu" "$(( (c1 - c0) / (n > 0 ? n : 1) ))"
   # (g, h) certgate with a bound ES256 token on every request: the same scenarios as (a) and (c).
   auth=(-H "Authorization: Bearer $TOKEN")
   # The same requests, Authorization header included, on the route without a token: what the

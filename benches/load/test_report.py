@@ -75,6 +75,12 @@ class Writer(unittest.TestCase):
         self.assertIn("run.sh --quick --rsa` on", quick)
         self.assertIn("RSA-2048", quick)
 
+    def test_the_api_key_row_compares_with_the_certificate_row(self):
+        res = results(certgate_a="40000/0.9/2.0/1", certgate_cpu="20000",
+                      key_a="39000/0.9/2.0/0.9990", key_acpu="20400")
+        text = report.render(ARGS, res, NOW)
+        self.assertIn("| 40000 / 20.0 µs | 39000 / 20.4 µs (+2.0%) | 0.9990 |", text)
+
     def test_sections_of_other_tools_are_kept(self):
         previous = "# Benchmarks\nold table\n\n## Rate limits (certgate only)\nold\n\n## PGO\nkept 1\n\n## Soak\nkept 2\n"
         text = report.keep_other_sections("# Benchmarks\nnew\n", previous)

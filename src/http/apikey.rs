@@ -54,10 +54,9 @@ fn query_has_key(query: &str) -> bool {
     format::looks_like_key(query)
         || query.split('&').any(|pair| {
             let name = pair.split_once('=').map_or(pair, |(n, _)| n);
-            matches!(
-                name.to_ascii_lowercase().as_str(),
-                "api_key" | "apikey" | "api-key" | "x-api-key" | "key"
-            )
+            ["api_key", "apikey", "api-key", "x-api-key", "key"]
+                .iter()
+                .any(|k| name.eq_ignore_ascii_case(k))
         })
 }
 
