@@ -253,14 +253,26 @@ impl Exchange {
             return;
         };
         let id = self.ctx.identity.as_deref();
+        // A key that authenticated the request is watched as a credential of its own: failed
+        // attempts (no record) count against the source address.
+        let key = self.api_key.as_ref().and_then(|k| k.record.as_deref());
+        let (who, identity) = match (id, key) {
+            (Some(i), _) => (
+                Watched::Certificate(i.sha256),
+                Some((i.sha256_hex.as_str(), i.subject.as_str())),
+            ),
+            (None, Some(k)) => (
+                Watched::ApiKey(k.limit_id),
+                Some((k.label.as_str(), k.id.as_str())),
+            ),
+            (None, None) => (Watched::SourceIp(self.ctx.peer.ip()), None),
+        };
         self.ctx.gateway.telemetry.anomalies.observe(
             spec,
             &anomaly::Request {
-                who: id.map_or(Watched::SourceIp(self.ctx.peer.ip()), |i| {
-                    Watched::Certificate(i.sha256)
-                }),
-                identity: id.map(|i| (i.sha256_hex.as_str(), i.subject.as_str())),
-                owner,
+                who,
+                identity,
+                owner: owner.or(key.map(|k| &*k.owner)),
                 source: self.ctx.peer.ip(),
                 route: self
                     .route_name()

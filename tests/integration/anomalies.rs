@@ -180,3 +180,38 @@ fn check_refuses_bad_thresholds_naming_the_key() {
         "{out}{err}"
     );
 }
+
+#[tokio::test]
+async fn a_copied_api_key_and_guessed_keys_raise_signals() {
+    let anomaly = "\n[anomaly]\nwindow = \"1m\"\ndistinct_source_ips = 2\ndenial_burst = 3\n";
+    let s = crate::api_keys::KeyGateway::start_with("", anomaly).await;
+    // One key used from three addresses: a copied key, named by its id and owner.
+    for src in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        let c = s.anonymous().with_source(src);
+        let r = s.call(&c, "/orders/1", &[("x-api-key", &s.key)]).await;
+        assert_eq!(r.status, 200);
+    }
+    // Guessing: four wrong keys from one address count against that address.
+    let guesser = s.anonymous().with_source("127.0.0.9");
+    for n in 0..4 {
+        let wrong = format!("not-a-key-{n}");
+        let r = s
+            .call(&guesser, "/orders/1", &[("x-api-key", &wrong)])
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let all = anomalies(&s.gw, "").await;
+    let events = all["anomalies"].as_array().unwrap();
+    let shared = events
+        .iter()
+        .find(|e| e["kind"] == "shared_credential")
+        .unwrap_or_else(|| panic!("{all:#}"));
+    assert_eq!(shared["identity"], format!("api_key:{}", s.id));
+    assert_eq!(shared["owner"], "team-erp");
+    let guessing = events
+        .iter()
+        .find(|e| e["kind"] == "denial_burst")
+        .unwrap_or_else(|| panic!("{all:#}"));
+    assert_eq!(guessing["identity"], "127.0.0.9");
+    assert!(!all.to_string().contains(&s.key), "never the key");
+}

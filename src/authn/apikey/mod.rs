@@ -39,6 +39,8 @@ pub struct KeyRecord {
     /// What rate limits and quotas count this key's requests under (as a certificate's
     /// SHA-256 for certificates): SHA-256 of "api-key:" and the id.
     pub limit_id: [u8; 32],
+    /// `api_key:<id>`: the identity anomaly signals name it by.
+    pub label: String,
 }
 
 #[derive(Debug)]
@@ -342,6 +344,7 @@ fn compile_record(
             )
         })?,
         limit_id: crate::util::digest::sha256(format!("api-key:{}", k.id).as_bytes()),
+        label: format!("api_key:{}", k.id),
     })
 }
 

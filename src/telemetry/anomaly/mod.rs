@@ -138,6 +138,8 @@ impl AnomalySpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Watched {
     Certificate([u8; 32]),
+    /// A legacy API key, by its `limit_id`: a copied key shows as one key from many places.
+    ApiKey([u8; 32]),
     SourceIp(IpAddr),
 }
 
@@ -160,7 +162,8 @@ pub struct AnomalyEvent {
     /// RFC 3339, UTC.
     pub time: String,
     pub kind: AnomalyKind,
-    /// Hex SHA-256 of the certificate, or the source address of a client without one.
+    /// Hex SHA-256 of the certificate, `api_key:<id>` for a legacy API key, or the source
+    /// address of a client with neither.
     pub identity: String,
     pub subject: Option<String>,
     pub owner: Option<String>,
@@ -201,7 +204,7 @@ impl Anomalies {
         let seen = Seen {
             now_ms: self.now_ms(),
             source: r.source,
-            has_certificate: matches!(r.who, Watched::Certificate(_)),
+            is_credential: !matches!(r.who, Watched::SourceIp(_)),
             route: r.route,
             refused: r.refused,
         };
@@ -226,7 +229,7 @@ impl Anomalies {
         let identity = match (r.identity, r.who) {
             (Some((hash, _)), _) => hash.to_string(),
             (None, Watched::SourceIp(ip)) => ip.to_string(),
-            (None, Watched::Certificate(h)) => hex::encode(h),
+            (None, Watched::Certificate(h) | Watched::ApiKey(h)) => hex::encode(h),
         };
         let event = AnomalyEvent {
             time: crate::util::time::fmt_time(crate::util::time::unix_now()),

@@ -16,8 +16,9 @@ const IPS_SHOWN: usize = 8;
 pub struct Seen<'a> {
     pub now_ms: u64,
     pub source: IpAddr,
-    /// Whether source addresses say anything (a certificate, not a bare source IP).
-    pub has_certificate: bool,
+    /// Whether source addresses say anything (a certificate or an API key, not a bare source
+    /// IP).
+    pub is_credential: bool,
     /// The route's inventory id, and its name for details; `None` when no route matched.
     pub route: Option<(u32, &'a str)>,
     /// Answered 401, 403 or 429.
@@ -60,7 +61,7 @@ impl Track {
     ) {
         let now = s.now_ms;
         self.last_ms = now;
-        if s.has_certificate && self.note_source(spec, s.source, now) {
+        if s.is_credential && self.note_source(spec, s.source, now) {
             let shown: Vec<String> = self
                 .ips
                 .iter()
@@ -71,7 +72,7 @@ impl Track {
                 raise(
                     AnomalyKind::SharedCredential,
                     format!(
-                        "one certificate from {} source addresses within {}: {}",
+                        "one credential from {} source addresses within {}: {}",
                         self.ips.len(),
                         humantime::format_duration(spec.window),
                         shown.join(", ")
@@ -260,7 +261,7 @@ mod tests {
         Seen {
             now_ms,
             source: IpAddr::from(ip),
-            has_certificate: true,
+            is_credential: true,
             route,
             refused,
         }
