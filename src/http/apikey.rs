@@ -93,8 +93,8 @@ pub(super) async fn authenticate<B>(
         return Ok(None);
     }
     let now = coarse_unix_now();
-    let checked = if format::parse(presented).is_ok() || !settings.keys.has_legacy() {
-        settings.keys.check(presented, now).cloned()
+    let checked = if !settings.keys.has_legacy() || presented.starts_with(format::PREFIX) {
+        settings.keys.check_on(&ctx.api_keys, presented, now)
     } else {
         // argon2id: slow by design, so off the async threads.
         let (settings, presented) = (settings.clone(), presented.to_string());

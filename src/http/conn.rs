@@ -50,6 +50,8 @@ pub struct ConnContext {
     pub close: tokio::sync::Notify,
     /// The last access token verified on this connection.
     pub(super) tokens: ConnTokenCache,
+    /// The last API key verified on this connection.
+    pub(super) api_keys: crate::authn::apikey::ConnKeyCache,
     /// The authority this connection's requests name, validated once.
     pub(super) authority: AuthorityCache,
     /// The certificate's owner for one snapshot generation: `generation << 16 | (index + 1)`
@@ -105,6 +107,7 @@ impl ConnContext {
             verified_generation: AtomicU64::new(snapshot.generation),
             close: tokio::sync::Notify::new(),
             tokens: ConnTokenCache::default(),
+            api_keys: Default::default(),
             authority: AuthorityCache::default(),
             owner_memo: AtomicU64::new(0),
             ocsp_memo: AtomicU64::new(0),

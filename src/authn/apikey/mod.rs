@@ -3,7 +3,10 @@
 //! key — HMAC-SHA-256 with a pepper, compared in constant time. Imported legacy keys (any
 //! shape) are stored as argon2id and checked off the async threads ([`ApiKeys::check_legacy`]).
 
+mod cache;
 pub mod format;
+
+pub use cache::ConnKeyCache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -133,6 +136,8 @@ pub struct ApiKeys {
     /// Legacy keys already checked, by their HMAC under the pepper: the record's index in
     /// `legacy`, or `None` (no record): argon2 runs once per distinct presented value.
     legacy_seen: ArcSwap<HashMap<[u8; 32], Option<usize>>>,
+    /// This set's identity for connections' caches: a reload brings a new set.
+    set: Arc<()>,
 }
 
 /// Legacy checks remembered; past this the memory starts over.
@@ -172,6 +177,7 @@ impl ApiKeys {
             by_id,
             legacy,
             legacy_seen: ArcSwap::from_pointee(HashMap::new()),
+            set: Arc::new(()),
         })
     }
 
@@ -191,6 +197,22 @@ impl ApiKeys {
     /// checked against them, off the async threads).
     pub fn has_legacy(&self) -> bool {
         !self.legacy.is_empty()
+    }
+
+    /// [`ApiKeys::check`], answered from `conn` when the connection proved the same key
+    /// against this set before (revocation and sunset are checked either way).
+    pub fn check_on(
+        &self,
+        conn: &ConnKeyCache,
+        presented: &str,
+        now: i64,
+    ) -> Result<Arc<KeyRecord>, KeyFailure> {
+        if let Some(known) = conn.get(&self.set, presented, now) {
+            return known;
+        }
+        let record = self.check(presented, now)?.clone();
+        conn.put(&self.set, presented, record.clone());
+        Ok(record)
     }
 
     /// Checks an issued key: shape and check characters (no lookup when they fail), the

@@ -187,3 +187,43 @@ fn the_keys_file_holds_hashes_only() {
     assert_eq!(twice.key, "key[1].id");
     assert!(Pepper::new(b"short").is_err());
 }
+
+#[test]
+fn a_connection_remembers_only_the_key_it_proved_against_the_same_set() {
+    let (key, rec) = issued("2027-03-31");
+    let (other_key, other) = issued("2027-03-31");
+    let keys = compile(vec![rec.clone(), other]).unwrap();
+    let conn = ConnKeyCache::default();
+    let first = keys.check_on(&conn, &key, NEW_YEAR).unwrap();
+    // The same key again: the remembered record (the same allocation).
+    let again = keys.check_on(&conn, &key, NEW_YEAR).unwrap();
+    assert!(Arc::ptr_eq(&first, &again));
+    // Another key on the connection is checked in full (and becomes the remembered one).
+    let second = keys.check_on(&conn, &other_key, NEW_YEAR).unwrap();
+    assert_ne!(second.id, first.id);
+    // A forged key with a remembered id is not taken from memory.
+    let body = format!("cgk_{}_{}", rec.id, "A".repeat(22));
+    let forged = format!("{body}_{}", format::checksum(&body));
+    assert_eq!(
+        keys.check_on(&conn, &forged, NEW_YEAR).unwrap_err(),
+        KeyFailure::Unknown
+    );
+    // Past the sunset, the remembered key stops like any other.
+    keys.check_on(&conn, &key, NEW_YEAR).unwrap();
+    assert_eq!(
+        keys.check_on(&conn, &key, NEW_YEAR + 365 * 86400)
+            .unwrap_err(),
+        KeyFailure::Sunset
+    );
+    // A reloaded keys file (here: the key revoked) is a new set: nothing is taken from memory.
+    keys.check_on(&conn, &key, NEW_YEAR).unwrap();
+    let revoked = compile(vec![RawKey {
+        revoked: true,
+        ..rec
+    }])
+    .unwrap();
+    assert_eq!(
+        revoked.check_on(&conn, &key, NEW_YEAR).unwrap_err(),
+        KeyFailure::Revoked
+    );
+}
