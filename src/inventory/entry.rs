@@ -1,7 +1,7 @@
 //! One inventory entry: what is known about one credential. Counters are atomics so requests
 //! never lock.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -37,11 +37,15 @@ pub struct Entry {
     pub(super) revoked_at: AtomicI64,
     /// API keys: requests per day over the last [`DAYS`] days (the migration report).
     pub(super) days: Option<Box<DayCounts>>,
+    /// A credential the config names whose facts (owner, sunset, expiry) the fleet database
+    /// has not had since they were last registered: sent even without new requests.
+    pub(super) facts_unsynced: AtomicBool,
 }
 
 impl Entry {
     pub(super) fn new(identity: Identity, first_seen: i64, last_seen: i64) -> Self {
         let days = (identity.kind == Kind::ApiKey).then(Box::default);
+        let from_config = identity.kind.from_config();
         Self {
             identity: ArcSwap::from_pointee(identity),
             first_seen: AtomicI64::new(first_seen),
@@ -55,6 +59,7 @@ impl Entry {
             route_counts: RouteCounts::default(),
             revoked_at: AtomicI64::new(0),
             days,
+            facts_unsynced: AtomicBool::new(from_config),
         }
     }
 

@@ -32,6 +32,8 @@ impl Inventory {
         if revoked {
             entry.mark_revoked(now);
         }
+        // The fleet database gets the facts as they stand now (once per config going live).
+        entry.facts_unsynced.store(true, Ordering::Relaxed);
     }
 
     /// The entry of a credential that is registered or was seen before.

@@ -362,3 +362,90 @@ async fn a_batch_whose_commit_answer_is_lost_is_not_counted_twice() {
     get(&pki, &g, "a", "/x", 1).await;
     wait_for_rows(&pg, "CN=a,O=Example|pod-a|api|6|0").await;
 }
+
+#[tokio::test]
+async fn configured_credentials_reach_the_database_before_their_first_use() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let pg = PgServer::start().await;
+    pki.write("pepper", "an HMAC pepper of at least thirty-two bytes");
+    let inv = format!(
+        "postgres = \"{}\"\ngateway_id = \"pod-a\"\n[api_keys]\nfile = \"api-keys.toml\"\npepper_file = \"pepper\"",
+        pg.url()
+    );
+    let (path, addr, admin) = write_config(&pki, "gw", &up.url(), &inv);
+    let (code, key, err) = run_cli(&[
+        "keys",
+        "new",
+        "--config",
+        path.to_str().unwrap(),
+        "--owner",
+        "team-erp",
+        "--sunset",
+        "2099-03-31",
+        "--routes",
+        "api",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let id = key.trim()[4..13].to_string();
+    // The "api" route takes keys (listener optional) for the second half.
+    let config = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("mode = \"require\"", "mode = \"optional\"")
+        .replace("name = \"api\"\n", "name = \"api\"\napi_keys = true\n");
+    std::fs::write(&path, config).unwrap();
+    let g = Gateway::launch(&path, addr, admin).await;
+    // Listed in the fleet with its owner and sunset, never used (first and last seen 0).
+    let want = format!("api_key|{id}|team-erp|4078598400|0|0");
+    wait_for("the key's row", Duration::from_secs(15), || {
+        let seen = pg
+            .try_query(
+                "SELECT kind, subject, owner, extract(epoch FROM not_after)::bigint, \
+                 extract(epoch FROM first_seen)::bigint, extract(epoch FROM last_seen)::bigint \
+                 FROM certgate_credentials WHERE kind <> 'certificate'",
+            )
+            .unwrap_or_else(|e| e);
+        let want = want.clone();
+        async move {
+            if seen.trim() == want {
+                Ok(())
+            } else {
+                Err(seen)
+            }
+        }
+    })
+    .await;
+    let (code, out, err) = run_cli(&[
+        "inventory",
+        "--config",
+        path.to_str().unwrap(),
+        "--source",
+        "postgres",
+        "--kind",
+        "api_key",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id) && out.contains("never"), "{out}");
+    assert!(!out.contains(key.trim()), "never the key");
+    // Once used, its first use is the real one, not the 0 of "never used".
+    let client = TlsClient::new(&pki, g.addr, None);
+    let r = client.get_with("/x", &[("x-api-key", key.trim())]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_for("the key's first use", Duration::from_secs(15), || {
+        let seen = pg
+            .try_query(
+                "SELECT extract(epoch FROM first_seen)::bigint > 0, \
+                 extract(epoch FROM last_seen)::bigint > 0 FROM certgate_credentials \
+                 WHERE kind = 'api_key'",
+            )
+            .unwrap_or_else(|e| e);
+        async move {
+            if seen.trim() == "t|t" {
+                Ok(())
+            } else {
+                Err(seen)
+            }
+        }
+    })
+    .await;
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use tokio_postgres::Transaction;
 
-use crate::inventory::{Inventory, RouteCount};
+use crate::inventory::{Entry, Inventory, RouteCount};
 
 /// Counts of one (credential, route) not yet in the database.
 #[derive(Default)]
@@ -33,6 +33,8 @@ pub struct Batch {
     s_refused: Vec<i64>,
     /// What each route count will be marked as synced to once committed.
     marks: Vec<(Arc<RouteCount>, u64, u64, i64)>,
+    /// Credentials the config names whose facts this batch carries.
+    facts: Vec<Arc<Entry>>,
 }
 
 impl Batch {
@@ -68,7 +70,11 @@ impl Batch {
                 b.s_refused.push((refused - synced_refused) as i64);
                 b.marks.push((c.clone(), allowed, refused, last));
             }
-            if any {
+            let facts = entry.facts_unsynced.load(Ordering::Relaxed);
+            if facts {
+                b.facts.push(entry.clone());
+            }
+            if any || facts {
                 let id = entry.identity.load();
                 b.sha256.push(id.sha256.clone());
                 b.kind.push(id.kind.label());
@@ -92,19 +98,21 @@ impl Batch {
             .entries
             .iter()
             .map(|e| {
-                e.value()
-                    .route_counts
-                    .all()
-                    .iter()
-                    .filter(|c| c.unsynced().is_some())
-                    .count()
+                let e = e.value();
+                let facts = usize::from(e.facts_unsynced.load(Ordering::Relaxed));
+                facts
+                    + e.route_counts
+                        .all()
+                        .iter()
+                        .filter(|c| c.unsynced().is_some())
+                        .count()
             })
             .sum()
     }
 
-    /// Rows waiting for the database.
+    /// Rows waiting for the database: sightings, and the facts of configured credentials.
     pub fn rows(&self) -> usize {
-        self.s_sha256.len()
+        self.s_sha256.len() + self.facts.len()
     }
 
     /// Writes the batch in `tx`; false when the database already has it (a retry after a
@@ -138,7 +146,10 @@ impl Batch {
                  owner = coalesce(EXCLUDED.owner, certgate_credentials.owner),
                  not_after = EXCLUDED.not_after,
                  revoked_at = coalesce(certgate_credentials.revoked_at, EXCLUDED.revoked_at),
-                 first_seen = least(certgate_credentials.first_seen, EXCLUDED.first_seen),
+                 -- 0 (1970): a configured credential nobody used yet, never the earliest use.
+                 first_seen = coalesce(least(nullif(certgate_credentials.first_seen, to_timestamp(0)),
+                                             nullif(EXCLUDED.first_seen, to_timestamp(0))),
+                                       to_timestamp(0)),
                  last_seen = greatest(certgate_credentials.last_seen, EXCLUDED.last_seen)",
             &[
                 &self.sha256,
@@ -187,6 +198,9 @@ impl Batch {
 
     /// After the commit: the database has what this batch carried.
     pub fn acknowledge(&self) {
+        for e in &self.facts {
+            e.facts_unsynced.store(false, Ordering::Relaxed);
+        }
         for (c, allowed, refused, last) in &self.marks {
             c.synced_allowed.store(*allowed, Ordering::Relaxed);
             c.synced_refused.store(*refused, Ordering::Relaxed);
