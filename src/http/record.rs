@@ -253,8 +253,7 @@ impl Exchange {
             return;
         };
         let id = self.ctx.identity.as_deref();
-        // A key that authenticated the request is watched as a credential of its own: failed
-        // attempts (no record) count against the source address.
+        // An authenticated key is a credential of its own; failed keys count for the address.
         let key = self.api_key.as_ref().and_then(|k| k.record.as_deref());
         let (who, identity) = match (id, key) {
             (Some(i), _) => (

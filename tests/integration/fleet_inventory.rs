@@ -57,9 +57,14 @@ const SIGHTINGS: &str = "SELECT c.subject, s.gateway_id, s.route, s.allowed, s.r
 
 /// Waits (up to 15 s) until the sightings table reads `want`.
 async fn wait_for_rows(pg: &PgServer, want: &str) {
-    let what = format!("the sightings to read\n{want}\n");
+    wait_for_query(pg, SIGHTINGS, want).await
+}
+
+/// Waits (up to 15 s) until `sql` reads `want`.
+async fn wait_for_query(pg: &PgServer, sql: &str, want: &str) {
+    let what = format!("{sql} to read\n{want}\n");
     wait_for(&what, Duration::from_secs(15), || {
-        let seen = pg.try_query(SIGHTINGS).unwrap_or_else(|e| e);
+        let seen = pg.try_query(sql).unwrap_or_else(|e| e);
         async move {
             if seen.trim() == want.trim() {
                 Ok(())
@@ -396,25 +401,10 @@ async fn configured_credentials_reach_the_database_before_their_first_use() {
     std::fs::write(&path, config).unwrap();
     let g = Gateway::launch(&path, addr, admin).await;
     // Listed in the fleet with its owner and sunset, never used (first and last seen 0).
-    let want = format!("api_key|{id}|team-erp|4078598400|0|0");
-    wait_for("the key's row", Duration::from_secs(15), || {
-        let seen = pg
-            .try_query(
-                "SELECT kind, subject, owner, extract(epoch FROM not_after)::bigint, \
+    let facts = "SELECT kind, subject, owner, extract(epoch FROM not_after)::bigint, \
                  extract(epoch FROM first_seen)::bigint, extract(epoch FROM last_seen)::bigint \
-                 FROM certgate_credentials WHERE kind <> 'certificate'",
-            )
-            .unwrap_or_else(|e| e);
-        let want = want.clone();
-        async move {
-            if seen.trim() == want {
-                Ok(())
-            } else {
-                Err(seen)
-            }
-        }
-    })
-    .await;
+                 FROM certgate_credentials WHERE kind <> 'certificate'";
+    wait_for_query(&pg, facts, &format!("api_key|{id}|team-erp|4078598400|0|0")).await;
     let (code, out, err) = run_cli(&[
         "inventory",
         "--config",
@@ -431,21 +421,8 @@ async fn configured_credentials_reach_the_database_before_their_first_use() {
     let client = TlsClient::new(&pki, g.addr, None);
     let r = client.get_with("/x", &[("x-api-key", key.trim())]).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    wait_for("the key's first use", Duration::from_secs(15), || {
-        let seen = pg
-            .try_query(
-                "SELECT extract(epoch FROM first_seen)::bigint > 0, \
-                 extract(epoch FROM last_seen)::bigint > 0 FROM certgate_credentials \
-                 WHERE kind = 'api_key'",
-            )
-            .unwrap_or_else(|e| e);
-        async move {
-            if seen.trim() == "t|t" {
-                Ok(())
-            } else {
-                Err(seen)
-            }
-        }
-    })
-    .await;
+    let used = "SELECT extract(epoch FROM first_seen)::bigint > 0, \
+                extract(epoch FROM last_seen)::bigint > 0 FROM certgate_credentials \
+                WHERE kind = 'api_key'";
+    wait_for_query(&pg, used, "t|t").await;
 }
