@@ -6,6 +6,7 @@
 pub mod binding;
 pub mod cache;
 pub mod check;
+pub mod dpop;
 pub mod jwks;
 pub mod jwt;
 pub mod remote;
