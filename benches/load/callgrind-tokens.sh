@@ -35,23 +35,13 @@ enabled = $([ "${ANOMALY:-on}" = off ] && echo false || echo true)
 url = "http://127.0.0.1:19081"
 retries = 0
 $(token_and_limit_routes)
-[api_keys]
-file = "api-keys.toml"
-pepper_file = "api-key-pepper"
-[[routes]]
-name = "key"
-path_prefix = "/key"
-upstream = "app"
-api_keys = true
-allow = [{ uri = "spiffe://bench/loadgen" }]
+$(api_key_route)
 [[routes]]
 name = "bench"
 path_prefix = "/"
 upstream = "app"
 allow = [{ uri = "spiffe://bench/loadgen" }]
 EOT
-head -c 32 /dev/urandom > api-key-pepper
-rm -f api-keys.toml
 KEY=$("$CERTGATE" keys new --config certgate.toml --owner bench --sunset 2099-12-31 --routes key)
 "$HELPER" upstream --bind 127.0.0.1:19081 & UP=$!
 TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file=/tmp/cg/cg.%p.out "$CERTGATE" run --config certgate.toml >cg.log 2>&1 & CG=$!

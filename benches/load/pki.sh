@@ -48,6 +48,25 @@ token = { issuer = "idp", scopes = ["payments:read"] }
 EOT
 }
 
+# The API-key scenario's table and route (run.sh, callgrind-tokens.sh): `[api_keys]` with a
+# fresh pepper and an empty keys file (issue one with `certgate keys new --routes key`), and /key
+# taking keys (the listener must be "optional"). Goes before the catch-all route.
+api_key_route() {
+  head -c 32 /dev/urandom > api-key-pepper
+  rm -f api-keys.toml
+  cat <<EOT
+[api_keys]
+file = "api-keys.toml"
+pepper_file = "api-key-pepper"
+[[routes]]
+name = "key"
+path_prefix = "/key"
+upstream = "app"
+api_keys = true
+allow = [{ uri = "spiffe://bench/loadgen" }]
+EOT
+}
+
 # bench_config LISTEN_PORT ADMIN_PORT UPSTREAM [LISTENER_LINES] [MODE]: the head of a benchmark
 # certgate config — the client certificate required (MODE: "optional" for API-key clients)
 # against ca.pem and its CRL, no per-identity connection cap (LISTENER_LINES adds to

@@ -201,30 +201,26 @@ def token_rows(r):
     return rows
 
 
-def rate_limit_row(r):
+def certgate_only_row(r, label, prefix):
+    """Scenario (a) against the same scenario on another certgate route (`prefix`.a/.acpu)."""
     b = r.best
-    return (
-        "| (i) keep-alive HTTP/1.1, 64 conns, per-identity rate limit that never triggers"
-        " | %.0f / %.1f µs | %.0f / %.1f µs (%+.1f%%) | %.4f |"
-        % (
-            b("certgate.a", 0, max), b("certgate.cpu", 0, min) / 1000,
-            b("rl.a", 0, max), b("rl.acpu", 0, min) / 1000,
-            r.change("certgate.cpu", "rl.acpu"), b("rl.a", 3, min),
-        )
+    return "| %s | %.0f / %.1f µs | %.0f / %.1f µs (%+.1f%%) | %.4f |" % (
+        label,
+        b("certgate.a", 0, max), b("certgate.cpu", 0, min) / 1000,
+        b(prefix + ".a", 0, max), b(prefix + ".acpu", 0, min) / 1000,
+        r.change("certgate.cpu", prefix + ".acpu"), b(prefix + ".a", 3, min),
     )
+
+
+def rate_limit_row(r):
+    return certgate_only_row(
+        r, "(i) keep-alive HTTP/1.1, 64 conns, per-identity rate limit that never triggers", "rl")
 
 
 def api_key_row(r):
-    b = r.best
-    return (
-        "| (j) keep-alive HTTP/1.1, 64 conns, a legacy API key instead of a client certificate"
-        " | %.0f / %.1f µs | %.0f / %.1f µs (%+.1f%%) | %.4f |"
-        % (
-            b("certgate.a", 0, max), b("certgate.cpu", 0, min) / 1000,
-            b("key.a", 0, max), b("key.acpu", 0, min) / 1000,
-            r.change("certgate.cpu", "key.acpu"), b("key.a", 3, min),
-        )
-    )
+    return certgate_only_row(
+        r, "(j) keep-alive HTTP/1.1, 64 conns, a legacy API key instead of a client certificate",
+        "key")
 
 
 def render(args, res, now=None):

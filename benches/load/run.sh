@@ -91,19 +91,10 @@ UP=127.0.0.1:19080 CG=127.0.0.1:19443 NG=127.0.0.1:19444 HA=127.0.0.1:19445 ADMI
 # sets no per-identity cap).
 # The listener is "optional" so API-key clients (no certificate) reach the /key route; every
 # other route still requires the certificate by its allow rule (verified the same way).
-head -c 32 /dev/urandom > api-key-pepper
 cat > certgate.toml <<EOF
 $(bench_config "${CG##*:}" "${ADMIN##*:}" "$UP" "max_connections = $MAXCONN" optional)
 $(token_and_limit_routes)
-[api_keys]
-file = "api-keys.toml"
-pepper_file = "api-key-pepper"
-[[routes]]
-name = "key"
-path_prefix = "/key"
-upstream = "app"
-api_keys = true
-allow = [{ uri = "spiffe://bench/loadgen" }]
+$(api_key_route)
 [[routes]]
 name = "bench"
 path_prefix = "/"

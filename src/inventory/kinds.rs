@@ -19,13 +19,7 @@ impl Inventory {
             .or_insert_with(|| Arc::new(Entry::new(d.identity(), 0, 0)))
             .clone();
         let identity = d.identity();
-        let current = entry.identity.load();
-        if current.subject != identity.subject
-            || current.issuer != identity.issuer
-            || current.serial != identity.serial
-            || current.not_before != identity.not_before
-            || current.not_after != identity.not_after
-        {
+        if **entry.identity.load() != identity {
             entry.identity.store(Arc::new(identity));
         }
         entry.set_owner(owner);

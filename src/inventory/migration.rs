@@ -34,11 +34,13 @@ pub struct MigrationRow {
 /// The API keys among `records`, most used first.
 pub fn migration_rows(records: &[Record], now: i64, expiring_secs: i64) -> Vec<MigrationRow> {
     let today = now.div_euclid(86400);
-    let certificate_owner = |owner: &str| {
-        records
-            .iter()
-            .any(|r| r.kind() == Kind::Certificate && r.owner.as_deref() == Some(owner))
-    };
+    // One pass: owners with a certificate (not one scan per key).
+    let certificate_owners: std::collections::HashSet<&str> = records
+        .iter()
+        .filter(|r| r.kind() == Kind::Certificate)
+        .filter_map(|r| r.owner.as_deref())
+        .collect();
+    let certificate_owner = |owner: &str| certificate_owners.contains(owner);
     let mut rows: Vec<MigrationRow> = records
         .iter()
         .filter(|r| r.kind() == Kind::ApiKey)

@@ -154,7 +154,7 @@ impl Record {
 }
 
 /// A certificate as the inventory knows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Identity {
     /// Absent in files written before the register held other kinds: a certificate.
     #[serde(default)]
